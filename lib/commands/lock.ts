@@ -1,0 +1,29 @@
+/** Builders for the deploy lock: a folder made with one atomic mkdir, with holder.json inside. */
+import { script, type Cmd } from '../cmd.ts';
+import type { Layout } from '../paths.ts';
+
+/** Exit status of `acquireLock` when another holder has the lock; it prints that holder.json. */
+export const LOCK_HELD = 75;
+
+/** Takes the lock and writes holder.json from stdin; if held, prints the holder and exits LOCK_HELD. */
+export const acquireLock = (l: Layout): Cmd =>
+  script(
+    [
+      'mkdir -p "$3" && chmod 700 "$3"',
+      'if ! mkdir "$1" 2>/dev/null; then cat "$2" 2>/dev/null || echo "{}"; exit 75; fi',
+      'cat >"$2.tmp" && mv "$2.tmp" "$2"',
+    ].join('\n'),
+    l.lock,
+    l.holder,
+    l.skiff,
+  );
+
+/** Releases the lock, but only if holder.json still carries this run's token. */
+export const releaseLock = (l: Layout, token: string): Cmd =>
+  script('if grep -qF "$3" "$2" 2>/dev/null; then rm -rf "$1"; fi; exit 0', l.lock, l.holder, token);
+
+/** Breaks a lock whatever holds it (after the caller showed that its holder is gone). */
+export const breakLock = (l: Layout): Cmd => script('rm -rf "$1"', l.lock);
+
+/** Whether a process id is alive on the host: prints alive or dead. */
+export const pidAlive = (pid: number): Cmd => script('if kill -0 "$1" 2>/dev/null; then echo alive; else echo dead; fi', String(pid));

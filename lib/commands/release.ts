@@ -1,0 +1,41 @@
+/** Builders for the release folders, `current` and the bookkeeping files under DEPLOY_PATH. */
+import { cmd, raw, script, seq, type Cmd } from '../cmd.ts';
+import type { Layout } from '../paths.ts';
+
+/** Creates the folders of the layout; the bookkeeping folder is private. */
+export const prepareLayout = (l: Layout): Cmd =>
+  seq(['mkdir', '-p', l.releases, l.data, l.logs, `${l.skiff}/env`], ['chmod', '700', l.skiff, `${l.skiff}/env`]);
+
+/** Makes a release's env snapshot the live shared/.env (copy beside it, then rename). */
+export const publishEnv = (l: Layout, id: string): Cmd =>
+  seq(['cp', l.envOf(id), `${l.envFile}.tmp`], ['chmod', '600', `${l.envFile}.tmp`], ['mv', '-T', `${l.envFile}.tmp`, l.envFile]);
+
+/**
+ * Unpacks a tar stream from stdin into `releases/<id>`: into a `.partial` folder first, renamed at
+ * the end, so a release folder either holds the whole build or does not exist.
+ */
+export const unpackRelease = (l: Layout, id: string): Cmd => {
+  const partial = `${l.release(id)}.partial`;
+  return seq(['rm', '-rf', partial], ['mkdir', '-p', partial], ['tar', '-x', '-f', '-', '-C', partial], ['mv', '-T', partial, l.release(id)]);
+};
+
+/** Points `current` at a release atomically: a new link under a temporary name, then rename over. */
+export const switchCurrent = (l: Layout, id: string): Cmd =>
+  seq(['ln', '-sfn', `releases/${id}`, `${l.root}/.current-tmp`], ['mv', '-T', `${l.root}/.current-tmp`, l.current]);
+
+/** Removes release folders. */
+export const removeReleases = (l: Layout, ids: readonly string[]): Cmd =>
+  cmd('rm', '-rf', ...ids.flatMap((id) => [l.release(id), l.envOf(id)]));
+
+/** Lists release folder names, one a line (partial uploads excluded). */
+export const listReleases = (l: Layout): Cmd =>
+  script('cd "$1" 2>/dev/null || exit 0; for d in *; do [ -d "$d" ] && case "$d" in *.partial) ;; *) echo "$d" ;; esac; done; exit 0', l.releases);
+
+/** Whether a path exists: prints yes or no. */
+export const exists = (path: string): Cmd => script('if [ -e "$1" ]; then echo yes; else echo no; fi', path);
+
+/** Appends one line to a file (lines shorter than PIPE_BUF are appended whole). */
+export const appendLine = (file: string): Cmd => cmd('tee', '-a', file, raw('>/dev/null'));
+
+/** Last lines of a file, or nothing when it does not exist. */
+export const tail = (file: string, lines: number): Cmd => script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', file, String(lines));

@@ -1,0 +1,201 @@
+/**
+ * The deploy flow, step by step (docs/deploy-vps.md). Each step is a short function of the context;
+ * scripts/deploy-vps.ts puts them in a listr2 list. A step that can leave the host without a healthy
+ * version undoes itself before it rethrows, so a failed deploy leaves the previous release serving.
+ */
+import { renderEnvFile } from './appenv.ts';
+import { releaseTar, runBuild } from './build.ts';
+import { cmd, script, seq } from './cmd.ts';
+import { exists, listReleases, prepareLayout, publishEnv, removeReleases, switchCurrent, unpackRelease } from './commands/release.ts';
+import { portStatus } from './commands/supervisor.ts';
+import type { Config } from './config.ts';
+import { HealthCheckError, SkiffError } from './errors.ts';
+import { waitHealthy, type Clock } from './health.ts';
+import type { Host } from './host.ts';
+import type { Layout } from './paths.ts';
+import { findSlot, haltSlot, launchSlot, slotLogTail } from './runtime/process.ts';
+import { appendHistory, audit, readHistory, readState, releasesToPrune, writeState, type HostState, type SlotState } from './state.ts';
+import { releaseId } from './version.ts';
+
+/** With proxy `none` there is one slot, and it is called blue. */
+export const SINGLE_SLOT = 'blue';
+
+export interface DeployCtx {
+  readonly cfg: Config;
+  readonly host: Host;
+  readonly l: Layout;
+  readonly version: string;
+  readonly gitSha: string | undefined;
+  readonly who: string;
+  readonly now: () => Date;
+  readonly clock?: Clock;
+  readonly signal: AbortSignal;
+  /** Where progress lines go (the listr task's output). */
+  log: (line: string) => void;
+  id: string;
+  /** What served before this deploy, to go back to. */
+  previous: { readonly state: HostState; readonly slot: SlotState } | undefined;
+  readonly durations: Record<string, number>;
+  /** Set once the new release serves; from then on a failure no longer undoes the deploy. */
+  switched: boolean;
+}
+
+/** Times a step into ctx.durations. */
+export const timed = async <T>(ctx: DeployCtx, step: string, fn: () => Promise<T>): Promise<T> => {
+  ctx.signal.throwIfAborted();
+  const t0 = Date.now();
+  try {
+    return await fn();
+  } finally {
+    ctx.durations[step] = Date.now() - t0;
+  }
+};
+
+/** Host prerequisites and the port: nothing is changed on the host if this fails. */
+export const preflight = async (ctx: DeployCtx): Promise<void> => {
+  const { host, cfg, l } = ctx;
+  const missing = (
+    await host.exec(script('for c in sh tar setsid grep awk; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done; exit 0'))
+  ).stdout.trim();
+  if (missing) throw new SkiffError(`${host.name} lacks ${missing.split('\n').join(', ')}: install them (Debian: apt-get install coreutils tar util-linux)`);
+  const state = await readState(host, l);
+  const live = state?.live ? state.slots[state.live] : undefined;
+  ctx.previous = state && live ? { state, slot: live } : undefined;
+  const port = cfg.ports[0] as number;
+  const ours = await findSlot(host, l, SINGLE_SLOT);
+  if (ours.state !== 'running' && (await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
+    throw new SkiffError(`${host.name}: port ${port} is already in use by another program: stop it or choose another port in DEPLOY_PORTS`);
+  }
+};
+
+/** Runs DEPLOY_BUILD in APP_DIR on this machine. */
+export const build = (ctx: DeployCtx): Promise<void> =>
+  runBuild(ctx.cfg, (text) => {
+    for (const line of text.split('\n')) if (line.trim()) ctx.log(line);
+  });
+
+/** Streams the release folder to `releases/<id>` on the host. */
+export const ship = async (ctx: DeployCtx): Promise<void> => {
+  const { host, l } = ctx;
+  await host.exec(prepareLayout(l));
+  const base = releaseId(ctx.now(), ctx.version);
+  let id = base;
+  for (let n = 2; (await host.exec(exists(l.release(id)))).stdout.trim() === 'yes'; n++) id = `${base}-${n}`;
+  ctx.id = id;
+  const tar = releaseTar(ctx.cfg);
+  await Promise.all([host.exec(unpackRelease(l, id), { stdin: tar.stream }), tar.done]);
+};
+
+/** Writes the release's app environment (mode 0600); it becomes shared/.env when the release goes live. */
+export const writeAppEnv = (ctx: DeployCtx): Promise<void> =>
+  ctx.host.put(ctx.l.envOf(ctx.id), renderEnvFile({ ...ctx.cfg.appEnv }), { mode: 0o600 });
+
+const startIn = (ctx: DeployCtx, release: string, version: string, port: number) =>
+  launchSlot(ctx.host, ctx.l, {
+    slot: SINGLE_SLOT,
+    releaseDir: ctx.l.release(release),
+    port,
+    start: ctx.cfg.start,
+    version,
+    env: ctx.cfg.env,
+    envFile: ctx.l.envOf(release),
+  });
+
+/** Health gate of whatever runs in the single slot now. */
+export const gateSlot = (ctx: DeployCtx, port: number) =>
+  waitHealthy(ctx.host, {
+    port,
+    path: ctx.cfg.health.path,
+    timeoutSeconds: ctx.cfg.health.timeoutSeconds,
+    isAlive: async () => (await findSlot(ctx.host, ctx.l, SINGLE_SLOT)).state === 'running',
+    logTail: () => slotLogTail(ctx.host, ctx.l, SINGLE_SLOT),
+    signal: ctx.signal,
+    ...(ctx.clock ? { clock: ctx.clock } : {}),
+  });
+
+/**
+ * One slot (proxy `none`): stop the old process (it drains), start the new release, health-gate it.
+ * On any failure the new process is stopped and the previous release started again.
+ */
+export const replaceAndGate = async (ctx: DeployCtx): Promise<void> => {
+  const { host, l, cfg } = ctx;
+  const port = cfg.ports[0] as number;
+  try {
+    const stopped = await haltSlot(host, l, SINGLE_SLOT, cfg.drainSeconds);
+    if (stopped !== 'not-running') ctx.log(`old process ${stopped}`);
+    if ((await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
+      throw new SkiffError(`${host.name}: port ${port} is still in use after the old process stopped: another program holds it`);
+    }
+    const pid = await startIn(ctx, ctx.id, ctx.version, port);
+    ctx.log(`started pid ${pid} on port ${port}`);
+    const { ms } = await gateSlot(ctx, port);
+    ctx.log(`healthy after ${ms} ms`);
+  } catch (error) {
+    await restorePrevious(ctx, error);
+    throw error;
+  }
+};
+
+/** Undo of replaceAndGate: records the release failed and brings the previous one back. */
+const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<void> => {
+  const { host, l, cfg } = ctx;
+  await haltSlot(host, l, SINGLE_SLOT, 0).catch(() => undefined);
+  const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+  await appendHistory(host, l, record(ctx, 'failed', reason)).catch(() => undefined);
+  await audit(host, l, ctx.now().toISOString(), ctx.who, `deploy ${ctx.id} failed: ${reason}`).catch(() => undefined);
+  const prev = ctx.previous;
+  if (!prev) return;
+  try {
+    await startIn(ctx, prev.slot.release, prev.slot.version, prev.slot.port);
+    await gateSlot(ctx, prev.slot.port);
+    ctx.log(`previous release ${prev.slot.release} serves again`);
+  } catch (restoreError) {
+    // Keep the original error as the one reported; say loudly that the host is down.
+    throw new HealthCheckError(
+      `${error instanceof Error ? error.message : String(error)}\n  and the previous release ${prev.slot.release} did not come back: ${
+        restoreError instanceof Error ? restoreError.message.split('\n')[0] : String(restoreError)
+      }; run \`npx tsx scripts/start.ts ${cfg.env}\``,
+    );
+  }
+};
+
+const record = (ctx: DeployCtx, status: 'live' | 'failed', reason?: string) => ({
+  id: ctx.id,
+  version: ctx.version,
+  gitSha: ctx.gitSha,
+  who: ctx.who,
+  at: ctx.now().toISOString(),
+  status,
+  durations: ctx.durations,
+  ...(reason ? { reason } : {}),
+});
+
+/** Points `current` at the new release and records it live in state.json and the history. */
+export const commit = async (ctx: DeployCtx): Promise<void> => {
+  const { host, l, cfg } = ctx;
+  await host.exec(seq(switchCurrent(l, ctx.id), publishEnv(l, ctx.id)));
+  const at = ctx.now().toISOString();
+  await writeState(host, l, {
+    app: cfg.app.name,
+    env: cfg.env,
+    live: SINGLE_SLOT,
+    slots: { [SINGLE_SLOT]: { release: ctx.id, version: ctx.version, port: cfg.ports[0] as number, startedAt: at } },
+    updatedAt: at,
+  });
+  ctx.switched = true;
+  await appendHistory(host, l, record(ctx, 'live'));
+  await audit(host, l, at, ctx.who, `deploy ${ctx.id} live (version ${ctx.version})`);
+};
+
+/** Removes releases beyond DEPLOY_KEEP_RELEASES, never the live one or the previous good one. */
+export const prune = async (ctx: DeployCtx): Promise<string[]> => {
+  const { host, l, cfg } = ctx;
+  const onHost = (await host.exec(listReleases(l))).stdout.split('\n').filter(Boolean);
+  const doomed = releasesToPrune(onHost, await readHistory(host, l), ctx.id, cfg.keepReleases);
+  if (doomed.length > 0) await host.exec(removeReleases(l, doomed));
+  return doomed;
+};
+
+/** Removes the `.partial` folder of an interrupted upload; used when a deploy stops early. */
+export const cleanPartial = (ctx: DeployCtx): Promise<unknown> =>
+  ctx.id ? ctx.host.exec(cmd('rm', '-rf', `${ctx.l.release(ctx.id)}.partial`), { check: false }) : Promise.resolve();

@@ -1,0 +1,112 @@
+/**
+ * What skiff remembers on each host: `.skiff/state.json` (which slot is live, with what) and
+ * `.skiff/releases.jsonl` (one line per event, folded by release id). Parsing is pure; reading and
+ * writing go through a Host.
+ */
+import { appendLine } from './commands/release.ts';
+import type { Host } from './host.ts';
+import type { Layout } from './paths.ts';
+
+export type ReleaseStatus = 'live' | 'failed' | 'rolled-back' | 'bad';
+
+export interface SlotState {
+  readonly release: string;
+  readonly version: string;
+  readonly port: number;
+  readonly startedAt: string;
+}
+
+export interface HostState {
+  readonly app: string;
+  readonly env: string;
+  /** The slot serving traffic; undefined before the first deploy. */
+  readonly live: string | undefined;
+  readonly slots: Readonly<Record<string, SlotState>>;
+  readonly updatedAt: string;
+}
+
+export interface ReleaseRecord {
+  readonly id: string;
+  readonly version: string;
+  readonly gitSha: string | undefined;
+  readonly who: string;
+  readonly at: string;
+  readonly status: ReleaseStatus;
+  /** Milliseconds per step. */
+  readonly durations?: Readonly<Record<string, number>>;
+  readonly reason?: string;
+  readonly backupId?: string;
+}
+
+/** The status update of an existing release, appended later (a rollback marks the live one bad). */
+export interface StatusEvent {
+  readonly id: string;
+  readonly status: ReleaseStatus;
+  readonly at: string;
+  readonly reason?: string;
+}
+
+/** Parses state.json; a missing file means nothing is deployed. */
+export const parseState = (text: string | undefined): HostState | undefined => {
+  if (text === undefined || text.trim() === '') return undefined;
+  return JSON.parse(text) as HostState;
+};
+
+/** Folds the history lines into one record per release, oldest first; later lines update status. */
+export const foldHistory = (text: string): ReleaseRecord[] => {
+  const byId = new Map<string, ReleaseRecord>();
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    let entry: Partial<ReleaseRecord> & { id?: string };
+    try {
+      entry = JSON.parse(line) as Partial<ReleaseRecord>;
+    } catch {
+      continue; // a line cut by a crash mid-append is skipped, not fatal
+    }
+    if (!entry.id) continue;
+    const prev = byId.get(entry.id);
+    if (prev) byId.set(entry.id, { ...prev, status: entry.status ?? prev.status, ...(entry.reason ? { reason: entry.reason } : {}) });
+    else if (entry.version) byId.set(entry.id, entry as ReleaseRecord);
+  }
+  return [...byId.values()];
+};
+
+/**
+ * Release ids to delete so that `keep` remain: the oldest first, never the live release nor the
+ * newest good one before it (the rollback target).
+ */
+export const releasesToPrune = (
+  onHost: readonly string[],
+  history: readonly ReleaseRecord[],
+  liveId: string | undefined,
+  keep: number,
+): string[] => {
+  const sorted = [...onHost].sort();
+  const liveIndex = history.findIndex((r) => r.id === liveId);
+  const previousGood = history
+    .slice(0, liveIndex === -1 ? history.length : liveIndex)
+    .filter((r) => r.status === 'live' && onHost.includes(r.id))
+    .at(-1)?.id;
+  const protectedIds = new Set([liveId, previousGood].filter((x): x is string => x !== undefined));
+  const excess = sorted.length - Math.max(keep, protectedIds.size);
+  if (excess <= 0) return [];
+  return sorted.filter((id) => !protectedIds.has(id)).slice(0, excess);
+};
+
+export const readState = async (host: Host, l: Layout): Promise<HostState | undefined> =>
+  parseState((await host.get(l.state))?.toString());
+
+export const writeState = (host: Host, l: Layout, state: HostState): Promise<void> =>
+  host.put(l.state, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+
+export const readHistory = async (host: Host, l: Layout): Promise<ReleaseRecord[]> =>
+  foldHistory((await host.get(l.history))?.toString() ?? '');
+
+export const appendHistory = async (host: Host, l: Layout, entry: ReleaseRecord | StatusEvent): Promise<void> => {
+  await host.exec(appendLine(l.history), { stdin: `${JSON.stringify(entry)}\n` });
+};
+
+/** One line per action in .skiff/audit.log: when, who, what. */
+export const audit = async (host: Host, l: Layout, at: string, who: string, action: string): Promise<void> => {
+  await host.exec(appendLine(l.audit), { stdin: `${at} ${who} ${action}\n` });
+};

@@ -1,0 +1,134 @@
+/** What runs where: gathered from a host, formatted as text or JSON. Also start, stop and logs of the live slot. */
+import { probeHealth } from './commands/supervisor.ts';
+import { exists, tail } from './commands/release.ts';
+import { script } from './cmd.ts';
+import { NotDeployedError } from './errors.ts';
+import type { DeployCtx } from './deploy.ts';
+import { gateSlot } from './deploy.ts';
+import { findSlot, haltSlot, launchSlot, type SlotRun } from './runtime/process.ts';
+import { readHistory, readState, audit, type ReleaseRecord, type SlotState } from './state.ts';
+
+export interface StatusReport {
+  readonly env: string;
+  readonly app: string;
+  readonly host: string;
+  readonly path: string;
+  readonly deployed: boolean;
+  readonly slot: string | undefined;
+  readonly release: SlotState | undefined;
+  readonly process: SlotRun;
+  readonly health: string | undefined;
+  readonly url: string;
+  readonly log: string;
+  readonly lock: unknown;
+  readonly history: readonly ReleaseRecord[];
+}
+
+/** Reads the state of the environment on its host. */
+export const gatherStatus = async (ctx: DeployCtx, url: string): Promise<StatusReport> => {
+  const { host, l, cfg } = ctx;
+  const state = await readState(host, l);
+  const slot = state?.live;
+  const release = slot ? state?.slots[slot] : undefined;
+  const proc: SlotRun = slot ? await findSlot(host, l, slot) : { state: 'stopped' };
+  const health =
+    proc.state === 'running' && release
+      ? (await host.exec(probeHealth(release.port, cfg.health.path, 3), { check: false })).stdout.trim()
+      : undefined;
+  const holder = await host.get(l.holder);
+  return {
+    env: cfg.env,
+    app: cfg.app.name,
+    host: host.name,
+    path: l.root,
+    deployed: Boolean(release),
+    slot,
+    release,
+    process: proc,
+    health,
+    url,
+    log: slot ? l.log(slot) : '',
+    lock: holder ? (JSON.parse(holder.toString()) as unknown) : null,
+    history: (await readHistory(host, l)).slice(-5),
+  };
+};
+
+const processLine = (p: SlotRun): string => {
+  switch (p.state) {
+    case 'running':
+      return `running (pid ${p.pid}${p.pidFileOk ? '' : ', found without its pid file'})`;
+    case 'crashed':
+      return `crashed (pid ${p.pid} from the pid file is gone): run start`;
+    case 'stopped':
+      return 'stopped';
+  }
+};
+
+/** The text form of `status`. */
+export const formatStatus = (r: StatusReport): string => {
+  if (!r.deployed) return `${r.app} ${r.env} on ${r.host}: nothing deployed yet: run \`npx tsx scripts/deploy-vps.ts ${r.env}\` first`;
+  const rel = r.release as SlotState;
+  const lines = [
+    `${r.app} ${r.env} on ${r.host}`,
+    `  release   ${rel.release} (version ${rel.version})`,
+    `  slot      ${r.slot}, port ${rel.port}`,
+    `  process   ${processLine(r.process)}`,
+    ...(r.health !== undefined ? [`  health    ${/^2\d\d$/.test(r.health) ? 'ok' : 'failing'} (HTTP ${r.health === '000' ? 'no answer' : r.health})`] : []),
+    `  url       ${r.url}`,
+    `  path      ${r.path}`,
+    `  log       ${r.log}`,
+    `  lock      ${r.lock ? `held: ${JSON.stringify(r.lock)}` : 'free'}`,
+  ];
+  if (r.history.length) {
+    lines.push('  recent releases:');
+    for (const h of [...r.history].reverse()) {
+      lines.push(`    ${h.id === rel.release ? '*' : ' '} ${h.id.padEnd(36)} ${h.status.padEnd(11)} ${h.at}  ${h.who}`);
+    }
+  }
+  return lines.join('\n');
+};
+
+const liveSlot = async (ctx: DeployCtx) => {
+  const state = await readState(ctx.host, ctx.l);
+  const slot = state?.live;
+  const release = slot ? state.slots[slot] : undefined;
+  if (!slot || !release) throw new NotDeployedError(ctx.cfg.env, ctx.host.name);
+  return { slot, release };
+};
+
+/** Starts the live release if it is not running. Returns what happened, for the script to print. */
+export const startLive = async (ctx: DeployCtx): Promise<string> => {
+  const { host, l, cfg } = ctx;
+  const { slot, release } = await liveSlot(ctx);
+  const now = await findSlot(host, l, slot);
+  if (now.state === 'running') return `already running (pid ${now.pid}); nothing started`;
+  if ((await host.exec(exists(l.release(release.release)))).stdout.trim() !== 'yes') {
+    throw new NotDeployedError(cfg.env, host.name);
+  }
+  const pid = await launchSlot(host, l, { slot, releaseDir: l.release(release.release), port: release.port, start: cfg.start, version: release.version, env: cfg.env, envFile: l.envOf(release.release) });
+  await gateSlot(ctx, release.port);
+  await audit(host, l, ctx.now().toISOString(), ctx.who, `start ${release.release} (pid ${pid})`);
+  return `started ${release.version} (pid ${pid}) on port ${release.port}${now.state === 'crashed' ? `; the previous process (pid ${now.pid}) had crashed` : ''}`;
+};
+
+/** Stops the live slot, letting it drain. */
+export const stopLive = async (ctx: DeployCtx): Promise<string> => {
+  const { host, l, cfg } = ctx;
+  const { slot, release } = await liveSlot(ctx);
+  const result = await haltSlot(host, l, slot, cfg.drainSeconds);
+  if (result === 'not-running') return `not running; nothing to stop`;
+  await audit(host, l, ctx.now().toISOString(), ctx.who, `stop ${release.release} (${result})`);
+  const [how, pid] = result.split(' ');
+  return how === 'killed' ? `stopped pid ${pid} (killed after ${cfg.drainSeconds}s of draining)` : `stopped pid ${pid}`;
+};
+
+/** Prints the live slot's log: the last lines, then new ones as they come with `follow`. */
+export const showLogs = async (ctx: DeployCtx, lines: number, follow: boolean, write: (b: Buffer) => void): Promise<void> => {
+  const { slot } = await liveSlot(ctx);
+  const file = ctx.l.log(slot);
+  if (!follow) {
+    write(Buffer.from((await ctx.host.exec(tail(file, lines))).stdout));
+    return;
+  }
+  await ctx.host.exec(script('exec tail -n "$2" -F "$1"', file, String(lines)), { onStdout: write, signal: ctx.signal, check: false });
+};

@@ -1,0 +1,36 @@
+#!/usr/bin/env -S npx tsx
+/** Deploys APP_DIR to every host of an environment: build, ship, start, health-gate, switch. */
+import { runMain } from '../lib/cli.ts';
+
+const spec = {
+  name: 'deploy-vps',
+  summary: 'Build the app and deploy it to an environment, keeping the previous version serving if anything fails.',
+  usage: '<env> [--yes] [--dry-run] [--verbose]',
+  positionals: [{ name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env (e.g. local, staging)' }],
+  flags: {
+    yes: { type: 'boolean', short: 'y', description: 'do not ask for confirmation (production)' },
+    'dry-run': { type: 'boolean', description: 'print what would run on each host; change nothing' },
+    verbose: { type: 'boolean', short: 'v', description: 'show every step and its output' },
+  },
+  examples: ['npx tsx scripts/deploy-vps.ts local', 'npx tsx scripts/deploy-vps.ts production --yes'],
+} as const;
+
+await runMain(spec, async ({ args: [env], flags }) => {
+  const { prepareRun } = await import('../lib/run.ts');
+  const d = await import('../lib/deploy.ts');
+  const run = await prepareRun(env as string, { dryRun: flags['dry-run'], command: 'deploy' });
+  await run.confirmIf(`Deploy ${run.version} to ${env}`, flags.yes);
+  await run.withHostLock(async (ctx, list) => {
+    const tasks = await list([
+      { title: `Check ${ctx.host.name}`, task: () => d.timed(ctx, 'preflight', () => d.preflight(ctx)) },
+      { title: `Build ${run.version}`, task: () => d.timed(ctx, 'build', () => d.build(ctx)), skip: () => (!run.cfg.build || run.dryRun) && 'no build to run' },
+      { title: 'Ship the release', task: () => d.timed(ctx, 'ship', () => d.ship(ctx)) },
+      { title: 'Write shared/.env', task: () => d.timed(ctx, 'env', () => d.writeAppEnv(ctx)) },
+      { title: `Start on port ${run.cfg.ports[0]} and check health`, task: () => d.timed(ctx, 'start', () => d.replaceAndGate(ctx)), skip: () => run.dryRun && 'dry run' },
+      { title: 'Switch current and record', task: () => d.commit(ctx) },
+      { title: 'Prune old releases', task: async (_, t) => { const gone = await d.prune(ctx); t.title = `Prune old releases (${gone.length} removed)`; } },
+    ]);
+    await tasks.run(ctx);
+    run.done(`deployed ${run.version} (release ${ctx.id}) to ${env}: ${run.url}`);
+  });
+});

@@ -1,0 +1,27 @@
+#!/usr/bin/env -S npx tsx
+/** Shows what runs in an environment: release, slot, port, process, health, lock and recent releases. */
+import { runMain } from '../lib/cli.ts';
+import { EXIT } from '../lib/errors.ts';
+
+const spec = {
+  name: 'status',
+  summary: 'Show the live release of an environment, its process, health and lock.',
+  usage: '<env> [--json]',
+  positionals: [{ name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env' }],
+  flags: { json: { type: 'boolean', description: 'print one JSON object instead of text' } },
+  examples: ['npx tsx scripts/status.ts local', 'npx tsx scripts/status.ts staging --json'],
+} as const;
+
+await runMain(spec, async ({ args: [env], flags }) => {
+  const { prepareRun } = await import('../lib/run.ts');
+  const { gatherStatus, formatStatus } = await import('../lib/status.ts');
+  const run = await prepareRun(env as string, { command: 'status', needsVersion: false });
+  try {
+    const report = await gatherStatus(run.ctx, run.url);
+    process.stdout.write(`${flags.json ? JSON.stringify(report, null, 2) : formatStatus(report)}\n`);
+    // Not running (or never deployed) is a state, not a failure of this command; a crash is.
+    return report.process.state === 'crashed' ? EXIT.failed : EXIT.ok;
+  } finally {
+    await run.host.close();
+  }
+});
