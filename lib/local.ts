@@ -118,3 +118,23 @@ export class LocalHost implements Host {
 
   async close(): Promise<void> {}
 }
+
+/** Runs argv with this terminal as its stdio and the caller's whole environment; resolves to its exit code. */
+export const runAttached = (argv: readonly string[], cwd: string): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const [file, ...args] = argv;
+    if (file === undefined) throw new Error('runAttached: empty argv');
+    const child = spawn(file, args, { cwd, stdio: 'inherit' });
+    // Ctrl-C reaches the child from the terminal; this process waits for it to undo and exit.
+    // A SIGTERM sent to this process alone is passed on.
+    const ignoreInt = () => {};
+    const forwardTerm = () => child.kill('SIGTERM');
+    process.on('SIGINT', ignoreInt);
+    process.on('SIGTERM', forwardTerm);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      process.off('SIGINT', ignoreInt);
+      process.off('SIGTERM', forwardTerm);
+      resolve(code ?? (signal ? 1 : 0));
+    });
+  });
