@@ -79,9 +79,9 @@ export class LockHeldError extends SkiffError {
   }
 }
 
-/** Nothing has been deployed to this environment yet. */
+/** Nothing has been deployed to this environment yet: exit 2, nothing was touched. */
 export class NotDeployedError extends SkiffError {
   constructor(env: string, host: string) {
-    super(`nothing deployed to ${env} on ${host} yet: run \`npx tsx scripts/deploy-vps.ts ${env}\` first`, EXIT.failed);
+    super(`nothing deployed to ${env} on ${host} yet: run \`npx tsx scripts/deploy-vps.ts ${env}\` first`, EXIT.usage);
   }
 }
