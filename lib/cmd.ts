@@ -106,4 +106,8 @@ export const renderForExec = (c: Cmd): string => renderIn(c, 'exec');
 
 /** Replaces every secret's value in free text (stderr, error messages) with [REDACTED]. */
 export const redact = (text: string, secrets: readonly Secret[]): string =>
-  secrets.reduce((t, s) => (s.reveal().length >= 4 ? t.replaceAll(s.reveal(), REDACTED) : t), text);
+  [...secrets]
+    .map((s) => s.reveal())
+    .filter((v) => v.length >= 4) // shorter values would blank out ordinary words
+    .sort((a, b) => b.length - a.length) // longest first: a secret containing another goes whole
+    .reduce((t, v) => t.replaceAll(v, REDACTED), text);

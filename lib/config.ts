@@ -192,7 +192,7 @@ export const readLayers = (env: string, dir: string, processEnv: NodeJS.ProcessE
   readEnvFile(join(dir, `${env}.env`), `env/${env}.env`, false, source);
   readEnvFile(join(dir, `${env}.secrets.env`), `env/${env}.secrets.env`, true, source);
   for (const [k, v] of Object.entries(processEnv)) {
-    if (v !== undefined && (isSkiffKey(k) || k in source.values)) {
+    if (v !== undefined && (isSkiffKey(k) || Object.hasOwn(source.values, k))) {
       source.values[k] = v;
       source.origin[k] = 'environment';
     }
@@ -223,6 +223,14 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
   const issues: ConfigIssue[] = [];
   const get = (k: string) => source.values[k];
   const where = (k: string) => source.origin[k] ?? `env/${env}.env`;
+  const issue = (key: string, expected: string, hint?: string): ConfigIssue => ({
+    key,
+    file: where(key),
+    value: get(key),
+    expected,
+    ...(hint ? { hint } : {}),
+    ...(source.secretKeys.has(key) ? { secret: true } : {}),
+  });
   const parsed: Partial<Record<Key, unknown>> = {};
 
   for (const [key, spec] of Object.entries(KEYS) as [Key, KeySpec][]) {
@@ -230,10 +238,9 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     if (value === undefined) continue;
     const result = spec.schema.safeParse(value);
     if (result.success) parsed[key] = result.data;
-    else issues.push({ key, file: where(key), value: get(key), expected: spec.expected, ...(spec.hint ? { hint: spec.hint } : {}) });
+    else issues.push(issue(key, spec.expected, spec.hint));
   }
-  const bad = (key: Key, expected: string, hint?: string) =>
-    issues.push({ key, file: where(key), value: get(key), expected, ...(hint ? { hint } : {}) });
+  const bad = (key: Key, expected: string, hint?: string) => issues.push(issue(key, expected, hint));
   const has = (key: Key) => key in parsed;
 
   for (const key of ['APP_NAME', 'DEPLOY_PATH'] as const) if (get(key) === undefined) bad(key, KEYS[key].expected, KEYS[key].hint);
@@ -243,11 +250,11 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
   for (const key of Object.keys(source.values)) {
     if (isSkiffKey(key) && !(key in KEYS)) {
       const guess = closest(key, Object.keys(KEYS));
-      issues.push({ key, file: where(key), value: get(key), expected: 'a known key', hint: guess ? `did you mean ${guess}?` : 'see docs/configuration.md' });
+      issues.push({ ...issue(key, 'a known key', guess ? `did you mean ${guess}?` : 'see docs/configuration.md'), problem: 'is not a key skiff knows' });
     } else if (!isSkiffKey(key) && RESERVED_APP_KEYS.has(key)) {
-      issues.push({ key, file: where(key), value: get(key), expected: 'no value: skiff sets it for the app', hint: key === 'PORT' ? 'set DEPLOY_PORTS instead' : 'remove it' });
+      issues.push({ ...issue(key, '', key === 'PORT' ? 'set DEPLOY_PORTS instead' : 'remove it'), problem: 'is set by skiff for the app and cannot be set here' });
     } else if (!isSkiffKey(key) && !APP_KEY.test(key)) {
-      issues.push({ key, file: where(key), value: undefined, expected: 'a variable name of letters, digits and _' });
+      issues.push({ ...issue(key, ''), problem: 'is not a valid variable name: use letters, digits and _' });
     }
   }
 

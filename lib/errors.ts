@@ -31,6 +31,10 @@ export interface ConfigIssue {
   readonly value: string | undefined;
   readonly expected: string;
   readonly hint?: string;
+  /** The value came from a secrets file: say that it is set, never what it is. */
+  readonly secret?: boolean;
+  /** Replaces "is <value>, expected <expected>" where the key's name itself is the problem. */
+  readonly problem?: string;
 }
 
 const showValue = (value: string | undefined): string =>
@@ -45,7 +49,7 @@ export class ConfigError extends SkiffError {
       typeof issues === 'string'
         ? issues
         : list
-            .map((i) => `${i.file}: ${i.key} is ${showValue(i.value)}, expected ${i.expected}${i.hint ? ` (${i.hint})` : ''}`)
+            .map((i) => `${i.file}: ${i.key} ${i.problem ?? `is ${i.secret && i.value !== undefined ? 'a secret value (not shown)' : showValue(i.value)}, expected ${i.expected}`}${i.hint ? ` (${i.hint})` : ''}`)
             .join('\n'),
       EXIT.usage,
     );

@@ -78,16 +78,23 @@ export const prepareRun = async (env: string, options: RunOptions) => {
     switched: false,
   };
 
+  let failure: unknown;
   /** A listr2 list whose tasks send ctx.log lines to their own output. */
   const list = (tasks: ListrTask<DeployCtx>[]) =>
     taskList<DeployCtx>(
       tasks.map((t) => ({
         ...t,
-        task: (c: DeployCtx, w: ListrTaskWrapper<DeployCtx, never, never>) => {
+        task: async (c: DeployCtx, w: ListrTaskWrapper<DeployCtx, never, never>) => {
           c.log = (line) => {
             w.output = line;
           };
-          return typeof t.task === 'function' ? (t.task as (c: DeployCtx, w: unknown) => unknown)(c, w) : undefined;
+          try {
+            return await (t.task as (c: DeployCtx, w: unknown) => unknown)(c, w);
+          } catch (error) {
+            // The list shows the first line beside the task; the one handler prints the whole error.
+            failure ??= error;
+            throw new Error(error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error));
+          }
         },
         rendererOptions: { persistentOutput: true },
       })) as ListrTask<DeployCtx>[],
@@ -107,6 +114,8 @@ export const prepareRun = async (env: string, options: RunOptions) => {
       try {
         if (dryRun) return await fn(ctx, list);
         await withLock(host, l, { command: options.command, version, now: ctx.now, log: say }, () => fn(ctx, list));
+      } catch (error) {
+        throw failure ?? error;
       } finally {
         await host.close();
       }

@@ -52,18 +52,22 @@ export const parseState = (text: string | undefined): HostState | undefined => {
   return JSON.parse(text) as HostState;
 };
 
+const parseEntry = (text: string): (Partial<ReleaseRecord> & { id?: string }) | undefined => {
+  try {
+    const value: unknown = JSON.parse(text);
+    return value !== null && typeof value === 'object' ? (value as Partial<ReleaseRecord>) : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
 /** Folds the history lines into one record per release, oldest first; later lines update status. */
 export const foldHistory = (text: string): ReleaseRecord[] => {
   const byId = new Map<string, ReleaseRecord>();
   for (const line of text.split('\n')) {
     if (line.trim() === '') continue;
-    let entry: Partial<ReleaseRecord> & { id?: string };
-    try {
-      entry = JSON.parse(line) as Partial<ReleaseRecord>;
-    } catch {
-      continue; // a line cut by a crash mid-append is skipped, not fatal
-    }
-    if (!entry.id) continue;
+    const entry = parseEntry(line) ?? parseEntry(line.slice(line.lastIndexOf('{"id":')));
+    if (!entry?.id) continue; // a line cut by a crash mid-append is skipped, not fatal
     const prev = byId.get(entry.id);
     if (prev) byId.set(entry.id, { ...prev, status: entry.status ?? prev.status, ...(entry.reason ? { reason: entry.reason } : {}) });
     else if (entry.version) byId.set(entry.id, entry as ReleaseRecord);

@@ -1,5 +1,5 @@
 /** Builders for the release folders, `current` and the bookkeeping files under DEPLOY_PATH. */
-import { cmd, raw, script, seq, type Cmd } from '../cmd.ts';
+import { cmd, script, seq, type Cmd } from '../cmd.ts';
 import type { Layout } from '../paths.ts';
 
 /** Creates the folders of the layout; the bookkeeping folder is private. */
@@ -34,8 +34,12 @@ export const listReleases = (l: Layout): Cmd =>
 /** Whether a path exists: prints yes or no. */
 export const exists = (path: string): Cmd => script('if [ -e "$1" ]; then echo yes; else echo no; fi', path);
 
-/** Appends one line to a file (lines shorter than PIPE_BUF are appended whole). */
-export const appendLine = (file: string): Cmd => cmd('tee', '-a', file, raw('>/dev/null'));
+/**
+ * Appends stdin to a file as whole lines: if a crash left the last line without its newline, one is
+ * added first, so the new line never joins the cut one.
+ */
+export const appendLine = (file: string): Cmd =>
+  script('if [ -s "$1" ] && [ -n "$(tail -c 1 "$1")" ]; then echo >>"$1"; fi; cat >>"$1"', file);
 
 /** Last lines of a file, or nothing when it does not exist. */
 export const tail = (file: string, lines: number): Cmd => script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', file, String(lines));

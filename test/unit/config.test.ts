@@ -1,0 +1,391 @@
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Secret } from '../../lib/cmd.ts';
+import { checkEnvName, loadConfig, parseConfig, readLayers, type Config } from '../../lib/config.ts';
+import { ConfigError, UsageError } from '../../lib/errors.ts';
+
+type EnvLines = Readonly<Record<string, string | undefined>>;
+
+/** The smallest valid local config; a case removes a key by setting it to undefined. */
+const BASE: EnvLines = {
+  APP_NAME: 'hello',
+  APP_DIR: 'app',
+  DEPLOY_PATH: '/srv/hello',
+  DEPLOY_PORTS: '3001',
+  DEPLOY_START: 'node server.js',
+};
+
+const envText = (lines: EnvLines): string =>
+  Object.entries(lines)
+    .flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]))
+    .join('\n') + '\n';
+
+// fresh() makes a temp folder that stands for the repo root: env files in root/env, APP_DIR root/app.
+let root: string;
+let envDir: string;
+let home: string;
+const made: string[] = [];
+
+const fresh = (): void => {
+  root = mkdtempSync(join(tmpdir(), 'skiff-config-'));
+  made.push(root);
+  envDir = join(root, 'env');
+  home = join(root, 'home');
+  mkdirSync(envDir);
+  mkdirSync(join(root, 'app'));
+  mkdirSync(join(home, 'src'), { recursive: true });
+};
+
+afterAll(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+
+const writeEnv = (name: string, text: string, mode = 0o644): string => {
+  const file = join(envDir, name);
+  writeFileSync(file, text);
+  chmodSync(file, mode);
+  return file;
+};
+
+/** Writes env/<env>.env (and a secrets file if given) and parses them as loadConfig would. */
+const load = (
+  lines: EnvLines,
+  opts: { env?: string; secrets?: EnvLines; secretsMode?: number; processEnv?: NodeJS.ProcessEnv } = {},
+): Config => {
+  const env = opts.env ?? 't';
+  writeEnv(`${env}.env`, envText(lines));
+  if (opts.secrets) writeEnv(`${env}.secrets.env`, envText(opts.secrets), opts.secretsMode ?? 0o600);
+  else rmSync(join(envDir, `${env}.secrets.env`), { force: true });
+  return parseConfig(env, readLayers(env, envDir, opts.processEnv ?? {}), { root, home });
+};
+
+const configError = (fn: () => unknown): ConfigError => {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof ConfigError) return e;
+    throw e;
+  }
+  throw new Error('expected a ConfigError');
+};
+
+const usageError = (fn: () => unknown): UsageError => {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof UsageError) return e;
+    throw e;
+  }
+  throw new Error('expected a UsageError');
+};
+
+describe('parseConfig: valid configurations', () => {
+  beforeAll(fresh);
+
+  it('applies the defaults', () => {
+    const cfg = load(BASE);
+    expect(cfg).toMatchObject({
+      env: 't',
+      root,
+      app: { name: 'hello', dir: join(root, 'app'), releaseDir: join(root, 'app') },
+      hosts: [{ kind: 'local' }],
+      path: '/srv/hello',
+      runtime: 'process',
+      supervisor: 'pidfile',
+      proxy: 'none',
+      ports: [3001],
+      publicUrl: undefined,
+      caddyAdmin: '127.0.0.1:2019',
+      nginxConfDir: '/etc/nginx/conf.d',
+      nginxCmd: 'nginx',
+      health: { path: '/api/health', timeoutSeconds: 60 },
+      keepReleases: 3,
+      build: undefined,
+      start: 'node server.js',
+      dockerfile: 'Dockerfile',
+      dockerBuildArgs: [],
+      drainSeconds: 10,
+      sshKey: undefined,
+      knownHosts: undefined,
+      confirm: false,
+      backup: { paths: [], sqlite: [], postgresUrl: undefined, keep: 10 },
+      appEnv: {},
+    });
+  });
+
+  it('is deeply frozen', () => {
+    const cfg = load(BASE);
+    expect(Object.isFrozen(cfg)).toBe(true);
+    expect(Object.isFrozen(cfg.ports)).toBe(true);
+    expect(Object.isFrozen(cfg.health)).toBe(true);
+    expect(Object.isFrozen(cfg.appEnv)).toBe(true);
+  });
+
+  it.each<[string, EnvLines, Partial<Record<string, unknown>> | ((cfg: Config) => Partial<Record<string, unknown>>), string?]>([
+    ['~/x is expanded against home for a local host', { DEPLOY_PATH: '~/x/y' }, () => ({ path: join(home, 'x/y') })],
+    ['~ alone is home', { DEPLOY_PATH: '~' }, () => ({ path: home })],
+    ['a trailing slash is dropped', { DEPLOY_PATH: '/srv/hello/' }, { path: '/srv/hello' }],
+    [
+      'ssh hosts are parsed into user, host and port',
+      { DEPLOY_HOSTS: 'deploy@203.0.113.7, root@example.com:2222,ops@[2001:db8::1]:22' },
+      {
+        hosts: [
+          { kind: 'ssh', user: 'deploy', host: '203.0.113.7', port: 22 },
+          { kind: 'ssh', user: 'root', host: 'example.com', port: 2222 },
+          { kind: 'ssh', user: 'ops', host: '2001:db8::1', port: 22 },
+        ],
+      },
+    ],
+    ['ssh hosts keep an absolute DEPLOY_PATH', { DEPLOY_HOSTS: 'deploy@h', DEPLOY_PATH: '/srv/x' }, { path: '/srv/x' }],
+    [
+      'caddy with two ports and a public URL',
+      { DEPLOY_PROXY: 'caddy', DEPLOY_PORTS: '3001, 3002', DEPLOY_PUBLIC_URL: 'https://app.example.com' },
+      { proxy: 'caddy', ports: [3001, 3002], publicUrl: 'https://app.example.com' },
+    ],
+    ['docker needs no DEPLOY_START', { DEPLOY_RUNTIME: 'docker', DEPLOY_START: undefined }, { runtime: 'docker', start: '' }],
+    [
+      'app keys go to appEnv, skiff keys do not',
+      { LOG_LEVEL: 'info', GREETING: '"hello world"', EMPTY: '' },
+      { appEnv: { LOG_LEVEL: 'info', GREETING: 'hello world', EMPTY: '' } },
+    ],
+    ['production asks for confirmation', {}, { confirm: true }, 'production'],
+    ['DEPLOY_CONFIRM=false turns it off', { DEPLOY_CONFIRM: 'false' }, { confirm: false }, 'production'],
+    ['DEPLOY_CONFIRM=true turns it on elsewhere', { DEPLOY_CONFIRM: 'true' }, { confirm: true }],
+    ['ssh key and known hosts expand ~', { DEPLOY_SSH_KEY: '~/.ssh/id', DEPLOY_KNOWN_HOSTS: '/etc/kh' }, () => ({ sshKey: join(home, '.ssh/id'), knownHosts: '/etc/kh' })],
+    ['APP_DIR ~/src is expanded against home', { APP_DIR: '~/src' }, () => ({ app: { name: 'hello', dir: join(home, 'src'), releaseDir: join(home, 'src') } })],
+    ['DEPLOY_RELEASE_DIR is inside APP_DIR', { DEPLOY_RELEASE_DIR: 'dist' }, () => ({ app: { name: 'hello', dir: join(root, 'app'), releaseDir: join(root, 'app', 'dist') } })],
+    [
+      'lists are split on commas and trimmed',
+      { BACKUP_PATHS: 'data/a, data/b,', BACKUP_SQLITE: 'data/app.db', DEPLOY_DOCKER_BUILD_ARGS: 'A=1,B=2' },
+      { backup: { paths: ['data/a', 'data/b'], sqlite: ['data/app.db'], postgresUrl: undefined, keep: 10 }, dockerBuildArgs: ['A=1', 'B=2'] },
+    ],
+    ['numbers are parsed', { DEPLOY_KEEP_RELEASES: '1', DEPLOY_HEALTH_TIMEOUT: '5', DEPLOY_DRAIN_SECONDS: '0' }, { keepReleases: 1, health: { path: '/api/health', timeoutSeconds: 5 }, drainSeconds: 0 }],
+    ['port 65535 is allowed', { DEPLOY_PORTS: '65535' }, { ports: [65535] }],
+    ['DEPLOY_BUILD is kept', { DEPLOY_BUILD: 'npm ci && npm run build' }, { build: 'npm ci && npm run build' }],
+  ])('%s', (_name, overrides, expected, env) => {
+    const cfg = load({ ...BASE, ...overrides }, env === undefined ? {} : { env });
+    expect(cfg).toMatchObject(typeof expected === 'function' ? expected(cfg) : expected);
+  });
+
+  it('a postgres URL becomes a Secret', () => {
+    const cfg = load({ ...BASE, BACKUP_POSTGRES_URL: 'postgres://u:pw@db/app' });
+    expect(cfg.backup.postgresUrl).toBeInstanceOf(Secret);
+    expect(cfg.backup.postgresUrl?.reveal()).toBe('postgres://u:pw@db/app');
+    expect(JSON.stringify(cfg)).not.toContain('pw@db');
+  });
+});
+
+describe('parseConfig: invalid configurations', () => {
+  beforeAll(fresh);
+
+  it.each<[string, EnvLines, string, string]>([
+    ['APP_NAME missing', { APP_NAME: undefined }, 'APP_NAME', 'env/t.env: APP_NAME is missing'],
+    ['APP_NAME with capitals', { APP_NAME: 'Hello' }, 'APP_NAME', 'env/t.env: APP_NAME is "Hello", expected a name of a-z, 0-9 and -'],
+    ['APP_NAME empty', { APP_NAME: '' }, 'APP_NAME', 'env/t.env: APP_NAME is empty'],
+    ['DEPLOY_PORTS abc', { DEPLOY_PORTS: 'abc' }, 'DEPLOY_PORTS', 'env/t.env: DEPLOY_PORTS is "abc", expected one port (proxy none) or two different ports, each 1-65535'],
+    ['DEPLOY_PORTS 0', { DEPLOY_PORTS: '0' }, 'DEPLOY_PORTS', 'env/t.env: DEPLOY_PORTS is "0"'],
+    ['DEPLOY_PORTS 70000', { DEPLOY_PORTS: '70000' }, 'DEPLOY_PORTS', 'env/t.env: DEPLOY_PORTS is "70000"'],
+    ['DEPLOY_PORTS twice the same', { DEPLOY_PORTS: '3001,3001' }, 'DEPLOY_PORTS', 'env/t.env: DEPLOY_PORTS is "3001,3001"'],
+    ['DEPLOY_PORTS missing', { DEPLOY_PORTS: undefined }, 'DEPLOY_PORTS', 'env/t.env: DEPLOY_PORTS is missing'],
+    ['two ports with proxy none', { DEPLOY_PORTS: '3001,3002' }, 'DEPLOY_PORTS', 'env/t.env: DEPLOY_PORTS is "3001,3002", expected one port with DEPLOY_PROXY=none'],
+    [
+      'one port with proxy caddy',
+      { DEPLOY_PROXY: 'caddy', DEPLOY_PUBLIC_URL: 'https://a.example.com' },
+      'DEPLOY_PORTS',
+      'env/t.env: DEPLOY_PORTS is "3001", expected two ports (blue,green) with DEPLOY_PROXY=caddy',
+    ],
+    ['caddy without public URL', { DEPLOY_PROXY: 'caddy', DEPLOY_PORTS: '3001,3002' }, 'DEPLOY_PUBLIC_URL', 'env/t.env: DEPLOY_PUBLIC_URL is missing'],
+    ['DEPLOY_KEEP_RELEASES 0', { DEPLOY_KEEP_RELEASES: '0' }, 'DEPLOY_KEEP_RELEASES', 'env/t.env: DEPLOY_KEEP_RELEASES is "0", expected a whole number of at least 1'],
+    ['DEPLOY_RUNTIME k8s', { DEPLOY_RUNTIME: 'k8s' }, 'DEPLOY_RUNTIME', 'env/t.env: DEPLOY_RUNTIME is "k8s", expected `process` or `docker`'],
+    ['DEPLOY_PATH relative', { DEPLOY_PATH: 'relative/path' }, 'DEPLOY_PATH', 'env/t.env: DEPLOY_PATH is "relative/path", expected an absolute path other than /'],
+    ['DEPLOY_PATH /', { DEPLOY_PATH: '/' }, 'DEPLOY_PATH', 'env/t.env: DEPLOY_PATH is "/", expected an absolute path other than /'],
+    ['DEPLOY_PATH with ..', { DEPLOY_PATH: '/srv/../etc' }, 'DEPLOY_PATH', 'env/t.env: DEPLOY_PATH is "/srv/../etc"'],
+    ['DEPLOY_PATH missing', { DEPLOY_PATH: undefined }, 'DEPLOY_PATH', 'env/t.env: DEPLOY_PATH is missing'],
+    ['DEPLOY_PATH ~ on an ssh host', { DEPLOY_HOSTS: 'deploy@h', DEPLOY_PATH: '~/x' }, 'DEPLOY_PATH', 'env/t.env: DEPLOY_PATH is "~/x"'],
+    ['DEPLOY_START missing for process', { DEPLOY_START: undefined }, 'DEPLOY_START', 'env/t.env: DEPLOY_START is missing'],
+    ['APP_DIR that does not exist', { APP_DIR: 'nope' }, 'APP_DIR', 'env/t.env: APP_DIR is "nope", expected an existing folder'],
+    ['unknown key DEPLOY_PORT', { DEPLOY_PORT: '3001' }, 'DEPLOY_PORT', 'env/t.env: DEPLOY_PORT is not a key skiff knows (did you mean DEPLOY_PORTS?)'],
+    ['PORT is reserved', { PORT: '3000' }, 'PORT', 'env/t.env: PORT is set by skiff for the app and cannot be set here (set DEPLOY_PORTS instead)'],
+    ['APP_ENV is reserved', { APP_ENV: 'x' }, 'APP_ENV', 'env/t.env: APP_ENV is set by skiff for the app and cannot be set here (remove it)'],
+    ['an app key that is no variable name', { 'LOG.LEVEL': 'x' }, 'LOG.LEVEL', 'env/t.env: LOG.LEVEL is not a valid variable name: use letters, digits and _'],
+    ['local with ssh hosts', { DEPLOY_HOSTS: 'local,deploy@h' }, 'DEPLOY_HOSTS', 'env/t.env: DEPLOY_HOSTS is "local,deploy@h"'],
+    ['ssh port out of range', { DEPLOY_HOSTS: 'deploy@h:70000' }, 'DEPLOY_HOSTS', 'env/t.env: DEPLOY_HOSTS is "deploy@h:70000"'],
+    ['health path without /', { DEPLOY_HEALTH_PATH: 'health' }, 'DEPLOY_HEALTH_PATH', 'env/t.env: DEPLOY_HEALTH_PATH is "health"'],
+    ['release dir outside APP_DIR', { DEPLOY_RELEASE_DIR: '../x' }, 'DEPLOY_RELEASE_DIR', 'env/t.env: DEPLOY_RELEASE_DIR is "../x"'],
+    ['public URL not http', { DEPLOY_PUBLIC_URL: 'ftp://x' }, 'DEPLOY_PUBLIC_URL', 'env/t.env: DEPLOY_PUBLIC_URL is "ftp://x"'],
+    ['DEPLOY_CONFIRM yes', { DEPLOY_CONFIRM: 'yes' }, 'DEPLOY_CONFIRM', 'env/t.env: DEPLOY_CONFIRM is "yes"'],
+  ])('%s', (_name, overrides, key, message) => {
+    const e = configError(() => load({ ...BASE, ...overrides }));
+    expect(e.exitCode).toBe(2);
+    expect(e.issues.map((i) => i.key)).toContain(key);
+    expect(e.issues.find((i) => i.key === key)?.file).toBe('env/t.env');
+    expect(e.message).toContain(message);
+  });
+
+  it('names the file a bad value came from', () => {
+    const e = configError(() =>
+      load(
+        { ...BASE, LOG_LEVEL: 'info' },
+        { secrets: { PORT: '1' }, processEnv: { DEPLOY_KEEP_RELEASES: '0' } },
+      ),
+    );
+    expect(e.issues.map((i) => [i.key, i.file])).toEqual([
+      ['DEPLOY_KEEP_RELEASES', 'environment'],
+      ['PORT', 'env/t.secrets.env'],
+    ]);
+    expect(e.message).toContain('environment: DEPLOY_KEEP_RELEASES is "0"');
+    expect(e.message).toContain('env/t.secrets.env: PORT is set by skiff');
+  });
+
+  it('lists several bad keys in one error, one line each', () => {
+    const e = configError(() =>
+      load({ ...BASE, APP_NAME: 'Bad', DEPLOY_PORTS: 'abc', DEPLOY_RUNTIME: 'k8s', DEPLOY_PORT: '1', PORT: '2' }),
+    );
+    expect(e.issues.map((i) => i.key).sort()).toEqual(['APP_NAME', 'DEPLOY_PORT', 'DEPLOY_PORTS', 'DEPLOY_RUNTIME', 'PORT']);
+    const lines = e.message.split('\n');
+    expect(lines).toHaveLength(5);
+    for (const line of lines) expect(line).toMatch(/^env\/t\.env: [A-Z_]+ is /);
+  });
+
+  // BUG lib/config.ts:233 (and :246): a bad value is printed as it is, even when it came from the
+  // secrets file, whose values "reach the app but never the output" (env/local.secrets.env.example).
+  it('does not print a value from the secrets file', () => {
+    const e = configError(() => load(BASE, { secrets: { BACKUP_POSTGRES_URL: 'mysql://app:hunter2secret@db/app' } }));
+    expect(e.issues.map((i) => i.key)).toEqual(['BACKUP_POSTGRES_URL']);
+    expect(e.message).not.toContain('hunter2secret');
+  });
+});
+
+describe('checkEnvName', () => {
+  beforeAll(() => {
+    fresh();
+    writeEnv('local.env', envText(BASE));
+    writeEnv('staging.env.example', envText(BASE));
+    writeEnv('local.secrets.env', '', 0o600);
+  });
+
+  it.each([
+    ['capitals', 'Staging', 'environment name "Staging" is invalid: use a-z, 0-9 and - only (e.g. staging)'],
+    ['a parent path', '../x', 'environment name "../x" is invalid'],
+    ['a slash', 'a/b', 'environment name "a/b" is invalid'],
+    ['empty', '', 'environment name "" is invalid'],
+    ['a dot', 'local.secrets', 'environment name "local.secrets" is invalid'],
+    ['an unknown name', 'nope', 'unknown environment "nope": no '],
+    ['an unknown name lists the known ones', 'nope', '; known: local'],
+    ['a name with only an example file', 'staging', '; copy env/staging.env.example to env/staging.env and edit it'],
+  ])('%s (%j) is a one-line UsageError', (_name, env, message) => {
+    const e = usageError(() => checkEnvName(env, envDir));
+    expect(e.exitCode).toBe(2);
+    expect(e.message).toContain(message);
+    expect(e.message).not.toContain('\n');
+  });
+
+  it('accepts a name with an env file', () => {
+    expect(() => checkEnvName('local', envDir)).not.toThrow();
+  });
+
+  it('says none when the folder has no env files', () => {
+    expect(usageError(() => checkEnvName('x', join(root, 'missing'))).message).toContain('; known: none');
+  });
+});
+
+describe('secrets file', () => {
+  beforeEach(fresh);
+
+  it.each([
+    ['0644', 0o644],
+    ['0640', 0o640],
+    ['0604', 0o604],
+    ['0666', 0o666],
+  ])('mode %s is refused with a chmod 600 hint', (_label, mode) => {
+    const e = configError(() => load(BASE, { secrets: { SESSION_SECRET: 'x' }, secretsMode: mode }));
+    expect(e.exitCode).toBe(2);
+    expect(e.message).toContain('env/t.secrets.env is readable by group or others');
+    expect(e.message).toContain(`chmod 600 ${join(envDir, 't.secrets.env')}`);
+  });
+
+  it.each([
+    ['0600', 0o600],
+    ['0400', 0o400],
+  ])('mode %s is accepted and its values become Secrets', (_label, mode) => {
+    const cfg = load({ ...BASE, LOG_LEVEL: 'info' }, { secrets: { SESSION_SECRET: 'very-secret', API_TOKEN: "t'k" }, secretsMode: mode });
+    const { SESSION_SECRET, API_TOKEN, LOG_LEVEL } = cfg.appEnv;
+    expect(SESSION_SECRET).toBeInstanceOf(Secret);
+    expect(API_TOKEN).toBeInstanceOf(Secret);
+    expect(SESSION_SECRET instanceof Secret && SESSION_SECRET.reveal()).toBe('very-secret');
+    expect(API_TOKEN instanceof Secret && API_TOKEN.reveal()).toBe("t'k");
+    expect(LOG_LEVEL).toBe('info');
+    expect(JSON.stringify(cfg.appEnv)).not.toContain('very-secret');
+  });
+
+  it('a key in both files takes the secret value and stays secret', () => {
+    const cfg = load({ ...BASE, TOKEN: 'public' }, { secrets: { TOKEN: 'private' } });
+    const token = cfg.appEnv.TOKEN;
+    expect(token).toBeInstanceOf(Secret);
+    expect(token instanceof Secret && token.reveal()).toBe('private');
+  });
+
+  it('no secrets file is fine', () => {
+    expect(load(BASE).appEnv).toEqual({});
+  });
+});
+
+describe('process environment', () => {
+  beforeAll(fresh);
+
+  it('overrides skiff keys and keys the files name, nothing else', () => {
+    const cfg = load(
+      { ...BASE, LOG_LEVEL: 'info' },
+      {
+        secrets: { TOKEN: 'from-file' },
+        processEnv: { DEPLOY_PORTS: '4000', DEPLOY_KEEP_RELEASES: '7', LOG_LEVEL: 'debug', TOKEN: 'from-env', PATH: '/usr/bin', HOME: '/x', npm_config_x: 'y' },
+      },
+    );
+    expect(cfg.ports).toEqual([4000]);
+    expect(cfg.keepReleases).toBe(7);
+    expect(Object.keys(cfg.appEnv).sort()).toEqual(['LOG_LEVEL', 'TOKEN']);
+    expect(cfg.appEnv.LOG_LEVEL).toBe('debug');
+    const token = cfg.appEnv.TOKEN;
+    expect(token instanceof Secret && token.reveal()).toBe('from-env');
+  });
+
+  it('records where each value came from', () => {
+    writeEnv('o.env', envText({ ...BASE, LOG_LEVEL: 'info' }));
+    writeEnv('o.secrets.env', envText({ TOKEN: 'x' }), 0o600);
+    const source = readLayers('o', envDir, { APP_NAME: 'other', PATH: '/bin', UNUSED: '1' });
+    expect(source.origin).toMatchObject({ APP_NAME: 'environment', LOG_LEVEL: 'env/o.env', TOKEN: 'env/o.secrets.env' });
+    expect(source.values.APP_NAME).toBe('other');
+    expect(source.values).not.toHaveProperty('PATH');
+    expect(source.values).not.toHaveProperty('UNUSED');
+    expect([...source.secretKeys]).toEqual(['TOKEN']);
+  });
+
+  it('an unknown DEPLOY_ variable in the environment is an error naming the environment', () => {
+    const e = configError(() => load(BASE, { processEnv: { DEPLOY_PORT: '1' } }));
+    expect(e.message).toContain('environment: DEPLOY_PORT is not a key skiff knows (did you mean DEPLOY_PORTS?)');
+  });
+
+  // BUG lib/config.ts:195: `k in source.values` is true for Object.prototype's names, so variables
+  // such as `constructor` or `toString` in the process environment become app keys though no file names them.
+  it('does not take variables named like Object.prototype members', () => {
+    const cfg = load(BASE, { processEnv: { constructor: 'x', toString: 'y' } });
+    expect(Object.keys(cfg.appEnv)).toEqual([]);
+  });
+});
+
+describe('loadConfig', () => {
+  beforeAll(fresh);
+
+  it('reads SKIFF_ENV_DIR and expands ~ with HOME', () => {
+    writeEnv('t.env', envText({ ...BASE, APP_DIR: join(root, 'app'), DEPLOY_PATH: '~/deploy' }));
+    const cfg = loadConfig('t', { HOME: home, SKIFF_ENV_DIR: envDir });
+    expect(cfg.path).toBe(join(home, 'deploy'));
+    expect(cfg.app.dir).toBe(join(root, 'app'));
+  });
+
+  it('checks the name before reading files', () => {
+    expect(usageError(() => loadConfig('../t', { HOME: home, SKIFF_ENV_DIR: envDir })).exitCode).toBe(2);
+  });
+});
