@@ -83,19 +83,24 @@ export const ship = async (ctx: DeployCtx): Promise<void> => {
   for (let n = 2; (await host.exec(exists(l.release(id)))).stdout.trim() === 'yes'; n++) id = `${base}-${n}`;
   ctx.id = id;
   const tar = releaseTar(ctx.cfg);
-  await Promise.all([host.exec(unpackRelease(l, id), { stdin: tar.stream }), tar.done]);
+  try {
+    await Promise.all([host.exec(unpackRelease(l, id), { stdin: tar.stream }), tar.done]);
+  } catch (error) {
+    await host.exec(cmd('rm', '-rf', `${l.release(id)}.partial`), { check: false });
+    throw error;
+  }
 };
 
 /** Writes the release's app environment (mode 0600); it becomes shared/.env when the release goes live. */
 export const writeAppEnv = (ctx: DeployCtx): Promise<void> =>
   ctx.host.put(ctx.l.envOf(ctx.id), renderEnvFile({ ...ctx.cfg.appEnv }), { mode: 0o600 });
 
-const startIn = (ctx: DeployCtx, release: string, version: string, port: number) =>
+const startIn = (ctx: DeployCtx, release: string, version: string, port: number, start: string) =>
   launchSlot(ctx.host, ctx.l, {
     slot: SINGLE_SLOT,
     releaseDir: ctx.l.release(release),
     port,
-    start: ctx.cfg.start,
+    start,
     version,
     env: ctx.cfg.env,
     envFile: ctx.l.envOf(release),
@@ -126,7 +131,7 @@ export const replaceAndGate = async (ctx: DeployCtx): Promise<void> => {
     if ((await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
       throw new SkiffError(`${host.name}: port ${port} is still in use after the old process stopped: another program holds it`);
     }
-    const pid = await startIn(ctx, ctx.id, ctx.version, port);
+    const pid = await startIn(ctx, ctx.id, ctx.version, port, cfg.start);
     ctx.log(`started pid ${pid} on port ${port}`);
     const { ms } = await gateSlot(ctx, port);
     ctx.log(`healthy after ${ms} ms`);
@@ -146,7 +151,7 @@ const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<void> =>
   const prev = ctx.previous;
   if (!prev) return;
   try {
-    await startIn(ctx, prev.slot.release, prev.slot.version, prev.slot.port);
+    await startIn(ctx, prev.slot.release, prev.slot.version, prev.slot.port, prev.slot.start);
     await gateSlot(ctx, prev.slot.port);
     ctx.log(`previous release ${prev.slot.release} serves again`);
   } catch (restoreError) {
@@ -179,7 +184,7 @@ export const commit = async (ctx: DeployCtx): Promise<void> => {
     app: cfg.app.name,
     env: cfg.env,
     live: SINGLE_SLOT,
-    slots: { [SINGLE_SLOT]: { release: ctx.id, version: ctx.version, port: cfg.ports[0] as number, startedAt: at } },
+    slots: { [SINGLE_SLOT]: { release: ctx.id, version: ctx.version, port: cfg.ports[0] as number, start: cfg.start, startedAt: at } },
     updatedAt: at,
   });
   ctx.switched = true;
@@ -195,7 +200,3 @@ export const prune = async (ctx: DeployCtx): Promise<string[]> => {
   if (doomed.length > 0) await host.exec(removeReleases(l, doomed));
   return doomed;
 };
-
-/** Removes the `.partial` folder of an interrupted upload; used when a deploy stops early. */
-export const cleanPartial = (ctx: DeployCtx): Promise<unknown> =>
-  ctx.id ? ctx.host.exec(cmd('rm', '-rf', `${ctx.l.release(ctx.id)}.partial`), { check: false }) : Promise.resolve();

@@ -27,6 +27,8 @@ export class DryRunHost implements Host {
   }
   async exec(command: Cmd, options: ExecOptions = {}): Promise<ExecResult> {
     this.#print(`[dry-run] ${this.name}: ${render(command)}${options.stdin !== undefined ? ' < (input)' : ''}`);
+    // A stream nobody reads would block its writer (the build's tar): read it to the end.
+    if (options.stdin !== undefined && typeof options.stdin === 'object' && !Buffer.isBuffer(options.stdin)) options.stdin.resume();
     return { code: 0, stdout: '', stderr: '' };
   }
   async put(path: string, content: string | Buffer, options: PutOptions = {}): Promise<void> {

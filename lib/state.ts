@@ -13,6 +13,8 @@ export interface SlotState {
   readonly release: string;
   readonly version: string;
   readonly port: number;
+  /** The start command the release was deployed with, so it starts the same way later. */
+  readonly start: string;
   readonly startedAt: string;
 }
 

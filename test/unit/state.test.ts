@@ -178,7 +178,7 @@ describe('parseState', () => {
     app: 'hello',
     env: 'local',
     live: 'blue',
-    slots: { blue: { release: 'r1', version: '1.0.0', port: 8001, startedAt: '2026-11-22T23:45:12.000Z' } },
+    slots: { blue: { release: 'r1', version: '1.0.0', port: 8001, start: 'node server.js', startedAt: '2026-11-22T23:45:12.000Z' } },
     updatedAt: '2026-11-22T23:45:12.000Z',
   };
 

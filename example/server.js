@@ -1,0 +1,156 @@
+// The example app that skiff deploys by default: plain Node HTTP, notes in SQLite, a health check,
+// and a graceful drain on SIGTERM so a deploy never cuts a request in half.
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+
+const pkg = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8'));
+const VERSION = process.env.APP_VERSION || pkg.version;
+const ENVIRONMENT = process.env.APP_ENV || 'development';
+const HOST = process.env.HOST || '127.0.0.1';
+const PORT = Number(process.env.PORT ?? 3000);
+const DATA_DIR = process.env.DATA_DIR || './data';
+const SHUTDOWN_TIMEOUT_MS = Number(process.env.SHUTDOWN_TIMEOUT_MS ?? 10_000);
+const SLOW_MS = Number(process.env.SLOW_MS ?? 1000);
+const MAX_BODY = 64 * 1024;
+
+if (!Number.isInteger(PORT) || PORT < 1 || PORT > 65535) {
+  console.error(`PORT must be a number from 1 to 65535, not ${JSON.stringify(process.env.PORT)}`);
+  process.exit(1);
+}
+
+mkdirSync(DATA_DIR, { recursive: true });
+const db = new Database(join(DATA_DIR, 'app.db'));
+// WAL lets readers (and an online backup) run beside the writer; busy_timeout rides out short locks.
+db.pragma('journal_mode = WAL');
+db.pragma('busy_timeout = 5000');
+db.exec('CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL, created_at TEXT NOT NULL)');
+const insertNote = db.prepare('INSERT INTO notes (body, created_at) VALUES (?, ?) RETURNING id, body, created_at');
+const listNotes = db.prepare('SELECT id, body, created_at FROM notes ORDER BY id DESC LIMIT 100');
+const countNotes = db.prepare('SELECT count(*) AS count FROM notes');
+
+const started = Date.now();
+
+const check = (fn) => {
+  try {
+    fn();
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, error: error.message };
+  }
+};
+
+const health = () => {
+  const checks = {
+    dataDir: check(() => {
+      const probe = join(DATA_DIR, `.health-${process.pid}`);
+      writeFileSync(probe, 'ok');
+      rmSync(probe);
+    }),
+    database: check(() => countNotes.get()),
+  };
+  // Lets tests (and you) see what a deploy does with a release that never becomes healthy.
+  if (process.env.HEALTH_FAIL === '1') checks.forced = { ok: false, error: 'HEALTH_FAIL is set' };
+  const ok = Object.values(checks).every((c) => c.ok);
+  const memory = process.memoryUsage();
+  return {
+    code: ok ? 200 : 503,
+    body: {
+      status: ok ? 'ok' : 'fail',
+      timestamp: new Date().toISOString(),
+      uptime: (Date.now() - started) / 1000,
+      environment: ENVIRONMENT,
+      version: VERSION,
+      memory: { rss: memory.rss, heapUsed: memory.heapUsed },
+      checks,
+    },
+  };
+};
+
+const send = (res, code, body) => {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  res.writeHead(code, { 'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json' });
+  res.end(text);
+};
+
+const readJson = (req) =>
+  new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    req.on('data', (chunk) => {
+      size += chunk.length;
+      if (size > MAX_BODY) {
+        reject(Object.assign(new Error('request body over 64 KiB'), { status: 413 }));
+        req.destroy();
+      } else chunks.push(chunk);
+    });
+    req.on('end', () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString() || 'null'));
+      } catch {
+        reject(Object.assign(new Error('body is not JSON'), { status: 400 }));
+      }
+    });
+    req.on('error', reject);
+  });
+
+const routes = {
+  'GET /': () => [200, `hello ${VERSION} (${ENVIRONMENT})\n`],
+  'GET /api/health': () => {
+    const h = health();
+    return [h.code, h.body];
+  },
+  'GET /api/notes': () => [200, listNotes.all()],
+  'GET /api/notes/count': () => [200, countNotes.get()],
+  'POST /api/notes': async (req) => {
+    const input = await readJson(req);
+    const body = input?.body;
+    if (typeof body !== 'string' || body.length < 1 || body.length > 10_000) {
+      return [400, { error: 'body must be a string of 1 to 10000 characters' }];
+    }
+    return [201, insertNote.get(body, new Date().toISOString())];
+  },
+  'GET /slow': () => new Promise((resolve) => setTimeout(() => resolve([200, 'slow done\n']), SLOW_MS)),
+};
+
+const server = createServer(async (req, res) => {
+  const path = new URL(req.url, 'http://x').pathname;
+  const route = routes[`${req.method} ${path}`];
+  try {
+    const [code, body] = route ? await route(req) : [404, { error: `no route for ${req.method} ${path}` }];
+    send(res, code, body);
+  } catch (error) {
+    send(res, error.status ?? 500, { error: error.status ? error.message : 'internal error' });
+    if (!error.status) console.error(error);
+  }
+});
+
+server.on('error', (error) => {
+  console.error(error.code === 'EADDRINUSE' ? `port ${PORT} is already in use` : error.message);
+  process.exit(1);
+});
+
+server.listen(PORT, HOST, () => {
+  console.log(`listening on http://${HOST}:${PORT} (version ${VERSION}, env ${ENVIRONMENT})`);
+});
+
+// Graceful stop: refuse new connections, let in-flight requests finish, then close the database.
+let stopping = false;
+const stop = (signal) => {
+  if (stopping) return;
+  stopping = true;
+  console.log(`${signal}: draining`);
+  server.close(() => {
+    db.close();
+    console.log('stopped');
+    process.exit(0);
+  });
+  server.closeIdleConnections();
+  setTimeout(() => {
+    console.error(`still busy after ${SHUTDOWN_TIMEOUT_MS} ms: exiting`);
+    process.exit(1);
+  }, SHUTDOWN_TIMEOUT_MS).unref();
+};
+process.on('SIGTERM', () => stop('SIGTERM'));
+process.on('SIGINT', () => stop('SIGINT'));
