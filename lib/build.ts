@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { Config } from './config.ts';
 import { SkiffError } from './errors.ts';
-import { baseEnv, run, streamFrom } from './local.ts';
+import { run, streamFrom } from './local.ts';
 
 /** Runs the build command in APP_DIR, passing its output line by line to `onOutput`. */
 export const runBuild = async (cfg: Config, onOutput: (text: string) => void): Promise<void> => {
@@ -11,7 +11,9 @@ export const runBuild = async (cfg: Config, onOutput: (text: string) => void): P
   const forward = (b: Buffer) => onOutput(b.toString());
   const result = await run(['/bin/sh', '-c', cfg.build], {
     cwd: cfg.app.dir,
-    env: { ...baseEnv(), NODE_ENV: 'production' },
+    // The build is the developer's own command on this machine: it gets their whole environment
+    // (npm config, proxies, toolchains), unlike the app on a host.
+    env: { ...process.env } as Record<string, string>,
     check: false,
     onStdout: forward,
     onStderr: forward,
