@@ -161,7 +161,9 @@ export const checkEnvName = (env: string, dir: string): void => {
     throw new UsageError(`environment name ${JSON.stringify(env)} is invalid: use a-z, 0-9 and - only (e.g. staging)`);
   }
   if (!existsSync(join(dir, `${env}.env`))) {
-    const example = existsSync(join(dir, `${env}.env.example`)) ? `; copy env/${env}.env.example to env/${env}.env and edit it` : '';
+    const example = existsSync(join(dir, `${env}.env.example`))
+      ? `; copy ${join(dir, `${env}.env.example`)} to ${join(dir, `${env}.env`)} and edit it`
+      : '';
     const known = listEnvs(dir);
     throw new UsageError(`unknown environment "${env}": no ${join(dir, `${env}.env`)}${example || `; known: ${known.join(', ') || 'none'}`}`);
   }
