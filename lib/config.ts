@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { isAbsolute, join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
 import { Secret } from './cmd.ts';
@@ -155,6 +155,9 @@ export const listEnvs = (dir: string): string[] =>
         .sort()
     : [];
 
+/** A path as users know it: relative to the repo when inside it. */
+const shown = (path: string): string => (path.startsWith(`${REPO_ROOT}/`) ? relative(REPO_ROOT, path) : path);
+
 /** Checks an environment name before any file is opened. */
 export const checkEnvName = (env: string, dir: string): void => {
   if (!ENV_NAME.test(env)) {
@@ -162,10 +165,10 @@ export const checkEnvName = (env: string, dir: string): void => {
   }
   if (!existsSync(join(dir, `${env}.env`))) {
     const example = existsSync(join(dir, `${env}.env.example`))
-      ? `; copy ${join(dir, `${env}.env.example`)} to ${join(dir, `${env}.env`)} and edit it`
+      ? `; copy ${shown(join(dir, `${env}.env.example`))} to ${shown(join(dir, `${env}.env`))} and edit it`
       : '';
     const known = listEnvs(dir);
-    throw new UsageError(`unknown environment "${env}": no ${join(dir, `${env}.env`)}${example || `; known: ${known.join(', ') || 'none'}`}`);
+    throw new UsageError(`unknown environment "${env}": no ${shown(join(dir, `${env}.env`))}${example || `; known: ${known.join(', ') || 'none'}`}`);
   }
 };
 

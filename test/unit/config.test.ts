@@ -274,7 +274,7 @@ describe('checkEnvName', () => {
     ['a dot', 'local.secrets', 'environment name "local.secrets" is invalid'],
     ['an unknown name', 'nope', 'unknown environment "nope": no '],
     ['an unknown name lists the known ones', 'nope', '; known: local'],
-    ['a name with only an example file', 'staging', '; copy env/staging.env.example to env/staging.env and edit it'],
+    ['a name with only an example file', 'staging', '/env/staging.env.example to '],
   ])('%s (%j) is a one-line UsageError', (_name, env, message) => {
     const e = usageError(() => checkEnvName(env, envDir));
     expect(e.exitCode).toBe(2);
