@@ -106,15 +106,15 @@ const startIn = (ctx: DeployCtx, release: string, version: string, port: number,
     envFile: ctx.l.envOf(release),
   });
 
-/** Health gate of whatever runs in the single slot now. */
-export const gateSlot = (ctx: DeployCtx, port: number) =>
+/** Health gate of whatever runs in the single slot now. An undo passes `interruptible: false`: it must finish. */
+export const gateSlot = (ctx: DeployCtx, port: number, interruptible = true) =>
   waitHealthy(ctx.host, {
     port,
     path: ctx.cfg.health.path,
     timeoutSeconds: ctx.cfg.health.timeoutSeconds,
     isAlive: async () => (await findSlot(ctx.host, ctx.l, SINGLE_SLOT)).state === 'running',
     logTail: () => slotLogTail(ctx.host, ctx.l, SINGLE_SLOT),
-    signal: ctx.signal,
+    ...(interruptible ? { signal: ctx.signal } : {}),
     ...(ctx.clock ? { clock: ctx.clock } : {}),
   });
 
@@ -152,7 +152,7 @@ const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<void> =>
   if (!prev) return;
   try {
     await startIn(ctx, prev.slot.release, prev.slot.version, prev.slot.port, prev.slot.start);
-    await gateSlot(ctx, prev.slot.port);
+    await gateSlot(ctx, prev.slot.port, false);
     ctx.log(`previous release ${prev.slot.release} serves again`);
   } catch (restoreError) {
     // Keep the original error as the one reported; say loudly that the host is down.

@@ -109,6 +109,21 @@ describe('deploy on the local host', () => {
     expect(await health()).toMatchObject({ version: '1.0.1' });
   });
 
+  it('Ctrl-C during the health check undoes the step: previous version serves, lock released, exit 1', async () => {
+    s.writeEnv('t.env', localEnv(s, PORT, 'HEALTH_FAIL=1\nDEPLOY_HEALTH_TIMEOUT=60'));
+    const deploy = s.start('deploy-vps', ['t']);
+    for (let i = 0; i < 200 && !deploy.output().includes('started pid'); i++) await new Promise((r) => setTimeout(r, 50));
+    deploy.child.kill('SIGINT');
+    const r = await deploy.result;
+    s.writeEnv('t.env', localEnv(s, PORT));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('SIGINT: stopping at the next safe point (send it again to exit at once)');
+    expect(r.stderr.trim().split('\n').at(-1)).toBe('error: stopped by SIGINT');
+    expect(r.stdout).toMatch(/previous release .*1\.0\.1 serves again/);
+    expect(await health()).toMatchObject({ version: '1.0.1' });
+    expect(existsSync(join(s.deployPath, '.skiff/lock'))).toBe(false);
+  });
+
   it('stop, stop again, start, start again', async () => {
     const stop = await s.run('stop', ['t']);
     expect(stop.code).toBe(0);

@@ -27,6 +27,8 @@ export interface Sandbox {
   writeEnv(file: string, text: string, mode?: number): void;
   /** Runs scripts/<name>.ts with the sandbox's HOME and env folder. */
   run(script: string, args?: readonly string[], opts?: { cwd?: string; env?: Record<string, string> }): Promise<RunResult>;
+  /** Starts scripts/<name>.ts without waiting for it (to signal it mid-run). */
+  start(script: string, args?: readonly string[]): ReturnType<typeof startProcess>;
   /** Sets the example app's package.json version (the deployed version without git). */
   setVersion(version: string): void;
   /** Pids of processes started for a DEPLOY_PATH (found by the SKIFF_SLOT marker). */
@@ -34,19 +36,25 @@ export interface Sandbox {
   cleanup(): void;
 }
 
-/** Runs a command to its end, collecting output. */
-export const runProcess = (argv: readonly string[], opts: { cwd: string; env: NodeJS.ProcessEnv }): Promise<RunResult> =>
-  new Promise((resolve, reject) => {
-    const [file, ...args] = argv;
-    if (!file) throw new Error('empty argv');
-    const child = spawn(file, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+/** Starts a command; `result` settles when it ends. `output()` is what it printed so far. */
+export const startProcess = (argv: readonly string[], opts: { cwd: string; env: NodeJS.ProcessEnv }) => {
+  const [file, ...args] = argv;
+  if (!file) throw new Error('empty argv');
+  const child = spawn(file, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  const result = new Promise<RunResult>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+  return { child, result, output: () => stdout + stderr };
+};
+
+/** Runs a command to its end, collecting output. */
+export const runProcess = (argv: readonly string[], opts: { cwd: string; env: NodeJS.ProcessEnv }): Promise<RunResult> =>
+  startProcess(argv, opts).result;
 
 /** Pids whose environment carries SKIFF_SLOT=<deployPath>#... (zombies have none and are not counted). */
 export const pidsWithMarker = (deployPath: string): number[] => {
@@ -88,6 +96,9 @@ export const makeSandbox = (name: string): Sandbox => {
         cwd: opts.cwd ?? ROOT,
         env: { ...baseEnv, ...opts.env },
       });
+    },
+    start(script, args = []) {
+      return startProcess([TSX, join(ROOT, 'scripts', `${script}.ts`), ...args], { cwd: ROOT, env: baseEnv });
     },
     setVersion(version) {
       const file = join(appDir, 'package.json');
