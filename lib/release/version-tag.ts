@@ -1,0 +1,180 @@
+/**
+ * version-tag: preflight checks that change nothing, then the release commit and annotated tag,
+ * undone if a later step fails (but only what this run made).
+ */
+import { existsSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { SkiffError, UsageError } from '../errors.ts';
+import { run } from '../local.ts';
+import { changelogSection, groupCommits, prependChangelog, renderChanges, setJsonVersion } from './changes.ts';
+import { commitsSince, gitIn, lastTag, releaseRemote, type Git } from './git.ts';
+import { nextVersion } from './bump.ts';
+
+export interface TagOptions {
+  readonly repo: string;
+  readonly bump: string;
+  readonly preid: string;
+  readonly push: boolean;
+  readonly tests: boolean;
+  readonly anyBranch: boolean;
+  /** Branches a release may be made from. */
+  readonly branches: readonly string[];
+  readonly dryRun: boolean;
+  readonly now: Date;
+}
+
+export interface TagPlan {
+  readonly git: Git;
+  readonly root: string;
+  readonly current: string;
+  readonly next: string;
+  readonly tag: string;
+  readonly branch: string;
+  readonly remote: string | undefined;
+  readonly previousTag: string | undefined;
+  readonly changes: string;
+  readonly changelog: string;
+  readonly head: string;
+}
+
+const fail = (message: string): never => {
+  throw new UsageError(message);
+};
+
+/** Everything that must hold before a release is made. Reads only: nothing is written. */
+export const planRelease = async (o: TagOptions): Promise<TagPlan> => {
+  if (!existsSync(o.repo)) fail(`${o.repo} does not exist`);
+  const probe = gitIn(o.repo);
+  const top = await probe.try(['rev-parse', '--show-toplevel']);
+  if (top.code !== 0) fail(`${o.repo} is not a git repository: run version-tag inside your project's repository`);
+  const root = top.out;
+  const git = gitIn(root);
+  const pkgFile = join(root, 'package.json');
+  if (!existsSync(pkgFile)) fail(`no package.json in ${root}: version-tag bumps the version in package.json`);
+  const current = String((JSON.parse(readFileSync(pkgFile, 'utf8')) as { version?: unknown }).version ?? '');
+  const next = nextVersion(current, o.bump, o.preid);
+  const tag = `v${next}`;
+
+  for (const key of ['user.name', 'user.email']) {
+    if (!(await git.try(['config', key])).out) fail(`git ${key} is not set: run \`git config ${key} "..."\` first`);
+  }
+  const dirty = (await git(['status', '--porcelain', '--untracked-files=all'])).split('\n').filter(Boolean);
+  if (dirty.length) {
+    fail(`the working tree is not clean (${dirty.slice(0, 3).map((l) => l.slice(3)).join(', ')}${dirty.length > 3 ? ', ...' : ''}): commit or stash first`);
+  }
+  const branchProbe = await git.try(['symbolic-ref', '--short', '-q', 'HEAD']);
+  if (branchProbe.code !== 0) fail('HEAD is detached: check out a release branch first');
+  const branch = branchProbe.out;
+  if (!o.anyBranch && !o.branches.includes(branch)) {
+    fail(`on branch ${branch}, not a release branch (${o.branches.join(' or ')}): switch to it, or pass --any-branch`);
+  }
+  if ((await git.try(['rev-parse', '-q', '--verify', `refs/tags/${tag}`])).code === 0) fail(`tag ${tag} already exists: choose another version`);
+
+  const head = await git(['rev-parse', 'HEAD']);
+  const remote = await releaseRemote(git, branch);
+  if (remote) await checkRemote(git, o, remote, branch, tag, head);
+
+  const previousTag = await lastTag(git);
+  const groups = groupCommits(await commitsSince(git, previousTag));
+  const date = o.now.toISOString().slice(0, 10);
+  const changelogFile = join(root, 'CHANGELOG.md');
+  return {
+    git,
+    root,
+    current,
+    next,
+    tag,
+    branch,
+    remote,
+    previousTag,
+    changes: renderChanges(groups),
+    changelog: prependChangelog(existsSync(changelogFile) ? readFileSync(changelogFile, 'utf8') : undefined, changelogSection(next, date, groups)),
+    head,
+  };
+};
+
+/** Refuses when the remote branch has commits this one lacks, or when the tag is already there. */
+const checkRemote = async (git: Git, o: TagOptions, remote: string, branch: string, tag: string, head: string): Promise<void> => {
+  // A real run fetches so the comparison sees the remote's commits; a dry run writes nothing, not even FETCH_HEAD.
+  if (!o.dryRun) {
+    const fetched = await git.try(['fetch', '--quiet', remote, branch]);
+    if (fetched.code !== 0 && !/couldn't find remote ref/.test(fetched.err)) fail(`cannot fetch ${remote}: ${fetched.err.split('\n').at(-1)}`);
+  }
+  const listed = await git.try(['ls-remote', remote, `refs/heads/${branch}`, `refs/tags/${tag}`]);
+  if (listed.code !== 0) fail(`cannot reach ${remote}: ${listed.err.split('\n').at(-1)}`);
+  const refs = new Map(listed.out.split('\n').filter(Boolean).map((l) => [l.split('\t')[1], l.split('\t')[0]] as const));
+  if (refs.has(`refs/tags/${tag}`)) fail(`tag ${tag} already exists on ${remote}: choose another version`);
+  const theirs = refs.get(`refs/heads/${branch}`);
+  if (!theirs || theirs === head) return;
+  const known = (await git.try(['cat-file', '-e', `${theirs}^{commit}`])).code === 0;
+  if (known && (await git.try(['merge-base', '--is-ancestor', theirs, head])).code === 0) return; // we are ahead
+  const behind = known && (await git.try(['merge-base', '--is-ancestor', head, theirs])).code === 0;
+  fail(
+    behind || !known
+      ? `${branch} is behind ${remote}/${branch}: pull first`
+      : `${branch} and ${remote}/${branch} have diverged: rebase or merge first`,
+  );
+};
+
+/** Runs the project's tests (npm test) in the repository. */
+export const runTests = async (root: string, onOutput: (line: string) => void): Promise<void> => {
+  const r = await run(['npm', 'test', '--silent'], {
+    cwd: root,
+    env: { ...process.env } as Record<string, string>,
+    check: false,
+    label: 'local',
+    onStdout: (b) => onOutput(b.toString().trim()),
+    onStderr: (b) => onOutput(b.toString().trim()),
+  });
+  if (r.code !== 0) throw new SkiffError(`the tests failed (npm test exited ${r.code}): fix them, or pass --no-tests`);
+};
+
+const RELEASE_FILES = ['package.json', 'package-lock.json', 'CHANGELOG.md'] as const;
+
+/** Writes package.json, package-lock.json and CHANGELOG.md with the new version. */
+export const writeReleaseFiles = (p: TagPlan): void => {
+  const pkg = join(p.root, 'package.json');
+  writeFileSync(pkg, setJsonVersion(readFileSync(pkg, 'utf8'), p.next, false));
+  const lock = join(p.root, 'package-lock.json');
+  if (existsSync(lock)) writeFileSync(lock, setJsonVersion(readFileSync(lock, 'utf8'), p.next, true));
+  writeFileSync(join(p.root, 'CHANGELOG.md'), p.changelog);
+};
+
+/** The release commit and the annotated tag whose message holds the grouped changes. Returns the commit. */
+export const commitAndTag = async (p: TagPlan): Promise<string> => {
+  await p.git(['add', '--', ...RELEASE_FILES.filter((f) => existsSync(join(p.root, f)))]);
+  await p.git(['commit', '--quiet', '--no-verify', '-m', `release: ${p.tag}`]);
+  const commit = await p.git(['rev-parse', 'HEAD']);
+  await p.git(['tag', '--annotate', '--file=-', p.tag], `${p.tag}\n\n${p.changes}\n`);
+  return commit;
+};
+
+/** Pushes the branch and the tag together: both land or neither does. */
+export const pushRelease = async (p: TagPlan): Promise<void> => {
+  if (!p.remote) throw new SkiffError(`--push: ${p.branch} has no remote to push to: add one with \`git remote add origin URL\``);
+  const r = await p.git.try(['push', '--atomic', '--quiet', p.remote, `refs/heads/${p.branch}`, `refs/tags/${p.tag}`]);
+  if (r.code !== 0) throw new SkiffError(`push to ${p.remote} was rejected: ${r.err.split('\n').filter(Boolean).slice(-2).join(' | ')}`);
+};
+
+/**
+ * Undoes a failed release: deletes the tag and the commit if they are the ones this run made (the tag
+ * points at `commit`, HEAD is `commit`), and restores the files otherwise. Never touches anything else.
+ */
+export const undoRelease = async (p: TagPlan, commit: string | undefined, changelogExisted: boolean): Promise<string[]> => {
+  const undone: string[] = [];
+  const tagged = await p.git.try(['rev-parse', '-q', '--verify', `refs/tags/${p.tag}^{commit}`]);
+  if (commit && tagged.code === 0 && tagged.out === commit) {
+    await p.git(['tag', '-d', p.tag]);
+    undone.push(`deleted tag ${p.tag}`);
+  }
+  const head = await p.git(['rev-parse', 'HEAD']);
+  if (commit && head === commit) {
+    await p.git(['reset', '--quiet', '--hard', p.head]);
+    undone.push(`removed commit ${commit.slice(0, 7)}`);
+  } else if (!commit && head === p.head) {
+    await p.git(['checkout', '--quiet', p.head, '--', ...RELEASE_FILES.filter((f) => f !== 'CHANGELOG.md' || changelogExisted).filter((f) => existsSync(join(p.root, f)))]);
+    if (!changelogExisted) rmSync(join(p.root, 'CHANGELOG.md'), { force: true });
+    undone.push('restored package.json and CHANGELOG.md');
+  }
+  return undone;
+};

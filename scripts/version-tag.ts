@@ -1,0 +1,70 @@
+#!/usr/bin/env -S npx tsx
+/** Bumps the version, writes CHANGELOG.md, commits `release: vX.Y.Z` and makes an annotated tag. */
+import { runMain } from '../lib/cli.ts';
+
+const spec = {
+  name: 'version-tag',
+  summary: 'Release a version: check the repo, bump package.json, update CHANGELOG.md, commit and tag (and push).',
+  usage: '<patch|minor|major|prerelease|X.Y.Z> [--preid rc] [--push] [--yes] [--dry-run] [--no-tests]',
+  positionals: [{ name: '<bump>', required: true, description: 'patch, minor, major, prerelease, or an explicit version greater than the current' }],
+  flags: {
+    preid: { type: 'string', description: 'prerelease id for prerelease bumps (default rc)' },
+    push: { type: 'boolean', description: 'push the branch and the tag together (git push --atomic)' },
+    yes: { type: 'boolean', short: 'y', description: 'do not ask for confirmation' },
+    'dry-run': { type: 'boolean', description: 'check and show what would happen; write nothing' },
+    'no-tests': { type: 'boolean', description: 'do not run npm test before releasing' },
+    'any-branch': { type: 'boolean', description: 'allow a release from a branch other than main or master' },
+    branch: { type: 'string', description: 'release branches, comma-separated (default main,master)' },
+    repo: { type: 'string', description: 'the repository to release (default: this one)' },
+    json: { type: 'boolean', description: 'print the result as JSON' },
+  },
+  examples: ['npx tsx scripts/version-tag.ts patch', 'npx tsx scripts/version-tag.ts prerelease --preid beta --dry-run', 'npx tsx scripts/version-tag.ts minor --push --yes'],
+} as const;
+
+await runMain(spec, async ({ args: [bump], flags }) => {
+  const { REPO_ROOT } = await import('../lib/paths.ts');
+  const { confirm } = await import('../lib/cli.ts');
+  const { say, taskList } = await import('../lib/ui.ts');
+  const vt = await import('../lib/release/version-tag.ts');
+  const options = {
+    repo: flags.repo ?? REPO_ROOT,
+    bump: bump as string,
+    preid: flags.preid ?? 'rc',
+    push: flags.push,
+    tests: !flags['no-tests'],
+    anyBranch: flags['any-branch'],
+    branches: (flags.branch ?? 'main,master').split(',').map((b) => b.trim()).filter(Boolean),
+    dryRun: flags['dry-run'],
+    now: new Date(),
+  };
+  const plan = await vt.planRelease(options);
+  const runTests = options.tests && !options.dryRun;
+  if (runTests) await (await taskList([{ title: 'Run the tests (npm test)', task: (_, t) => vt.runTests(plan.root, (l) => { t.output = l; }) }])).run({});
+
+  const summary = `${plan.current} -> ${plan.next} (tag ${plan.tag} on ${plan.branch}${options.push ? `, pushed to ${plan.remote ?? 'no remote'}` : ''})`;
+  process.stderr.write(`${summary}\nChanges since ${plan.previousTag ?? 'the first commit'}:\n${plan.changes}\n\n`);
+  const result = { version: plan.next, tag: plan.tag, previous: plan.current, pushed: options.push && !options.dryRun, dryRun: options.dryRun };
+  if (options.dryRun) {
+    say(`dry run: nothing was written; would release ${summary}${options.tests ? ' after npm test' : ''}`);
+  } else {
+    await confirm(`Release ${plan.tag}`, flags.yes);
+    const changelogExisted = (await import('node:fs')).existsSync(`${plan.root}/CHANGELOG.md`);
+    let commit: string | undefined;
+    try {
+      await (
+        await taskList([
+          { title: `Set version ${plan.next} in package.json and CHANGELOG.md`, task: () => vt.writeReleaseFiles(plan) },
+          { title: `Commit "release: ${plan.tag}" and tag ${plan.tag}`, task: async () => { commit = await vt.commitAndTag(plan); } },
+          { title: `Push ${plan.branch} and ${plan.tag} to ${plan.remote}`, task: () => vt.pushRelease(plan), enabled: () => options.push },
+        ])
+      ).run({});
+    } catch (error) {
+      const undone = await vt.undoRelease(plan, commit, changelogExisted);
+      if (undone.length) process.stderr.write(`undone: ${undone.join(', ')}\n`);
+      throw error;
+    }
+    if (!flags.json) say(`released ${plan.tag}`);
+  }
+  if (flags.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+  else process.stdout.write(`${plan.next}\n`);
+});
