@@ -13,7 +13,8 @@ export interface Git {
 
 /** A git runner for `dir`, with the caller's environment (their identity, ssh agent and config). */
 export const gitIn = (dir: string): Git => {
-  const env = { ...process.env, LC_ALL: 'C', GIT_TERMINAL_PROMPT: '0' } as Record<string, string>;
+  // No optional locks: `git status` must not refresh the index, so a dry run leaves .git byte-identical.
+  const env = { ...process.env, LC_ALL: 'C', GIT_TERMINAL_PROMPT: '0', GIT_OPTIONAL_LOCKS: '0' } as Record<string, string>;
   const attempt = async (args: readonly string[], input?: string) => {
     const r = await run(['git', '-C', dir, ...args], { env, check: false, label: 'local', ...(input !== undefined ? { stdin: input } : {}) });
     return { code: r.code, out: r.stdout.trim(), err: r.stderr.trim() };

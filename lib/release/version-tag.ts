@@ -58,9 +58,11 @@ export const planRelease = async (o: TagOptions): Promise<TagPlan> => {
   for (const key of ['user.name', 'user.email']) {
     if (!(await git.try(['config', key])).out) fail(`git ${key} is not set: run \`git config ${key} "..."\` first`);
   }
-  const dirty = (await git(['status', '--porcelain', '--untracked-files=all'])).split('\n').filter(Boolean);
+  const changed = await git(['diff', '--name-only', 'HEAD']);
+  const untracked = await git(['ls-files', '--others', '--exclude-standard']);
+  const dirty = `${changed}\n${untracked}`.split('\n').filter(Boolean);
   if (dirty.length) {
-    fail(`the working tree is not clean (${dirty.slice(0, 3).map((l) => l.slice(3)).join(', ')}${dirty.length > 3 ? ', ...' : ''}): commit or stash first`);
+    fail(`the working tree is not clean (${dirty.slice(0, 3).join(', ')}${dirty.length > 3 ? ', ...' : ''}): commit or stash first`);
   }
   const branchProbe = await git.try(['symbolic-ref', '--short', '-q', 'HEAD']);
   if (branchProbe.code !== 0) fail('HEAD is detached: check out a release branch first');
@@ -95,18 +97,17 @@ export const planRelease = async (o: TagOptions): Promise<TagPlan> => {
 
 /** Refuses when the remote branch has commits this one lacks, or when the tag is already there. */
 const checkRemote = async (git: Git, o: TagOptions, remote: string, branch: string, tag: string, head: string): Promise<void> => {
-  // A real run fetches so the comparison sees the remote's commits; a dry run writes nothing, not even FETCH_HEAD.
-  if (!o.dryRun) {
-    const fetched = await git.try(['fetch', '--quiet', remote, branch]);
-    if (fetched.code !== 0 && !/couldn't find remote ref/.test(fetched.err)) fail(`cannot fetch ${remote}: ${fetched.err.split('\n').at(-1)}`);
-  }
   const listed = await git.try(['ls-remote', remote, `refs/heads/${branch}`, `refs/tags/${tag}`]);
   if (listed.code !== 0) fail(`cannot reach ${remote}: ${listed.err.split('\n').at(-1)}`);
   const refs = new Map(listed.out.split('\n').filter(Boolean).map((l) => [l.split('\t')[1], l.split('\t')[0]] as const));
   if (refs.has(`refs/tags/${tag}`)) fail(`tag ${tag} already exists on ${remote}: choose another version`);
   const theirs = refs.get(`refs/heads/${branch}`);
   if (!theirs || theirs === head) return;
-  const known = (await git.try(['cat-file', '-e', `${theirs}^{commit}`])).code === 0;
+  const isKnown = async () => (await git.try(['cat-file', '-e', `${theirs}^{commit}`])).code === 0;
+  // Fetch the remote's commit by id when it is new here: objects only, no ref, no FETCH_HEAD.
+  // A dry run fetches nothing at all.
+  if (!(await isKnown()) && !o.dryRun) await git.try(['fetch', '--quiet', '--no-write-fetch-head', remote, theirs]);
+  const known = await isKnown();
   if (known && (await git.try(['merge-base', '--is-ancestor', theirs, head])).code === 0) return; // we are ahead
   const behind = known && (await git.try(['merge-base', '--is-ancestor', head, theirs])).code === 0;
   fail(
@@ -153,7 +154,12 @@ export const commitAndTag = async (p: TagPlan): Promise<string> => {
 export const pushRelease = async (p: TagPlan): Promise<void> => {
   if (!p.remote) throw new SkiffError(`--push: ${p.branch} has no remote to push to: add one with \`git remote add origin URL\``);
   const r = await p.git.try(['push', '--atomic', '--quiet', p.remote, `refs/heads/${p.branch}`, `refs/tags/${p.tag}`]);
-  if (r.code !== 0) throw new SkiffError(`push to ${p.remote} was rejected: ${r.err.split('\n').filter(Boolean).slice(-2).join(' | ')}`);
+  if (r.code !== 0) {
+    // What the remote said (its hooks print `remote: ...`) and git's own verdict, on one line.
+    const lines = r.err.split('\n').map((l) => l.trim()).filter(Boolean);
+    const said = lines.filter((l) => l.startsWith('remote:')).map((l) => l.slice('remote:'.length).trim());
+    throw new SkiffError(`push to ${p.remote} was rejected: ${[...said, ...lines.filter((l) => l.startsWith('!'))].join(' | ') || lines.at(-1)}`);
+  }
 };
 
 /**
