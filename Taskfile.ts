@@ -1,59 +1,90 @@
 #!/usr/bin/env -S npx tsx
 /**
- * The team's one list of commands, like a Makefile: `npx tsx Taskfile.ts --list`,
- * `npx tsx Taskfile.ts deploy local`. Each task is a typed function with a description; most run
- * one of scripts/ with the arguments given.
+ * The team's one list of commands, like a Makefile:
+ *   npx tsx Taskfile.ts --list
+ *   npx tsx Taskfile.ts deploy staging --yes
+ *   npx tsx Taskfile.ts release production patch
+ * Each task is a typed function with a description; lib/taskfile.ts checks arguments and runs
+ * dependencies once each, in order.
  */
-import { join } from 'node:path';
-import { EXIT, UsageError } from './lib/errors.ts';
-import { REPO_ROOT } from './lib/paths.ts';
+import { EXIT } from './lib/errors.ts';
+import { main, npm, script, type Task, type TaskContext } from './lib/taskfile.ts';
 
-interface Task {
-  readonly description: string;
-  readonly usage: string;
-  readonly run: (args: readonly string[]) => Promise<number>;
-}
+const env = { name: 'env', kind: 'env' } as const;
 
-const script = (name: string) => async (args: readonly string[]) => {
-  const { runAttached } = await import('./lib/local.ts');
-  return runAttached([join(REPO_ROOT, 'node_modules/.bin/tsx'), join(REPO_ROOT, 'scripts', `${name}.ts`), ...args], process.cwd());
-};
-const npm = (name: string) => async (args: readonly string[]) => {
-  const { runAttached } = await import('./lib/local.ts');
-  return runAttached(['npm', 'run', '--silent', name, ...(args.length ? ['--', ...args] : [])], REPO_ROOT);
+/** Stops a chain at the first step that does not exit 0. */
+const chain = async (steps: readonly (() => Promise<number>)[]): Promise<number> => {
+  for (const step of steps) {
+    const code = await step();
+    if (code !== EXIT.ok) return code;
+  }
+  return EXIT.ok;
 };
 
 const tasks: Record<string, Task> = {
-  build: { description: 'build the app of an environment', usage: '<env>', run: script('build') },
-  deploy: { description: 'build and deploy to an environment', usage: '<env> [--yes] [--dry-run]', run: script('deploy-vps') },
-  status: { description: 'show the live release, its process and health', usage: '<env> [--json]', run: script('status') },
-  start: { description: 'start the live release if it is stopped', usage: '<env>', run: script('start') },
-  stop: { description: 'stop the live release', usage: '<env>', run: script('stop') },
-  logs: { description: 'print the live release log', usage: '<env> [--follow]', run: script('logs') },
-  test: { description: 'run every test', usage: '', run: npm('test') },
-  typecheck: { description: 'type-check the project', usage: '', run: npm('typecheck') },
+  build: { description: 'build the app of an environment', args: [env], script: 'build', run: script('build') },
+  deploy: { description: 'build and deploy to an environment', args: [env], script: 'deploy-vps', run: script('deploy-vps') },
+  rollback: { description: 'go back to an earlier release', args: [env, { name: 'release', kind: 'optional' }], script: 'rollback', run: script('rollback') },
+  backup: { description: 'back up the data of an environment', args: [env], script: 'backup', run: script('backup') },
+  restore: { description: 'restore a backup', args: [env, { name: 'backup', kind: 'word' }], script: 'restore', run: script('restore') },
+  version: { description: 'bump the version, commit and tag it', args: [{ name: 'bump', kind: 'word' }], script: 'version-tag', run: script('version-tag') },
+  status: { description: 'show the live release, its process and health', args: [env], script: 'status', run: script('status') },
+  logs: { description: 'print the live release log', args: [env], script: 'logs', run: script('logs') },
+  start: { description: 'start the live release if it is stopped', args: [env], script: 'start', run: script('start') },
+  stop: { description: 'stop the live release', args: [env], script: 'stop', run: script('stop') },
+  'env-check': { description: 'validate every env file and report every problem', run: () => envCheck() },
+  test: { description: 'run every test', run: npm('test') },
+  typecheck: { description: 'type-check the project', run: npm('typecheck') },
+  ci: { description: 'what CI runs', deps: ['typecheck', 'test'], run: async () => EXIT.ok },
+  release: {
+    description: 'version, build, backup, deploy and verify, stopping at the first failure',
+    args: [env, { name: 'bump', kind: 'word' }],
+    run: (ctx) => release(ctx),
+  },
 };
 
-const list = (): string =>
-  [
-    'Tasks (npx tsx Taskfile.ts <task> [args]; <task> --help for its options):',
-    ...Object.entries(tasks).map(([name, t]) => `  ${`${name} ${t.usage}`.padEnd(40)}${t.description}`),
-  ].join('\n');
+/** version-tag, build, backup (when the env names data to back up), deploy, then a health check. */
+const release = ({ args: [target = '', bump = ''], flags, task }: TaskContext) => {
+  const pass = flags.filter((f) => f === '--yes' || f === '-y' || f === '--dry-run');
+  const run = (name: string, ...args: string[]) => () => script(name)({ args, flags: pass, task });
+  return chain([
+    run('version-tag', bump),
+    () => (pass.includes('--dry-run') ? Promise.resolve(EXIT.ok) : task('build', [target])),
+    () => backupIfConfigured(target, pass),
+    run('deploy-vps', target, '--no-build'),
+    () => (pass.includes('--dry-run') ? Promise.resolve(EXIT.ok) : verify(target)),
+  ]);
+};
 
-const main = async (argv: readonly string[]): Promise<number> => {
-  const [name, ...rest] = argv;
-  if (name === undefined || name === '--list' || name === '-l' || name === '--help' || name === '-h') {
-    process.stdout.write(`${list()}\n`);
-    return name === undefined ? EXIT.usage : EXIT.ok;
+const backupIfConfigured = async (target: string, pass: readonly string[]): Promise<number> => {
+  const { existsSync } = await import('node:fs');
+  const { loadConfig } = await import('./lib/config.ts');
+  const { backup } = loadConfig(target);
+  if (!backup.sqlite.length && !backup.paths.length && !backup.postgresUrl) return EXIT.ok;
+  if (!existsSync(new URL('./scripts/backup.ts', import.meta.url))) {
+    process.stderr.write(`release: ${target} names data to back up, but this version of skiff has no backup yet: not backed up\n`);
+    return EXIT.ok;
   }
-  const task = tasks[name];
-  if (!task) throw new UsageError(`unknown task "${name}": run \`npx tsx Taskfile.ts --list\` to see the tasks`);
-  return task.run(rest);
+  return script('backup')({ args: [target], flags: pass.filter((f) => f !== '--yes'), task: async () => EXIT.ok });
 };
 
-try {
-  process.exitCode = await main(process.argv.slice(2));
-} catch (error) {
-  process.stderr.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exitCode = error instanceof UsageError ? EXIT.usage : EXIT.failed;
-}
+/** After a deploy: the live release answers its health check. */
+const verify = async (target: string): Promise<number> => {
+  const { runAttached } = await import('./lib/local.ts');
+  const { join } = await import('node:path');
+  const { REPO_ROOT } = await import('./lib/paths.ts');
+  return runAttached([join(REPO_ROOT, 'node_modules/.bin/tsx'), join(REPO_ROOT, 'scripts/status.ts'), target], process.cwd());
+};
+
+const envCheck = async (): Promise<number> => {
+  const { checkEnvFiles } = await import('./lib/envcheck.ts');
+  const results = checkEnvFiles();
+  for (const r of results) {
+    process.stdout.write(r.problems.length ? `✖ ${r.file}\n${r.problems.map((p) => `    ${p}`).join('\n')}\n` : `✔ ${r.file}\n`);
+  }
+  const bad = results.filter((r) => r.problems.length).length;
+  process.stdout.write(bad ? `${bad} of ${results.length} env files have problems\n` : `all ${results.length} env files are valid\n`);
+  return bad ? EXIT.usage : EXIT.ok;
+};
+
+await main(tasks);

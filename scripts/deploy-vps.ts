@@ -5,11 +5,12 @@ import { runMain } from '../lib/cli.ts';
 const spec = {
   name: 'deploy-vps',
   summary: 'Build the app and deploy it to an environment, keeping the previous version serving if anything fails.',
-  usage: '<env> [--yes] [--dry-run] [--verbose]',
+  usage: '<env> [--yes] [--dry-run] [--no-build] [--verbose]',
   positionals: [{ name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env (e.g. local, staging)' }],
   flags: {
     yes: { type: 'boolean', short: 'y', description: 'do not ask for confirmation (production)' },
     'dry-run': { type: 'boolean', description: 'print what would run on each host; change nothing' },
+    'no-build': { type: 'boolean', description: 'ship APP_DIR as it is (already built by scripts/build.ts)' },
     verbose: { type: 'boolean', short: 'v', description: 'show every step and its output' },
   },
   examples: ['npx tsx scripts/deploy-vps.ts local', 'npx tsx scripts/deploy-vps.ts production --yes'],
@@ -23,7 +24,7 @@ await runMain(spec, async ({ args: [env], flags }) => {
   await run.withHostLock(async (ctx, list) => {
     const tasks = await list([
       { title: `Check ${ctx.host.name}`, task: () => d.timed(ctx, 'preflight', () => d.preflight(ctx)) },
-      { title: `Build ${run.version}`, task: () => d.timed(ctx, 'build', () => d.build(ctx)), skip: () => (!run.cfg.build || run.dryRun) && 'no build to run' },
+      { title: `Build ${run.version}`, task: () => d.timed(ctx, 'build', () => d.build(ctx)), skip: () => (!run.cfg.build ? 'no build to run' : flags['no-build'] ? 'built already (--no-build)' : run.dryRun && 'dry run') },
       { title: 'Ship the release', task: () => d.timed(ctx, 'ship', () => d.ship(ctx)) },
       { title: 'Write shared/.env', task: () => d.timed(ctx, 'env', () => d.writeAppEnv(ctx)) },
       { title: `Start on port ${run.cfg.ports[0]} and check health`, task: () => d.timed(ctx, 'start', () => d.replaceAndGate(ctx)), skip: () => run.dryRun && 'dry run' },
