@@ -46,10 +46,11 @@ const tasks: Record<string, Task> = {
 /** version-tag, build, backup (when the env names data to back up), deploy, then a health check. */
 const release = ({ args: [target = '', bump = ''], flags, task }: TaskContext) => {
   const pass = flags.filter((f) => f === '--yes' || f === '-y' || f === '--dry-run');
+  const repo = flags.includes('--repo') ? ['--repo', flags[flags.indexOf('--repo') + 1] ?? ''] : [];
   const run = (name: string, ...args: string[]) => () => script(name)({ args, flags: pass, task });
   return chain([
-    run('version-tag', bump),
-    () => (pass.includes('--dry-run') ? Promise.resolve(EXIT.ok) : task('build', [target])),
+    run('version-tag', bump, ...repo),
+    () => (pass.includes('--dry-run') ? Promise.resolve(EXIT.ok) : script('build')({ args: [target], flags: [], task })),
     () => backupIfConfigured(target, pass),
     run('deploy-vps', target, '--no-build'),
     () => (pass.includes('--dry-run') ? Promise.resolve(EXIT.ok) : verify(target)),
