@@ -20,9 +20,6 @@ export const checkSupported = (cfg: Config): void => {
   if (cfg.runtime !== 'process') {
     throw new SkiffError(`DEPLOY_RUNTIME=${cfg.runtime} is not supported by this version of skiff yet; use DEPLOY_RUNTIME=process`, EXIT.usage);
   }
-  if (cfg.proxy !== 'none') {
-    throw new SkiffError(`DEPLOY_PROXY=${cfg.proxy} is not supported by this version of skiff yet; use DEPLOY_PROXY=none`, EXIT.usage);
-  }
   if (cfg.supervisor !== 'pidfile') {
     throw new SkiffError(`DEPLOY_SUPERVISOR=${cfg.supervisor} is not supported by this version of skiff yet; use DEPLOY_SUPERVISOR=pidfile`, EXIT.usage);
   }

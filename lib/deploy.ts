@@ -7,10 +7,12 @@ import { renderEnvFile } from './appenv.ts';
 import { releaseTar, runBuild } from './build.ts';
 import { cmd, script, seq } from './cmd.ts';
 import { exists, listReleases, prepareLayout, publishEnv, removeReleases, switchCurrent, unpackRelease } from './commands/release.ts';
+import { connectionsTo, probeUrl } from './commands/proxy.ts';
 import { portStatus } from './commands/supervisor.ts';
 import type { Config } from './config.ts';
 import { HealthCheckError, SkiffError } from './errors.ts';
-import { waitHealthy, type Clock } from './health.ts';
+import { realClock, waitHealthy, type Clock } from './health.ts';
+import type { Proxy } from './proxy.ts';
 import type { Host } from './host.ts';
 import type { Layout } from './paths.ts';
 import { findSlot, haltSlot, launchSlot, slotLogTail } from './runtime/process.ts';
@@ -38,6 +40,8 @@ export interface DeployCtx {
   readonly durations: Record<string, number>;
   /** Set once the new release serves; from then on a failure no longer undoes the deploy. */
   switched: boolean;
+  /** The proxy driver; undefined with DEPLOY_PROXY=none. */
+  readonly proxy: Proxy | undefined;
 }
 
 /** Times a step into ctx.durations. */
@@ -61,11 +65,12 @@ export const preflight = async (ctx: DeployCtx): Promise<void> => {
   const state = await readState(host, l);
   const live = state?.live ? state.slots[state.live] : undefined;
   ctx.previous = state && live ? { state, slot: live } : undefined;
-  const port = cfg.ports[0] as number;
-  const ours = await findSlot(host, l, SINGLE_SLOT);
+  const { slot, port } = targetSlot(ctx);
+  const ours = await findSlot(host, l, slot);
   if (ours.state !== 'running' && (await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
     throw new SkiffError(`${host.name}: port ${port} is already in use by another program: stop it or choose another port in DEPLOY_PORTS`);
   }
+  await ctx.proxy?.check(host);
 };
 
 /** Runs DEPLOY_BUILD in APP_DIR on this machine. */
@@ -95,9 +100,9 @@ export const ship = async (ctx: DeployCtx): Promise<void> => {
 export const writeAppEnv = (ctx: DeployCtx): Promise<void> =>
   ctx.host.put(ctx.l.envOf(ctx.id), renderEnvFile({ ...ctx.cfg.appEnv }), { mode: 0o600 });
 
-const startIn = (ctx: DeployCtx, release: string, version: string, port: number, start: string) =>
+const startIn = (ctx: DeployCtx, slot: string, release: string, version: string, port: number, start: string) =>
   launchSlot(ctx.host, ctx.l, {
-    slot: SINGLE_SLOT,
+    slot,
     releaseDir: ctx.l.release(release),
     port,
     start,
@@ -106,14 +111,14 @@ const startIn = (ctx: DeployCtx, release: string, version: string, port: number,
     envFile: ctx.l.envOf(release),
   });
 
-/** Health gate of whatever runs in the single slot now. An undo passes `interruptible: false`: it must finish. */
-export const gateSlot = (ctx: DeployCtx, port: number, interruptible = true) =>
+/** Health gate of whatever runs in a slot now. An undo passes `interruptible: false`: it must finish. */
+export const gateSlot = (ctx: DeployCtx, slot: string, port: number, interruptible = true) =>
   waitHealthy(ctx.host, {
     port,
     path: ctx.cfg.health.path,
     timeoutSeconds: ctx.cfg.health.timeoutSeconds,
-    isAlive: async () => (await findSlot(ctx.host, ctx.l, SINGLE_SLOT)).state === 'running',
-    logTail: () => slotLogTail(ctx.host, ctx.l, SINGLE_SLOT),
+    isAlive: async () => (await findSlot(ctx.host, ctx.l, slot)).state === 'running',
+    logTail: () => slotLogTail(ctx.host, ctx.l, slot),
     ...(interruptible ? { signal: ctx.signal } : {}),
     ...(ctx.clock ? { clock: ctx.clock } : {}),
   });
@@ -131,9 +136,9 @@ export const replaceAndGate = async (ctx: DeployCtx): Promise<void> => {
     if ((await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
       throw new SkiffError(`${host.name}: port ${port} is still in use after the old process stopped: another program holds it`);
     }
-    const pid = await startIn(ctx, ctx.id, ctx.version, port, cfg.start);
+    const pid = await startIn(ctx, SINGLE_SLOT, ctx.id, ctx.version, port, cfg.start);
     ctx.log(`started pid ${pid} on port ${port}`);
-    const { ms } = await gateSlot(ctx, port);
+    const { ms } = await gateSlot(ctx, SINGLE_SLOT, port);
     ctx.log(`healthy after ${ms} ms`);
   } catch (error) {
     await restorePrevious(ctx, error);
@@ -145,14 +150,12 @@ export const replaceAndGate = async (ctx: DeployCtx): Promise<void> => {
 const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<void> => {
   const { host, l, cfg } = ctx;
   await haltSlot(host, l, SINGLE_SLOT, 0).catch(() => undefined);
-  const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
-  await appendHistory(host, l, record(ctx, 'failed', reason)).catch(() => undefined);
-  await audit(host, l, ctx.now().toISOString(), ctx.who, `deploy ${ctx.id} failed: ${reason}`).catch(() => undefined);
+  await recordFailure(ctx, 'failed', error);
   const prev = ctx.previous;
   if (!prev) return;
   try {
-    await startIn(ctx, prev.slot.release, prev.slot.version, prev.slot.port, prev.slot.start);
-    await gateSlot(ctx, prev.slot.port, false);
+    await startIn(ctx, SINGLE_SLOT, prev.slot.release, prev.slot.version, prev.slot.port, prev.slot.start);
+    await gateSlot(ctx, SINGLE_SLOT, prev.slot.port, false);
     ctx.log(`previous release ${prev.slot.release} serves again`);
   } catch (restoreError) {
     // Keep the original error as the one reported; say loudly that the host is down.
@@ -164,7 +167,103 @@ const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<void> =>
   }
 };
 
-const record = (ctx: DeployCtx, status: 'live' | 'failed', reason?: string) => ({
+/** Which slot the new release goes to, and its port: the one slot with proxy `none`, else the idle color. */
+export const targetSlot = (ctx: DeployCtx): { slot: string; port: number } => {
+  if (ctx.cfg.proxy === 'none') return { slot: SINGLE_SLOT, port: ctx.cfg.ports[0] as number };
+  const idle = ctx.previous?.state.live === 'blue' ? 'green' : 'blue';
+  return { slot: idle, port: ctx.cfg.ports[idle === 'blue' ? 0 : 1] as number };
+};
+
+/**
+ * Blue-green, step one: start the new release in the idle slot and health-gate it directly. The
+ * live slot is not touched; on failure the new process is stopped and the release recorded failed.
+ */
+export const startIdle = async (ctx: DeployCtx): Promise<void> => {
+  const { host, l, cfg } = ctx;
+  const { slot, port } = targetSlot(ctx);
+  try {
+    const leftover = await haltSlot(host, l, slot, 0); // a process left in the idle slot by an interrupted run
+    if (leftover !== 'not-running') ctx.log(`stopped a leftover process in ${slot} (${leftover})`);
+    if ((await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
+      throw new SkiffError(`${host.name}: port ${port} (slot ${slot}) is in use by another program: stop it or change DEPLOY_PORTS`);
+    }
+    const pid = await startIn(ctx, slot, ctx.id, ctx.version, port, cfg.start);
+    ctx.log(`started pid ${pid} in ${slot} on port ${port}`);
+    const { ms } = await gateSlot(ctx, slot, port);
+    ctx.log(`healthy after ${ms} ms`);
+  } catch (error) {
+    await haltSlot(host, l, slot, 0).catch(() => undefined);
+    await recordFailure(ctx, 'failed', error);
+    throw error;
+  }
+};
+
+/**
+ * Blue-green, step two: switch the proxy to the new slot and verify through it (switch back if that
+ * fails), then let the old slot finish its requests and stop it.
+ */
+export const switchTraffic = async (ctx: DeployCtx, proxy: Proxy): Promise<void> => {
+  const { host, l, cfg } = ctx;
+  const { slot, port } = targetSlot(ctx);
+  const before = await proxy.current(host);
+  try {
+    await proxy.switchTo(host, port);
+    ctx.log(`${proxy.kind} sends ${cfg.publicUrl} to port ${port}`);
+    await verifyThroughProxy(ctx);
+  } catch (error) {
+    if (before !== undefined) await proxy.switchTo(host, before).catch(() => undefined);
+    await haltSlot(host, l, slot, 0).catch(() => undefined);
+    await recordFailure(ctx, 'rolled-back', error);
+    throw error;
+  }
+  const old = ctx.previous?.state.live;
+  if (old && old !== slot) {
+    const oldPort = ctx.previous?.slot.port as number;
+    const waited = await drain(ctx, oldPort);
+    const stopped = await haltSlot(host, l, old, cfg.drainSeconds);
+    ctx.log(`old slot ${old} drained in ${waited} ms, ${stopped}`);
+  }
+};
+
+/** Through the proxy: the public health URL answers 2xx (a few tries; the switch is already done). */
+const verifyThroughProxy = async (ctx: DeployCtx): Promise<void> => {
+  const url = `${(ctx.cfg.publicUrl ?? '').replace(/\/$/, '')}${ctx.cfg.health.path}`;
+  const clock = ctx.clock ?? realClock;
+  let status = '';
+  for (let attempt = 0; attempt < 5; attempt++) {
+    status = (await ctx.host.exec(probeUrl(url, 5), { check: false })).stdout.trim();
+    if (/^2\d\d$/.test(status)) return;
+    await clock.sleep(200);
+  }
+  throw new HealthCheckError(
+    `${ctx.host.name}: the new release passed its direct health check but ${url} answers ${status === '000' ? 'nothing' : `HTTP ${status}`} through the proxy; switched back`,
+  );
+};
+
+/**
+ * Gives requests already on their way to the old slot a moment: waits until it has no open
+ * connections, at most 2 s (a proxy may keep idle connections to it open). The stop that follows
+ * sends SIGTERM and allows DEPLOY_DRAIN_SECONDS for requests in flight. Returns the ms waited.
+ */
+const drain = async (ctx: DeployCtx, port: number): Promise<number> => {
+  const clock = ctx.clock ?? realClock;
+  const start = clock.now();
+  const deadline = start + Math.min(ctx.cfg.drainSeconds, 2) * 1000;
+  while (clock.now() < deadline) {
+    const open = Number((await ctx.host.exec(connectionsTo(port), { check: false })).stdout.trim() || '0');
+    if (open === 0) break;
+    await clock.sleep(100);
+  }
+  return clock.now() - start;
+};
+
+const recordFailure = async (ctx: DeployCtx, status: 'failed' | 'rolled-back', error: unknown): Promise<void> => {
+  const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+  await appendHistory(ctx.host, ctx.l, record(ctx, status, reason)).catch(() => undefined);
+  await audit(ctx.host, ctx.l, ctx.now().toISOString(), ctx.who, `deploy ${ctx.id} ${status}: ${reason}`).catch(() => undefined);
+};
+
+const record = (ctx: DeployCtx, status: 'live' | 'failed' | 'rolled-back', reason?: string) => ({
   id: ctx.id,
   version: ctx.version,
   gitSha: ctx.gitSha,
@@ -180,11 +279,12 @@ export const commit = async (ctx: DeployCtx): Promise<void> => {
   const { host, l, cfg } = ctx;
   await host.exec(seq(switchCurrent(l, ctx.id), publishEnv(l, ctx.id)));
   const at = ctx.now().toISOString();
+  const { slot, port } = targetSlot(ctx);
   await writeState(host, l, {
     app: cfg.app.name,
     env: cfg.env,
-    live: SINGLE_SLOT,
-    slots: { [SINGLE_SLOT]: { release: ctx.id, version: ctx.version, port: cfg.ports[0] as number, start: cfg.start, startedAt: at } },
+    live: slot,
+    slots: { ...ctx.previous?.state.slots, [slot]: { release: ctx.id, version: ctx.version, port, start: cfg.start, startedAt: at } },
     updatedAt: at,
   });
   ctx.switched = true;

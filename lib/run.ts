@@ -11,6 +11,7 @@ import type { DeployCtx } from './deploy.ts';
 import type { ExecOptions, ExecResult, Host, PutOptions } from './host.ts';
 import { withLock } from './lock.ts';
 import { layout } from './paths.ts';
+import { proxyFor } from './proxy.ts';
 import { say, taskList, whoAmI } from './ui.ts';
 import { formatVersion, readGitFacts } from './version.ts';
 import type { Cmd } from './cmd.ts';
@@ -78,6 +79,7 @@ export const prepareRun = async (env: string, options: RunOptions) => {
     previous: undefined,
     durations: {},
     switched: false,
+    proxy: proxyFor(cfg),
   };
 
   let failure: unknown;

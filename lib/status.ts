@@ -106,7 +106,7 @@ export const startLive = async (ctx: DeployCtx): Promise<string> => {
     throw new NotDeployedError(cfg.env, host.name);
   }
   const pid = await launchSlot(host, l, { slot, releaseDir: l.release(release.release), port: release.port, start: release.start, version: release.version, env: cfg.env, envFile: l.envOf(release.release) });
-  await gateSlot(ctx, release.port);
+  await gateSlot(ctx, slot, release.port);
   await audit(host, l, ctx.now().toISOString(), ctx.who, `start ${release.release} (pid ${pid})`);
   return `started ${release.version} (pid ${pid}) on port ${release.port}${now.state === 'crashed' ? `; the previous process (pid ${now.pid}) had crashed` : ''}`;
 };

@@ -27,7 +27,20 @@ await runMain(spec, async ({ args: [env], flags }) => {
       { title: `Build ${run.version}`, task: () => d.timed(ctx, 'build', () => d.build(ctx)), skip: () => (!run.cfg.build ? 'no build to run' : flags['no-build'] ? 'built already (--no-build)' : run.dryRun && 'dry run') },
       { title: 'Ship the release', task: () => d.timed(ctx, 'ship', () => d.ship(ctx)) },
       { title: 'Write shared/.env', task: () => d.timed(ctx, 'env', () => d.writeAppEnv(ctx)) },
-      { title: `Start on port ${run.cfg.ports[0]} and check health`, task: () => d.timed(ctx, 'start', () => d.replaceAndGate(ctx)), skip: () => run.dryRun && 'dry run' },
+      {
+        title: 'Start the new release and check its health',
+        task: (_, t) => {
+          t.title = `Start in slot ${d.targetSlot(ctx).slot} (port ${d.targetSlot(ctx).port}) and check health`;
+          return d.timed(ctx, 'start', () => (ctx.proxy ? d.startIdle(ctx) : d.replaceAndGate(ctx)));
+        },
+        skip: () => run.dryRun && 'dry run',
+      },
+      {
+        title: `Switch ${run.cfg.proxy} to the new slot, verify, drain the old one`,
+        task: () => d.timed(ctx, 'switch', () => d.switchTraffic(ctx, ctx.proxy as NonNullable<typeof ctx.proxy>)),
+        enabled: () => ctx.proxy !== undefined,
+        skip: () => run.dryRun && 'dry run',
+      },
       { title: 'Switch current and record', task: () => d.commit(ctx) },
       { title: 'Prune old releases', task: async (_, t) => { const gone = await d.prune(ctx); t.title = `Prune old releases (${gone.length} removed)`; } },
     ]);
