@@ -41,7 +41,7 @@ const check = (fn) => {
   }
 };
 
-const health = () => {
+const health = (forwarded) => {
   const checks = {
     dataDir: check(() => {
       const probe = join(DATA_DIR, `.health-${process.pid}`);
@@ -52,6 +52,8 @@ const health = () => {
   };
   // Lets tests (and you) see what a deploy does with a release that never becomes healthy.
   if (process.env.HEALTH_FAIL === '1') checks.forced = { ok: false, error: 'HEALTH_FAIL is set' };
+  // Fails only behind a proxy (it sets X-Forwarded-For): a release that passes its direct check but not through the proxy.
+  if (process.env.HEALTH_FAIL_PROXIED === '1' && forwarded) checks.forced = { ok: false, error: 'HEALTH_FAIL_PROXIED is set' };
   const ok = Object.values(checks).every((c) => c.ok);
   const memory = process.memoryUsage();
   return {
@@ -97,8 +99,8 @@ const readJson = (req) =>
 
 const routes = {
   'GET /': () => [200, `hello ${VERSION} (${ENVIRONMENT})\n`],
-  'GET /api/health': () => {
-    const h = health();
+  'GET /api/health': (req) => {
+    const h = health(Boolean(req.headers['x-forwarded-for']));
     return [h.code, h.body];
   },
   'GET /api/notes': () => [200, listNotes.all()],

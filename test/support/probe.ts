@@ -9,7 +9,7 @@ export interface ProbeResult {
   readonly firstErrors: readonly string[];
 }
 
-export const startProbe = (url: string, opts: { concurrency?: number; timeoutMs?: number } = {}) => {
+export const startProbe = (url: string, opts: { concurrency?: number; timeoutMs?: number; headers?: Record<string, string> } = {}) => {
   let running = true;
   let requests = 0;
   let failures = 0;
@@ -21,7 +21,7 @@ export const startProbe = (url: string, opts: { concurrency?: number; timeoutMs?
       const t = Date.now();
       let ok = false;
       try {
-        const res = await fetch(url, { signal: AbortSignal.timeout(opts.timeoutMs ?? 2000) });
+        const res = await fetch(url, { signal: AbortSignal.timeout(opts.timeoutMs ?? 2000), ...(opts.headers ? { headers: opts.headers } : {}) });
         await res.arrayBuffer();
         ok = res.status >= 200 && res.status < 300;
         if (!ok && errors.length < 5) errors.push(`HTTP ${res.status}`);
