@@ -2,7 +2,10 @@
  * Failed requests while deploys run: a probe sends requests back to back to the public URL while
  * `deploy-vps.ts <env>` runs N times, and counts every refused, reset, timed-out or non-2xx answer.
  *
- *   npx tsx bench/zero-downtime.ts <env> [--deploys 10] [--url URL]
+ *   npx tsx bench/zero-downtime.ts <env> [--deploys 10] [--url URL] [--close]
+ *
+ * --close sends `Connection: close`, a new connection per request; without it the probe reuses
+ * keep-alive connections, as browsers and most HTTP clients do.
  *
  * The env must be deployed once already; URL defaults to its DEPLOY_PUBLIC_URL (or the single port).
  */
@@ -15,7 +18,7 @@ import { startProbe } from '../test/support/probe.ts';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { deploys: { type: 'string', default: '10' }, url: { type: 'string' } },
+  options: { deploys: { type: 'string', default: '10' }, url: { type: 'string' }, close: { type: 'boolean', default: false } },
 });
 const env = positionals[0];
 if (!env) throw new Error('usage: npx tsx bench/zero-downtime.ts <env> [--deploys N] [--url URL]');
@@ -29,7 +32,7 @@ const deploy = () =>
     child.on('close', (code) => resolve(code ?? 1));
   });
 
-const probe = startProbe(url);
+const probe = startProbe(url, values.close ? { headers: { connection: 'close' } } : {});
 const times: number[] = [];
 for (let i = 0; i < Number(values.deploys); i++) {
   const t0 = Date.now();
@@ -40,6 +43,6 @@ for (let i = 0; i < Number(values.deploys); i++) {
 const r = await probe.stop();
 times.sort((a, b) => a - b);
 process.stdout.write(
-  `${env} (${cfg.proxy}): ${times.length} deploys, median ${times[Math.floor(times.length / 2)]} ms each; ` +
+  `${env} (${cfg.proxy}, ${values.close ? 'new connection per request' : 'keep-alive'}): ${times.length} deploys, median ${times[Math.floor(times.length / 2)]} ms each; ` +
     `${r.requests} requests, ${r.failures} failed, longest outage ${r.longestOutageMs} ms${r.firstErrors.length ? `; first errors: ${r.firstErrors.join('; ')}` : ''}\n`,
 );
