@@ -42,6 +42,10 @@ export interface DeployCtx {
   switched: boolean;
   /** The proxy driver; undefined with DEPLOY_PROXY=none. */
   readonly proxy: Proxy | undefined;
+  /** What this run does, for audit lines. */
+  action: 'deploy' | 'rollback';
+  /** The start command of the release going live: DEPLOY_START, or what an older release ran with. */
+  start: string;
 }
 
 /** Times a step into ctx.durations. */
@@ -136,7 +140,7 @@ export const replaceAndGate = async (ctx: DeployCtx): Promise<void> => {
     if ((await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
       throw new SkiffError(`${host.name}: port ${port} is still in use after the old process stopped: another program holds it`);
     }
-    const pid = await startIn(ctx, SINGLE_SLOT, ctx.id, ctx.version, port, cfg.start);
+    const pid = await startIn(ctx, SINGLE_SLOT, ctx.id, ctx.version, port, ctx.start);
     ctx.log(`started pid ${pid} on port ${port}`);
     const { ms } = await gateSlot(ctx, SINGLE_SLOT, port);
     ctx.log(`healthy after ${ms} ms`);
@@ -187,7 +191,7 @@ export const startIdle = async (ctx: DeployCtx): Promise<void> => {
     if ((await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
       throw new SkiffError(`${host.name}: port ${port} (slot ${slot}) is in use by another program: stop it or change DEPLOY_PORTS`);
     }
-    const pid = await startIn(ctx, slot, ctx.id, ctx.version, port, cfg.start);
+    const pid = await startIn(ctx, slot, ctx.id, ctx.version, port, ctx.start);
     ctx.log(`started pid ${pid} in ${slot} on port ${port}`);
     const { ms } = await gateSlot(ctx, slot, port);
     ctx.log(`healthy after ${ms} ms`);
@@ -260,13 +264,14 @@ const drain = async (ctx: DeployCtx, port: number): Promise<number> => {
 const recordFailure = async (ctx: DeployCtx, status: 'failed' | 'rolled-back', error: unknown): Promise<void> => {
   const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
   await appendHistory(ctx.host, ctx.l, record(ctx, status, reason)).catch(() => undefined);
-  await audit(ctx.host, ctx.l, ctx.now().toISOString(), ctx.who, `deploy ${ctx.id} ${status}: ${reason}`).catch(() => undefined);
+  await audit(ctx.host, ctx.l, ctx.now().toISOString(), ctx.who, `${ctx.action} ${ctx.id} ${status}: ${reason}`).catch(() => undefined);
 };
 
 const record = (ctx: DeployCtx, status: 'live' | 'failed' | 'rolled-back', reason?: string) => ({
   id: ctx.id,
   version: ctx.version,
   gitSha: ctx.gitSha,
+  start: ctx.start,
   who: ctx.who,
   at: ctx.now().toISOString(),
   status,
@@ -284,12 +289,12 @@ export const commit = async (ctx: DeployCtx): Promise<void> => {
     app: cfg.app.name,
     env: cfg.env,
     live: slot,
-    slots: { ...ctx.previous?.state.slots, [slot]: { release: ctx.id, version: ctx.version, port, start: cfg.start, startedAt: at } },
+    slots: { ...ctx.previous?.state.slots, [slot]: { release: ctx.id, version: ctx.version, port, start: ctx.start, startedAt: at } },
     updatedAt: at,
   });
   ctx.switched = true;
   await appendHistory(host, l, record(ctx, 'live'));
-  await audit(host, l, at, ctx.who, `deploy ${ctx.id} live (version ${ctx.version})`);
+  await audit(host, l, at, ctx.who, `${ctx.action} ${ctx.id} live (version ${ctx.version})`);
 };
 
 /** Removes releases beyond DEPLOY_KEEP_RELEASES, never the live one or the previous good one. */

@@ -78,7 +78,7 @@ export const hostName = (host: string, port: number): string =>
   port === 22 ? host.toLowerCase() : `[${host.toLowerCase()}]:${port}`;
 
 /** Whether a line applies to a name; a matching negated pattern (`!host`) excludes the line. */
-export const matchesName = (hosts: HostField, name: string): boolean => {
+const matchesName = (hosts: HostField, name: string): boolean => {
   if (hosts.kind === 'hashed') return createHmac('sha1', hosts.salt).update(name).digest().equals(hosts.hash);
   let matched = false;
   for (const pattern of hosts.patterns) {

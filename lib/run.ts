@@ -80,6 +80,8 @@ export const prepareRun = async (env: string, options: RunOptions) => {
     durations: {},
     switched: false,
     proxy: proxyFor(cfg),
+    action: options.command === 'rollback' ? 'rollback' : 'deploy',
+    start: cfg.start,
   };
 
   let failure: unknown;

@@ -60,7 +60,9 @@ const HOST_KEY_ALGORITHMS: readonly ServerHostKeyAlgorithm[] = [
 export const connectSsh = async (target: SshTarget, opts: SshOptions = {}): Promise<SshHost> => {
   const name = `${target.user}@${target.host}:${target.port}`;
   const knownHostsFile = opts.knownHostsFile ?? posix.join(homedir(), '.ssh', 'known_hosts');
-  const known = await readKnownHosts(knownHostsFile);
+  const known = await readKnownHosts(knownHostsFile).catch((e: NodeJS.ErrnoException) => {
+    throw new SkiffError(`known_hosts file ${knownHostsFile} cannot be read: ${e.code ?? e.message}`, EXIT.usage);
+  });
   const auth = await authFor(name, opts.keyFile);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const client = new Client();
@@ -188,6 +190,23 @@ const connectError = (e: SshError, t: SshTarget, name: string, timeoutMs: number
   return new SkiffError(`cannot connect to ${name}: ${e.message}`);
 };
 
+/** The parts of an ssh2 channel that `signal()` checks, which are not in its types. */
+interface ChannelInternals {
+  readonly outgoing?: { readonly id: number; readonly state: string };
+  readonly _client?: { readonly _protocol?: { signal(id: number, name: string): void } };
+}
+
+/**
+ * Asks sshd to signal the command. ssh2's own `signal()` sends nothing once stdin has ended, which is
+ * nearly always, so this goes to its protocol. sshd refuses signals in root sessions ("requires
+ * privilege separation"); closing the channel then ends the command at its next write.
+ */
+const signal = (channel: ClientChannel, name: string): void => {
+  const { outgoing, _client } = channel as unknown as ChannelInternals;
+  if (outgoing && _client?._protocol && (outgoing.state === 'open' || outgoing.state === 'eof')) _client._protocol.signal(outgoing.id, name);
+  else channel.signal(name);
+};
+
 interface RawResult {
   readonly code: number | null;
   readonly stdout: Buffer;
@@ -297,16 +316,18 @@ export class SshHost implements Host {
       let code: number | null = null;
       let inputError: Error | undefined;
       let open = 2;
+      const result = () => ({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err) });
+      // sshd answers the close only when the command has exited, so an abort settles at once.
       const abort = () => {
-        channel.signal('TERM');
+        signal(channel, 'TERM');
         channel.close();
+        resolve({ ...result(), code: null });
       };
       const settle = () => {
         if (--open > 0) return;
         options.signal?.removeEventListener('abort', abort);
-        const result = { code, stdout: Buffer.concat(out), stderr: Buffer.concat(err) };
         if (inputError) reject(inputError);
-        else if (exited || options.signal?.aborted) resolve(result);
+        else if (exited || options.signal?.aborted) resolve(result());
         else reject(new SkiffError(`${this.name}: the connection was lost while running ${render(command)}${this.#lost ? ` (${this.#lost.message})` : ''}`));
       };
       channel.on('data', (b: Buffer) => {
@@ -324,6 +345,7 @@ export class SshHost implements Host {
       channel.on('close', settle);
       channel.stderr.on('close', settle);
       options.signal?.addEventListener('abort', abort, { once: true });
+      if (options.signal?.aborted) abort(); // aborted while waiting for a free channel
       this.#feed(channel, options.stdin, (e) => {
         inputError = e;
         channel.close();

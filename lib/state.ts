@@ -31,6 +31,8 @@ export interface ReleaseRecord {
   readonly id: string;
   readonly version: string;
   readonly gitSha: string | undefined;
+  /** The start command it was deployed with (absent in records of early versions). */
+  readonly start?: string;
   readonly who: string;
   readonly at: string;
   readonly status: ReleaseStatus;

@@ -53,6 +53,7 @@ EOF
 write_config >"$dir/sshd_config.new"
 
 running() { [ -f "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null; }
+accepting() { (exec 3<>"/dev/tcp/$ip/$port") 2>/dev/null; }
 
 if running && ! cmp -s "$dir/sshd_config.new" "$dir/sshd_config"; then
   echo "config changed: stopping sshd $(cat "$dir/sshd.pid")"
@@ -64,8 +65,15 @@ mv "$dir/sshd_config.new" "$dir/sshd_config"
 if running; then
   echo "sshd already running (pid $(cat "$dir/sshd.pid")) on $ip:$port"
 else
+  if accepting; then
+    echo "something else already listens on $ip:$port; stop it first" >&2
+    exit 1
+  fi
   mkdir -p /run/sshd # privilege separation directory
-  if ! "$sshd" -f "$dir/sshd_config" -E "$dir/sshd.log"; then
+  "$sshd" -f "$dir/sshd_config" -E "$dir/sshd.log"
+  # sshd binds after it has forked: only the pid file, written after binding, tells that it started.
+  for _ in $(seq 50); do running && break; sleep 0.1; done
+  if ! running; then
     echo "sshd failed to start; $dir/sshd.log says:" >&2
     tail -n 5 "$dir/sshd.log" >&2
     exit 1
@@ -78,7 +86,7 @@ echo "$name $(cut -d' ' -f1,2 "$dir/host_ed25519_key.pub")" >"$dir/known_hosts"
 echo "wrote $dir/known_hosts"
 
 for _ in $(seq 100); do
-  if (exec 3<>"/dev/tcp/$ip/$port") 2>/dev/null; then
+  if accepting; then
     echo "sshd accepts connections on $ip:$port"
     exit 0
   fi
