@@ -6,13 +6,14 @@ import { LocalHost } from './local.ts';
 
 export const targetName = (t: Target): string => (t.kind === 'local' ? 'local' : `${t.user}@${t.host}:${t.port}`);
 
-/** Connects to one target. */
-export const connect = async (t: Target): Promise<Host> => {
+/** Connects to one target: this machine, or a server over SSH (ssh2 is loaded only then). */
+export const connect = async (t: Target, cfg: Config): Promise<Host> => {
   if (t.kind === 'local') return new LocalHost();
-  throw new SkiffError(
-    `DEPLOY_HOSTS ${targetName(t)}: SSH hosts are not supported by this version of skiff yet; use DEPLOY_HOSTS=local`,
-    EXIT.usage,
-  );
+  const { connectSsh } = await import('./ssh.ts');
+  return connectSsh(t, {
+    ...(cfg.sshKey ? { keyFile: cfg.sshKey } : {}),
+    ...(cfg.knownHosts ? { knownHostsFile: cfg.knownHosts } : {}),
+  });
 };
 
 /** Checks what this version of skiff can run before anything is touched. */
@@ -22,5 +23,8 @@ export const checkSupported = (cfg: Config): void => {
   }
   if (cfg.supervisor !== 'pidfile') {
     throw new SkiffError(`DEPLOY_SUPERVISOR=${cfg.supervisor} is not supported by this version of skiff yet; use DEPLOY_SUPERVISOR=pidfile`, EXIT.usage);
+  }
+  if (cfg.hosts.length > 1) {
+    throw new SkiffError(`DEPLOY_HOSTS names ${cfg.hosts.length} hosts: this version of skiff deploys to one host at a time; list one`, EXIT.usage);
   }
 };

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
-import { acquireLock, breakLock, LOCK_HELD, pidAlive, releaseLock } from './commands/lock.ts';
+import { acquireLock, breakLock, LOCK_HELD, releaseLock } from './commands/lock.ts';
 import { LockHeldError } from './errors.ts';
 import type { Host } from './host.ts';
 import type { Layout } from './paths.ts';
@@ -43,7 +43,8 @@ export const withLock = async <T>(
   let result = await take();
   if (result.code === LOCK_HELD) {
     const other = parseHolder(result.stdout);
-    if (other && other.host === hostname() && (await host.exec(pidAlive(other.pid))).stdout.trim() === 'dead') {
+    // Provably gone: the holder ran on this machine (where skiff runs), and its pid is not alive here.
+    if (other && other.host === hostname() && !pidAliveHere(other.pid)) {
       info.log?.(`breaking a stale lock on ${host.name}: ${describeHolder(other)} is no longer running`);
       await host.exec(breakLock(l));
       result = await take();
@@ -60,6 +61,15 @@ export const withLock = async <T>(
     return await fn();
   } finally {
     await host.exec(releaseLock(l, token), { check: false });
+  }
+};
+
+const pidAliveHere = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'; // alive, but another user's
   }
 };
 

@@ -60,7 +60,7 @@ export const prepareRun = async (env: string, options: RunOptions) => {
   const dryRun = options.dryRun ?? false;
   const target = cfg.hosts[0];
   if (!target) throw new Error('no host');
-  const realHost = await connect(target);
+  const realHost = await connect(target, cfg);
   const host = dryRun ? new DryRunHost(realHost, (line) => say(line)) : realHost;
   const l = layout(cfg.path);
   const port = cfg.ports[0] as number;
