@@ -30,6 +30,9 @@ export const runBuild = async (cfg: Config, onOutput: (text: string) => void): P
 
 /** The release folder as a tar stream (no temporary archive on disk). Files like .git and data stay out. */
 export const releaseTar = (cfg: Config): { stream: Readable; done: Promise<void> } => {
+  if (!existsSync(cfg.app.releaseDir)) {
+    throw new SkiffError(`${cfg.app.releaseDir} does not exist: check APP_DIR and DEPLOY_RELEASE_DIR (or run the build)`);
+  }
   const { stdout, done } = streamFrom(
     ['tar', '-c', '-f', '-', '--exclude=./.git', '--exclude=./data', '--exclude=./.env', '--exclude=./.env.*', '.'],
     cfg.app.releaseDir,

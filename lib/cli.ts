@@ -120,7 +120,7 @@ export const runMain = async <F extends Record<string, FlagSpec>>(
       code = (await main(parsed)) ?? EXIT.ok;
     }
   } catch (error) {
-    code = report(error, argv.includes('--verbose'));
+    code = report(error, argv.includes('--verbose') || argv.includes('-v'));
   }
   // Let pending output flush before exiting.
   process.exitCode = code;

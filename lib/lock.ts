@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { acquireLock, breakLock, LOCK_HELD, releaseLock } from './commands/lock.ts';
-import { LockHeldError } from './errors.ts';
+import { LockHeldError, SkiffError } from './errors.ts';
 import type { Host } from './host.ts';
 import type { Layout } from './paths.ts';
 
@@ -56,7 +56,9 @@ export const withLock = async <T>(
       `${host.name} is locked by ${other ? describeHolder(other) : 'another run'}: wait for it to finish, or remove ${l.lock} if that run is gone`,
     );
   }
-  if (result.code !== 0) throw new Error(`${host.name}: could not take the deploy lock: ${result.stderr.trim()}`);
+  if (result.code !== 0) {
+    throw new SkiffError(`${host.name}: cannot create ${l.skiff}: ${result.stderr.trim().split('\n').at(-1) ?? ''}; check DEPLOY_PATH and its permissions`);
+  }
   try {
     return await fn();
   } finally {

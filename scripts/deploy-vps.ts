@@ -11,7 +11,7 @@ const spec = {
     yes: { type: 'boolean', short: 'y', description: 'do not ask for confirmation (production)' },
     'dry-run': { type: 'boolean', description: 'print what would run on each host; change nothing' },
     'no-build': { type: 'boolean', description: 'ship APP_DIR as it is (already built by scripts/build.ts)' },
-    verbose: { type: 'boolean', short: 'v', description: 'show every step and its output' },
+    verbose: { type: 'boolean', short: 'v', description: 'print the stack trace of an unexpected error' },
   },
   examples: ['npx tsx scripts/deploy-vps.ts local', 'npx tsx scripts/deploy-vps.ts production --yes'],
 } as const;

@@ -9,7 +9,7 @@ export const LOCK_HELD = 75;
 export const acquireLock = (l: Layout): Cmd =>
   script(
     [
-      'mkdir -p "$3" && chmod 700 "$3"',
+      'mkdir -p "$3" && chmod 700 "$3" || exit 1',
       'if ! mkdir "$1" 2>/dev/null; then cat "$2" 2>/dev/null || echo "{}"; exit 75; fi',
       'cat >"$2.tmp" && mv "$2.tmp" "$2"',
     ].join('\n'),
