@@ -9,23 +9,36 @@ const pkg = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 
 const VERSION = process.env.APP_VERSION || pkg.version;
 const ENVIRONMENT = process.env.APP_ENV || 'development';
 const HOST = process.env.HOST || '127.0.0.1';
-const PORT = Number(process.env.PORT ?? 3000);
 const DATA_DIR = process.env.DATA_DIR || './data';
-const SHUTDOWN_TIMEOUT_MS = Number(process.env.SHUTDOWN_TIMEOUT_MS ?? 10_000);
-const SLOW_MS = Number(process.env.SLOW_MS ?? 1000);
 const MAX_BODY = 64 * 1024;
 
-if (!Number.isInteger(PORT) || PORT < 1 || PORT > 65535) {
-  console.error(`PORT must be a number from 1 to 65535, not ${JSON.stringify(process.env.PORT)}`);
+// Bad settings stop the app at once with one line, rather than failing later in a stranger way
+// (a NaN timeout, for one, would fire at once and turn every graceful stop into exit 1).
+const fail = (message) => {
+  console.error(message);
   process.exit(1);
-}
+};
+const wholeNumber = (name, fallback, min, max, what) => {
+  const raw = process.env[name] ?? String(fallback);
+  const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!(n >= min && n <= max)) fail(`${name} must be ${what}, not ${JSON.stringify(raw)}`);
+  return n;
+};
+const PORT = wholeNumber('PORT', 3000, 1, 65535, 'a number from 1 to 65535');
+const SHUTDOWN_TIMEOUT_MS = wholeNumber('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 2 ** 31 - 1, 'a whole number of milliseconds');
+const SLOW_MS = wholeNumber('SLOW_MS', 1000, 0, 2 ** 31 - 1, 'a whole number of milliseconds');
 
-mkdirSync(DATA_DIR, { recursive: true });
-const db = new Database(join(DATA_DIR, 'app.db'));
-// WAL lets readers (and an online backup) run beside the writer; busy_timeout rides out short locks.
-db.pragma('journal_mode = WAL');
-db.pragma('busy_timeout = 5000');
-db.exec('CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL, created_at TEXT NOT NULL)');
+let db;
+try {
+  mkdirSync(DATA_DIR, { recursive: true });
+  db = new Database(join(DATA_DIR, 'app.db'));
+  // WAL lets readers (and an online backup) run beside the writer; busy_timeout rides out short locks.
+  db.pragma('journal_mode = WAL');
+  db.pragma('busy_timeout = 5000');
+  db.exec('CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL, created_at TEXT NOT NULL)');
+} catch (error) {
+  fail(`cannot open the database in ${DATA_DIR}: ${error.message}`);
+}
 const insertNote = db.prepare('INSERT INTO notes (body, created_at) VALUES (?, ?) RETURNING id, body, created_at');
 const listNotes = db.prepare('SELECT id, body, created_at FROM notes ORDER BY id DESC LIMIT 100');
 const countNotes = db.prepare('SELECT count(*) AS count FROM notes');
@@ -70,28 +83,37 @@ const health = (forwarded) => {
   };
 };
 
+// Set on SIGTERM/SIGINT; from then on every answer closes its connection (see stop below).
+let stopping = false;
+
 const send = (res, code, body) => {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
-  res.writeHead(code, { 'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json' });
+  res.writeHead(code, {
+    'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json',
+    ...(stopping ? { connection: 'close' } : {}),
+  });
   res.end(text);
 };
 
+const httpError = (status, message) => Object.assign(new Error(message), { status });
+
 const readJson = (req) =>
   new Promise((resolve, reject) => {
+    // Refuse early when the client announces a big body. Either way the request is not destroyed:
+    // Node reads and drops the rest after we answer, so the client gets its 413 rather than a reset.
+    if (Number(req.headers['content-length']) > MAX_BODY) return reject(httpError(413, 'request body over 64 KiB'));
     const chunks = [];
     let size = 0;
     req.on('data', (chunk) => {
       size += chunk.length;
-      if (size > MAX_BODY) {
-        reject(Object.assign(new Error('request body over 64 KiB'), { status: 413 }));
-        req.destroy();
-      } else chunks.push(chunk);
+      if (size <= MAX_BODY) chunks.push(chunk);
     });
     req.on('end', () => {
+      if (size > MAX_BODY) return reject(httpError(413, 'request body over 64 KiB'));
       try {
         resolve(JSON.parse(Buffer.concat(chunks).toString() || 'null'));
       } catch {
-        reject(Object.assign(new Error('body is not JSON'), { status: 400 }));
+        reject(httpError(400, 'body is not JSON'));
       }
     });
     req.on('error', reject);
@@ -117,9 +139,10 @@ const routes = {
 };
 
 const server = createServer(async (req, res) => {
-  const path = new URL(req.url, 'http://x').pathname;
-  const route = routes[`${req.method} ${path}`];
+  // Split rather than new URL(): a request line like "GET //[" must get a 404, not throw.
+  const path = (req.url ?? '/').split('?')[0];
   try {
+    const route = routes[`${req.method} ${path}`];
     const [code, body] = route ? await route(req) : [404, { error: `no route for ${req.method} ${path}` }];
     send(res, code, body);
   } catch (error) {
@@ -138,7 +161,9 @@ server.listen(PORT, HOST, () => {
 });
 
 // Graceful stop: refuse new connections, let in-flight requests finish, then close the database.
-let stopping = false;
+// Keep-alive matters here: server.close() waits for every open connection, so idle ones are closed
+// now and busy ones answer with "connection: close" (see send), else a client's pooled connection
+// would hold the drain open until its keep-alive timeout.
 const stop = (signal) => {
   if (stopping) return;
   stopping = true;
