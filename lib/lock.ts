@@ -1,10 +1,12 @@
 /**
- * The deploy lock on a host. Held for the whole command, released in `finally`. A lock whose holder
- * ran on this same host and whose pid is dead is provably stale: it is reported and broken.
+ * The deploy lock on a host. Held for the whole command, released in `finally`; its holder.json gets
+ * a fresh `heartbeat_at` every 10 s. A lock whose holder ran on this machine and whose pid is dead is
+ * provably stale: it is reported and broken. One whose heartbeat is older than a minute is reported,
+ * and broken only with --force-unlock. --lock-wait queues behind a running command.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
-import { acquireLock, breakLock, LOCK_HELD, releaseLock } from './commands/lock.ts';
+import { acquireLock, breakLock, LOCK_HELD, refreshHolder, releaseLock } from './commands/lock.ts';
 import { LockHeldError, SkiffError } from './errors.ts';
 import type { Host } from './host.ts';
 import type { Layout } from './paths.ts';
@@ -20,13 +22,33 @@ export interface Holder {
   readonly token: string;
 }
 
+export const HEARTBEAT_MS = 10_000;
+export const STALE_MS = 60_000;
+
+export interface LockOptions {
+  readonly command: string;
+  readonly version: string;
+  readonly now: () => Date;
+  readonly log?: (line: string) => void;
+  /** Break a lock whose holder is gone or whose heartbeat is stale. */
+  readonly forceUnlock?: boolean;
+  /** Wait up to this long for a running command to finish. */
+  readonly waitSeconds?: number;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/** Why a held lock may be broken, or undefined when its holder looks alive. */
+export const staleness = (other: Holder, now: Date, here: string, alive: (pid: number) => boolean): string | undefined => {
+  if (other.host === here && !alive(other.pid)) return `${describeHolder(other)} is no longer running`;
+  const beat = Date.parse(other.heartbeat_at);
+  if (Number.isFinite(beat) && now.getTime() - beat > STALE_MS) {
+    return `${describeHolder(other)} has not updated it for ${Math.round((now.getTime() - beat) / 1000)}s`;
+  }
+  return undefined;
+};
+
 /** Runs `fn` while holding the lock on `host`; exit 3 (LockHeldError) if someone else holds it. */
-export const withLock = async <T>(
-  host: Host,
-  l: Layout,
-  info: { command: string; version: string; now: () => Date; log?: (line: string) => void },
-  fn: () => Promise<T>,
-): Promise<T> => {
+export const withLock = async <T>(host: Host, l: Layout, info: LockOptions, fn: () => Promise<T>): Promise<T> => {
   const token = randomBytes(8).toString('hex');
   const at = info.now().toISOString();
   const holder: Holder = {
@@ -40,28 +62,37 @@ export const withLock = async <T>(
     token,
   };
   const take = () => host.exec(acquireLock(l), { stdin: JSON.stringify(holder, null, 2), check: false });
+  const sleep = info.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
+  const deadline = Date.now() + (info.waitSeconds ?? 0) * 1000;
   let result = await take();
-  if (result.code === LOCK_HELD) {
+  for (let waited = false; result.code === LOCK_HELD; waited = true) {
     const other = parseHolder(result.stdout);
-    // Provably gone: the holder ran on this machine (where skiff runs), and its pid is not alive here.
-    if (other && other.host === hostname() && !pidAliveHere(other.pid)) {
-      info.log?.(`breaking a stale lock on ${host.name}: ${describeHolder(other)} is no longer running`);
+    const stale = other && staleness(other, info.now(), hostname(), pidAliveHere);
+    // A dead pid on this machine is proof; an old heartbeat is a strong hint that needs --force-unlock.
+    if (stale && (info.forceUnlock || (other.host === hostname() && !pidAliveHere(other.pid)))) {
+      info.log?.(`breaking a stale lock on ${host.name}: ${stale}`);
       await host.exec(breakLock(l));
-      result = await take();
+    } else if (Date.now() < deadline) {
+      if (!waited) info.log?.(`${host.name} is locked by ${other ? describeHolder(other) : 'another run'}: waiting up to ${info.waitSeconds}s`);
+      await sleep(1000);
+    } else {
+      const hint = stale ? `; it looks stale (${stale}): pass --force-unlock to break it` : ': wait for it to finish, or pass --lock-wait SECONDS';
+      throw new LockHeldError(`${host.name} is locked by ${other ? describeHolder(other) : 'another run'}${hint}`);
     }
-  }
-  if (result.code === LOCK_HELD) {
-    const other = parseHolder(result.stdout);
-    throw new LockHeldError(
-      `${host.name} is locked by ${other ? describeHolder(other) : 'another run'}: wait for it to finish, or remove ${l.lock} if that run is gone`,
-    );
+    result = await take();
   }
   if (result.code !== 0) {
     throw new SkiffError(`${host.name}: cannot create ${l.skiff}: ${result.stderr.trim().split('\n').at(-1) ?? ''}; check DEPLOY_PATH and its permissions`);
   }
+  const beat = setInterval(() => {
+    const fresh = { ...holder, heartbeat_at: info.now().toISOString() };
+    host.exec(refreshHolder(l, token), { stdin: JSON.stringify(fresh, null, 2), check: false }).catch(() => undefined);
+  }, HEARTBEAT_MS);
+  beat.unref();
   try {
     return await fn();
   } finally {
+    clearInterval(beat);
     await host.exec(releaseLock(l, token), { check: false });
   }
 };

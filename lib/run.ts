@@ -9,6 +9,7 @@ import { checkSupported, connect } from './connect.ts';
 import { loadConfig, type Config } from './config.ts';
 import type { DeployCtx } from './deploy.ts';
 import type { ExecOptions, ExecResult, Host, PutOptions } from './host.ts';
+import { UsageError } from './errors.ts';
 import { withLock } from './lock.ts';
 import { layout } from './paths.ts';
 import { proxyFor } from './proxy.ts';
@@ -49,10 +50,18 @@ export interface RunOptions {
   readonly command: string;
   /** Skip reading git (status, logs, stop: they do not need the version). */
   readonly needsVersion?: boolean;
+  /** --force-unlock: break a lock whose holder is gone or whose heartbeat is stale. */
+  readonly forceUnlock?: boolean;
+  /** --lock-wait SECONDS, as given. */
+  readonly lockWait?: string | undefined;
 }
 
 /** Loads config and connects; returns the pieces a script needs. */
 export const prepareRun = async (env: string, options: RunOptions) => {
+  const waitSeconds = options.lockWait === undefined ? 0 : Number(options.lockWait);
+  if (!Number.isInteger(waitSeconds) || waitSeconds < 0) {
+    throw new UsageError(`--lock-wait takes whole seconds, not ${JSON.stringify(options.lockWait)}`);
+  }
   const cfg: Config = loadConfig(env);
   checkSupported(cfg);
   const facts = options.needsVersion === false ? undefined : await readGitFacts(cfg.app.dir, cfg.root);
@@ -119,7 +128,8 @@ export const prepareRun = async (env: string, options: RunOptions) => {
     withHostLock: async (fn: (c: DeployCtx, makeList: typeof list) => Promise<void>): Promise<void> => {
       try {
         if (dryRun) return await fn(ctx, list);
-        await withLock(host, l, { command: options.command, version, now: ctx.now, log: say }, () => fn(ctx, list));
+        const lockOptions = { command: options.command, version, now: ctx.now, log: say, forceUnlock: options.forceUnlock ?? false, waitSeconds };
+        await withLock(host, l, lockOptions, () => fn(ctx, list));
       } catch (error) {
         throw failure ?? error;
       } finally {

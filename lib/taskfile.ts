@@ -106,7 +106,7 @@ export const runTaskfile = async (tasks: Readonly<Record<string, Task>>, argv: r
 };
 
 /** Flags of the scripts that take a value: the word after them is not a task argument. */
-const VALUE_FLAGS = new Set(['--preid', '--branch', '--repo', '--lines', '-n']);
+const VALUE_FLAGS = new Set(['--preid', '--branch', '--repo', '--lines', '-n', '--lock-wait']);
 
 const splitArgs = (words: readonly string[]): { flags: string[]; positionals: string[] } => {
   const flags: string[] = [];

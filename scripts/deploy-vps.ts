@@ -5,10 +5,12 @@ import { runMain } from '../lib/cli.ts';
 const spec = {
   name: 'deploy-vps',
   summary: 'Build the app and deploy it to an environment, keeping the previous version serving if anything fails.',
-  usage: '<env> [--yes] [--dry-run] [--no-build] [--verbose]',
+  usage: '<env> [--yes] [--dry-run] [--no-build] [--force-unlock] [--lock-wait SECONDS] [--verbose]',
   positionals: [{ name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env (e.g. local, staging)' }],
   flags: {
     yes: { type: 'boolean', short: 'y', description: 'do not ask for confirmation (production)' },
+    'force-unlock': { type: 'boolean', description: 'break a lock whose holder is gone or has not shown a heartbeat for a minute' },
+    'lock-wait': { type: 'string', description: 'wait up to SECONDS for a running deploy to finish (default: refuse at once, exit 3)' },
     'dry-run': { type: 'boolean', description: 'print what would run on each host; change nothing' },
     'no-build': { type: 'boolean', description: 'ship APP_DIR as it is (already built by scripts/build.ts)' },
     verbose: { type: 'boolean', short: 'v', description: 'print the stack trace of an unexpected error' },
@@ -19,7 +21,7 @@ const spec = {
 await runMain(spec, async ({ args: [env], flags }) => {
   const { prepareRun } = await import('../lib/run.ts');
   const d = await import('../lib/deploy.ts');
-  const run = await prepareRun(env as string, { dryRun: flags['dry-run'], command: 'deploy' });
+  const run = await prepareRun(env as string, { dryRun: flags['dry-run'], command: 'deploy', forceUnlock: flags['force-unlock'], lockWait: flags['lock-wait'] });
   await run.confirmIf(`Deploy ${run.version} to ${env}`, flags.yes);
   await run.withHostLock(async (ctx, list) => {
     const tasks = await list([

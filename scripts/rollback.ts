@@ -5,7 +5,7 @@ import { runMain } from '../lib/cli.ts';
 const spec = {
   name: 'rollback',
   summary: 'Go back to an earlier release (default: the newest good one before the live one, which is marked bad).',
-  usage: '<env> [<release>] [--list] [--yes] [--dry-run]',
+  usage: '<env> [<release>] [--list] [--yes] [--dry-run] [--force-unlock] [--lock-wait SECONDS]',
   positionals: [
     { name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env' },
     { name: '<release>', required: false, description: 'a release id from --list (default: the previous good release)' },
@@ -13,6 +13,8 @@ const spec = {
   flags: {
     list: { type: 'boolean', short: 'l', description: 'print the releases, newest first, the live one marked *' },
     yes: { type: 'boolean', short: 'y', description: 'do not ask for confirmation (production)' },
+    'force-unlock': { type: 'boolean', description: 'break a lock whose holder is gone or has not shown a heartbeat for a minute' },
+    'lock-wait': { type: 'string', description: 'wait up to SECONDS for a running deploy to finish (default: refuse at once, exit 3)' },
     'dry-run': { type: 'boolean', description: 'print what would run; change nothing' },
   },
   examples: ['npx tsx scripts/rollback.ts staging', 'npx tsx scripts/rollback.ts staging --list', 'npx tsx scripts/rollback.ts staging 20261122-234512-1.2.0'],
@@ -22,7 +24,13 @@ await runMain(spec, async ({ args: [env, requested], flags }) => {
   const { prepareRun } = await import('../lib/run.ts');
   const d = await import('../lib/deploy.ts');
   const rb = await import('../lib/rollback.ts');
-  const run = await prepareRun(env as string, { dryRun: flags['dry-run'], command: 'rollback', needsVersion: false });
+  const run = await prepareRun(env as string, {
+    dryRun: flags['dry-run'],
+    command: 'rollback',
+    needsVersion: false,
+    forceUnlock: flags['force-unlock'],
+    lockWait: flags['lock-wait'],
+  });
   const { ctx } = run;
   const facts = await rb.readRollbackFacts(ctx);
   if (flags.list) {

@@ -22,6 +22,10 @@ export const acquireLock = (l: Layout): Cmd =>
 export const releaseLock = (l: Layout, token: string): Cmd =>
   script('if grep -qF "$3" "$2" 2>/dev/null; then rm -rf "$1"; fi; exit 0', l.lock, l.holder, token);
 
+/** Rewrites holder.json from stdin (a new heartbeat), only while it still carries this run's token. */
+export const refreshHolder = (l: Layout, token: string): Cmd =>
+  script('grep -qF "$2" "$1" 2>/dev/null || exit 0; cat >"$1.tmp" && mv "$1.tmp" "$1"', l.holder, token);
+
 /** Breaks a lock whatever holds it (after the caller showed that its holder is gone). */
 export const breakLock = (l: Layout): Cmd => script('rm -rf "$1"', l.lock);
 

@@ -205,6 +205,54 @@ describe('deploy on the local host', () => {
     expect((await s.run('start', ['t'])).code).toBe(0);
   });
 
+  it('a lock with a stale heartbeat is reported, and broken only with --force-unlock', async () => {
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    const lock = join(s.deployPath, '.skiff/lock');
+    mkdirSync(lock);
+    const old = new Date(Date.now() - 120_000).toISOString();
+    const holder = { user: 'ci', host: 'elsewhere', pid: 4242, command: 'deploy', version: '9.9.9', started_at: old, heartbeat_at: old, token: 't' };
+    writeFileSync(join(lock, 'holder.json'), JSON.stringify(holder));
+    const refused = await s.run('deploy-vps', ['t']);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr.trim()).toMatch(/has not updated it for 1\d\ds\): pass --force-unlock to break it$/);
+    const forced = await s.run('deploy-vps', ['t', '--force-unlock']);
+    expect(forced.code).toBe(0);
+    expect(forced.stdout).toContain('breaking a stale lock on local: ci@elsewhere pid 4242');
+    expect(existsSync(lock)).toBe(false);
+  });
+
+  it('--lock-wait queues behind a running deploy, and a second deploy without it exits 3', async () => {
+    s.writeEnv('t.env', localEnv(s, PORT, 'DEPLOY_BUILD=sleep 3'));
+    const first = s.start('deploy-vps', ['t']);
+    const lock = join(s.deployPath, '.skiff/lock/holder.json');
+    for (let i = 0; i < 100 && !existsSync(lock); i++) await new Promise((r) => setTimeout(r, 50));
+    const second = await s.run('deploy-vps', ['t']);
+    expect(second.code).toBe(3);
+    expect(second.stderr.trim()).toMatch(/^error: local is locked by .* \(deploy .*\): wait for it to finish, or pass --lock-wait SECONDS$/);
+    const queued = await s.run('deploy-vps', ['t', '--lock-wait', '60']);
+    expect((await first.result).code).toBe(0);
+    expect(queued.code).toBe(0);
+    expect(queued.stdout).toContain('waiting up to 60s');
+    s.writeEnv('t.env', localEnv(s, PORT));
+  });
+
+  it('after kill -9 of a deploy the host still serves, and the next deploy breaks the dead lock', async () => {
+    s.writeEnv('t.env', localEnv(s, PORT, 'DEPLOY_BUILD=sleep 5'));
+    const victim = s.start('deploy-vps', ['t']);
+    const lock = join(s.deployPath, '.skiff/lock/holder.json');
+    for (let i = 0; i < 100 && !existsSync(lock); i++) await new Promise((r) => setTimeout(r, 50));
+    // The pid in holder.json is the deploy itself (tsx runs it in a child of the process we started).
+    const { pid } = JSON.parse(readFileSync(lock, 'utf8')) as { pid: number };
+    process.kill(pid, 'SIGKILL');
+    await victim.result;
+    s.writeEnv('t.env', localEnv(s, PORT));
+    expect(existsSync(lock)).toBe(true);
+    expect(await health()).toMatchObject({ status: 'ok' });
+    const next = await s.run('deploy-vps', ['t']);
+    expect(next.code).toBe(0);
+    expect(next.stdout).toMatch(/breaking a stale lock on local: .* is no longer running/);
+  });
+
   it('keeps DEPLOY_KEEP_RELEASES releases, never the live one', async () => {
     s.writeEnv('t.env', localEnv(s, PORT, 'DEPLOY_KEEP_RELEASES=2'));
     for (const v of ['1.1.0', '1.1.1']) {
