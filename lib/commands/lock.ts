@@ -29,5 +29,3 @@ export const refreshHolder = (l: Layout, token: string): Cmd =>
 /** Breaks a lock whatever holds it (after the caller showed that its holder is gone). */
 export const breakLock = (l: Layout): Cmd => script('rm -rf "$1"', l.lock);
 
-/** Whether a process id is alive on the host: prints alive or dead. */
-export const pidAlive = (pid: number): Cmd => script('if kill -0 "$1" 2>/dev/null; then echo alive; else echo dead; fi', String(pid));

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { render, type Cmd } from '../../lib/cmd.ts';
-import { acquireLock, breakLock, pidAlive, releaseLock } from '../../lib/commands/lock.ts';
+import { acquireLock, breakLock, releaseLock } from '../../lib/commands/lock.ts';
 import {
   appendLine,
   exists,
@@ -113,7 +113,6 @@ describe('script builders: arguments cross as single quoted words', () => {
     ['acquireLock', acquireLock(l), ['/srv/a b/.skiff/lock', '/srv/a b/.skiff/lock/holder.json', '/srv/a b/.skiff']],
     ['releaseLock', releaseLock(l, `tok'en "x" ${EVIL}`), ['/srv/a b/.skiff/lock', '/srv/a b/.skiff/lock/holder.json', `tok'en "x" ${EVIL}`]],
     ['breakLock', breakLock(l), ['/srv/a b/.skiff/lock']],
-    ['pidAlive', pidAlive(1234), ['1234']],
     ['listReleases', listReleases(l), ['/srv/a b/releases']],
     ['exists', exists(l.release(EVIL)), [`/srv/a b/releases/${EVIL}`]],
     ['tail', tail(l.log('blue'), 10), ['/srv/a b/shared/logs/blue.log', '10']],
