@@ -87,7 +87,8 @@ const hosts = z
     }),
   )
   .refine((t) => t.every((x) => x.kind === 'ssh') || t.length === 1, 'local with others')
-  .refine((t) => t.every((x) => x.kind === 'local' || (x.port >= 1 && x.port <= 65535)), 'port');
+  .refine((t) => t.every((x) => x.kind === 'local' || (x.port >= 1 && x.port <= 65535)), 'port')
+  .refine((t) => new Set(t.map((x) => (x.kind === 'local' ? 'local' : `${x.host}:${x.port}`))).size === t.length, 'a host listed twice');
 
 interface KeySpec {
   readonly schema: z.ZodType;
@@ -100,7 +101,7 @@ interface KeySpec {
 export const KEYS = {
   APP_NAME: { schema: str.regex(NAME), expected: 'a name of a-z, 0-9 and -', hint: 'e.g. APP_NAME=hello' },
   APP_DIR: { schema: nonEmpty, expected: 'the app source folder', default: 'example' },
-  DEPLOY_HOSTS: { schema: hosts, expected: '`local` or comma-separated user@host[:port]', default: 'local' },
+  DEPLOY_HOSTS: { schema: hosts, expected: '`local` or comma-separated user@host[:port], each host once', default: 'local' },
   DEPLOY_PATH: { schema: nonEmpty, expected: 'an absolute path other than /', hint: 'e.g. DEPLOY_PATH=/srv/hello' },
   DEPLOY_RUNTIME: { schema: z.enum(['process', 'docker']), expected: '`process` or `docker`', default: 'process' },
   DEPLOY_SUPERVISOR: { schema: z.enum(['pidfile', 'systemd']), expected: '`pidfile` or `systemd`', default: 'pidfile' },

@@ -24,7 +24,4 @@ export const checkSupported = (cfg: Config): void => {
   if (cfg.supervisor !== 'pidfile') {
     throw new SkiffError(`DEPLOY_SUPERVISOR=${cfg.supervisor} is not supported by this version of skiff yet; use DEPLOY_SUPERVISOR=pidfile`, EXIT.usage);
   }
-  if (cfg.hosts.length > 1) {
-    throw new SkiffError(`DEPLOY_HOSTS names ${cfg.hosts.length} hosts: this version of skiff deploys to one host at a time; list one`, EXIT.usage);
-  }
 };

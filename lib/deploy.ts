@@ -46,6 +46,8 @@ export interface DeployCtx {
   action: 'deploy' | 'rollback';
   /** The start command of the release going live: DEPLOY_START, or what an older release ran with. */
   start: string;
+  /** The port the proxy sent traffic to before this run switched it (to switch back). */
+  switchedFrom?: number | undefined;
 }
 
 /** Times a step into ctx.durations. */
@@ -87,7 +89,8 @@ export const build = (ctx: DeployCtx): Promise<void> =>
 export const ship = async (ctx: DeployCtx): Promise<void> => {
   const { host, l } = ctx;
   await host.exec(prepareLayout(l));
-  const base = releaseId(ctx.now(), ctx.version);
+  // Several hosts share one id (set by the script before shipping); a clash on one host gets a suffix.
+  const base = ctx.id || releaseId(ctx.now(), ctx.version);
   let id = base;
   for (let n = 2; (await host.exec(exists(l.release(id)))).stdout.trim() === 'yes'; n++) id = `${base}-${n}`;
   ctx.id = id;
@@ -98,6 +101,11 @@ export const ship = async (ctx: DeployCtx): Promise<void> => {
     await host.exec(cmd('rm', '-rf', `${l.release(id)}.partial`), { check: false });
     throw error;
   }
+};
+
+/** Undo of ship when another host failed: the release folder goes, it never served. */
+export const unship = async (ctx: DeployCtx): Promise<void> => {
+  if (ctx.id) await ctx.host.exec(removeReleases(ctx.l, [ctx.id]), { check: false });
 };
 
 /** Writes the release's app environment (mode 0600); it becomes shared/.env when the release goes live. */
@@ -149,6 +157,9 @@ export const replaceAndGate = async (ctx: DeployCtx): Promise<void> => {
     throw error;
   }
 };
+
+/** Undo of replaceAndGate when another host failed: this host goes back to its previous release. */
+export const unreplace = (ctx: DeployCtx, reason: string): Promise<void> => restorePrevious(ctx, new SkiffError(reason));
 
 /** Undo of replaceAndGate: records the release failed and brings the previous one back. */
 const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<void> => {
@@ -202,31 +213,51 @@ export const startIdle = async (ctx: DeployCtx): Promise<void> => {
   }
 };
 
+/** Undo of startIdle when another host failed: the new slot stops, the release is recorded failed. */
+export const unstart = async (ctx: DeployCtx, reason: string): Promise<void> => {
+  await haltSlot(ctx.host, ctx.l, targetSlot(ctx).slot, 0).catch(() => undefined);
+  await recordFailure(ctx, 'failed', new SkiffError(reason));
+};
+
 /**
- * Blue-green, step two: switch the proxy to the new slot and verify through it (switch back if that
- * fails), then let the old slot finish its requests and stop it.
+ * Blue-green, step two: switch the proxy to the new slot and verify through it. If that fails the
+ * proxy is switched back and the new slot stopped; the old slot has served all along.
  */
-export const switchTraffic = async (ctx: DeployCtx, proxy: Proxy): Promise<void> => {
+export const switchOver = async (ctx: DeployCtx, proxy: Proxy): Promise<void> => {
   const { host, l, cfg } = ctx;
   const { slot, port } = targetSlot(ctx);
-  const before = await proxy.current(host);
+  ctx.switchedFrom = await proxy.current(host);
   try {
     await proxy.switchTo(host, port);
     ctx.log(`${proxy.kind} sends ${cfg.publicUrl} to port ${port}`);
     await verifyThroughProxy(ctx);
   } catch (error) {
-    if (before !== undefined) await proxy.switchTo(host, before).catch(() => undefined);
+    if (ctx.switchedFrom !== undefined) await proxy.switchTo(host, ctx.switchedFrom).catch(() => undefined);
     await haltSlot(host, l, slot, 0).catch(() => undefined);
     await recordFailure(ctx, 'rolled-back', error);
     throw error;
   }
+};
+
+/** Undo of switchOver when another host failed: the proxy goes back to the old slot, the new one stops. */
+export const switchBack = async (ctx: DeployCtx, reason: string): Promise<void> => {
+  const { host, l } = ctx;
+  if (ctx.proxy && ctx.switchedFrom !== undefined) await ctx.proxy.switchTo(host, ctx.switchedFrom);
+  ctx.log(`switched back to port ${ctx.switchedFrom ?? '(none)'}`);
+  await haltSlot(host, l, targetSlot(ctx).slot, 0).catch(() => undefined);
+  await recordFailure(ctx, 'rolled-back', new SkiffError(reason));
+};
+
+/** Blue-green, step three (once every host serves the new release): drain the old slot and stop it. */
+export const retireOld = async (ctx: DeployCtx): Promise<void> => {
+  const { host, l, cfg } = ctx;
+  const { slot } = targetSlot(ctx);
   const old = ctx.previous?.state.live;
-  if (old && old !== slot) {
-    const oldPort = ctx.previous?.slot.port as number;
-    const waited = await drain(ctx, oldPort);
-    const stopped = await haltSlot(host, l, old, cfg.drainSeconds);
-    ctx.log(`old slot ${old} drained in ${waited} ms, ${stopped}`);
-  }
+  if (!old || old === slot) return;
+  const oldPort = ctx.previous?.slot.port as number;
+  const waited = await drain(ctx, oldPort);
+  const stopped = await haltSlot(host, l, old, cfg.drainSeconds);
+  ctx.log(`old slot ${old} drained in ${waited} ms, ${stopped}`);
 };
 
 /** Through the proxy: the public health URL answers 2xx (a few tries; the switch is already done). */

@@ -89,3 +89,17 @@ export class NotDeployedError extends SkiffError {
     super(`nothing deployed to ${env} on ${host} yet: run \`npx tsx scripts/deploy-vps.ts ${env}\` first`, EXIT.usage);
   }
 }
+
+/**
+ * A step failed on one of several hosts. The message is that host's error (named by host when it
+ * does not say), plus the hosts where the step was undone; the exit code is that error's.
+ */
+export class HostFailedError extends SkiffError {
+  constructor(host: string, cause: unknown, undone: readonly string[]) {
+    const text = cause instanceof Error ? cause.message : String(cause);
+    const named = text.includes(host) ? text : `${host}: ${text}`;
+    const after = undone.length > 0 ? `\n  undone on ${undone.join(', ')}: every host serves the release it served before` : '';
+    super(`${named}${after}`, cause instanceof SkiffError ? cause.exitCode : EXIT.failed);
+    this.cause = cause;
+  }
+}

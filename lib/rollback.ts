@@ -35,6 +35,26 @@ export const chooseTarget = (
   return target;
 };
 
+/**
+ * The release to go back to on several hosts: chosen on the first, and it must be on every host
+ * (hosts deployed together share release ids).
+ */
+export const chooseTargetOnAll = (
+  hosts: readonly { host: string; history: readonly ReleaseRecord[]; liveId: string | undefined; onHost: readonly string[] }[],
+  requested: string | undefined,
+  env: string,
+): ReleaseRecord => {
+  const [first, ...rest] = hosts;
+  if (!first) throw new UsageError('no host to roll back');
+  const target = chooseTarget(first.history, first.liveId, first.onHost, requested, env);
+  for (const h of rest) {
+    if (!h.onHost.includes(target.id)) {
+      throw new UsageError(`release ${target.id} is not on ${h.host} (pruned, or that host joined later): name a release every host has, see --list`);
+    }
+  }
+  return target;
+};
+
 /** The table of `--list`: newest first, the live release marked with `*`. */
 export const formatHistory = (history: readonly ReleaseRecord[], liveId: string | undefined, onHost: readonly string[]): string => {
   if (history.length === 0) return 'no releases yet';

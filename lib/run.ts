@@ -9,7 +9,7 @@ import { checkSupported, connect } from './connect.ts';
 import { loadConfig, type Config } from './config.ts';
 import type { DeployCtx } from './deploy.ts';
 import type { ExecOptions, ExecResult, Host, PutOptions } from './host.ts';
-import { UsageError } from './errors.ts';
+import { HostFailedError, UsageError } from './errors.ts';
 import { withLock } from './lock.ts';
 import { layout } from './paths.ts';
 import { proxyFor } from './proxy.ts';
@@ -56,7 +56,78 @@ export interface RunOptions {
   readonly lockWait?: string | undefined;
 }
 
-/** Loads config and connects; returns the pieces a script needs. */
+/** Opens every host of the environment at once; if one cannot be reached, the others are closed. */
+const connectAll = async (cfg: Config): Promise<Host[]> => {
+  const opened = await Promise.allSettled(cfg.hosts.map((t) => connect(t, cfg)));
+  const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  const hosts = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  if (failed) {
+    await Promise.all(hosts.map((h) => h.close()));
+    throw failed.reason;
+  }
+  return hosts;
+};
+
+/** The first line of an error, for a task's title or a history record. */
+export const firstLine = (error: unknown): string => (error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error));
+
+/**
+ * A step on every host. With one host it is the step itself. With several, each host is a subtask,
+ * all at once (or one after another with `serial`, stopping at the first failure); if the step
+ * failed on any host, `undo` runs on the hosts where it succeeded before the failure is thrown:
+ * a deploy is all or nothing.
+ */
+export const onEachHost = (
+  ctxs: readonly DeployCtx[],
+  title: string,
+  step: (c: DeployCtx) => Promise<unknown>,
+  options: { undo?: (c: DeployCtx, reason: string) => Promise<unknown>; serial?: boolean; skip?: () => string | boolean; enabled?: () => boolean } = {},
+): ListrTask<DeployCtx> => ({
+  title,
+  ...(options.skip ? { skip: options.skip } : {}),
+  ...(options.enabled ? { enabled: options.enabled } : {}),
+  task: async (_c, t) => {
+    const [only] = ctxs;
+    if (only && ctxs.length === 1) return step(only);
+    const failures = new Map<DeployCtx, unknown>();
+    const succeeded: DeployCtx[] = [];
+    await t
+      .newListr(
+        ctxs.map((c) => ({
+          title: c.host.name,
+          task: async (_x: unknown, sub: { output: string }) => {
+            c.log = (line) => {
+              sub.output = line;
+            };
+            try {
+              await step(c);
+              succeeded.push(c);
+            } catch (error) {
+              failures.set(c, error);
+              throw new Error(firstLine(error));
+            }
+          },
+          rendererOptions: { persistentOutput: true },
+        })),
+        { concurrent: !options.serial, exitOnError: options.serial ?? false },
+      )
+      .run()
+      .catch(() => undefined); // failures are in the map
+
+    const [first] = failures.entries();
+    if (!first) return;
+    const [failedCtx, error] = first;
+    const others = succeeded;
+    if (options.undo && others.length > 0) {
+      const reason = `${failedCtx.host.name} failed: ${firstLine(error)}`;
+      t.output = `undoing on ${others.map((c) => c.host.name).join(', ')}`;
+      await Promise.all(others.map((c) => options.undo?.(c, reason).catch(() => undefined)));
+    }
+    throw new HostFailedError(failedCtx.host.name, error, others.length > 0 && options.undo ? others.map((c) => c.host.name) : []);
+  },
+});
+
+/** Loads config and connects to every host; returns the pieces a script needs. */
 export const prepareRun = async (env: string, options: RunOptions) => {
   const waitSeconds = options.lockWait === undefined ? 0 : Number(options.lockWait);
   if (!Number.isInteger(waitSeconds) || waitSeconds < 0) {
@@ -67,14 +138,13 @@ export const prepareRun = async (env: string, options: RunOptions) => {
   const facts = options.needsVersion === false ? undefined : await readGitFacts(cfg.app.dir, cfg.root);
   const version = facts ? formatVersion(facts) : '';
   const dryRun = options.dryRun ?? false;
-  const target = cfg.hosts[0];
+  const [target] = cfg.hosts;
   if (!target) throw new Error('no host');
-  const realHost = await connect(target, cfg);
-  const host = dryRun ? new DryRunHost(realHost, (line) => say(line)) : realHost;
+  const hosts = (await connectAll(cfg)).map((h) => (dryRun ? new DryRunHost(h, (line) => say(line)) : h));
   const l = layout(cfg.path);
   const port = cfg.ports[0] as number;
   const url = cfg.publicUrl ?? `http://${target.kind === 'local' ? '127.0.0.1' : target.host}:${port}/`;
-  const ctx: DeployCtx = {
+  const ctxs: DeployCtx[] = hosts.map((host) => ({
     cfg,
     host,
     l,
@@ -91,49 +161,64 @@ export const prepareRun = async (env: string, options: RunOptions) => {
     proxy: proxyFor(cfg),
     action: options.command === 'rollback' ? 'rollback' : 'deploy',
     start: cfg.start,
-  };
+  }));
+  const ctx = ctxs[0] as DeployCtx;
+  const closeAll = () => Promise.all(hosts.map((h) => h.close())).then(() => undefined);
 
   let failure: unknown;
-  /** A listr2 list whose tasks send ctx.log lines to their own output. */
+  /** A listr2 list whose tasks send ctx.log lines to their own output (prefixed by host when there are several). */
   const list = (tasks: ListrTask<DeployCtx>[]) =>
     taskList<DeployCtx>(
       tasks.map((t) => ({
         ...t,
         task: async (c: DeployCtx, w: ListrTaskWrapper<DeployCtx, never, never>) => {
-          c.log = (line) => {
-            w.output = line;
-          };
+          for (const each of ctxs) {
+            each.log = (line) => {
+              w.output = ctxs.length > 1 ? `${each.host.name}: ${line}` : line;
+            };
+          }
           try {
             return await (t.task as (c: DeployCtx, w: unknown) => unknown)(c, w);
           } catch (error) {
             // The list shows the first line beside the task; the one handler prints the whole error.
             failure ??= error;
-            throw new Error(error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error));
+            throw new Error(firstLine(error));
           }
         },
         rendererOptions: { persistentOutput: true },
       })) as ListrTask<DeployCtx>[],
     );
 
+  /** Holds the deploy lock on every host, one after another, then runs `fn`; releases them in reverse. */
+  const lockAll = (i: number, fn: () => Promise<void>): Promise<void> => {
+    const c = ctxs[i];
+    if (!c) return fn();
+    const lockOptions = { command: options.command, version, now: c.now, log: say, forceUnlock: options.forceUnlock ?? false, waitSeconds };
+    return withLock(c.host, l, lockOptions, () => lockAll(i + 1, fn));
+  };
+
   return {
     cfg,
     version,
-    host,
+    /** The first host, for what is about one host (most environments have one). */
+    host: ctx.host,
     ctx,
+    /** One context per host of DEPLOY_HOSTS, in order. */
+    ctxs,
     url,
     dryRun,
+    close: closeAll,
     /** Production (or DEPLOY_CONFIRM=true) asks first, before any progress is drawn. */
     confirmIf: (question: string, yes: boolean) => (cfg.confirm && !dryRun ? confirm(question, yes) : Promise.resolve()),
-    /** Runs `fn` holding the deploy lock on the host (no lock in a dry run), then closes the host. */
-    withHostLock: async (fn: (c: DeployCtx, makeList: typeof list) => Promise<void>): Promise<void> => {
+    /** Runs `fn` holding the deploy lock on every host (no lock in a dry run), then closes the hosts. */
+    withHostLock: async (fn: (c: DeployCtx, makeList: typeof list, all: readonly DeployCtx[]) => Promise<void>): Promise<void> => {
       try {
-        if (dryRun) return await fn(ctx, list);
-        const lockOptions = { command: options.command, version, now: ctx.now, log: say, forceUnlock: options.forceUnlock ?? false, waitSeconds };
-        await withLock(host, l, lockOptions, () => fn(ctx, list));
+        if (dryRun) return await fn(ctx, list, ctxs);
+        await lockAll(0, () => fn(ctx, list, ctxs));
       } catch (error) {
         throw failure ?? error;
       } finally {
-        await host.close();
+        await closeAll();
       }
     },
     done: (line: string) => say(dryRun ? `dry run: nothing was changed (${line.replace(/^deployed/, 'would deploy')})` : line),

@@ -122,6 +122,16 @@ export const stopLive = async (ctx: DeployCtx): Promise<string> => {
   return how === 'killed' ? `stopped pid ${pid} (killed after ${cfg.drainSeconds}s of draining)` : `stopped pid ${pid}`;
 };
 
+/** A writer that puts `prefix` before every line (a line cut between chunks is held until it ends). */
+export const prefixLines = (prefix: string, write: (text: string) => void): ((b: Buffer) => void) => {
+  let rest = '';
+  return (b) => {
+    const lines = (rest + b.toString()).split('\n');
+    rest = lines.pop() ?? '';
+    if (lines.length > 0) write(lines.map((line) => `${prefix}${line}\n`).join(''));
+  };
+};
+
 /** Prints the live slot's log: the last lines, then new ones as they come with `follow`. */
 export const showLogs = async (ctx: DeployCtx, lines: number, follow: boolean, write: (b: Buffer) => void): Promise<void> => {
   const { slot } = await liveSlot(ctx);

@@ -19,34 +19,38 @@ const spec = {
 } as const;
 
 await runMain(spec, async ({ args: [env], flags }) => {
-  const { prepareRun } = await import('../lib/run.ts');
+  const { prepareRun, onEachHost } = await import('../lib/run.ts');
   const d = await import('../lib/deploy.ts');
+  const { releaseId } = await import('../lib/version.ts');
   const run = await prepareRun(env as string, { dryRun: flags['dry-run'], command: 'deploy', forceUnlock: flags['force-unlock'], lockWait: flags['lock-wait'] });
   await run.confirmIf(`Deploy ${run.version} to ${env}`, flags.yes);
-  await run.withHostLock(async (ctx, list) => {
+  await run.withHostLock(async (ctx, list, all) => {
+    const dryRun = () => run.dryRun && 'dry run';
+    const blueGreen = () => ctx.proxy !== undefined;
+    const id = releaseId(new Date(), run.version);
+    for (const c of all) c.id = id;
     const tasks = await list([
-      { title: `Check ${ctx.host.name}`, task: () => d.timed(ctx, 'preflight', () => d.preflight(ctx)) },
-      { title: `Build ${run.version}`, task: () => d.timed(ctx, 'build', () => d.build(ctx)), skip: () => (!run.cfg.build ? 'no build to run' : flags['no-build'] ? 'built already (--no-build)' : run.dryRun && 'dry run') },
-      { title: 'Ship the release', task: () => d.timed(ctx, 'ship', () => d.ship(ctx)) },
-      { title: 'Write shared/.env', task: () => d.timed(ctx, 'env', () => d.writeAppEnv(ctx)) },
-      {
-        title: 'Start the new release and check its health',
-        task: (_, t) => {
-          t.title = `Start in slot ${d.targetSlot(ctx).slot} (port ${d.targetSlot(ctx).port}) and check health`;
-          return d.timed(ctx, 'start', () => (ctx.proxy ? d.startIdle(ctx) : d.replaceAndGate(ctx)));
-        },
-        skip: () => run.dryRun && 'dry run',
-      },
-      {
-        title: `Switch ${run.cfg.proxy} to the new slot, verify, drain the old one`,
-        task: () => d.timed(ctx, 'switch', () => d.switchTraffic(ctx, ctx.proxy as NonNullable<typeof ctx.proxy>)),
-        enabled: () => ctx.proxy !== undefined,
-        skip: () => run.dryRun && 'dry run',
-      },
-      { title: 'Switch current and record', task: () => d.commit(ctx) },
-      { title: 'Prune old releases', task: async (_, t) => { const gone = await d.prune(ctx); t.title = `Prune old releases (${gone.length} removed)`; } },
+      onEachHost(all, all.length > 1 ? `Check ${all.length} hosts` : `Check ${ctx.host.name}`, (c) => d.timed(c, 'preflight', () => d.preflight(c))),
+      { title: `Build ${run.version}`, task: () => d.timed(ctx, 'build', () => d.build(ctx)), skip: () => (!run.cfg.build ? 'no build to run' : flags['no-build'] ? 'built already (--no-build)' : dryRun()) },
+      onEachHost(all, 'Ship the release', (c) => d.timed(c, 'ship', () => d.ship(c)), { undo: d.unship }),
+      onEachHost(all, 'Write shared/.env', (c) => d.timed(c, 'env', () => d.writeAppEnv(c))),
+      onEachHost(
+        all,
+        ctx.proxy ? `Start in slot ${d.targetSlot(ctx).slot} (port ${d.targetSlot(ctx).port}) and check health` : `Replace the running release (port ${d.targetSlot(ctx).port}) and check health`,
+        (c) => d.timed(c, 'start', () => (c.proxy ? d.startIdle(c) : d.replaceAndGate(c))),
+        // Without a proxy a host is down while its release is replaced: one host at a time.
+        { undo: (c, reason) => (c.proxy ? d.unstart(c, reason) : d.unreplace(c, reason)), serial: !blueGreen(), skip: dryRun },
+      ),
+      onEachHost(all, `Switch ${run.cfg.proxy} to the new slot and verify`, (c) => d.timed(c, 'switch', () => d.switchOver(c, c.proxy as NonNullable<typeof c.proxy>)), {
+        undo: d.switchBack,
+        enabled: blueGreen,
+        skip: dryRun,
+      }),
+      onEachHost(all, 'Drain and stop the old slot', (c) => d.timed(c, 'drain', () => d.retireOld(c)), { enabled: blueGreen, skip: dryRun }),
+      onEachHost(all, 'Switch current and record', (c) => d.commit(c)),
+      onEachHost(all, 'Prune old releases', async (c) => c.log(`${(await d.prune(c)).length} removed`)),
     ]);
     await tasks.run(ctx);
-    run.done(`deployed ${run.version} (release ${ctx.id}) to ${env}: ${run.url}`);
+    run.done(`deployed ${run.version} (release ${ctx.id}) to ${env}${all.length > 1 ? ` (${all.length} hosts)` : ''}: ${run.url}`);
   });
 });

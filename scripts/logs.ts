@@ -18,11 +18,13 @@ await runMain(spec, async ({ args: [env], flags }) => {
   const lines = Number(flags.lines ?? '100');
   if (!Number.isInteger(lines) || lines < 0) throw UsageErrorFor(`--lines must be a whole number, not ${JSON.stringify(flags.lines)}`);
   const { prepareRun } = await import('../lib/run.ts');
-  const { showLogs } = await import('../lib/status.ts');
+  const { showLogs, prefixLines } = await import('../lib/status.ts');
   const run = await prepareRun(env as string, { command: 'logs', needsVersion: false });
   try {
-    await showLogs(run.ctx, lines, flags.follow, (b) => process.stdout.write(b));
+    if (run.ctxs.length === 1) return await showLogs(run.ctx, lines, flags.follow, (b) => process.stdout.write(b));
+    // Several hosts: every line is prefixed with its host, and --follow follows all of them at once.
+    await Promise.all(run.ctxs.map((c) => showLogs(c, lines, flags.follow, prefixLines(`[${c.host.name}] `, (text) => process.stdout.write(text)))));
   } finally {
-    await run.host.close();
+    await run.close();
   }
 });

@@ -21,7 +21,7 @@ const spec = {
 } as const;
 
 await runMain(spec, async ({ args: [env, requested], flags }) => {
-  const { prepareRun } = await import('../lib/run.ts');
+  const { prepareRun, onEachHost } = await import('../lib/run.ts');
   const d = await import('../lib/deploy.ts');
   const rb = await import('../lib/rollback.ts');
   const run = await prepareRun(env as string, {
@@ -31,28 +31,43 @@ await runMain(spec, async ({ args: [env, requested], flags }) => {
     forceUnlock: flags['force-unlock'],
     lockWait: flags['lock-wait'],
   });
-  const { ctx } = run;
-  const facts = await rb.readRollbackFacts(ctx);
+  const facts = await Promise.all(run.ctxs.map((c) => rb.readRollbackFacts(c)));
   if (flags.list) {
-    process.stdout.write(`${rb.formatHistory(facts.history, facts.liveId, facts.onHost)}\n`);
-    return run.host.close();
+    const tables = run.ctxs.map((c, i) => {
+      const f = facts[i] as (typeof facts)[number];
+      const table = rb.formatHistory(f.history, f.liveId, f.onHost);
+      return run.ctxs.length > 1 ? `${c.host.name}\n${table}` : table;
+    });
+    process.stdout.write(`${tables.join('\n\n')}\n`);
+    return run.close();
   }
-  const target = rb.chooseTarget(facts.history, facts.liveId, facts.onHost, requested, env as string);
+  const target = rb.chooseTargetOnAll(run.ctxs.map((c, i) => ({ host: c.host.name, ...(facts[i] as (typeof facts)[number]) })), requested, env as string);
   await run.confirmIf(`Roll ${env} back to ${target.id} (version ${target.version})`, flags.yes);
-  await run.withHostLock(async (c, list) => {
-    rb.aimAt(c, target);
+  await run.withHostLock(async (ctx, list, all) => {
+    const dryRun = () => run.dryRun && 'dry run';
+    const blueGreen = () => ctx.proxy !== undefined;
+    for (const c of all) rb.aimAt(c, target);
     const tasks = await list([
-      { title: `Check ${c.host.name}`, task: () => d.preflight(c) },
-      {
-        title: `Start ${target.id} and check its health`,
-        task: () => (c.proxy ? d.startIdle(c) : d.replaceAndGate(c)),
-        skip: () => run.dryRun && 'dry run',
-      },
-      { title: `Switch ${run.cfg.proxy} back, verify, drain`, task: () => d.switchTraffic(c, c.proxy as NonNullable<typeof c.proxy>), enabled: () => c.proxy !== undefined, skip: () => run.dryRun && 'dry run' },
-      { title: 'Switch current and record', task: () => d.commit(c) },
-      { title: `Mark ${facts.liveId} bad`, task: () => rb.markBad(c, facts.liveId as string), enabled: () => requested === undefined && facts.liveId !== undefined },
+      onEachHost(all, all.length > 1 ? `Check ${all.length} hosts` : `Check ${ctx.host.name}`, (c) => d.preflight(c)),
+      onEachHost(all, `Start ${target.id} and check its health`, (c) => (c.proxy ? d.startIdle(c) : d.replaceAndGate(c)), {
+        undo: (c, reason) => (c.proxy ? d.unstart(c, reason) : d.unreplace(c, reason)),
+        serial: !blueGreen(),
+        skip: dryRun,
+      }),
+      onEachHost(all, `Switch ${run.cfg.proxy} back and verify`, (c) => d.switchOver(c, c.proxy as NonNullable<typeof c.proxy>), { undo: d.switchBack, enabled: blueGreen, skip: dryRun }),
+      onEachHost(all, 'Drain and stop the old slot', (c) => d.retireOld(c), { enabled: blueGreen, skip: dryRun }),
+      onEachHost(all, 'Switch current and record', (c) => d.commit(c)),
+      onEachHost(
+        all,
+        'Mark the release that was live bad',
+        async (c) => {
+          const liveId = facts[all.indexOf(c)]?.liveId;
+          if (liveId) await rb.markBad(c, liveId);
+        },
+        { enabled: () => requested === undefined },
+      ),
     ]);
-    await tasks.run(c);
+    await tasks.run(ctx);
     run.done(`rolled ${env} back to ${target.id} (version ${target.version}): ${run.url}`);
   });
 });

@@ -16,5 +16,7 @@ await runMain(spec, async ({ args: [env] }) => {
   const { startLive } = await import('../lib/status.ts');
   const { say } = await import('../lib/ui.ts');
   const run = await prepareRun(env as string, { command: 'start', needsVersion: false });
-  await run.withHostLock(async (ctx) => say(`${env}: ${await startLive(ctx)}: ${run.url}`));
+  await run.withHostLock(async (_ctx, _list, all) => {
+    for (const c of all) say(`${env}${all.length > 1 ? ` on ${c.host.name}` : ''}: ${await startLive(c)}: ${run.url}`);
+  });
 });

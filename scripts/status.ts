@@ -17,11 +17,13 @@ await runMain(spec, async ({ args: [env], flags }) => {
   const { gatherStatus, formatStatus } = await import('../lib/status.ts');
   const run = await prepareRun(env as string, { command: 'status', needsVersion: false });
   try {
-    const report = await gatherStatus(run.ctx, run.url);
-    process.stdout.write(`${flags.json ? JSON.stringify(report, null, 2) : formatStatus(report)}\n`);
+    const reports = await Promise.all(run.ctxs.map((c) => gatherStatus(c, run.url)));
+    // One host: one object (or text block); several: an array (or one block per host).
+    const json = () => JSON.stringify(reports.length === 1 ? reports[0] : reports, null, 2);
+    process.stdout.write(`${flags.json ? json() : reports.map(formatStatus).join('\n\n')}\n`);
     // Not running (or never deployed) is a state, not a failure of this command; a crash is.
-    return report.process.state === 'crashed' ? EXIT.failed : EXIT.ok;
+    return reports.some((r) => r.process.state === 'crashed') ? EXIT.failed : EXIT.ok;
   } finally {
-    await run.host.close();
+    await run.close();
   }
 });

@@ -16,5 +16,7 @@ await runMain(spec, async ({ args: [env] }) => {
   const { stopLive } = await import('../lib/status.ts');
   const { say } = await import('../lib/ui.ts');
   const run = await prepareRun(env as string, { command: 'stop', needsVersion: false });
-  await run.withHostLock(async (ctx) => say(`${env}: ${await stopLive(ctx)}`));
+  await run.withHostLock(async (_ctx, _list, all) => {
+    for (const c of all) say(`${env}${all.length > 1 ? ` on ${c.host.name}` : ''}: ${await stopLive(c)}`);
+  });
 });

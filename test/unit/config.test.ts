@@ -212,6 +212,7 @@ describe('parseConfig: invalid configurations', () => {
     ['an app key that is no variable name', { 'LOG.LEVEL': 'x' }, 'LOG.LEVEL', 'env/t.env: LOG.LEVEL is not a valid variable name: use letters, digits and _'],
     ['local with ssh hosts', { DEPLOY_HOSTS: 'local,deploy@h' }, 'DEPLOY_HOSTS', 'env/t.env: DEPLOY_HOSTS is "local,deploy@h"'],
     ['ssh port out of range', { DEPLOY_HOSTS: 'deploy@h:70000' }, 'DEPLOY_HOSTS', 'env/t.env: DEPLOY_HOSTS is "deploy@h:70000"'],
+    ['a host listed twice', { DEPLOY_HOSTS: 'deploy@h,deploy@h:22' }, 'DEPLOY_HOSTS', 'env/t.env: DEPLOY_HOSTS is "deploy@h,deploy@h:22"'],
     ['health path without /', { DEPLOY_HEALTH_PATH: 'health' }, 'DEPLOY_HEALTH_PATH', 'env/t.env: DEPLOY_HEALTH_PATH is "health"'],
     ['release dir outside APP_DIR', { DEPLOY_RELEASE_DIR: '../x' }, 'DEPLOY_RELEASE_DIR', 'env/t.env: DEPLOY_RELEASE_DIR is "../x"'],
     ['public URL not http', { DEPLOY_PUBLIC_URL: 'ftp://x' }, 'DEPLOY_PUBLIC_URL', 'env/t.env: DEPLOY_PUBLIC_URL is "ftp://x"'],
