@@ -8,7 +8,7 @@ import { releaseTar, runBuild } from './build.ts';
 import { cmd, script, seq } from './cmd.ts';
 import { exists, listReleases, prepareLayout, publishEnv, removeReleases, switchCurrent, unpackRelease } from './commands/release.ts';
 import { connectionsTo, probeUrl } from './commands/proxy.ts';
-import { portStatus } from './commands/supervisor.ts';
+import { portStatus, probeHealth } from './commands/supervisor.ts';
 import type { Config } from './config.ts';
 import { HealthCheckError, SkiffError } from './errors.ts';
 import { realClock, waitHealthy, type Clock } from './health.ts';
@@ -76,7 +76,34 @@ export const preflight = async (ctx: DeployCtx): Promise<void> => {
   if (ours.state !== 'running' && (await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
     throw new SkiffError(`${host.name}: port ${port} is already in use by another program: stop it or choose another port in DEPLOY_PORTS`);
   }
-  await ctx.proxy?.check(host);
+  if (ctx.proxy) {
+    await ctx.proxy.check(host);
+    await repairInterruptedSwitch(ctx, ctx.proxy);
+  }
+};
+
+/**
+ * A run killed between its switch and its record (kill -9, a lost machine) leaves the proxy on the
+ * slot that state.json calls idle, and the next run would start its release there. If the recorded
+ * live slot still runs and answers its health check, the proxy goes back to it, so the host serves
+ * what its records say; otherwise the run stops before touching anything.
+ */
+const repairInterruptedSwitch = async (ctx: DeployCtx, proxy: Proxy): Promise<void> => {
+  const { host, l, cfg } = ctx;
+  const prev = ctx.previous;
+  const idle = targetSlot(ctx);
+  if (!prev || (await proxy.current(host)) !== idle.port || idle.port === prev.slot.port) return;
+  const live = await findSlot(host, l, prev.state.live ?? '');
+  const health = live.state === 'running' ? (await host.exec(probeHealth(prev.slot.port, cfg.health.path, 3), { check: false })).stdout.trim() : '';
+  if (!/^2\d\d$/.test(health)) {
+    throw new SkiffError(
+      `${host.name}: ${proxy.kind} sends traffic to slot ${idle.slot} (port ${idle.port}), left there by an interrupted run, and the recorded live slot ${prev.state.live} is not healthy: ` +
+        `check \`npx tsx scripts/status.ts ${cfg.env}\`, then roll back or stop what runs in ${idle.slot}`,
+    );
+  }
+  await proxy.switchTo(host, prev.slot.port);
+  ctx.log(`an interrupted run had left ${proxy.kind} on slot ${idle.slot}: switched back to the live slot ${prev.state.live} (port ${prev.slot.port})`);
+  await audit(host, l, ctx.now().toISOString(), ctx.who, `repair: ${proxy.kind} switched back from port ${idle.port} to the live port ${prev.slot.port}`);
 };
 
 /** Runs DEPLOY_BUILD in APP_DIR on this machine. */
