@@ -5,8 +5,8 @@
  * With `keepAlive` the probe reuses connections, as browsers do. A proxy that applies a new config
  * closes its idle client connections; a request written on such a connection at that instant gets
  * no answer. HTTP lets a client send such a GET again (RFC 9112, 9.3.1) and browsers, curl and Go do
- * so once, on a new connection. The probe does the same and counts these in `closedWhileIdle`:
- * a failure is a request that failed after that.
+ * so. The probe sends it again once, on a new connection, and counts these in `closedWhileIdle`: a
+ * failure is a request that failed after that (or at once, on a new connection).
  */
 import http from 'node:http';
 
@@ -46,6 +46,7 @@ export const startProbe = (url: string, opts: ProbeOptions = {}) => {
   const target = new URL(url);
   const keepAlive = opts.keepAlive ?? opts.headers?.connection !== 'close';
   const agent = new http.Agent({ keepAlive, maxSockets: opts.concurrency ?? 2 });
+  const fresh = new http.Agent({ keepAlive: false });
   const headers = keepAlive ? opts.headers : { ...opts.headers, connection: 'close' };
   const o = { ...opts, ...(headers ? { headers } : {}) };
   let running = true;
@@ -61,7 +62,7 @@ export const startProbe = (url: string, opts: ProbeOptions = {}) => {
       let outcome = await once(target, agent, o);
       if (!outcome.ok && outcome.reusedAndClosed) {
         closedWhileIdle++;
-        outcome = await once(target, agent, o);
+        outcome = await once(target, fresh, o);
       }
       requests++;
       if (outcome.ok) {
@@ -80,6 +81,7 @@ export const startProbe = (url: string, opts: ProbeOptions = {}) => {
       running = false;
       await Promise.all(workers);
       agent.destroy();
+      fresh.destroy();
       if (outageStart !== undefined) longest = Math.max(longest, Date.now() - outageStart);
       return { requests, failures, closedWhileIdle, longestOutageMs: longest, firstErrors: errors };
     },
