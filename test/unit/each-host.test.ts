@@ -8,7 +8,7 @@ import { onEachHost } from '../../lib/run.ts';
 const ctxs = (...names: string[]): DeployCtx[] => names.map((name) => ({ host: { name }, log: () => {} }) as unknown as DeployCtx);
 
 const run = async (task: ReturnType<typeof onEachHost>) => {
-  const list = new Listr<DeployCtx>([task], { renderer: 'silent', registerSignalListeners: false, exitOnError: true });
+  const list = new Listr<DeployCtx, 'silent'>([task], { renderer: 'silent', registerSignalListeners: false, exitOnError: true });
   return list.run({} as DeployCtx);
 };
 
