@@ -13,9 +13,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 down() {
   local dir=$1
-  for f in socat.pid ns.pid; do
-    if [ -f "$dir/$f" ]; then kill "$(cat "$dir/$f")" 2>/dev/null || true; rm -f "$dir/$f"; fi
-  done
+  if [ -f "$dir/socat.pid" ]; then kill "$(cat "$dir/socat.pid")" 2>/dev/null || true; fi
+  # The first process of a pid namespace ignores SIGTERM; SIGKILL takes everything inside with it.
+  if [ -f "$dir/ns.pid" ]; then kill -KILL "$(cat "$dir/ns.pid")" 2>/dev/null || true; fi
+  rm -f "$dir/socat.pid" "$dir/ns.pid"
 }
 
 if [ "${1:-}" = down ] && [ "$#" -eq 2 ]; then
