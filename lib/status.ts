@@ -19,6 +19,8 @@ export interface StatusReport {
   readonly process: SlotRun;
   readonly health: string | undefined;
   readonly url: string;
+  /** With a proxy: its kind and the port it sends traffic to (undefined: no route yet; error: no answer). */
+  readonly proxy: { readonly kind: string; readonly port?: number | undefined; readonly error?: string } | undefined;
   readonly log: string;
   readonly lock: unknown;
   readonly history: readonly ReleaseRecord[];
@@ -36,6 +38,12 @@ export const gatherStatus = async (ctx: DeployCtx, url: string): Promise<StatusR
       ? (await host.exec(probeHealth(release.port, cfg.health.path, 3), { check: false })).stdout.trim()
       : undefined;
   const holder = await host.get(l.holder);
+  const proxy = ctx.proxy
+    ? await ctx.proxy.current(host).then(
+        (port) => ({ kind: ctx.proxy?.kind ?? '', port }),
+        (e: unknown) => ({ kind: ctx.proxy?.kind ?? '', error: e instanceof Error ? (e.message.split('\n')[0] ?? '') : String(e) }),
+      )
+    : undefined;
   return {
     env: cfg.env,
     app: cfg.app.name,
@@ -47,6 +55,7 @@ export const gatherStatus = async (ctx: DeployCtx, url: string): Promise<StatusR
     process: proc,
     health,
     url,
+    proxy,
     log: slot ? l.log(slot) : '',
     lock: holder ? (JSON.parse(holder.toString()) as unknown) : null,
     history: (await readHistory(host, l)).slice(-5),
@@ -64,6 +73,13 @@ const processLine = (p: SlotRun): string => {
   }
 };
 
+const proxyLine = (p: NonNullable<StatusReport['proxy']>, livePort: number): string => {
+  if (p.error !== undefined) return `${p.kind}: ${p.error}`;
+  if (p.port === undefined) return `${p.kind}: no route of this app yet`;
+  if (p.port !== livePort) return `${p.kind} -> port ${p.port}, not the live slot's: an interrupted run left it there; the next deploy puts it back`;
+  return `${p.kind} -> port ${p.port}`;
+};
+
 /** The text form of `status`. */
 export const formatStatus = (r: StatusReport): string => {
   if (!r.deployed) return `${r.app} ${r.env} on ${r.host}: nothing deployed yet: run \`npx tsx scripts/deploy-vps.ts ${r.env}\` first`;
@@ -75,6 +91,7 @@ export const formatStatus = (r: StatusReport): string => {
     `  process   ${processLine(r.process)}`,
     ...(r.health !== undefined ? [`  health    ${/^2\d\d$/.test(r.health) ? 'ok' : 'failing'} (HTTP ${r.health === '000' ? 'no answer' : r.health})`] : []),
     `  url       ${r.url}`,
+    ...(r.proxy ? [`  proxy     ${proxyLine(r.proxy, rel.port)}`] : []),
     `  path      ${r.path}`,
     `  log       ${r.log}`,
     `  lock      ${r.lock ? `held: ${JSON.stringify(r.lock)}` : 'free'}`,

@@ -107,6 +107,8 @@ describe('interrupted deploys over SSH', () => {
     const probe = startProbe(`${url}/api/health`, { timeoutMs: 5000 });
     await killDeployAt('caddy sends');
     expect(await served()).toMatch(/^hello 1\.[23]\.0 \(t\)$/);
+    const status = await s.run('status', ['t']);
+    expect(status.stdout).toMatch(/proxy +caddy -> port \d+, not the live slot's/);
     const r = await deployCleanly('1.3.0');
     const result = await probe.stop();
     expect(result.failures, `failed requests: ${result.firstErrors.join('; ')}`).toBe(0);
