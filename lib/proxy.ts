@@ -4,7 +4,7 @@
  * `nginx -t` before every reload) and changes only the upstream after the first deploy.
  */
 import { script } from './cmd.ts';
-import { caddyRequest, nginx, nginxWorkers } from './commands/proxy.ts';
+import { caddyRequest, nginx, nginxMaster, nginxWorkers } from './commands/proxy.ts';
 import type { Config } from './config.ts';
 import { SkiffError } from './errors.ts';
 import type { Host } from './host.ts';
@@ -164,13 +164,14 @@ const nginxProxy = (cfg: Config, clock: Clock): Proxy => {
         await restore(host, confFile, oldConf);
         throw new SkiffError(`${host.name}: nginx -t fails with the new upstream: ${problem}; the old config is in place`);
       }
-      const before = new Set((await host.exec(nginxWorkers())).stdout.split('\n').filter(Boolean));
+      const master = (await host.exec(nginxMaster(cfg.nginxCmd))).stdout.trim();
+      const before = new Set((await host.exec(nginxWorkers(master))).stdout.split('\n').filter(Boolean));
       const reload = await host.exec(nginx(cfg.nginxCmd, '-s', 'reload'), { check: false });
       if (reload.code !== 0) throw new SkiffError(`${host.name}: nginx -s reload failed: ${reload.stdout.trim().split('\n').at(-1)}`);
       // A reload is asynchronous: wait until every worker accepting connections is a new one.
       const deadline = clock.now() + 10_000;
       while (clock.now() < deadline) {
-        const workers = (await host.exec(nginxWorkers())).stdout.split('\n').filter(Boolean);
+        const workers = (await host.exec(nginxWorkers(master))).stdout.split('\n').filter(Boolean);
         if (workers.length > 0 && workers.every((w) => !before.has(w))) return;
         await clock.sleep(50);
       }

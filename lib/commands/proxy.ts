@@ -22,9 +22,29 @@ export const caddyRequest = (admin: string, method: 'GET' | 'POST' | 'PUT' | 'PA
  */
 export const nginx = (command: string, ...args: string[]): Cmd => script('set -f; cmd=$1; shift; $cmd "$@" 2>&1', command, ...args);
 
-/** Pids of nginx workers that still accept connections (not `shutting down`), one a line. */
-export const nginxWorkers = (): Cmd =>
-  script('for p in $(pgrep -f "^nginx: worker process$" 2>/dev/null); do echo "$p"; done; exit 0');
+/**
+ * The pid of the nginx master that DEPLOY_NGINX_CMD controls, from the pid file its config names
+ * (`pid` in `nginx -T`, else the compiled-in `--pid-path`); nothing when it cannot be told.
+ */
+export const nginxMaster = (command: string): Cmd =>
+  script(
+    [
+      'set -f; cmd=$1',
+      `file=$($cmd -T 2>/dev/null | awk '$1 == "pid" { p = $2; sub(/;$/, "", p); print p; exit }')`,
+      `[ -n "$file" ] || file=$($cmd -V 2>&1 | tr ' ' '\n' | sed -n 's/^--pid-path=//p')`,
+      'master=$(cat "$file" 2>/dev/null) || exit 0',
+      'case $master in *[!0-9]* | "") exit 0 ;; esac',
+      '[ -d "/proc/$master" ] && echo "$master"; exit 0',
+    ].join('\n'),
+    command,
+  );
+
+/**
+ * Pids of the nginx workers that still accept connections (not `shutting down`), one a line: those
+ * of `master` when it is known (another nginx on the host has workers of its own), else all.
+ */
+export const nginxWorkers = (master: string): Cmd =>
+  script('if [ -n "$1" ]; then pgrep -P "$1" -f "^nginx: worker process$"; else pgrep -f "^nginx: worker process$"; fi; exit 0', master);
 
 /** Established connections to a local TCP port: prints their count. */
 export const connectionsTo = (port: number): Cmd =>

@@ -12,6 +12,7 @@ import {
   tail,
   unpackRelease,
 } from '../../lib/commands/release.ts';
+import { caddyRequest, nginx, nginxMaster, nginxWorkers, probeUrl } from '../../lib/commands/proxy.ts';
 import { portStatus, probeHealth, slotMarker, slotStatus, startSlot, stopSlot, type SlotSpec } from '../../lib/commands/supervisor.ts';
 import { layout } from '../../lib/paths.ts';
 import { words } from './shell-words.ts';
@@ -136,6 +137,11 @@ describe('script builders: arguments cross as single quoted words', () => {
     ],
     ['portStatus', portStatus(3001), ['3001']],
     ['probeHealth', probeHealth(3001, `/api/health?q=a b'c"; rm -rf /`, 5), ['3001', `/api/health?q=a b'c"; rm -rf /`, '5']],
+    ['caddyRequest', caddyRequest('127.0.0.1:2019', 'PATCH', `/id/skiff-a-b/x'y`), ['PATCH', '127.0.0.1:2019', `/id/skiff-a-b/x'y`]],
+    ['nginx', nginx('nginx -p /srv/n x -c /srv/n/nginx.conf', '-s', 'reload'), ['nginx -p /srv/n x -c /srv/n/nginx.conf', '-s', 'reload']],
+    ['nginxMaster', nginxMaster(`sudo nginx -c '/etc/n $(x).conf'`), [`sudo nginx -c '/etc/n $(x).conf'`]],
+    ['nginxWorkers', nginxWorkers('1234'), ['1234']],
+    ['probeUrl', probeUrl(`http://h/$(id)`, 5), [`http://h/$(id)`, '5']],
   ])('%s', (_name, c, expected) => {
     expect(scriptArgs(c)).toEqual(expected);
   });
