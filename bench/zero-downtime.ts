@@ -123,9 +123,11 @@ const seedsDeploy = async (): Promise<number> => {
 probe = startProbe(url, probeOptions);
 const seeds = await timedRuns(count('seeds'), seedsDeploy, "seeds' deploy");
 const seedsResult = await probe.stop();
-await killListener();
-rmSync(seedsDir, { recursive: true, force: true });
-if ((await script('start')) !== 0) process.stderr.write(`could not start ${env} again: run npx tsx scripts/start.ts ${env}\n`);
+if (seeds.length > 0) {
+  await killListener();
+  rmSync(seedsDir, { recursive: true, force: true });
+  if ((await script('start')) !== 0) process.stderr.write(`could not start ${env} again: run npx tsx scripts/start.ts ${env}\n`);
+}
 
 // ---- report ----------------------------------------------------------------------------------
 const median = (xs: number[]) => {
