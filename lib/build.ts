@@ -28,6 +28,16 @@ export const runBuild = async (cfg: Config, onOutput: (text: string) => void): P
   }
 };
 
+/**
+ * Some entries of the release folder as a tar stream, folders without their contents: what a delta
+ * ship sends. Names go to tar NUL-separated on stdin, each starting with `./`.
+ */
+export const releaseEntriesTar = (cfg: Config, paths: readonly string[]): { stream: Readable; done: Promise<void> } => {
+  const list = Buffer.from(paths.map((p) => `./${p}\0`).join(''));
+  const { stdout, done } = streamFrom(['tar', '-c', '-f', '-', '--no-recursion', '--null', '-T', '-'], cfg.app.releaseDir, list);
+  return { stream: stdout, done };
+};
+
 /** The release folder as a tar stream (no temporary archive on disk). Files like .git and data stay out. */
 export const releaseTar = (cfg: Config): { stream: Readable; done: Promise<void> } => {
   if (!existsSync(cfg.app.releaseDir)) {

@@ -4,9 +4,14 @@
  * version undoes itself before it rethrows, so a failed deploy leaves the previous release serving.
  */
 import { renderEnvFile } from './appenv.ts';
-import { releaseTar, runBuild } from './build.ts';
+import { existsSync } from 'node:fs';
+import { Transform, type Readable } from 'node:stream';
+import { releaseEntriesTar, releaseTar, runBuild } from './build.ts';
 import { cmd, script, seq } from './cmd.ts';
-import { exists, listReleases, prepareLayout, publishEnv, removeReleases, switchCurrent, unpackRelease } from './commands/release.ts';
+import { finishRelease, linkInto, seedFromLive, unpackInto, updateManifest } from './commands/delta.ts';
+import { exists, listReleases, prepareLayout, publishEnv, removePartials, removeReleases, switchCurrent } from './commands/release.ts';
+import { formatBytes, manifestChanges, manifestTotals, nulList, parseManifest, planDelta, serializeManifest, type Manifest } from './delta.ts';
+import { buildManifest } from './manifest.ts';
 import { connectionsTo, probeUrl } from './commands/proxy.ts';
 import { portStatus, probeHealth } from './commands/supervisor.ts';
 import type { Config } from './config.ts';
@@ -48,6 +53,8 @@ export interface DeployCtx {
   start: string;
   /** The port the proxy sent traffic to before this run switched it (to switch back). */
   switchedFrom?: number | undefined;
+  /** What the ship sent: bytes (counted at the SSH channel), files sent, files taken from the live release. */
+  shipped?: { readonly bytes: number; readonly files: number; readonly reused: number } | undefined;
 }
 
 /** Times a step into ctx.durations. */
@@ -112,22 +119,86 @@ export const build = (ctx: DeployCtx): Promise<void> =>
     for (const line of text.split('\n')) if (line.trim()) ctx.log(line);
   });
 
-/** Streams the release folder to `releases/<id>` on the host. */
+/** The manifest of the build, made once however many hosts it ships to. */
+const manifests = new WeakMap<Config, Promise<Manifest>>();
+const manifestOfBuild = (cfg: Config): Promise<Manifest> => {
+  let m = manifests.get(cfg);
+  if (!m) manifests.set(cfg, (m = buildManifest(cfg.app.releaseDir)));
+  return m;
+};
+
+/** Counts the bytes of a stream as they pass (what local shipping reports; SSH counts at its channel). */
+const counting = (source: Readable, counter: { bytes: number }): Readable =>
+  source.pipe(
+    new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        counter.bytes += chunk.length;
+        done(null, chunk);
+      },
+    }),
+  );
+
+/**
+ * Ships the release to `releases/<id>`: against the live release's manifest, only the files whose
+ * content the host lacks travel, in one tar stream; the rest are hard links to the live release's
+ * files (lib/delta.ts). Without a live manifest the whole folder travels. Either way the release
+ * is built in `<id>.partial`, its file count checked, then renamed; its manifest is kept for the
+ * next deploy.
+ */
 export const ship = async (ctx: DeployCtx): Promise<void> => {
-  const { host, l } = ctx;
-  await host.exec(prepareLayout(l));
+  const { host, l, cfg } = ctx;
+  if (!existsSync(cfg.app.releaseDir)) {
+    throw new SkiffError(`${cfg.app.releaseDir} does not exist: check APP_DIR and DEPLOY_RELEASE_DIR (or run the build)`);
+  }
+  await host.exec(seq(prepareLayout(l), removePartials(l)));
   // Several hosts share one id (set by the script before shipping); a clash on one host gets a suffix.
   const base = ctx.id || releaseId(ctx.now(), ctx.version);
   let id = base;
   for (let n = 2; (await host.exec(exists(l.release(id)))).stdout.trim() === 'yes'; n++) id = `${base}-${n}`;
   ctx.id = id;
-  const tar = releaseTar(ctx.cfg);
+  const manifest = await manifestOfBuild(cfg);
+  const total = manifestTotals(manifest);
+  const liveId = ctx.previous?.slot.release;
+  const live = liveId ? parseManifest((await host.get(l.manifestOf(liveId)))?.toString()) : undefined;
+  const partial = `${l.release(id)}.partial`;
+  const counter = { bytes: 0 };
+  const before = host.bytesSent;
+  const input = (b: Buffer) => {
+    counter.bytes += b.length;
+    return b;
+  };
+  const sendTar = async (tar: { stream: Readable; done: Promise<void> }) => {
+    await Promise.all([host.exec(unpackInto(partial), { stdin: counting(tar.stream, counter) }), tar.done]);
+  };
+  let summary: string;
   try {
-    await Promise.all([host.exec(unpackRelease(l, id), { stdin: tar.stream }), tar.done]);
+    if (live && liveId) {
+      const plan = planDelta(live, manifest);
+      await host.exec(seedFromLive(l.release(liveId), partial), { stdin: input(nulList(plan.remove)) });
+      if (plan.send.length > 0) await sendTar(releaseEntriesTar(cfg, plan.send));
+      if (plan.link.length > 0) {
+        await host.exec(linkInto(partial), { stdin: input(nulList(plan.link.flatMap(([from, to]) => [`${l.release(liveId)}/${from}`, to]))) });
+      }
+      const sentFiles = total.files - plan.reused;
+      summary = `${sentFiles} of ${total.files} files sent, ${plan.reused} taken from the live release`;
+      ctx.shipped = { bytes: 0, files: sentFiles, reused: plan.reused };
+    } else {
+      await host.exec(seq(cmd('rm', '-rf', partial), cmd('mkdir', '-p', partial)));
+      await sendTar(releaseTar(cfg));
+      summary = `all ${total.files} files sent${liveId ? ` (the live release ${liveId} has no manifest)` : ''}`;
+      ctx.shipped = { bytes: 0, files: total.files, reused: 0 };
+    }
+    await host.exec(finishRelease(partial, l.release(id), total.files));
   } catch (error) {
-    await host.exec(cmd('rm', '-rf', `${l.release(id)}.partial`), { check: false });
+    await host.exec(cmd('rm', '-rf', partial), { check: false });
     throw error;
   }
+  // The manifest travels whole only with a whole release; after a delta, only its changes do.
+  if (live && liveId) await host.exec(updateManifest(l.manifestOf(liveId), l.manifestOf(id)), { stdin: input(Buffer.from(manifestChanges(live, manifest))) });
+  else await host.put(l.manifestOf(id), input(Buffer.from(serializeManifest(manifest))));
+  const sent = before !== undefined && host.bytesSent !== undefined ? host.bytesSent - before : counter.bytes;
+  ctx.shipped = { ...ctx.shipped, bytes: sent };
+  ctx.log(`shipped ${formatBytes(sent)} for a ${formatBytes(total.bytes)} release: ${summary}`);
 };
 
 /** Undo of ship when another host failed: the release folder goes, it never served. */
@@ -334,6 +405,7 @@ const record = (ctx: DeployCtx, status: 'live' | 'failed' | 'rolled-back', reaso
   at: ctx.now().toISOString(),
   status,
   durations: ctx.durations,
+  ...(ctx.shipped ? { shipped: ctx.shipped } : {}),
   ...(reason ? { reason } : {}),
 });
 

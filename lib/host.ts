@@ -32,6 +32,8 @@ export interface PutOptions {
 export interface Host {
   /** `local`, or `user@host:port`; used in messages. */
   readonly name: string;
+  /** Bytes written to commands' standard input so far, where the host counts them (SSH: at the channel). */
+  readonly bytesSent?: number;
   /** Runs a command with the host's POSIX shell. */
   exec(command: Cmd, options?: ExecOptions): Promise<ExecResult>;
   /** Writes a file atomically: a temporary name beside it, then rename. Parent folders must exist. */

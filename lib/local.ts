@@ -68,10 +68,11 @@ const feed = (stdin: NodeJS.WritableStream, input: string | Buffer | Readable | 
 };
 
 /** Starts argv with its stdout as a stream (a tar of the build, fed to a host's stdin). */
-export const streamFrom = (argv: readonly string[], cwd: string): { stdout: Readable; done: Promise<void> } => {
+export const streamFrom = (argv: readonly string[], cwd: string, input?: Buffer): { stdout: Readable; done: Promise<void> } => {
   const [file, ...args] = argv;
   if (file === undefined) throw new Error('streamFrom: empty argv');
-  const child = spawn(file, args, { cwd, env: baseEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(file, args, { cwd, env: baseEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin.end(input);
   const err: Buffer[] = [];
   child.stderr.on('data', (b: Buffer) => err.push(b));
   const done = new Promise<void>((resolve, reject) => {

@@ -22,6 +22,8 @@ export const layout = (root: string) => ({
   pidFile: (slot: string) => `${root}/.skiff/${slot}.pid`,
   /** The app environment each release was deployed with, so going back restores it too. */
   envOf: (id: string) => `${root}/.skiff/env/${id}.env`,
+  /** What each release holds (path, mode, size, sha256): the next deploy ships only what differs. */
+  manifestOf: (id: string) => `${root}/.skiff/manifests/${id}.json`,
   state: `${root}/.skiff/state.json`,
   history: `${root}/.skiff/releases.jsonl`,
   audit: `${root}/.skiff/audit.log`,

@@ -40,6 +40,8 @@ export interface ReleaseRecord {
   readonly durations?: Readonly<Record<string, number>>;
   readonly reason?: string;
   readonly backupId?: string;
+  /** What the deploy sent to the host: bytes, files sent, files taken from the live release. */
+  readonly shipped?: { readonly bytes: number; readonly files: number; readonly reused: number };
 }
 
 /** The status update of an existing release, appended later (a rollback marks the live one bad). */

@@ -4,20 +4,14 @@ import type { Layout } from '../paths.ts';
 
 /** Creates the folders of the layout; the bookkeeping folder is private. */
 export const prepareLayout = (l: Layout): Cmd =>
-  seq(['mkdir', '-p', l.releases, l.data, l.logs, `${l.skiff}/env`], ['chmod', '700', l.skiff, `${l.skiff}/env`]);
+  seq(['mkdir', '-p', l.releases, l.data, l.logs, `${l.skiff}/env`, `${l.skiff}/manifests`], ['chmod', '700', l.skiff, `${l.skiff}/env`]);
 
 /** Makes a release's env snapshot the live shared/.env (copy beside it, then rename). */
 export const publishEnv = (l: Layout, id: string): Cmd =>
   seq(['cp', l.envOf(id), `${l.envFile}.tmp`], ['chmod', '600', `${l.envFile}.tmp`], ['mv', '-T', `${l.envFile}.tmp`, l.envFile]);
 
-/**
- * Unpacks a tar stream from stdin into `releases/<id>`: into a `.partial` folder first, renamed at
- * the end, so a release folder either holds the whole build or does not exist.
- */
-export const unpackRelease = (l: Layout, id: string): Cmd => {
-  const partial = `${l.release(id)}.partial`;
-  return seq(['rm', '-rf', partial], ['mkdir', '-p', partial], ['tar', '-x', '-f', '-', '-C', partial], ['mv', '-T', partial, l.release(id)]);
-};
+/** Removes release folders a killed ship left half done (run under the lock, so none is in progress). */
+export const removePartials = (l: Layout): Cmd => script('rm -rf "$1"/*.partial', l.releases);
 
 /** Points `current` at a release atomically: a new link under a temporary name, then rename over. */
 export const switchCurrent = (l: Layout, id: string): Cmd =>
@@ -25,7 +19,7 @@ export const switchCurrent = (l: Layout, id: string): Cmd =>
 
 /** Removes release folders. */
 export const removeReleases = (l: Layout, ids: readonly string[]): Cmd =>
-  cmd('rm', '-rf', ...ids.flatMap((id) => [l.release(id), l.envOf(id)]));
+  cmd('rm', '-rf', ...ids.flatMap((id) => [l.release(id), l.envOf(id), l.manifestOf(id)]));
 
 /** Lists release folder names, one a line (partial uploads excluded). */
 export const listReleases = (l: Layout): Cmd =>

@@ -3,10 +3,12 @@
  * with host keys checked against a known_hosts file, as a user's VPS would be reached.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseManifest } from '../../lib/delta.ts';
+import { buildManifest } from '../../lib/manifest.ts';
 import { get, localEnv, makeSandbox, ROOT, type Sandbox } from '../support/sandbox.ts';
 
 const PORT = 18451;
@@ -68,6 +70,66 @@ describe('deploy over SSH', () => {
     const back = await s.run('rollback', ['t']);
     expect(back.code).toBe(0);
     expect((await get(`http://127.0.0.1:${PORT}/`)).text).toBe('hello 1.0.0 (t)\n');
+  });
+
+  describe('shipping only what changed', () => {
+    const releases = () => join(s.deployPath, 'releases');
+    const live = () => (JSON.parse(readFileSync(join(s.deployPath, '.skiff/state.json'), 'utf8')) as { live: string; slots: Record<string, { release: string }> });
+    const liveDir = () => join(releases(), live().slots[live().live]?.release as string);
+    const shippedBytes = (out: string) => {
+      const m = /shipped ([\d.]+) (B|KB|MB) for a ([\d.]+) (KB|MB) release: (\d+) of (\d+) files sent/.exec(out);
+      if (!m) throw new Error(`no shipped line in: ${out}`);
+      return { bytes: Number(m[1]) * { B: 1, KB: 1024, MB: 1024 ** 2 }[m[2] as 'B'], sent: Number(m[5]), files: Number(m[6]) };
+    };
+    const weird = `it's "odd" $(touch pwned) \`x\`.txt`;
+
+    it('a one-file change sends that file only; unchanged files are hard links to the live release', async () => {
+      const before = liveDir();
+      writeFileSync(join(s.appDir, 'public.txt'), 'x'.repeat(100_000));
+      writeFileSync(join(s.appDir, weird), 'literal\n');
+      s.setVersion('1.1.0');
+      const first = await s.run('deploy-vps', ['t']);
+      expect(first.code).toBe(0);
+      writeFileSync(join(s.appDir, 'server.js'), `${readFileSync(join(s.appDir, 'server.js'), 'utf8')}\n// one more line\n`);
+      const second = await s.run('deploy-vps', ['t']);
+      expect(second.stderr).toBe('');
+      expect(second.code).toBe(0);
+      const shipped = shippedBytes(second.stdout);
+      // server.js changed, and package.json is the same as the live release's (version unchanged).
+      expect(shipped.sent).toBe(1);
+      expect(shipped.bytes).toBeLessThanOrEqual(statSync(join(s.appDir, 'server.js')).size + 64 * 1024);
+      const now = liveDir();
+      expect(now).not.toBe(before);
+      expect(statSync(join(now, 'public.txt')).ino).toBe(statSync(join(releases(), readdirSync(releases()).sort().at(-2) as string, 'public.txt')).ino);
+      expect(readFileSync(join(now, weird), 'utf8')).toBe('literal\n');
+      expect(existsSync(join(ROOT, 'pwned'))).toBe(false);
+      expect(existsSync(join(now, 'pwned'))).toBe(false);
+      expect((await get(`http://127.0.0.1:${PORT}/`)).text).toBe('hello 1.1.0 (t)\n');
+      // The host updated the live manifest with the changes it was sent: it describes the build.
+      const id = live().slots[live().live]?.release as string;
+      const onHost = parseManifest(readFileSync(join(s.deployPath, '.skiff/manifests', `${id}.json`), 'utf8'));
+      const byPath = (entries: readonly { path: string }[]) => [...entries].sort((a, b) => (a.path < b.path ? -1 : 1));
+      expect(byPath(onHost?.entries ?? [])).toEqual(byPath((await buildManifest(s.appDir)).entries));
+    });
+
+    it('a removed file is absent; a mode change reaches the new release without touching the live one', async () => {
+      const old = liveDir();
+      rmSync(join(s.appDir, 'public.txt'));
+      chmodSync(join(s.appDir, weird), 0o600);
+      const r = await s.run('deploy-vps', ['t']);
+      expect(r.code).toBe(0);
+      const now = liveDir();
+      expect(existsSync(join(now, 'public.txt'))).toBe(false);
+      expect(statSync(join(now, weird)).mode & 0o777).toBe(0o600);
+      expect(statSync(join(old, weird)).mode & 0o777).toBe(0o644);
+      expect(statSync(join(now, weird)).ino).not.toBe(statSync(join(old, weird)).ino);
+    });
+
+    it('a half-shipped folder left by a killed deploy is removed by the next one', async () => {
+      mkdirSync(join(releases(), '20260101-000000-0.0.1.partial', 'node_modules'), { recursive: true });
+      expect((await s.run('deploy-vps', ['t'])).code).toBe(0);
+      expect(readdirSync(releases()).filter((d) => d.endsWith('.partial'))).toEqual([]);
+    });
   });
 
   it('an unknown host key is refused with its fingerprint, and nothing changes', async () => {

@@ -7,11 +7,12 @@ import {
   listReleases,
   prepareLayout,
   publishEnv,
+  removePartials,
   removeReleases,
   switchCurrent,
   tail,
-  unpackRelease,
 } from '../../lib/commands/release.ts';
+import { finishRelease, linkInto, seedFromLive, unpackInto, updateManifest } from '../../lib/commands/delta.ts';
 import { caddyRequest, nginx, nginxMaster, nginxWorkers, probeUrl } from '../../lib/commands/proxy.ts';
 import { portStatus, probeHealth, slotMarker, slotStatus, startSlot, stopSlot, type SlotSpec } from '../../lib/commands/supervisor.ts';
 import { layout } from '../../lib/paths.ts';
@@ -37,20 +38,15 @@ describe('release builders: exact text', () => {
     ],
     ['switchCurrent, plain path', switchCurrent(layout('/srv/app'), 'r1'), 'ln -sfn releases/r1 /srv/app/.current-tmp && mv -T /srv/app/.current-tmp /srv/app/current'],
     [
-      'unpackRelease',
-      unpackRelease(l, 'r1'),
-      "rm -rf '/srv/a b/releases/r1.partial' && mkdir -p '/srv/a b/releases/r1.partial' && tar -x -f - -C '/srv/a b/releases/r1.partial' && mv -T '/srv/a b/releases/r1.partial' '/srv/a b/releases/r1'",
-    ],
-    [
       'removeReleases',
       removeReleases(l, ['r1', 'r2']),
-      "rm -rf '/srv/a b/releases/r1' '/srv/a b/.skiff/env/r1.env' '/srv/a b/releases/r2' '/srv/a b/.skiff/env/r2.env'",
+      "rm -rf '/srv/a b/releases/r1' '/srv/a b/.skiff/env/r1.env' '/srv/a b/.skiff/manifests/r1.json' '/srv/a b/releases/r2' '/srv/a b/.skiff/env/r2.env' '/srv/a b/.skiff/manifests/r2.json'",
     ],
     ['removeReleases of none', removeReleases(l, []), 'rm -rf'],
     [
       'prepareLayout',
       prepareLayout(l),
-      "mkdir -p '/srv/a b/releases' '/srv/a b/shared/data' '/srv/a b/shared/logs' '/srv/a b/.skiff/env' && chmod 700 '/srv/a b/.skiff' '/srv/a b/.skiff/env'",
+      "mkdir -p '/srv/a b/releases' '/srv/a b/shared/data' '/srv/a b/shared/logs' '/srv/a b/.skiff/env' '/srv/a b/.skiff/manifests' && chmod 700 '/srv/a b/.skiff' '/srv/a b/.skiff/env'",
     ],
     [
       'publishEnv',
@@ -74,24 +70,14 @@ describe('release builders: a hostile release id stays one word', () => {
       switchCurrent(layout('/srv/app'), EVIL),
       ['ln', '-sfn', `releases/${EVIL}`, '/srv/app/.current-tmp', '&&', 'mv', '-T', '/srv/app/.current-tmp', '/srv/app/current'],
     ],
-    [
-      'unpackRelease',
-      unpackRelease(l, EVIL),
-      [
-        'rm', '-rf', `/srv/a b/releases/${EVIL}.partial`, '&&',
-        'mkdir', '-p', `/srv/a b/releases/${EVIL}.partial`, '&&',
-        'tar', '-x', '-f', '-', '-C', `/srv/a b/releases/${EVIL}.partial`, '&&',
-        'mv', '-T', `/srv/a b/releases/${EVIL}.partial`, `/srv/a b/releases/${EVIL}`,
-      ],
-    ],
-    ['removeReleases', removeReleases(l, [EVIL]), ['rm', '-rf', `/srv/a b/releases/${EVIL}`, `/srv/a b/.skiff/env/${EVIL}.env`]],
+    ['removeReleases', removeReleases(l, [EVIL]), ['rm', '-rf', `/srv/a b/releases/${EVIL}`, `/srv/a b/.skiff/env/${EVIL}.env`, `/srv/a b/.skiff/manifests/${EVIL}.json`]],
     [
       'publishEnv',
       publishEnv(l, EVIL),
       ['cp', `/srv/a b/.skiff/env/${EVIL}.env`, '/srv/a b/shared/.env.tmp', '&&', 'chmod', '600', '/srv/a b/shared/.env.tmp', '&&', 'mv', '-T', '/srv/a b/shared/.env.tmp', '/srv/a b/shared/.env'],
     ],
     ['a path with quotes', prepareLayout(layout(`/srv/it's "x"`)), [
-      'mkdir', '-p', `/srv/it's "x"/releases`, `/srv/it's "x"/shared/data`, `/srv/it's "x"/shared/logs`, `/srv/it's "x"/.skiff/env`, '&&',
+      'mkdir', '-p', `/srv/it's "x"/releases`, `/srv/it's "x"/shared/data`, `/srv/it's "x"/shared/logs`, `/srv/it's "x"/.skiff/env`, `/srv/it's "x"/.skiff/manifests`, '&&',
       'chmod', '700', `/srv/it's "x"/.skiff`, `/srv/it's "x"/.skiff/env`,
     ]],
   ])('%s', (_name, c, expected) => {
@@ -141,6 +127,12 @@ describe('script builders: arguments cross as single quoted words', () => {
     ['nginx', nginx('nginx -p /srv/n x -c /srv/n/nginx.conf', '-s', 'reload'), ['nginx -p /srv/n x -c /srv/n/nginx.conf', '-s', 'reload']],
     ['nginxMaster', nginxMaster(`sudo nginx -c '/etc/n $(x).conf'`), [`sudo nginx -c '/etc/n $(x).conf'`]],
     ['nginxWorkers', nginxWorkers('1234'), ['1234']],
+    ['seedFromLive', seedFromLive(l.release(EVIL), `${l.release(EVIL)}.partial`), [`/srv/a b/releases/${EVIL}`, `/srv/a b/releases/${EVIL}.partial`]],
+    ['removePartials', removePartials(l), ['/srv/a b/releases']],
+    ['updateManifest', updateManifest(`/srv/a b/.skiff/manifests/${EVIL}.json`, '/srv/a b/.skiff/manifests/r.json'), [`/srv/a b/.skiff/manifests/${EVIL}.json`, '/srv/a b/.skiff/manifests/r.json']],
+    ['unpackInto', unpackInto(`/srv/a b/releases/${EVIL}.partial`), [`/srv/a b/releases/${EVIL}.partial`]],
+    ['linkInto', linkInto(`/srv/a b/releases/${EVIL}.partial`), [`/srv/a b/releases/${EVIL}.partial`]],
+    ['finishRelease', finishRelease('/srv/a b/releases/r.partial', `/srv/a b/releases/${EVIL}`, 12), ['/srv/a b/releases/r.partial', `/srv/a b/releases/${EVIL}`, '12']],
     ['probeUrl', probeUrl(`http://h/$(id)`, 5), [`http://h/$(id)`, '5']],
   ])('%s', (_name, c, expected) => {
     expect(scriptArgs(c)).toEqual(expected);
