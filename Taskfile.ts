@@ -25,7 +25,7 @@ const tasks: Record<string, Task> = {
   build: { description: 'build the app of an environment', args: [env], script: 'build', run: script('build') },
   deploy: { description: 'build and deploy to an environment', args: [env], script: 'deploy-vps', run: script('deploy-vps') },
   rollback: { description: 'go back to an earlier release', args: [env, { name: 'release', kind: 'optional' }], script: 'rollback', run: script('rollback') },
-  backup: { description: 'back up the data of an environment', args: [env], script: 'backup', run: script('backup') },
+  backup: { description: 'back up the data of an environment', args: [env, { name: 'label', kind: 'optional' }], script: 'backup', run: script('backup') },
   restore: { description: 'restore a backup', args: [env, { name: 'backup', kind: 'word' }], script: 'restore', run: script('restore') },
   version: { description: 'bump the version, commit and tag it', args: [{ name: 'bump', kind: 'word' }], script: 'version-tag', run: script('version-tag') },
   status: { description: 'show the live release, its process and health', args: [env], script: 'status', run: script('status') },
@@ -58,15 +58,14 @@ const release = ({ args: [target = '', bump = ''], flags, task }: TaskContext) =
 };
 
 const backupIfConfigured = async (target: string, pass: readonly string[]): Promise<number> => {
-  const { existsSync } = await import('node:fs');
   const { loadConfig } = await import('./lib/config.ts');
   const { backup } = loadConfig(target);
   if (!backup.sqlite.length && !backup.paths.length && !backup.postgresUrl) return EXIT.ok;
-  if (!existsSync(new URL('./scripts/backup.ts', import.meta.url))) {
-    process.stderr.write(`release: ${target} names data to back up, but this version of skiff has no backup yet: not backed up\n`);
+  if (pass.includes('--dry-run')) {
+    process.stdout.write(`release: would back up ${target} before deploying (dry run: not backed up)\n`);
     return EXIT.ok;
   }
-  return script('backup')({ args: [target], flags: pass.filter((f) => f !== '--yes'), task: async () => EXIT.ok });
+  return script('backup')({ args: [target, 'before-release'], flags: [], task: async () => EXIT.ok });
 };
 
 /** After a deploy: the live release answers its health check. */

@@ -66,6 +66,8 @@ const int = (min: number, max: number) =>
     .pipe(z.number().int().min(min).max(max));
 const bool = z.enum(['true', 'false']).transform((v) => v === 'true');
 const list = z.string().transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean));
+/** Paths under shared/: relative, no `..`, not shared/ itself. */
+const sharedPaths = list.refine((ps) => ps.every((p) => !p.startsWith('/') && !p.split('/').includes('..') && p !== '.' && p !== ''), 'outside shared/');
 
 const port = int(1, 65535);
 const ports = z
@@ -127,8 +129,8 @@ export const KEYS = {
   DEPLOY_SSH_KEY: { schema: nonEmpty, expected: 'a private key file' },
   DEPLOY_KNOWN_HOSTS: { schema: nonEmpty, expected: 'a known_hosts file' },
   DEPLOY_CONFIRM: { schema: bool, expected: '`true` or `false`' },
-  BACKUP_PATHS: { schema: list, expected: 'comma-separated paths under shared/', default: '' },
-  BACKUP_SQLITE: { schema: list, expected: 'comma-separated SQLite files under shared/', default: '' },
+  BACKUP_PATHS: { schema: sharedPaths, expected: 'comma-separated paths under shared/ (relative, no ..)', default: '' },
+  BACKUP_SQLITE: { schema: sharedPaths, expected: 'comma-separated SQLite files under shared/ (relative, no ..)', default: '' },
   BACKUP_POSTGRES_URL: { schema: str.regex(/^postgres(ql)?:\/\//), expected: 'a postgres:// URL' },
   BACKUP_KEEP: { schema: int(1, 1000), expected: 'a whole number of at least 1', default: '10' },
 } satisfies Record<string, KeySpec>;

@@ -1,0 +1,114 @@
+/**
+ * Builders for backups on a host. A backup is a folder `backups/<name>/` (0700): `manifest.json`,
+ * `sqlite/<n>.db` (online copies), `files.tar` (BACKUP_PATHS) and `env` (shared/.env). It is made
+ * in `backups/<name>.partial/`, synced, then renamed.
+ */
+import { script, type Cmd } from '../cmd.ts';
+
+/** Free space (KB) where backups go, and what the data to copy takes (KB): two numbers. */
+export const backupSpace = (backups: string, shared: string, sources: readonly string[]): Cmd =>
+  script(
+    [
+      'mkdir -p "$1" && chmod 700 "$1" || exit 1',
+      'free=$(df -Pk "$1" | awk \'NR == 2 { print $4 }\')',
+      'cd "$2" || exit 1; shift 2',
+      'need=0; for p in "$@"; do [ -e "$p" ] && need=$((need + $(du -sk -- "$p" | cut -f1))); done',
+      'echo "$free $need"',
+    ].join('\n'),
+    backups,
+    shared,
+    ...sources,
+  );
+
+/**
+ * Makes the snapshot in `stage`: each SQLite file through the online backup API (`.backup`, never a
+ * file copy of a live database) with `PRAGMA integrity_check` on the copy, BACKUP_PATHS in one tar,
+ * shared/.env; then prints `sha256 size name` per entry, and `missing <path>` for each of
+ * BACKUP_PATHS that does not exist (left out). Exit 3: a database is missing; 4: a copy fails its
+ * integrity check.
+ */
+export const takeSnapshot = (shared: string, stage: string, sqlite: readonly string[], paths: readonly string[]): Cmd =>
+  script(
+    [
+      'shared=$1; stage=$2; n=$3; shift 3',
+      'umask 077',
+      'rm -rf "$stage" && mkdir -p "$stage/sqlite" || exit 1',
+      'i=0',
+      'while [ "$i" -lt "$n" ]; do',
+      '  src=$1; shift',
+      '  if [ ! -f "$shared/$src" ]; then echo "BACKUP_SQLITE: $src is not a file under $shared" >&2; exit 3; fi',
+      '  (cd "$stage/sqlite" && sqlite3 "$shared/$src" ".backup $i.db") || exit 1',
+      '  r=$(sqlite3 "$stage/sqlite/$i.db" "PRAGMA integrity_check;" 2>&1)',
+      '  if [ "$r" != ok ]; then echo "the copy of $src fails its integrity check: $r" >&2; exit 4; fi',
+      '  i=$((i + 1))',
+      'done',
+      // A path the app has not created yet (no uploads so far) is left out and reported.
+      'for p in "$@"; do shift; if [ -e "$shared/$p" ]; then set -- "$@" "$p"; else echo "missing $p"; fi; done',
+      'if [ "$#" -gt 0 ]; then tar -c -f "$stage/files.tar" -C "$shared" -- "$@" && echo "paths $#" || exit 1; fi',
+      'if [ -f "$shared/.env" ]; then cp "$shared/.env" "$stage/env" || exit 1; fi',
+      'cd "$stage" && for f in sqlite/*.db files.tar env; do',
+      '  [ -f "$f" ] && echo "$(sha256sum <"$f" | cut -d" " -f1) $(wc -c <"$f" | tr -d " ") $f"',
+      'done; exit 0',
+    ].join('\n'),
+    shared,
+    stage,
+    String(sqlite.length),
+    ...sqlite,
+    ...paths,
+  );
+
+/** Syncs the staged backup to disk and renames it into place: a backup is whole or absent. */
+export const sealBackup = (stage: string, final: string): Cmd =>
+  script('sync 2>/dev/null; mv -T "$1" "$2" && sync 2>/dev/null; exit 0', stage, final);
+
+/** Backup names, one a line, sorted (names start with their UTC time). Half-made ones are skipped. */
+export const listBackups = (backups: string): Cmd =>
+  script('cd "$1" 2>/dev/null || exit 0; for d in *; do [ -f "$d/manifest.json" ] && echo "$d"; done; exit 0', backups);
+
+/** Prints `sha256 size name` for each entry of a backup, and `ok` or the problem for each SQLite copy. */
+export const checkBackup = (dir: string): Cmd =>
+  script(
+    [
+      'cd "$1" || exit 1',
+      'for f in sqlite/*.db files.tar env; do [ -f "$f" ] && echo "$(sha256sum <"$f" | cut -d" " -f1) $(wc -c <"$f" | tr -d " ") $f"; done',
+      'for f in sqlite/*.db; do [ -f "$f" ] && echo "integrity $f $(sqlite3 "$f" "PRAGMA integrity_check;" 2>&1 | head -n 1)"; done',
+      'exit 0',
+    ].join('\n'),
+    dir,
+  );
+
+/**
+ * Puts the data of a backup in place: each SQLite copy beside its file then renamed over it (stale
+ * -wal and -shm removed), each path of files.tar unpacked beside shared/ and swapped in. The app
+ * must be stopped. Arguments: backup folder, shared, n, then n pairs (copy, target), then paths.
+ */
+export const swapInData = (dir: string, shared: string, dbs: readonly (readonly [string, string])[], paths: readonly string[]): Cmd =>
+  script(
+    [
+      'dir=$1; shared=$2; n=$3; shift 3',
+      'umask 077',
+      'i=0',
+      'while [ "$i" -lt "$n" ]; do',
+      '  copy=$1; target=$2; shift 2',
+      '  mkdir -p "$(dirname "$shared/$target")" || exit 1',
+      '  cp "$dir/$copy" "$shared/$target.restore" && mv -f "$shared/$target.restore" "$shared/$target" || exit 1',
+      '  rm -f "$shared/$target-wal" "$shared/$target-shm"',
+      '  i=$((i + 1))',
+      'done',
+      'if [ "$#" -gt 0 ]; then',
+      '  tmp="$shared/.restore-tmp"; rm -rf "$tmp" && mkdir -p "$tmp" && tar -x -f "$dir/files.tar" -C "$tmp" || exit 1',
+      '  for p in "$@"; do',
+      '    rm -rf "$shared/$p.before-restore"',
+      '    if [ -e "$shared/$p" ]; then mv "$shared/$p" "$shared/$p.before-restore" || exit 1; fi',
+      '    mkdir -p "$(dirname "$shared/$p")" && mv "$tmp/$p" "$shared/$p" || exit 1',
+      '    rm -rf "$shared/$p.before-restore"',
+      '  done',
+      '  rm -rf "$tmp"',
+      'fi',
+    ].join('\n'),
+    dir,
+    shared,
+    String(dbs.length),
+    ...dbs.flat(),
+    ...paths,
+  );

@@ -1,0 +1,40 @@
+#!/usr/bin/env -S npx tsx
+/** Restores a backup of an environment's data: verify, safety backup, stop, swap, start, health check. */
+import { runMain } from '../lib/cli.ts';
+
+const spec = {
+  name: 'restore',
+  summary: 'Restore a backup on the host. It is checked before anything stops; if the app is not healthy after, the data of before comes back.',
+  usage: '<env> <backup> [--yes] [--force-unlock] [--lock-wait SECONDS]',
+  positionals: [
+    { name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env' },
+    { name: '<backup>', required: true, description: 'a backup name from `backup.ts <env> --list`' },
+  ],
+  flags: {
+    yes: { type: 'boolean', short: 'y', description: 'do not ask for confirmation' },
+    'force-unlock': { type: 'boolean', description: 'break a lock whose holder is gone or has not shown a heartbeat for a minute' },
+    'lock-wait': { type: 'string', description: 'wait up to SECONDS for a running deploy to finish (default: refuse at once, exit 3)' },
+  },
+  examples: ['npx tsx scripts/restore.ts production 20261123-041500', 'npx tsx scripts/restore.ts staging 20261123-041500-before-migration --yes'],
+} as const;
+
+await runMain(spec, async ({ args: [env, name], flags }) => {
+  const { prepareRun } = await import('../lib/run.ts');
+  const { confirm } = await import('../lib/cli.ts');
+  const b = await import('../lib/backup.ts');
+  const { say } = await import('../lib/ui.ts');
+  b.checkBackupName(name as string, env as string);
+  const run = await prepareRun(env as string, { command: 'restore', needsVersion: false, forceUnlock: flags['force-unlock'], lockWait: flags['lock-wait'] });
+  await run.withHostLock(async (_ctx, _list, all) => {
+    // Every host's copy is checked before any app stops.
+    const manifests = [];
+    for (const c of all) manifests.push(await b.verifyBackup(c, name as string));
+    // Restoring replaces live data: asked every time, not only in production.
+    await confirm(`Restore ${name} over the data of ${env}${all.length > 1 ? ` on ${all.length} hosts` : ''} (the app stops while it runs)`, flags.yes);
+    for (const [i, c] of all.entries()) {
+      c.log = (line) => say(`${all.length > 1 ? `${c.host.name}: ` : ''}${line}`);
+      const { safety } = await b.restoreBackup(c, name as string, manifests[i] as NonNullable<(typeof manifests)[number]>);
+      say(`${env}${all.length > 1 ? ` on ${c.host.name}` : ''}: restored ${name}; the data of before is backup ${safety}`);
+    }
+  });
+});

@@ -1,0 +1,222 @@
+/**
+ * Backups and restores of the example app's SQLite data and an uploads folder, with the real
+ * scripts, on this machine and over a real sshd. Every backup here is restored.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { get, localEnv, makeSandbox, ROOT, type Sandbox } from '../support/sandbox.ts';
+
+const SSH = { ip: '127.0.0.11', port: 2231 };
+
+describe.each([
+  { where: 'local', port: 18691 },
+  { where: 'ssh', port: 18692 },
+])('backup and restore ($where)', ({ where, port }) => {
+  let s: Sandbox;
+  let sshDir = '';
+  const base = `http://127.0.0.1:${port}`;
+  const env = (extra = '') =>
+    localEnv(
+      s,
+      port,
+      [
+        ...(where === 'ssh'
+          ? [`DEPLOY_HOSTS=${userInfo().username}@${SSH.ip}:${SSH.port}`, `DEPLOY_SSH_KEY=${join(sshDir, 'id_ed25519')}`, `DEPLOY_KNOWN_HOSTS=${join(sshDir, 'known_hosts')}`]
+          : []),
+        'BACKUP_SQLITE=data/app.db',
+        'BACKUP_PATHS=uploads',
+        'BACKUP_KEEP=4',
+        extra,
+      ].join('\n'),
+    );
+  const shared = () => join(s.deployPath, 'shared');
+  const backups = () => readdirSync(join(s.deployPath, 'backups')).filter((n) => !n.endsWith('.partial')).sort();
+  const count = async () => (JSON.parse((await get(`${base}/api/notes/count`)).text) as { count: number }).count;
+  const addNote = (body: string) => fetch(`${base}/api/notes`, { method: 'POST', body: JSON.stringify({ body }) });
+  const slotPid = () => readFileSync(join(s.deployPath, '.skiff/blue.pid'), 'utf8').trim();
+  const backup = async (label?: string) => {
+    const r = await s.run('backup', ['t', ...(label ? [label] : [])]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const name = /backup (\d{8}-\d{6}(?:-[a-z0-9-]+)?) \(/.exec(r.stdout)?.[1];
+    if (!name) throw new Error(`no backup name in ${r.stdout}`);
+    return name;
+  };
+  const rowsIn = (file: string) => Number(execFileSync('sqlite3', [file, 'SELECT count(*) FROM notes;'], { encoding: 'utf8' }).trim());
+
+  beforeAll(async () => {
+    s = makeSandbox(`backup-${where}`);
+    if (where === 'ssh') {
+      sshDir = join(s.dir, 'sshd');
+      // Fails (rather than skips) when sshd cannot be had: CI installs it with test/infra/up.sh.
+      execFileSync('bash', [join(ROOT, 'test/infra/sshd.sh'), sshDir, SSH.ip, String(SSH.port)], { stdio: 'ignore' });
+    }
+    s.writeEnv('t.env', env());
+    expect((await s.run('deploy-vps', ['t'])).code).toBe(0);
+    mkdirSync(join(shared(), 'uploads'), { recursive: true });
+    writeFileSync(join(shared(), 'uploads', 'logo.txt'), 'the first logo\n');
+    for (let i = 0; i < 20; i++) await addNote(`note ${i}`);
+  });
+  afterAll(() => {
+    const pid = join(sshDir, 'sshd.pid');
+    if (sshDir && existsSync(pid)) process.kill(Number(readFileSync(pid, 'utf8')), 'SIGTERM');
+    s.cleanup();
+  });
+
+  it('a backup taken under continuous writes is consistent: integrity ok, row count between before and after', async () => {
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; writing; i++) await addNote(`during ${i}`);
+    })();
+    await new Promise((r) => setTimeout(r, 300));
+    const before = await count();
+    const name = await backup('busy');
+    const after = await count();
+    writing = false;
+    await writer;
+    const copy = join(s.deployPath, 'backups', name, 'sqlite/0.db');
+    expect(execFileSync('sqlite3', [copy, 'PRAGMA integrity_check;'], { encoding: 'utf8' }).trim()).toBe('ok');
+    const rows = rowsIn(copy);
+    expect(rows).toBeGreaterThanOrEqual(before);
+    expect(rows).toBeLessThanOrEqual(after);
+    const manifest = JSON.parse(readFileSync(join(s.deployPath, 'backups', name, 'manifest.json'), 'utf8')) as { app: string; env: string; entries: { path: string; sha256: string }[] };
+    expect(manifest).toMatchObject({ app: 'hello', env: 't' });
+    expect(manifest.entries.map((e) => e.path).sort()).toEqual(['env', 'files.tar', 'sqlite/0.db']);
+  });
+
+  it('restore brings the data back (database and files), and the app is healthy', async () => {
+    const name = await backup('known');
+    const rows = await count();
+    for (let i = 0; i < 5; i++) await addNote(`later ${i}`);
+    writeFileSync(join(shared(), 'uploads', 'logo.txt'), 'a newer logo\n');
+    writeFileSync(join(shared(), 'uploads', 'extra.txt'), 'added after the backup\n');
+    const r = await s.run('restore', ['t', name, '--yes']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`restored ${name}; the data of before is backup \\d{8}-\\d{6}-before-restore`));
+    expect(await count()).toBe(rows);
+    expect(readFileSync(join(shared(), 'uploads', 'logo.txt'), 'utf8')).toBe('the first logo\n');
+    expect(existsSync(join(shared(), 'uploads', 'extra.txt'))).toBe(false);
+    expect(existsSync(join(shared(), 'data', 'app.db-wal.restore'))).toBe(false);
+    expect(JSON.parse((await get(`${base}/api/health`)).text)).toMatchObject({ status: 'ok' });
+  });
+
+  it('a corrupted backup (one byte flipped) and a truncated one are refused before anything stops (exit 1)', async () => {
+    const name = await backup('damaged');
+    const db = join(s.deployPath, 'backups', name, 'sqlite/0.db');
+    const bytes = readFileSync(db);
+    bytes[bytes.length - 100] = (bytes[bytes.length - 100] as number) ^ 0xff;
+    writeFileSync(db, bytes);
+    const pid = slotPid();
+    const rows = await count();
+    const flipped = await s.run('restore', ['t', name, '--yes']);
+    expect(flipped.code).toBe(1);
+    expect(flipped.stderr).toContain(`backup ${name} on`);
+    expect(flipped.stderr).toContain('sqlite/0.db does not match its sha256 (corrupted)');
+    truncateSync(join(s.deployPath, 'backups', name, 'files.tar'), 512);
+    const truncated = await s.run('restore', ['t', name, '--yes']);
+    expect(truncated.code).toBe(1);
+    expect(truncated.stderr).toContain('files.tar has 512 bytes');
+    expect(slotPid()).toBe(pid);
+    expect(await count()).toBe(rows);
+  });
+
+  it('a restore after which the app is not healthy puts the data of before back, and the app serves it (exit 1)', async () => {
+    const name = await backup('newer-schema');
+    // A database the running code cannot use (as after a migration it does not know): its copy in
+    // the backup, with the manifest updated so that the backup itself is sound.
+    const dir = join(s.deployPath, 'backups', name);
+    execFileSync('sqlite3', [join(dir, 'sqlite/0.db'), 'ALTER TABLE notes RENAME COLUMN body TO text;']);
+    const manifestFile = join(dir, 'manifest.json');
+    const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as { entries: { path: string; size: number; sha256: string }[] };
+    const db = manifest.entries.find((e) => e.path === 'sqlite/0.db');
+    if (!db) throw new Error('no database in the manifest');
+    const content = readFileSync(join(dir, 'sqlite/0.db'));
+    db.size = content.length;
+    db.sha256 = (await import('node:crypto')).createHash('sha256').update(content).digest('hex');
+    writeFileSync(manifestFile, JSON.stringify(manifest));
+    const rows = await count();
+    const r = await s.run('restore', ['t', name, '--yes']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/restore of .* failed: .*; the data of before \(safety backup \d{8}-\d{6}-before-restore\) is back and the app serves it/);
+    expect(await count()).toBe(rows);
+    expect(JSON.parse((await get(`${base}/api/health`)).text)).toMatchObject({ status: 'ok' });
+  });
+
+  it('keeps exactly BACKUP_KEEP backups, the newest ones', async () => {
+    for (let i = 0; i < 3; i++) {
+      await backup(`keep-${i}`);
+      await new Promise((r) => setTimeout(r, 1000)); // names are per second
+    }
+    const kept = backups();
+    expect(kept).toHaveLength(4);
+    expect(kept.at(-1)).toMatch(/-keep-2$/);
+    const list = await s.run('backup', ['t', '--list']);
+    expect(list.stdout.split('\n')[1]).toMatch(/-keep-2 /);
+  });
+
+  it.each([
+    ['an unknown backup', ['20990101-000000'], 2, 'there is no backup 20990101-000000 of t'],
+    ['a name with /', ['../../etc'], 2, 'is not a backup name'],
+    ['a name with ..', ['20261123-000000-..'], 2, 'is not a backup name'],
+    ['no terminal and no --yes', [], 2, 'no terminal to ask on; pass --yes to confirm'],
+  ])('restore refuses %s (one line, nothing changed)', async (_what, args, code, message) => {
+    const name = args[0] ?? backups().at(-1);
+    const pid = slotPid();
+    const r = await s.run('restore', ['t', name as string, ...(args.length ? ['--yes'] : [])]);
+    expect(r.code).toBe(code);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain(message);
+    expect(slotPid()).toBe(pid);
+  });
+
+  it('restore refuses a backup of another app or env (exit 2)', async () => {
+    const name = backups().at(-1) as string;
+    const file = join(s.deployPath, 'backups', name, 'manifest.json');
+    const text = readFileSync(file, 'utf8');
+    writeFileSync(file, text.replace('"env": "t"', '"env": "production"'));
+    const r = await s.run('restore', ['t', name, '--yes']);
+    writeFileSync(file, text);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`backup ${name} is of hello production, not hello t`);
+  });
+
+  it('BACKUP_SQLITE that is not a database: one clear line, no backup left behind (exit 1)', async () => {
+    writeFileSync(join(shared(), 'notes.txt'), 'just text, not a database\n');
+    s.writeEnv('t.env', env('BACKUP_SQLITE=notes.txt'));
+    const before = backups();
+    const r = await s.run('backup', ['t']);
+    s.writeEnv('t.env', env());
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/backup failed: .*(not a database|file is encrypted)/);
+    expect(backups()).toEqual(before);
+    expect(readdirSync(join(s.deployPath, 'backups')).filter((n) => n.endsWith('.partial'))).toEqual([]);
+  });
+
+  it('a BACKUP_PATHS entry the app has not created yet is left out and said so', async () => {
+    s.writeEnv('t.env', env('BACKUP_PATHS=uploads,avatars'));
+    const r = await s.run('backup', ['t', 'partial-paths']);
+    s.writeEnv('t.env', env());
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('not there yet, left out: avatars');
+    const name = backups().at(-1) as string;
+    const manifest = JSON.parse(readFileSync(join(s.deployPath, 'backups', name, 'manifest.json'), 'utf8')) as { entries: { kind: string; sources: string[] }[] };
+    expect(manifest.entries.find((e) => e.kind === 'paths')?.sources).toEqual(['uploads']);
+    expect((await s.run('restore', ['t', name, '--yes'])).code).toBe(0);
+  });
+
+  it.each([
+    ['BACKUP_SQLITE outside shared/', 'BACKUP_SQLITE=../../etc/passwd', 'BACKUP_SQLITE'],
+    ['BACKUP_PATHS absolute', 'BACKUP_PATHS=/etc', 'BACKUP_PATHS'],
+  ])('refuses %s as a configuration error (exit 2)', async (_what, line, key) => {
+    s.writeEnv('t.env', env(line));
+    const r = await s.run('backup', ['t']);
+    s.writeEnv('t.env', env());
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(key);
+  });
+});

@@ -1,0 +1,82 @@
+/** The pure parts of backups: names, manifests, verification, retention, and the builders' arguments. */
+import { describe, expect, it } from 'vitest';
+import { backupName, backupsToPrune, checkBackupName, composeManifest, formatBackups, parseSums, verifyAgainst } from '../../lib/backup.ts';
+import { render } from '../../lib/cmd.ts';
+import { backupSpace, checkBackup, listBackups, sealBackup, swapInData, takeSnapshot } from '../../lib/commands/backup.ts';
+import { UsageError } from '../../lib/errors.ts';
+import { words } from './shell-words.ts';
+
+const A = 'a'.repeat(64);
+const B = 'b'.repeat(64);
+const facts = { app: 'hello', env: 'prod', name: '20261123-041500', createdAt: '2026-11-23T04:15:00.000Z', release: 'r1', version: '1.0.0' };
+const manifest = composeManifest(facts, parseSums(`${A} 4096 sqlite/0.db\n${B} 10240 files.tar\n`), ['data/app.db'], ['uploads']);
+
+describe('backup names', () => {
+  it('are the UTC time, with an optional label', () => {
+    const now = new Date('2026-11-23T04:15:09.123Z');
+    expect(backupName(now)).toBe('20261123-041509');
+    expect(backupName(now, 'before-migration')).toBe('20261123-041509-before-migration');
+  });
+  it.each(['Bad', 'a b', '../x', '-x', 'x'.repeat(41), ''])('refuses the label %j', (label) => {
+    expect(() => backupName(new Date(), label)).toThrow(UsageError);
+  });
+  it.each(['../etc', '20261123-041509/..', '20261123-041509-..', 'x', '20261123-041509-a/b', '20261123-041509 '])('refuses the name %j', (name) => {
+    expect(() => checkBackupName(name, 'prod')).toThrow(/is not a backup name/);
+  });
+  it('accepts the names it makes', () => expect(() => checkBackupName('20261123-041509-nightly', 'prod')).not.toThrow());
+});
+
+describe('manifests and verification', () => {
+  it('composes entries with what each was taken from', () => {
+    expect(manifest.entries).toEqual([
+      { path: 'sqlite/0.db', kind: 'sqlite', sources: ['data/app.db'], size: 4096, sha256: A },
+      { path: 'files.tar', kind: 'paths', sources: ['uploads'], size: 10240, sha256: B },
+    ]);
+  });
+  it('parseSums ignores lines that are not sums', () => {
+    expect(parseSums(`missing avatars\npaths 1\n${A} 1 env\n`)).toEqual([{ sha256: A, size: 1, path: 'env' }]);
+  });
+  it('a sound backup has no problems', () => {
+    expect(verifyAgainst(manifest, `${A} 4096 sqlite/0.db\n${B} 10240 files.tar\nintegrity sqlite/0.db ok\n`)).toEqual([]);
+  });
+  it('names a flipped byte, a truncation, a missing entry and a failed integrity check', () => {
+    expect(verifyAgainst(manifest, `${B} 4096 sqlite/0.db\nintegrity sqlite/0.db database disk image is malformed\n`)).toEqual([
+      'sqlite/0.db does not match its sha256 (corrupted)',
+      'files.tar is missing',
+      'sqlite/0.db fails PRAGMA integrity_check: database disk image is malformed',
+    ]);
+    expect(verifyAgainst(manifest, `${A} 4096 sqlite/0.db\n${B} 512 files.tar\n`)).toEqual(['files.tar has 512 bytes, its manifest says 10240 (truncated?)']);
+  });
+});
+
+describe('retention', () => {
+  const names = ['20261120-000000', '20261121-000000', '20261122-000000', '20261123-000000'];
+  it('removes the oldest beyond keep', () => expect(backupsToPrune(names, 2)).toEqual(['20261120-000000', '20261121-000000']));
+  it('keeps everything when there are fewer', () => expect(backupsToPrune(names, 10)).toEqual([]));
+  it('never removes the newest, whatever keep says', () => expect(backupsToPrune(names, 0)).toEqual(names.slice(0, 3)));
+});
+
+describe('the --list table', () => {
+  it('is newest first, with size, version and contents', () => {
+    const text = formatBackups([
+      { name: '20261122-000000', manifest: undefined },
+      { name: '20261123-041500', manifest },
+    ]);
+    expect(text.split('\n')[1]).toMatch(/^20261123-041500 +14 KB  1\.0\.0 +data\/app\.db uploads$/);
+    expect(text.split('\n')[2]).toMatch(/^20261122-000000 .*\(no manifest\)$/);
+    expect(formatBackups([])).toBe('no backups yet');
+  });
+});
+
+describe('backup builders pass every path as its own word', () => {
+  const evil = `up loads'; rm -rf / #`;
+  const args = (c: ReturnType<typeof takeSnapshot>) => words(render(c)).slice(4);
+  it.each([
+    ['takeSnapshot', takeSnapshot('/srv/a b/shared', '/srv/a b/backups/x.partial', ['data/app.db'], [evil]), ['/srv/a b/shared', '/srv/a b/backups/x.partial', '1', 'data/app.db', evil]],
+    ['backupSpace', backupSpace('/srv/b', '/srv/s', ['data/app.db', evil]), ['/srv/b', '/srv/s', 'data/app.db', evil]],
+    ['sealBackup', sealBackup('/b/x.partial', '/b/x'), ['/b/x.partial', '/b/x']],
+    ['listBackups', listBackups('/b'), ['/b']],
+    ['checkBackup', checkBackup(`/b/${evil}`), [`/b/${evil}`]],
+    ['swapInData', swapInData('/b/x', '/s', [['sqlite/0.db', 'data/app.db']], [evil]), ['/b/x', '/s', '1', 'sqlite/0.db', 'data/app.db', evil]],
+  ])('%s', (_name, c, expected) => expect(args(c)).toEqual(expected));
+});
