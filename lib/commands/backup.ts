@@ -5,6 +5,9 @@
  */
 import { script, type Cmd } from '../cmd.ts';
 
+/** sha256 of a file: OpenSSL where it is installed (several times faster), else coreutils. */
+const SUM = 'sha() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r <"$1" | cut -d" " -f1; else sha256sum <"$1" | cut -d" " -f1; fi; }';
+
 /** Free space (KB) where backups go, and what the data to copy takes (KB): two numbers. */
 export const backupSpace = (backups: string, shared: string, sources: readonly string[]): Cmd =>
   script(
@@ -32,23 +35,26 @@ export const takeSnapshot = (shared: string, stage: string, sqlite: readonly str
     [
       'shared=$1; stage=$2; n=$3; shift 3',
       'umask 077',
+      SUM,
       'rm -rf "$stage" && mkdir -p "$stage/sqlite" || exit 1',
       'i=0',
       'while [ "$i" -lt "$n" ]; do',
       '  src=$1; shift',
       '  if [ ! -f "$shared/$src" ]; then echo "BACKUP_SQLITE: $src is not a file under $shared" >&2; exit 3; fi',
       '  (cd "$stage/sqlite" && sqlite3 "$shared/$src" ".backup $i.db") || exit 1',
-      '  r=$(sqlite3 "$stage/sqlite/$i.db" "PRAGMA integrity_check;" 2>&1)',
-      '  if [ "$r" != ok ]; then echo "the copy of $src fails its integrity check: $r" >&2; exit 4; fi',
+      // The integrity check reads the copy while the next steps run: two cores, half the wait.
+      '  (r=$(sqlite3 "$stage/sqlite/$i.db" "PRAGMA integrity_check;" 2>&1); [ "$r" = ok ] || echo "the copy of $src fails its integrity check: $r" >"$stage/sqlite/$i.failed") &',
       '  i=$((i + 1))',
       'done',
       // A path the app has not created yet (no uploads so far) is left out and reported.
       'for p in "$@"; do shift; if [ -e "$shared/$p" ]; then set -- "$@" "$p"; else echo "missing $p"; fi; done',
-      'if [ "$#" -gt 0 ]; then tar -c -f "$stage/files.tar" -C "$shared" -- "$@" && echo "paths $#" || exit 1; fi',
+      'if [ "$#" -gt 0 ]; then tar -c -f "$stage/files.tar" -C "$shared" -- "$@" || exit 1; fi',
       'if [ -f "$shared/.env" ]; then cp "$shared/.env" "$stage/env" || exit 1; fi',
       'cd "$stage" && for f in sqlite/*.db files.tar env; do',
-      '  [ -f "$f" ] && echo "$(sha256sum <"$f" | cut -d" " -f1) $(wc -c <"$f" | tr -d " ") $f"',
-      'done; exit 0',
+      '  [ -f "$f" ] && echo "$(sha "$f") $(wc -c <"$f" | tr -d " ") $f"',
+      'done',
+      'wait',
+      'for f in sqlite/*.failed; do [ -f "$f" ] && { cat "$f" >&2; exit 4; }; done; exit 0',
     ].join('\n'),
     shared,
     stage,
@@ -70,7 +76,8 @@ export const checkBackup = (dir: string): Cmd =>
   script(
     [
       'cd "$1" || exit 1',
-      'for f in sqlite/*.db files.tar env; do [ -f "$f" ] && echo "$(sha256sum <"$f" | cut -d" " -f1) $(wc -c <"$f" | tr -d " ") $f"; done',
+      SUM,
+      'for f in sqlite/*.db files.tar env; do [ -f "$f" ] && echo "$(sha "$f") $(wc -c <"$f" | tr -d " ") $f"; done',
       'for f in sqlite/*.db; do [ -f "$f" ] && echo "integrity $f $(sqlite3 "$f" "PRAGMA integrity_check;" 2>&1 | head -n 1)"; done',
       'exit 0',
     ].join('\n'),
