@@ -2,7 +2,7 @@
  * Backups and restores of an environment's data on its host (docs/backups.md). The pure parts
  * (names, manifests, verification, retention) are exported for tests; the flows take a DeployCtx.
  */
-import { backupSpace, checkBackup, listBackups, sealBackup, swapInData, takeSnapshot } from './commands/backup.ts';
+import { backupSpace, checkBackup, drillRestore, listBackups, sealBackup, swapInData, takeSnapshot } from './commands/backup.ts';
 import { cmd, script } from './cmd.ts';
 import type { DeployCtx } from './deploy.ts';
 import { gateSlot } from './deploy.ts';
@@ -258,4 +258,25 @@ export const restoreBackup = async (ctx: DeployCtx, name: string, manifest: Back
 export const liveRunning = async (ctx: DeployCtx): Promise<boolean> => {
   const state = await readState(ctx.host, ctx.l);
   return state?.live ? (await findSlot(ctx.host, ctx.l, state.live)).state === 'running' : false;
+};
+
+/**
+ * `restore --test`: restores a verified backup into a scratch folder on the host and checks it,
+ * touching nothing live. Returns one line per entry.
+ */
+export const drillBackup = async (ctx: DeployCtx, name: string, m: BackupManifest): Promise<string[]> => {
+  const out = (await ctx.host.exec(drillRestore(backupDir(ctx, name), `${backupsDir(ctx)}/.drill-${name}`))).stdout;
+  const field = (kind: string, entry: string) => new RegExp(`^${kind} ${entry.replace(/[./]/g, '\\$&')} (.*)$`, 'm').exec(out)?.[1];
+  const problems: string[] = [];
+  const lines = m.entries.map((e) => {
+    if (e.kind === 'sqlite') {
+      const integrity = field('integrity', e.path) ?? 'not checked';
+      if (integrity !== 'ok') problems.push(`${e.path} (${e.sources[0]}): integrity ${integrity}`);
+      return `${e.path} (${e.sources[0]}): integrity ${integrity}, ${field('tables', e.path) ?? '?'} tables`;
+    }
+    if (e.kind === 'paths') return `files.tar (${e.sources.join(', ')}): ${/^files (\d+)$/m.exec(out)?.[1] ?? '?'} files unpacked`;
+    return 'env: present';
+  });
+  if (problems.length > 0) throw new SkiffError(`restore test of ${name} failed: ${problems.join('; ')}`);
+  return lines;
 };

@@ -5,17 +5,18 @@ import { runMain } from '../lib/cli.ts';
 const spec = {
   name: 'restore',
   summary: 'Restore a backup on the host. It is checked before anything stops; if the app is not healthy after, the data of before comes back.',
-  usage: '<env> <backup> [--yes] [--force-unlock] [--lock-wait SECONDS]',
+  usage: '<env> <backup> [--test] [--yes] [--force-unlock] [--lock-wait SECONDS]',
   positionals: [
     { name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env' },
     { name: '<backup>', required: true, description: 'a backup name from `backup.ts <env> --list`' },
   ],
   flags: {
+    test: { type: 'boolean', description: 'restore into a scratch folder on the host and check it; nothing live is touched' },
     yes: { type: 'boolean', short: 'y', description: 'do not ask for confirmation' },
     'force-unlock': { type: 'boolean', description: 'break a lock whose holder is gone or has not shown a heartbeat for a minute' },
     'lock-wait': { type: 'string', description: 'wait up to SECONDS for a running deploy to finish (default: refuse at once, exit 3)' },
   },
-  examples: ['npx tsx scripts/restore.ts production 20261123-041500', 'npx tsx scripts/restore.ts staging 20261123-041500-before-migration --yes'],
+  examples: ['npx tsx scripts/restore.ts production 20261123-041500 --test', 'npx tsx scripts/restore.ts production 20261123-041500', 'npx tsx scripts/restore.ts staging 20261123-041500-before-migration --yes'],
 } as const;
 
 await runMain(spec, async ({ args: [env, name], flags }) => {
@@ -25,6 +26,18 @@ await runMain(spec, async ({ args: [env, name], flags }) => {
   const { say } = await import('../lib/ui.ts');
   b.checkBackupName(name as string, env as string);
   const run = await prepareRun(env as string, { command: 'restore', needsVersion: false, forceUnlock: flags['force-unlock'], lockWait: flags['lock-wait'] });
+  if (flags.test) {
+    try {
+      for (const c of run.ctxs) {
+        const lines = await b.drillBackup(c, name as string, await b.verifyBackup(c, name as string));
+        say(`${env}${run.ctxs.length > 1 ? ` on ${c.host.name}` : ''}: restore test of ${name} passed (nothing live was touched)`);
+        for (const line of lines) say(`  ${line}`);
+      }
+    } finally {
+      await run.close();
+    }
+    return;
+  }
   await run.withHostLock(async (_ctx, _list, all) => {
     // Every host's copy is checked before any app stops.
     const manifests = [];

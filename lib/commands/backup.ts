@@ -119,3 +119,26 @@ export const swapInData = (dir: string, shared: string, dbs: readonly (readonly 
     ...dbs.flat(),
     ...paths,
   );
+
+/**
+ * A restore drill that touches nothing live: the backup's data is restored into `scratch`, each
+ * database checked (`integrity <entry> <result>`, `tables <entry> <count>`), files.tar unpacked
+ * (`files <count>`); then the scratch folder is removed.
+ */
+export const drillRestore = (dir: string, scratch: string): Cmd =>
+  script(
+    [
+      'rm -rf "$2" && mkdir -p "$2" || exit 1',
+      'trap \'rm -rf "$2"\' EXIT',
+      'if [ -d "$1/sqlite" ]; then cp -r "$1/sqlite" "$2/sqlite" || exit 1; fi',
+      'for f in "$2"/sqlite/*.db; do',
+      '  [ -f "$f" ] || continue',
+      '  e=sqlite/${f##*/}',
+      '  echo "integrity $e $(sqlite3 "$f" "PRAGMA integrity_check;" 2>&1 | head -n 1)"',
+      '  echo "tables $e $(sqlite3 "$f" "SELECT count(*) FROM sqlite_master WHERE type = \'table\';" 2>&1)"',
+      'done',
+      'if [ -f "$1/files.tar" ]; then mkdir "$2/files" && tar -x -f "$1/files.tar" -C "$2/files" && echo "files $(find "$2/files" -type f | wc -l | tr -d " ")" || exit 1; fi',
+    ].join('\n'),
+    dir,
+    scratch,
+  );

@@ -104,6 +104,22 @@ describe.each([
     expect(JSON.parse((await get(`${base}/api/health`)).text)).toMatchObject({ status: 'ok' });
   });
 
+  it('restore --test restores into a scratch folder and checks it, touching nothing live', async () => {
+    const name = await backup('drill');
+    const pid = slotPid();
+    await addNote('after the drill backup');
+    const rows = await count();
+    const r = await s.run('restore', ['t', name, '--test']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`restore test of ${name} passed (nothing live was touched)`);
+    expect(r.stdout).toMatch(/sqlite\/0\.db \(data\/app\.db\): integrity ok, 1 tables/);
+    expect(r.stdout).toMatch(/files\.tar \(uploads\): \d+ files unpacked/);
+    expect(slotPid()).toBe(pid);
+    expect(await count()).toBe(rows);
+    expect(readdirSync(join(s.deployPath, 'backups')).filter((n) => n.startsWith('.drill'))).toEqual([]);
+  });
+
   it('a corrupted backup (one byte flipped) and a truncated one are refused before anything stops (exit 1)', async () => {
     const name = await backup('damaged');
     const db = join(s.deployPath, 'backups', name, 'sqlite/0.db');
@@ -114,6 +130,7 @@ describe.each([
     const rows = await count();
     const flipped = await s.run('restore', ['t', name, '--yes']);
     expect(flipped.code).toBe(1);
+    expect((await s.run('restore', ['t', name, '--test'])).code).toBe(1);
     expect(flipped.stderr).toContain(`backup ${name} on`);
     expect(flipped.stderr).toContain('sqlite/0.db does not match its sha256 (corrupted)');
     truncateSync(join(s.deployPath, 'backups', name, 'files.tar'), 512);
