@@ -280,3 +280,15 @@ export const drillBackup = async (ctx: DeployCtx, name: string, m: BackupManifes
   if (problems.length > 0) throw new SkiffError(`restore test of ${name} failed: ${problems.join('; ')}`);
   return lines;
 };
+
+/**
+ * The newest backup taken while a release was live (its manifest names it), verified: what
+ * `rollback --with-data` restores. With DEPLOY_BACKUP_BEFORE, that is the backup the next deploy took.
+ */
+export const backupOfRelease = async (ctx: DeployCtx, release: string): Promise<{ name: string; manifest: BackupManifest }> => {
+  const found = (await readBackups(ctx)).filter((b) => b.manifest?.release === release).at(-1);
+  if (!found) {
+    throw new UsageError(`no backup on ${ctx.host.name} was taken while ${release} was live: roll back without --with-data, or restore a backup by name (backup.ts ${ctx.cfg.env} --list)`);
+  }
+  return { name: found.name, manifest: await verifyBackup(ctx, found.name) };
+};

@@ -45,6 +45,8 @@ export interface Config {
     readonly sqlite: readonly string[];
     readonly postgresUrl: Secret | undefined;
     readonly keep: number;
+    /** DEPLOY_BACKUP_BEFORE: a deploy takes a backup before the new release starts. */
+    readonly beforeDeploy: boolean;
   };
   /** Every key that is not skiff's: the app's environment, written to shared/.env. */
   readonly appEnv: Readonly<Record<string, string | Secret>>;
@@ -129,6 +131,7 @@ export const KEYS = {
   DEPLOY_SSH_KEY: { schema: nonEmpty, expected: 'a private key file' },
   DEPLOY_KNOWN_HOSTS: { schema: nonEmpty, expected: 'a known_hosts file' },
   DEPLOY_CONFIRM: { schema: bool, expected: '`true` or `false`' },
+  DEPLOY_BACKUP_BEFORE: { schema: bool, expected: '`true` or `false`', default: 'false' },
   BACKUP_PATHS: { schema: sharedPaths, expected: 'comma-separated paths under shared/ (relative, no ..)', default: '' },
   BACKUP_SQLITE: { schema: sharedPaths, expected: 'comma-separated SQLite files under shared/ (relative, no ..)', default: '' },
   BACKUP_POSTGRES_URL: { schema: str.regex(/^postgres(ql)?:\/\//), expected: 'a postgres:// URL' },
@@ -326,6 +329,7 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
       sqlite: parsed.BACKUP_SQLITE as string[],
       postgresUrl: pgUrl === undefined ? undefined : new Secret(pgUrl),
       keep: parsed.BACKUP_KEEP as number,
+      beforeDeploy: parsed.DEPLOY_BACKUP_BEFORE as boolean,
     },
     appEnv,
   });

@@ -53,6 +53,8 @@ export interface DeployCtx {
   start: string;
   /** The port the proxy sent traffic to before this run switched it (to switch back). */
   switchedFrom?: number | undefined;
+  /** The backup taken before this release started (DEPLOY_BACKUP_BEFORE), recorded with it. */
+  backupId?: string | undefined;
   /** What the ship sent: bytes (counted at the SSH channel), files sent, files taken from the live release. */
   shipped?: { readonly bytes: number; readonly files: number; readonly reused: number } | undefined;
 }
@@ -406,6 +408,7 @@ const record = (ctx: DeployCtx, status: 'live' | 'failed' | 'rolled-back', reaso
   status,
   durations: ctx.durations,
   ...(ctx.shipped ? { shipped: ctx.shipped } : {}),
+  ...(ctx.backupId ? { backupId: ctx.backupId } : {}),
   ...(reason ? { reason } : {}),
 });
 

@@ -36,6 +36,16 @@ await runMain(spec, async ({ args: [env], flags }) => {
       onEachHost(all, 'Write shared/.env', (c) => d.timed(c, 'env', () => d.writeAppEnv(c))),
       onEachHost(
         all,
+        'Back up the data (DEPLOY_BACKUP_BEFORE)',
+        async (c) => {
+          const { takeBackup } = await import('../lib/backup.ts');
+          c.backupId = (await d.timed(c, 'backup', () => takeBackup(c, 'before-deploy'))).name;
+          c.log(`backup ${c.backupId}`);
+        },
+        { enabled: () => run.cfg.backup.beforeDeploy, skip: dryRun },
+      ),
+      onEachHost(
+        all,
         ctx.proxy ? `Start in slot ${d.targetSlot(ctx).slot} (port ${d.targetSlot(ctx).port}) and check health` : `Replace the running release (port ${d.targetSlot(ctx).port}) and check health`,
         (c) => d.timed(c, 'start', () => (c.proxy ? d.startIdle(c) : d.replaceAndGate(c))),
         // Without a proxy a host is down while its release is replaced: one host at a time.

@@ -5,13 +5,14 @@ import { runMain } from '../lib/cli.ts';
 const spec = {
   name: 'rollback',
   summary: 'Go back to an earlier release (default: the newest good one before the live one, which is marked bad).',
-  usage: '<env> [<release>] [--list] [--yes] [--dry-run] [--force-unlock] [--lock-wait SECONDS]',
+  usage: '<env> [<release>] [--list] [--with-data] [--yes] [--dry-run] [--force-unlock] [--lock-wait SECONDS]',
   positionals: [
     { name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env' },
     { name: '<release>', required: false, description: 'a release id from --list (default: the previous good release)' },
   ],
   flags: {
     list: { type: 'boolean', short: 'l', description: 'print the releases, newest first, the live one marked *' },
+    'with-data': { type: 'boolean', description: 'also restore the newest backup taken while that release was live (asks first)' },
     yes: { type: 'boolean', short: 'y', description: 'do not ask for confirmation (production)' },
     'force-unlock': { type: 'boolean', description: 'break a lock whose holder is gone or has not shown a heartbeat for a minute' },
     'lock-wait': { type: 'string', description: 'wait up to SECONDS for a running deploy to finish (default: refuse at once, exit 3)' },
@@ -42,7 +43,16 @@ await runMain(spec, async ({ args: [env, requested], flags }) => {
     return run.close();
   }
   const target = rb.chooseTargetOnAll(run.ctxs.map((c, i) => ({ host: c.host.name, ...(facts[i] as (typeof facts)[number]) })), requested, env as string);
-  await run.confirmIf(`Roll ${env} back to ${target.id} (version ${target.version})`, flags.yes);
+  // --with-data: the backup is found and verified on every host before anything changes.
+  const b = flags['with-data'] ? await import('../lib/backup.ts') : undefined;
+  const data = b ? await Promise.all(run.ctxs.map((c) => b.backupOfRelease(c, target.id))) : [];
+  if (b) {
+    const { confirm } = await import('../lib/cli.ts');
+    const name = data[0]?.name as string;
+    await confirm(`Roll ${env} back to ${target.id} (version ${target.version}) and restore backup ${name} (data written since is replaced)`, flags.yes || run.dryRun);
+  } else {
+    await run.confirmIf(`Roll ${env} back to ${target.id} (version ${target.version})`, flags.yes);
+  }
   await run.withHostLock(async (ctx, list, all) => {
     const dryRun = () => run.dryRun && 'dry run';
     const blueGreen = () => ctx.proxy !== undefined;
@@ -69,5 +79,14 @@ await runMain(spec, async ({ args: [env, requested], flags }) => {
     ]);
     await tasks.run(ctx);
     run.done(`rolled ${env} back to ${target.id} (version ${target.version}): ${run.url}`);
+    if (b && !run.dryRun) {
+      const { say } = await import('../lib/ui.ts');
+      for (const [i, c] of all.entries()) {
+        const { name, manifest } = data[i] as NonNullable<(typeof data)[number]>;
+        c.log = (line) => say(`${all.length > 1 ? `${c.host.name}: ` : ''}${line}`);
+        const { safety } = await b.restoreBackup(c, name, manifest);
+        say(`${env}${all.length > 1 ? ` on ${c.host.name}` : ''}: restored ${name}, taken while ${target.id} was live; the data of before is backup ${safety}`);
+      }
+    }
   });
 });

@@ -226,6 +226,39 @@ describe.each([
     expect((await s.run('restore', ['t', name, '--yes'])).code).toBe(0);
   });
 
+  it('DEPLOY_BACKUP_BEFORE: a deploy backs up first and records it; rollback --with-data brings that data back', async () => {
+    s.writeEnv('t.env', env('DEPLOY_BACKUP_BEFORE=true'));
+    s.setVersion('1.1.0');
+    const rows = await count();
+    const r = await s.run('deploy-vps', ['t']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const name = /backup (\d{8}-\d{6}-before-deploy)/.exec(r.stdout)?.[1];
+    expect(name).toBeDefined();
+    const history = readFileSync(join(s.deployPath, '.skiff/releases.jsonl'), 'utf8').trim().split('\n');
+    expect(JSON.parse(history.at(-1) as string)).toMatchObject({ version: '1.1.0', status: 'live', backupId: name });
+    for (let i = 0; i < 3; i++) await addNote(`written by 1.1.0 ${i}`);
+    expect(await count()).toBe(rows + 3);
+    const back = await s.run('rollback', ['t', '--with-data', '--yes']);
+    s.writeEnv('t.env', env());
+    expect(back.stderr).toBe('');
+    expect(back.code).toBe(0);
+    expect(back.stdout).toContain(`restored ${name}, taken while`);
+    expect((await get(`${base}/`)).text).toBe('hello 1.0.0 (t)\n');
+    expect(await count()).toBe(rows);
+  });
+
+  it('rollback --with-data without a backup of that release refuses before anything changes (exit 2)', async () => {
+    const before = readFileSync(join(s.deployPath, '.skiff/state.json'), 'utf8');
+    // 1.1.0 was live for a while, but no backup was taken then.
+    const records = readFileSync(join(s.deployPath, '.skiff/releases.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string; version?: string });
+    const id = records.find((rec) => rec.version === '1.1.0')?.id as string;
+    const r = await s.run('rollback', ['t', id, '--with-data', '--yes']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no backup on .* was taken while .* was live/);
+    expect(readFileSync(join(s.deployPath, '.skiff/state.json'), 'utf8')).toBe(before);
+  });
+
   it.each([
     ['BACKUP_SQLITE outside shared/', 'BACKUP_SQLITE=../../etc/passwd', 'BACKUP_SQLITE'],
     ['BACKUP_PATHS absolute', 'BACKUP_PATHS=/etc', 'BACKUP_PATHS'],
