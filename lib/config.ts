@@ -47,6 +47,10 @@ export interface Config {
     readonly keep: number;
     /** DEPLOY_BACKUP_BEFORE: a deploy takes a backup before the new release starts. */
     readonly beforeDeploy: boolean;
+    /** BACKUP_ENCRYPT_TO: the age recipient downloaded copies are encrypted to. */
+    readonly encryptTo: string | undefined;
+    /** BACKUP_AGE_IDENTITY: the file of the age identity that decrypts them (restore). */
+    readonly ageIdentity: string | undefined;
   };
   /** Every key that is not skiff's: the app's environment, written to shared/.env. */
   readonly appEnv: Readonly<Record<string, string | Secret>>;
@@ -136,6 +140,8 @@ export const KEYS = {
   BACKUP_SQLITE: { schema: sharedPaths, expected: 'comma-separated SQLite files under shared/ (relative, no ..)', default: '' },
   BACKUP_POSTGRES_URL: { schema: str.regex(/^postgres(ql)?:\/\//), expected: 'a postgres:// URL' },
   BACKUP_KEEP: { schema: int(1, 1000), expected: 'a whole number of at least 1', default: '10' },
+  BACKUP_ENCRYPT_TO: { schema: str.regex(/^age1[0-9a-z]{20,}$/), expected: 'an age recipient (age1...)', hint: 'make one with age-keygen, or see docs/backups.md' },
+  BACKUP_AGE_IDENTITY: { schema: nonEmpty, expected: 'the file of an age identity (AGE-SECRET-KEY-1...)' },
 } satisfies Record<string, KeySpec>;
 
 type Key = keyof typeof KEYS;
@@ -330,6 +336,8 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
       postgresUrl: pgUrl === undefined ? undefined : new Secret(pgUrl),
       keep: parsed.BACKUP_KEEP as number,
       beforeDeploy: parsed.DEPLOY_BACKUP_BEFORE as boolean,
+      encryptTo: parsed.BACKUP_ENCRYPT_TO as string | undefined,
+      ageIdentity: parsed.BACKUP_AGE_IDENTITY ? resolve(opts.root, expandHome(parsed.BACKUP_AGE_IDENTITY as string, opts.home)) : undefined,
     },
     appEnv,
   });

@@ -12,6 +12,8 @@ export interface ExecOptions {
   readonly check?: boolean;
   /** Called with output as it arrives (logs --follow); the result still holds all of it. */
   readonly onStdout?: (chunk: Buffer) => void;
+  /** Keep no stdout in the result (a download handed to onStdout can be larger than memory). */
+  readonly discardStdout?: boolean;
   readonly onStderr?: (chunk: Buffer) => void;
   /** Ends the command (SIGTERM locally, channel close over SSH). */
   readonly signal?: AbortSignal;

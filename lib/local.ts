@@ -40,7 +40,7 @@ export const run = (argv: readonly string[], options: SpawnOptions): Promise<Exe
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => {
-      out.push(b);
+      if (!options.discardStdout) out.push(b);
       options.onStdout?.(b);
     });
     child.stderr.on('data', (b: Buffer) => {

@@ -331,7 +331,7 @@ export class SshHost implements Host {
         else reject(new SkiffError(`${this.name}: the connection was lost while running ${render(command)}${this.#lost ? ` (${this.#lost.message})` : ''}`));
       };
       channel.on('data', (b: Buffer) => {
-        out.push(b);
+        if (!options.discardStdout) out.push(b);
         options.onStdout?.(b);
       });
       channel.stderr.on('data', (b: Buffer) => {

@@ -8,7 +8,7 @@ const spec = {
   usage: '<env> <backup> [--test] [--yes] [--force-unlock] [--lock-wait SECONDS]',
   positionals: [
     { name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env' },
-    { name: '<backup>', required: true, description: 'a backup name from `backup.ts <env> --list`' },
+    { name: '<backup>', required: true, description: 'a backup name from `backup.ts <env> --list`, or a downloaded copy (backups/<env>/<name>.tar[.age]), uploaded first' },
   ],
   flags: {
     test: { type: 'boolean', description: 'restore into a scratch folder on the host and check it; nothing live is touched' },
@@ -24,13 +24,18 @@ await runMain(spec, async ({ args: [env, name], flags }) => {
   const { confirm } = await import('../lib/cli.ts');
   const b = await import('../lib/backup.ts');
   const { say } = await import('../lib/ui.ts');
-  b.checkBackupName(name as string, env as string);
+  const { existsSync } = await import('node:fs');
+  const local = existsSync(name as string) ? (name as string) : undefined;
+  const copy = local ? await import('../lib/backup-copy.ts') : undefined;
+  const backup = copy && local ? copy.backupNameOfFile(local, env as string) : (name as string);
+  b.checkBackupName(backup, env as string);
   const run = await prepareRun(env as string, { command: 'restore', needsVersion: false, forceUnlock: flags['force-unlock'], lockWait: flags['lock-wait'] });
   if (flags.test) {
     try {
       for (const c of run.ctxs) {
-        const lines = await b.drillBackup(c, name as string, await b.verifyBackup(c, name as string));
-        say(`${env}${run.ctxs.length > 1 ? ` on ${c.host.name}` : ''}: restore test of ${name} passed (nothing live was touched)`);
+        if (copy && local) await copy.uploadBackup(c, local);
+        const lines = await b.drillBackup(c, backup, await b.verifyBackup(c, backup));
+        say(`${env}${run.ctxs.length > 1 ? ` on ${c.host.name}` : ''}: restore test of ${backup} passed (nothing live was touched)`);
         for (const line of lines) say(`  ${line}`);
       }
     } finally {
@@ -41,13 +46,16 @@ await runMain(spec, async ({ args: [env, name], flags }) => {
   await run.withHostLock(async (_ctx, _list, all) => {
     // Every host's copy is checked before any app stops.
     const manifests = [];
-    for (const c of all) manifests.push(await b.verifyBackup(c, name as string));
+    for (const c of all) {
+      if (copy && local) say(`${env}${all.length > 1 ? ` on ${c.host.name}` : ''}: uploaded ${await copy.uploadBackup(c, local)}`);
+      manifests.push(await b.verifyBackup(c, backup));
+    }
     // Restoring replaces live data: asked every time, not only in production.
-    await confirm(`Restore ${name} over the data of ${env}${all.length > 1 ? ` on ${all.length} hosts` : ''} (the app stops while it runs)`, flags.yes);
+    await confirm(`Restore ${backup} over the data of ${env}${all.length > 1 ? ` on ${all.length} hosts` : ''} (the app stops while it runs)`, flags.yes);
     for (const [i, c] of all.entries()) {
       c.log = (line) => say(`${all.length > 1 ? `${c.host.name}: ` : ''}${line}`);
-      const { safety } = await b.restoreBackup(c, name as string, manifests[i] as NonNullable<(typeof manifests)[number]>);
-      say(`${env}${all.length > 1 ? ` on ${c.host.name}` : ''}: restored ${name}; the data of before is backup ${safety}`);
+      const { safety } = await b.restoreBackup(c, backup, manifests[i] as NonNullable<(typeof manifests)[number]>);
+      say(`${env}${all.length > 1 ? ` on ${c.host.name}` : ''}: restored ${backup}; the data of before is backup ${safety}`);
     }
   });
 });

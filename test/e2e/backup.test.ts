@@ -3,7 +3,7 @@
  * scripts, on this machine and over a real sshd. Every backup here is restored.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -257,6 +257,59 @@ describe.each([
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/no backup on .* was taken while .* was live/);
     expect(readFileSync(join(s.deployPath, '.skiff/state.json'), 'utf8')).toBe(before);
+  });
+
+  describe('--download', () => {
+    const local = () => join(s.dir, 'local-backups', 't');
+    const opts = () => ({ env: { SKIFF_BACKUPS_DIR: join(s.dir, 'local-backups') } });
+    let identity = '';
+    let recipient = '';
+    beforeAll(async () => {
+      const age = await import('age-encryption');
+      identity = await age.generateX25519Identity();
+      recipient = await age.identityToRecipient(identity);
+      writeFileSync(join(s.dir, 'age-identity.txt'), `# test identity\n${identity}\n`, { mode: 0o600 });
+    });
+
+    it('copies a backup here, checked entry by entry; a restore from the copy uploads it first', async () => {
+      const r = await s.run('backup', ['t', 'offsite', '--download'], opts());
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const name = /downloaded (\S+) to /.exec(r.stdout)?.[1] as string;
+      const file = join(local(), `${name}.tar`);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      expect(execFileSync('tar', ['-t', '-f', file], { encoding: 'utf8' })).toContain(`${name}/sqlite/0.db`);
+      const rows = await count();
+      await addNote('after the download');
+      rmSync(join(s.deployPath, 'backups', name), { recursive: true }); // the server lost it
+      const back = await s.run('restore', ['t', file, '--yes'], opts());
+      expect(back.stderr).toBe('');
+      expect(back.code).toBe(0);
+      expect(back.stdout).toContain(`uploaded ${name}`);
+      expect(await count()).toBe(rows);
+    });
+
+    it('with BACKUP_ENCRYPT_TO the copy is age-encrypted, and restore decrypts it with BACKUP_AGE_IDENTITY', async () => {
+      s.writeEnv('t.env', env(`BACKUP_ENCRYPT_TO=${recipient}`));
+      const r = await s.run('backup', ['t', 'sealed', '--download'], opts());
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('encrypted with age');
+      const name = /downloaded (\S+) to /.exec(r.stdout)?.[1] as string;
+      const file = join(local(), `${name}.tar.age`);
+      const head = readFileSync(file).subarray(0, 200).toString('latin1');
+      expect(head.startsWith('age-encryption.org/v1')).toBe(true);
+      expect(readFileSync(file).includes(Buffer.from('SQLite format 3'))).toBe(false);
+      const refused = await s.run('restore', ['t', file, '--test'], opts());
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain('is encrypted: set BACKUP_AGE_IDENTITY');
+      s.writeEnv('t.env', env(`BACKUP_ENCRYPT_TO=${recipient}\nBACKUP_AGE_IDENTITY=${join(s.dir, 'age-identity.txt')}`));
+      rmSync(join(s.deployPath, 'backups', name), { recursive: true });
+      const drill = await s.run('restore', ['t', file, '--test'], opts());
+      s.writeEnv('t.env', env());
+      expect(drill.stderr).toBe('');
+      expect(drill.code).toBe(0);
+      expect(drill.stdout).toContain(`restore test of ${name} passed`);
+    });
   });
 
   it.each([

@@ -80,3 +80,33 @@ describe('backup builders pass every path as its own word', () => {
     ['swapInData', swapInData('/b/x', '/s', [['sqlite/0.db', 'data/app.db']], [evil]), ['/b/x', '/s', '1', 'sqlite/0.db', 'data/app.db', evil]],
   ])('%s', (_name, c, expected) => expect(args(c)).toEqual(expected));
 });
+
+describe('TarDigest', () => {
+  it('hashes every file of a tar stream as it passes, and passes it on unchanged', async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { execFileSync } = await import('node:child_process');
+    const { createHash } = await import('node:crypto');
+    const { TarDigest } = await import('../../lib/backup-copy.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'skiff-tar-'));
+    mkdirSync(join(dir, 'b', 'sqlite'), { recursive: true });
+    const big = Buffer.alloc(70_001, 7);
+    writeFileSync(join(dir, 'b', 'sqlite', '0.db'), big);
+    writeFileSync(join(dir, 'b', 'env'), '');
+    writeFileSync(join(dir, 'b', 'manifest.json'), '{}');
+    const tar = execFileSync('tar', ['-c', '-f', '-', '-C', dir, 'b']);
+    rmSync(dir, { recursive: true });
+    const digest = new TarDigest();
+    const out: Buffer[] = [];
+    digest.on('data', (b: Buffer) => out.push(b));
+    // In uneven pieces, as a network delivers it.
+    for (let i = 0; i < tar.length; i += 777) digest.write(tar.subarray(i, i + 777));
+    digest.end();
+    await new Promise((r) => digest.on('end', r));
+    expect(Buffer.concat(out).equals(tar)).toBe(true);
+    expect(digest.files.get('b/sqlite/0.db')).toEqual({ size: 70_001, sha256: createHash('sha256').update(big).digest('hex') });
+    expect(digest.files.get('b/env')?.size).toBe(0);
+    expect(digest.files.get('b/manifest.json')?.sha256).toBe(createHash('sha256').update('{}').digest('hex'));
+  });
+});
