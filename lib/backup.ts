@@ -2,7 +2,7 @@
  * Backups and restores of an environment's data on its host (docs/backups.md). The pure parts
  * (names, manifests, verification, retention) are exported for tests; the flows take a DeployCtx.
  */
-import { backupSpace, checkBackup, drillRestore, listBackups, sealBackup, swapInData, takeSnapshot } from './commands/backup.ts';
+import { backupSpace, checkBackup, drillRestore, dumpPostgres, listBackups, pgpassLine, restorePostgres, sealBackup, swapInData, takeSnapshot, type PgTarget } from './commands/backup.ts';
 import { cmd, script } from './cmd.ts';
 import type { DeployCtx } from './deploy.ts';
 import { gateSlot } from './deploy.ts';
@@ -13,7 +13,7 @@ import { audit, readState } from './state.ts';
 export interface BackupEntry {
   /** Path inside the backup folder: `sqlite/0.db`, `files.tar`, `env`. */
   readonly path: string;
-  readonly kind: 'sqlite' | 'paths' | 'env';
+  readonly kind: 'sqlite' | 'paths' | 'env' | 'postgres';
   /** What it was taken from, under shared/: the database file, or the BACKUP_PATHS. */
   readonly sources: readonly string[];
   readonly size: number;
@@ -69,6 +69,7 @@ export const composeManifest = (
   entries: sums.map((s): BackupEntry => {
     const db = /^sqlite\/(\d+)\.db$/.exec(s.path);
     if (db) return { ...s, kind: 'sqlite', sources: [sqlite[Number(db[1])] as string] };
+    if (s.path === 'postgres.dump') return { ...s, kind: 'postgres', sources: ['BACKUP_POSTGRES_URL'] };
     return s.path === 'files.tar' ? { ...s, kind: 'paths', sources: paths } : { ...s, kind: 'env', sources: ['.env'] };
   }),
 });
@@ -114,13 +115,15 @@ const backupDir = (ctx: DeployCtx, name: string) => `${backupsDir(ctx)}/${name}`
 const preflight = async (ctx: DeployCtx): Promise<void> => {
   const { host, cfg, l } = ctx;
   const b = cfg.backup;
-  if (b.sqlite.length === 0 && b.paths.length === 0) {
-    throw new SkiffError(`${cfg.env} names nothing to back up: set BACKUP_SQLITE and/or BACKUP_PATHS in env/${cfg.env}.env (see docs/backups.md)`, 2);
+  if (b.sqlite.length === 0 && b.paths.length === 0 && !b.postgresUrl) {
+    throw new SkiffError(`${cfg.env} names nothing to back up: set BACKUP_SQLITE, BACKUP_PATHS and/or BACKUP_POSTGRES_URL in env/${cfg.env}.env (see docs/backups.md)`, 2);
   }
-  if (b.postgresUrl) throw new SkiffError('BACKUP_POSTGRES_URL is not supported by this version of skiff yet: remove it, or back PostgreSQL up with pg_dump yourself', 2);
-  const tools = ['sha256sum', 'tar', 'df', 'du', ...(b.sqlite.length ? ['sqlite3'] : [])];
+  const tools = ['sha256sum', 'tar', 'df', 'du', ...(b.sqlite.length ? ['sqlite3'] : []), ...(b.postgresUrl ? ['pg_dump', 'pg_restore'] : [])];
   const missing = (await host.exec(script('for c in "$@"; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done; exit 0', ...tools))).stdout.trim();
-  if (missing) throw new SkiffError(`${host.name} lacks ${missing.split('\n').join(', ')}: install it (Debian: apt-get install ${missing.includes('sqlite3') ? 'sqlite3 ' : ''}coreutils tar)`);
+  if (missing) {
+    const pkgs = `${missing.includes('sqlite3') ? 'sqlite3 ' : ''}${missing.includes('pg_') ? 'postgresql-client ' : ''}coreutils tar`;
+    throw new SkiffError(`${host.name} lacks ${missing.split('\n').join(', ')}: install it (Debian: apt-get install ${pkgs})`);
+  }
   const [free, need] = (await host.exec(backupSpace(backupsDir(ctx), l.shared, [...b.sqlite, ...b.paths]))).stdout.trim().split(' ').map(Number);
   if (free !== undefined && need !== undefined && free < need + 1024) {
     throw new SkiffError(`${host.name}: not enough disk for the backup: it needs about ${need} KB, ${free} KB are free under ${backupsDir(ctx)}`);
@@ -146,10 +149,19 @@ export const takeBackup = async (ctx: DeployCtx, label?: string): Promise<{ name
       const why = snapshot.stderr.trim().split('\n').at(-1) ?? `exit ${snapshot.code}`;
       throw new SkiffError(`${host.name}: backup failed: ${why}`, snapshot.code === 3 ? 2 : 1);
     }
+    let sums = snapshot.stdout;
+    const pg = pgOf(cfg.backup.postgresUrl?.reveal());
+    if (pg) {
+      const dump = await host.exec(dumpPostgres(stage, pg.target), { stdin: pgpassLine(pg.target, pg.password), check: false });
+      if (dump.code !== 0) {
+        throw new SkiffError(`${host.name}: backup failed: PostgreSQL ${pg.target.db} on ${pg.target.host}:${pg.target.port}: ${(dump.stderr.trim().split('\n').at(-1) ?? `exit ${dump.code}`).replace(/^pg_dump: error: /, '')}`);
+      }
+      sums += dump.stdout;
+    }
     missing = snapshot.stdout.split('\n').flatMap((line) => (line.startsWith('missing ') ? [line.slice('missing '.length)] : []));
     manifest = composeManifest(
       { app: cfg.app.name, env: cfg.env, name, createdAt: ctx.now().toISOString(), release: live?.release, version: live?.version },
-      parseSums(snapshot.stdout),
+      parseSums(sums),
       cfg.backup.sqlite,
       cfg.backup.paths.filter((p) => !missing.includes(p)),
     );
@@ -198,9 +210,19 @@ export const verifyBackup = async (ctx: DeployCtx, name: string): Promise<Backup
   return manifest;
 };
 
-/** Puts a verified backup's data in place (the app must be stopped). */
-const swapIn = (ctx: DeployCtx, name: string, m: BackupManifest) =>
-  ctx.host.exec(
+/** Splits BACKUP_POSTGRES_URL into where the database is and its password (which travels apart). */
+export const pgOf = (url: string | undefined): { target: PgTarget; password: string } | undefined => {
+  if (!url) return undefined;
+  const u = new URL(url);
+  return {
+    target: { host: u.hostname || '127.0.0.1', port: u.port || '5432', user: decodeURIComponent(u.username), db: decodeURIComponent(u.pathname.replace(/^\//, '')) || decodeURIComponent(u.username) },
+    password: decodeURIComponent(u.password),
+  };
+};
+
+/** Puts a verified backup's data in place (the app must be stopped); PostgreSQL in one transaction. */
+const swapIn = async (ctx: DeployCtx, name: string, m: BackupManifest): Promise<void> => {
+  await ctx.host.exec(
     swapInData(
       backupDir(ctx, name),
       ctx.l.shared,
@@ -208,6 +230,13 @@ const swapIn = (ctx: DeployCtx, name: string, m: BackupManifest) =>
       m.entries.find((e) => e.kind === 'paths')?.sources ?? [],
     ),
   );
+  const pg = pgOf(ctx.cfg.backup.postgresUrl?.reveal());
+  if (m.entries.some((e) => e.kind === 'postgres')) {
+    if (!pg) throw new SkiffError(`backup ${name} holds a PostgreSQL dump, and BACKUP_POSTGRES_URL is not set: set it to the database to restore into`, 2);
+    const r = await ctx.host.exec(restorePostgres(`${backupDir(ctx, name)}/postgres.dump`, pg.target), { stdin: pgpassLine(pg.target, pg.password), check: false });
+    if (r.code !== 0) throw new SkiffError(`PostgreSQL restore failed (nothing of it was applied): ${r.stderr.trim().split('\n').at(-1) ?? `exit ${r.code}`}`);
+  }
+};
 
 /**
  * Restores a verified backup: a safety backup first, then stop, swap the data in, start, health
@@ -275,6 +304,7 @@ export const drillBackup = async (ctx: DeployCtx, name: string, m: BackupManifes
       return `${e.path} (${e.sources[0]}): integrity ${integrity}, ${field('tables', e.path) ?? '?'} tables`;
     }
     if (e.kind === 'paths') return `files.tar (${e.sources.join(', ')}): ${/^files (\d+)$/m.exec(out)?.[1] ?? '?'} files unpacked`;
+    if (e.kind === 'postgres') return `postgres.dump: pg_restore -l lists ${/^pgobjects (\d+)$/m.exec(out)?.[1] ?? '?'} objects`;
     return 'env: present';
   });
   if (problems.length > 0) throw new SkiffError(`restore test of ${name} failed: ${problems.join('; ')}`);

@@ -77,7 +77,8 @@ export const checkBackup = (dir: string): Cmd =>
     [
       'cd "$1" || exit 1',
       SUM,
-      'for f in sqlite/*.db files.tar env; do [ -f "$f" ] && echo "$(sha "$f") $(wc -c <"$f" | tr -d " ") $f"; done',
+      'for f in sqlite/*.db files.tar env postgres.dump; do [ -f "$f" ] && echo "$(sha "$f") $(wc -c <"$f" | tr -d " ") $f"; done',
+      'if [ -f postgres.dump ]; then if pg_restore -l postgres.dump >/dev/null 2>&1; then echo "integrity postgres.dump ok"; else echo "integrity postgres.dump pg_restore cannot read it"; fi; fi',
       'for f in sqlite/*.db; do [ -f "$f" ] && echo "integrity $f $(sqlite3 "$f" "PRAGMA integrity_check;" 2>&1 | head -n 1)"; done',
       'exit 0',
     ].join('\n'),
@@ -138,7 +139,55 @@ export const drillRestore = (dir: string, scratch: string): Cmd =>
       '  echo "tables $e $(sqlite3 "$f" "SELECT count(*) FROM sqlite_master WHERE type = \'table\';" 2>&1)"',
       'done',
       'if [ -f "$1/files.tar" ]; then mkdir "$2/files" && tar -x -f "$1/files.tar" -C "$2/files" && echo "files $(find "$2/files" -type f | wc -l | tr -d " ")" || exit 1; fi',
+      'if [ -f "$1/postgres.dump" ]; then echo "pgobjects $(pg_restore -l "$1/postgres.dump" | grep -vc "^;")"; fi',
     ].join('\n'),
     dir,
     scratch,
+  );
+
+/** Where a PostgreSQL database is; the password travels apart, as a pgpass line on stdin. */
+export interface PgTarget {
+  readonly host: string;
+  readonly port: string;
+  readonly user: string;
+  readonly db: string;
+}
+
+/** The pgpass line for a target (`:` and `\` escaped, as libpq reads them). */
+export const pgpassLine = (t: PgTarget, password: string): string =>
+  `${[t.host, t.port, t.db, t.user, password].map((f) => f.replace(/[\\:]/g, (c) => `\\${c}`)).join(':')}\n`;
+
+/** Runs a PostgreSQL client with a private pgpass file made from stdin (never the password in argv). */
+const withPgpass = (lines: readonly string[]): string =>
+  ['umask 077', 'pass=$(mktemp) || exit 1', 'trap \'rm -f "$pass"\' EXIT', 'cat >"$pass" && export PGPASSFILE="$pass" || exit 1', ...lines].join('\n');
+
+/**
+ * `pg_dump -Fc` into the staged backup, checked with `pg_restore -l`; prints the dump's
+ * `sha256 size postgres.dump`. Exit 5: pg_dump failed (its last line on stderr).
+ */
+export const dumpPostgres = (stage: string, t: PgTarget): Cmd =>
+  script(
+    withPgpass([
+      SUM,
+      'pg_dump -Fc -h "$2" -p "$3" -U "$4" -d "$5" -f "$1/postgres.dump" 2>"$1/pg.err" || { head -n 1 "$1/pg.err" >&2; rm -f "$1/pg.err"; exit 5; }',
+      'rm -f "$1/pg.err"',
+      'pg_restore -l "$1/postgres.dump" >/dev/null || { echo "pg_restore -l cannot read the dump" >&2; exit 4; }',
+      'cd "$1" && echo "$(sha postgres.dump) $(wc -c <postgres.dump | tr -d " ") postgres.dump"',
+    ]),
+    stage,
+    t.host,
+    t.port,
+    t.user,
+    t.db,
+  );
+
+/** Restores a dump in one transaction: the database ends as in the dump, or as it was. */
+export const restorePostgres = (dump: string, t: PgTarget): Cmd =>
+  script(
+    withPgpass(['pg_restore --clean --if-exists --single-transaction --no-owner -h "$2" -p "$3" -U "$4" -d "$5" "$1"']),
+    dump,
+    t.host,
+    t.port,
+    t.user,
+    t.db,
   );

@@ -312,6 +312,53 @@ describe.each([
     });
   });
 
+  describe('PostgreSQL', () => {
+    const PG = { dir: '/tmp/skiff-test-postgres', port: 18745 };
+    const url = `postgres://app:app%20pw@127.0.0.1:${PG.port}/app`;
+    const psql = (sql: string) =>
+      execFileSync('psql', ['-h', '127.0.0.1', '-p', String(PG.port), '-U', 'app', '-d', 'app', '-qAt', '-v', 'ON_ERROR_STOP=1', '-c', sql], {
+        encoding: 'utf8',
+        env: { ...process.env, PGPASSWORD: 'app pw' },
+      }).trim();
+    beforeAll(() => {
+      // Fails (rather than skips) when PostgreSQL cannot be had: CI installs it with test/infra/up.sh.
+      execFileSync('bash', [join(ROOT, 'test/infra/postgres.sh'), PG.dir, String(PG.port)], { stdio: 'ignore' });
+      psql(`DROP TABLE IF EXISTS items_${where}; CREATE TABLE items_${where} (id serial PRIMARY KEY, name text NOT NULL)`);
+      s.writeEnv('t.secrets.env', `BACKUP_POSTGRES_URL=${url}\n`, 0o600);
+    });
+    afterAll(() => s.writeEnv('t.secrets.env', '', 0o600));
+
+    it('a pg_dump round trip: the dump is checked, the restore brings the rows back, the password shows nowhere', async () => {
+      psql(`INSERT INTO items_${where} (name) VALUES ('one'), ('two')`);
+      const r = await s.run('backup', ['t', 'pg']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('postgres.dump');
+      const name = /backup (\S+) \(/.exec(r.stdout)?.[1] as string;
+      psql(`DELETE FROM items_${where}; INSERT INTO items_${where} (name) VALUES ('later')`);
+      const drill = await s.run('restore', ['t', name, '--test']);
+      expect(drill.stdout).toMatch(/postgres\.dump: pg_restore -l lists \d+ objects/);
+      const back = await s.run('restore', ['t', name, '--yes']);
+      expect(back.stderr).toBe('');
+      expect(back.code).toBe(0);
+      expect(psql(`SELECT string_agg(name, ',' ORDER BY id) FROM items_${where}`)).toBe('one,two');
+      for (const out of [r.stdout, drill.stdout, back.stdout, readFileSync(join(s.deployPath, '.skiff/audit.log'), 'utf8')]) expect(out).not.toContain('app pw');
+      expect(readFileSync(join(s.deployPath, 'backups', name, 'manifest.json'), 'utf8')).not.toContain('app pw');
+    });
+
+    it('PostgreSQL unreachable: one clear line, no backup left (exit 1)', async () => {
+      s.writeEnv('t.secrets.env', `BACKUP_POSTGRES_URL=postgres://app:app%20pw@127.0.0.1:${PG.port + 1}/app\n`, 0o600);
+      const before = backups();
+      const r = await s.run('backup', ['t']);
+      s.writeEnv('t.secrets.env', `BACKUP_POSTGRES_URL=${url}\n`, 0o600);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(new RegExp(`backup failed: PostgreSQL app on 127\\.0\\.0\\.1:${PG.port + 1}: .*(refused|could not connect)`));
+      expect(r.stderr).not.toContain('app pw');
+      expect(backups()).toEqual(before);
+    });
+  });
+
   it.each([
     ['BACKUP_SQLITE outside shared/', 'BACKUP_SQLITE=../../etc/passwd', 'BACKUP_SQLITE'],
     ['BACKUP_PATHS absolute', 'BACKUP_PATHS=/etc', 'BACKUP_PATHS'],

@@ -110,3 +110,15 @@ describe('TarDigest', () => {
     expect(digest.files.get('b/manifest.json')?.sha256).toBe(createHash('sha256').update('{}').digest('hex'));
   });
 });
+
+describe('PostgreSQL targets', () => {
+  it('split the URL; the password travels apart, escaped for pgpass', async () => {
+    const { pgOf } = await import('../../lib/backup.ts');
+    const { pgpassLine, dumpPostgres } = await import('../../lib/commands/backup.ts');
+    const pg = pgOf('postgres://app:p%3Aw%5Cd%20x@db.internal:6543/shop');
+    expect(pg).toEqual({ target: { host: 'db.internal', port: '6543', user: 'app', db: 'shop' }, password: 'p:w\\d x' });
+    expect(pgpassLine(pg?.target as never, pg?.password as string)).toBe('db.internal:6543:shop:app:p\\:w\\\\d x\n');
+    expect(pgOf('postgresql://app@127.0.0.1/app')?.target.port).toBe('5432');
+    expect(render(dumpPostgres('/b/x.partial', pg?.target as never))).not.toContain('p:w');
+  });
+});
