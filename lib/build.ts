@@ -1,5 +1,6 @@
 /** The local build: DEPLOY_BUILD in APP_DIR, and the release folder it leaves, streamed as tar. */
 import { existsSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Config } from './config.ts';
 import { SkiffError } from './errors.ts';
@@ -48,4 +49,42 @@ export const releaseTar = (cfg: Config): { stream: Readable; done: Promise<void>
     cfg.app.releaseDir,
   );
   return { stream: stdout, done };
+};
+
+/** The Dockerfile of DEPLOY_DOCKERFILE; exit 2 before anything runs when it is missing. */
+export const checkDockerfile = (cfg: Config): string => {
+  const dockerfile = isAbsolute(cfg.dockerfile) ? cfg.dockerfile : join(cfg.app.dir, cfg.dockerfile);
+  if (!existsSync(dockerfile)) {
+    throw new SkiffError(`${dockerfile} does not exist: write a Dockerfile for the app, or point DEPLOY_DOCKERFILE at it (relative to APP_DIR)`, 2);
+  }
+  return dockerfile;
+};
+
+/**
+ * DEPLOY_RUNTIME=docker: `docker build` of APP_DIR with DEPLOY_DOCKERFILE, tagged `<app>:<version>`
+ * and labelled with the version, git sha and build time. Returns the image id.
+ */
+export const buildImage = async (
+  cfg: Config,
+  facts: { version: string; gitSha: string | undefined; builtAt: string },
+  onOutput: (text: string) => void,
+): Promise<{ tag: string; id: string }> => {
+  const { dockerBuild, imageId, imageLabels } = await import('./commands/docker.ts');
+  const dockerfile = checkDockerfile(cfg);
+  const env = { ...process.env } as Record<string, string>;
+  const info = await run(['docker', 'info', '--format', '{{.ServerVersion}}'], { env, check: false, label: 'local' }).catch(() => undefined);
+  if (!info) throw new SkiffError('docker is not installed on this machine: install it (Debian: apt-get install docker.io), or use DEPLOY_RUNTIME=process', 2);
+  if (info.code !== 0) throw new SkiffError(`the Docker daemon on this machine does not answer: start it (systemctl start docker): ${info.stderr.trim().split('\n').at(-1) ?? ''}`);
+  const tag = `${cfg.app.name}:${facts.version.replace(/[^A-Za-z0-9_.-]/g, '-')}`;
+  const forward = (b: Buffer) => onOutput(b.toString());
+  const built = await run(
+    dockerBuild({ tag, dockerfile, context: cfg.app.dir, buildArgs: cfg.dockerBuildArgs, labels: imageLabels(facts.version, facts.gitSha, facts.builtAt) }),
+    { env, check: false, onStdout: forward, onStderr: forward, label: 'local' },
+  );
+  if (built.code !== 0) {
+    const tail = `${built.stdout}${built.stderr}`.trim().split('\n').slice(-5).join('\n  ');
+    throw new SkiffError(`docker build of ${tag} failed (exit ${built.code}); nothing was shipped:\n  ${tail}`);
+  }
+  const id = (await run(imageId(tag), { env, label: 'local' })).stdout.trim();
+  return { tag, id };
 };
