@@ -7,7 +7,6 @@ import { cmd, script } from './cmd.ts';
 import type { DeployCtx } from './deploy.ts';
 import { gateSlot } from './deploy.ts';
 import { SkiffError, UsageError } from './errors.ts';
-import { findSlot, haltSlot, launchSlot } from './runtime/process.ts';
 import { audit, readState } from './state.ts';
 
 export interface BackupEntry {
@@ -251,12 +250,12 @@ export const restoreBackup = async (ctx: DeployCtx, name: string, manifest: Back
   ctx.log(`safety backup ${safety.name}`);
   const start = async () => {
     if (!slot || !live) return;
-    await launchSlot(host, l, { slot, releaseDir: l.release(live.release), port: live.port, start: live.start, version: live.version, env: cfg.env, envFile: l.envOf(live.release) });
+    await ctx.runtime.launch(host, l, { slot, release: live.release, port: live.port, start: live.start, version: live.version });
     await gateSlot(ctx, slot, live.port, false);
   };
   try {
     if (slot) {
-      const stopped = await haltSlot(host, l, slot, cfg.drainSeconds);
+      const stopped = await ctx.runtime.halt(host, l, slot, cfg.drainSeconds);
       ctx.log(`app ${stopped}`);
     }
     await swapIn(ctx, name, manifest);
@@ -266,7 +265,7 @@ export const restoreBackup = async (ctx: DeployCtx, name: string, manifest: Back
   } catch (error) {
     ctx.log(`restore failed, putting ${safety.name} back`);
     try {
-      if (slot) await haltSlot(host, l, slot, 0);
+      if (slot) await ctx.runtime.halt(host, l, slot, 0);
       await swapIn(ctx, safety.name, safety.manifest);
       await start();
     } catch (again) {
@@ -286,7 +285,7 @@ export const restoreBackup = async (ctx: DeployCtx, name: string, manifest: Back
 /** Whether the live slot runs (restore says what it will stop). */
 export const liveRunning = async (ctx: DeployCtx): Promise<boolean> => {
   const state = await readState(ctx.host, ctx.l);
-  return state?.live ? (await findSlot(ctx.host, ctx.l, state.live)).state === 'running' : false;
+  return state?.live ? (await ctx.runtime.find(ctx.host, ctx.l, state.live)).state === 'running' : false;
 };
 
 /**

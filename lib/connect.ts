@@ -18,10 +18,7 @@ export const connect = async (t: Target, cfg: Config): Promise<Host> => {
 
 /** Checks what this version of skiff can run before anything is touched. */
 export const checkSupported = (cfg: Config): void => {
-  if (cfg.runtime !== 'process') {
-    throw new SkiffError(`DEPLOY_RUNTIME=${cfg.runtime} is not supported by this version of skiff yet; use DEPLOY_RUNTIME=process`, EXIT.usage);
-  }
-  if (cfg.supervisor !== 'pidfile') {
+  if (cfg.runtime === 'process' && cfg.supervisor !== 'pidfile') {
     throw new SkiffError(`DEPLOY_SUPERVISOR=${cfg.supervisor} is not supported by this version of skiff yet; use DEPLOY_SUPERVISOR=pidfile`, EXIT.usage);
   }
 };

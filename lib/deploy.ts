@@ -18,9 +18,10 @@ import type { Config } from './config.ts';
 import { HealthCheckError, SkiffError } from './errors.ts';
 import { realClock, waitHealthy, type Clock } from './health.ts';
 import type { Proxy } from './proxy.ts';
+import type { HostDocker } from './docker-ship.ts';
 import type { Host } from './host.ts';
 import type { Layout } from './paths.ts';
-import { findSlot, haltSlot, launchSlot, slotLogTail } from './runtime/process.ts';
+import type { Runtime } from './runtime.ts';
 import { appendHistory, audit, readHistory, readState, releasesToPrune, writeState, type HostState, type SlotState } from './state.ts';
 import { releaseId } from './version.ts';
 
@@ -47,6 +48,10 @@ export interface DeployCtx {
   switched: boolean;
   /** The proxy driver; undefined with DEPLOY_PROXY=none. */
   readonly proxy: Proxy | undefined;
+  /** What runs a slot: a supervised process or a container (DEPLOY_RUNTIME). */
+  readonly runtime: Runtime;
+  /** The host's Docker, found by preflight (docker runtime). */
+  docker?: HostDocker | undefined;
   /** What this run does, for audit lines. */
   action: 'deploy' | 'rollback';
   /** The start command of the release going live: DEPLOY_START, or what an older release ran with. */
@@ -77,11 +82,12 @@ export const preflight = async (ctx: DeployCtx): Promise<void> => {
     await host.exec(script('for c in sh tar setsid grep awk; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done; exit 0'))
   ).stdout.trim();
   if (missing) throw new SkiffError(`${host.name} lacks ${missing.split('\n').join(', ')}: install them (Debian: apt-get install coreutils tar util-linux)`);
+  if (ctx.runtime.kind === 'docker') ctx.docker = await (await import('./docker-ship.ts')).checkHostDocker(host);
   const state = await readState(host, l);
   const live = state?.live ? state.slots[state.live] : undefined;
   ctx.previous = state && live ? { state, slot: live } : undefined;
   const { slot, port } = targetSlot(ctx);
-  const ours = await findSlot(host, l, slot);
+  const ours = await ctx.runtime.find(host, l, slot);
   if (ours.state !== 'running' && (await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
     throw new SkiffError(`${host.name}: port ${port} is already in use by another program: stop it or choose another port in DEPLOY_PORTS`);
   }
@@ -102,7 +108,7 @@ const repairInterruptedSwitch = async (ctx: DeployCtx, proxy: Proxy): Promise<vo
   const prev = ctx.previous;
   const idle = targetSlot(ctx);
   if (!prev || (await proxy.current(host)) !== idle.port || idle.port === prev.slot.port) return;
-  const live = await findSlot(host, l, prev.state.live ?? '');
+  const live = await ctx.runtime.find(host, l, prev.state.live ?? '');
   const health = live.state === 'running' ? (await host.exec(probeHealth(prev.slot.port, cfg.health.path, 3), { check: false })).stdout.trim() : '';
   if (!/^2\d\d$/.test(health)) {
     throw new SkiffError(
@@ -115,11 +121,28 @@ const repairInterruptedSwitch = async (ctx: DeployCtx, proxy: Proxy): Promise<vo
   await audit(host, l, ctx.now().toISOString(), ctx.who, `repair: ${proxy.kind} switched back from port ${idle.port} to the live port ${prev.slot.port}`);
 };
 
-/** Runs DEPLOY_BUILD in APP_DIR on this machine. */
-export const build = (ctx: DeployCtx): Promise<void> =>
-  runBuild(ctx.cfg, (text) => {
+/** Runs DEPLOY_BUILD in APP_DIR on this machine, or builds the image `<app>:<version>` (docker runtime). */
+export const build = async (ctx: DeployCtx): Promise<void> => {
+  const log = (text: string) => {
     for (const line of text.split('\n')) if (line.trim()) ctx.log(line);
-  });
+  };
+  if (ctx.runtime.kind !== 'docker') return runBuild(ctx.cfg, log);
+  const { buildImage } = await import('./build.ts');
+  const { rememberImage } = await import('./docker-ship.ts');
+  const image = await buildImage(ctx.cfg, { version: ctx.version, gitSha: ctx.gitSha, builtAt: ctx.now().toISOString() }, log);
+  rememberImage(ctx.cfg, image);
+  ctx.log(`built ${image.tag} (${image.id.slice(7, 19)})`);
+};
+
+/** Picks the release id on a host: the run's id, with a suffix if that folder exists already. */
+const claimReleaseId = async (ctx: DeployCtx): Promise<string> => {
+  // Several hosts share one id (set by the script before shipping); a clash on one host gets a suffix.
+  const base = ctx.id || releaseId(ctx.now(), ctx.version);
+  let id = base;
+  for (let n = 2; (await ctx.host.exec(exists(ctx.l.release(id)))).stdout.trim() === 'yes'; n++) id = `${base}-${n}`;
+  ctx.id = id;
+  return id;
+};
 
 /** The manifest of the build, made once however many hosts it ships to. */
 const manifests = new WeakMap<Config, Promise<Manifest>>();
@@ -149,15 +172,16 @@ const counting = (source: Readable, counter: { bytes: number }): Readable =>
  */
 export const ship = async (ctx: DeployCtx): Promise<void> => {
   const { host, l, cfg } = ctx;
+  if (ctx.runtime.kind === 'docker') {
+    await claimReleaseId(ctx);
+    const { shipImage } = await import('./docker-ship.ts');
+    return shipImage(ctx, ctx.docker ?? (await (await import('./docker-ship.ts')).checkHostDocker(host)));
+  }
   if (!existsSync(cfg.app.releaseDir)) {
     throw new SkiffError(`${cfg.app.releaseDir} does not exist: check APP_DIR and DEPLOY_RELEASE_DIR (or run the build)`);
   }
   await host.exec(seq(prepareLayout(l), removePartials(l)));
-  // Several hosts share one id (set by the script before shipping); a clash on one host gets a suffix.
-  const base = ctx.id || releaseId(ctx.now(), ctx.version);
-  let id = base;
-  for (let n = 2; (await host.exec(exists(l.release(id)))).stdout.trim() === 'yes'; n++) id = `${base}-${n}`;
-  ctx.id = id;
+  const id = await claimReleaseId(ctx);
   const manifest = await manifestOfBuild(cfg);
   const total = manifestTotals(manifest);
   const liveId = ctx.previous?.slot.release;
@@ -213,15 +237,7 @@ export const writeAppEnv = (ctx: DeployCtx): Promise<void> =>
   ctx.host.put(ctx.l.envOf(ctx.id), renderEnvFile({ ...ctx.cfg.appEnv }), { mode: 0o600 });
 
 const startIn = (ctx: DeployCtx, slot: string, release: string, version: string, port: number, start: string) =>
-  launchSlot(ctx.host, ctx.l, {
-    slot,
-    releaseDir: ctx.l.release(release),
-    port,
-    start,
-    version,
-    env: ctx.cfg.env,
-    envFile: ctx.l.envOf(release),
-  });
+  ctx.runtime.launch(ctx.host, ctx.l, { slot, release, port, start, version });
 
 /** Health gate of whatever runs in a slot now. An undo passes `interruptible: false`: it must finish. */
 export const gateSlot = (ctx: DeployCtx, slot: string, port: number, interruptible = true) =>
@@ -229,8 +245,8 @@ export const gateSlot = (ctx: DeployCtx, slot: string, port: number, interruptib
     port,
     path: ctx.cfg.health.path,
     timeoutSeconds: ctx.cfg.health.timeoutSeconds,
-    isAlive: async () => (await findSlot(ctx.host, ctx.l, slot)).state === 'running',
-    logTail: () => slotLogTail(ctx.host, ctx.l, slot),
+    isAlive: async () => (await ctx.runtime.find(ctx.host, ctx.l, slot)).state === 'running',
+    logTail: () => ctx.runtime.logTail(ctx.host, ctx.l, slot),
     ...(interruptible ? { signal: ctx.signal } : {}),
     ...(ctx.clock ? { clock: ctx.clock } : {}),
   });
@@ -243,13 +259,13 @@ export const replaceAndGate = async (ctx: DeployCtx): Promise<void> => {
   const { host, l, cfg } = ctx;
   const port = cfg.ports[0] as number;
   try {
-    const stopped = await haltSlot(host, l, SINGLE_SLOT, cfg.drainSeconds);
+    const stopped = await ctx.runtime.halt(host, l, SINGLE_SLOT, cfg.drainSeconds);
     if (stopped !== 'not-running') ctx.log(`old process ${stopped}`);
     if ((await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
       throw new SkiffError(`${host.name}: port ${port} is still in use after the old process stopped: another program holds it`);
     }
-    const pid = await startIn(ctx, SINGLE_SLOT, ctx.id, ctx.version, port, ctx.start);
-    ctx.log(`started pid ${pid} on port ${port}`);
+    const started = await startIn(ctx, SINGLE_SLOT, ctx.id, ctx.version, port, ctx.start);
+    ctx.log(`started ${started} on port ${port}`);
     const { ms } = await gateSlot(ctx, SINGLE_SLOT, port);
     ctx.log(`healthy after ${ms} ms`);
   } catch (error) {
@@ -264,7 +280,7 @@ export const unreplace = (ctx: DeployCtx, reason: string): Promise<void> => rest
 /** Undo of replaceAndGate: records the release failed and brings the previous one back. */
 const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<void> => {
   const { host, l, cfg } = ctx;
-  await haltSlot(host, l, SINGLE_SLOT, 0).catch(() => undefined);
+  await ctx.runtime.halt(host, l, SINGLE_SLOT, 0).catch(() => undefined);
   await recordFailure(ctx, 'failed', error);
   const prev = ctx.previous;
   if (!prev) return;
@@ -297,17 +313,17 @@ export const startIdle = async (ctx: DeployCtx): Promise<void> => {
   const { host, l, cfg } = ctx;
   const { slot, port } = targetSlot(ctx);
   try {
-    const leftover = await haltSlot(host, l, slot, 0); // a process left in the idle slot by an interrupted run
+    const leftover = await ctx.runtime.halt(host, l, slot, 0); // a process left in the idle slot by an interrupted run
     if (leftover !== 'not-running') ctx.log(`stopped a leftover process in ${slot} (${leftover})`);
     if ((await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
       throw new SkiffError(`${host.name}: port ${port} (slot ${slot}) is in use by another program: stop it or change DEPLOY_PORTS`);
     }
-    const pid = await startIn(ctx, slot, ctx.id, ctx.version, port, ctx.start);
-    ctx.log(`started pid ${pid} in ${slot} on port ${port}`);
+    const started = await startIn(ctx, slot, ctx.id, ctx.version, port, ctx.start);
+    ctx.log(`started ${started} in ${slot} on port ${port}`);
     const { ms } = await gateSlot(ctx, slot, port);
     ctx.log(`healthy after ${ms} ms`);
   } catch (error) {
-    await haltSlot(host, l, slot, 0).catch(() => undefined);
+    await ctx.runtime.halt(host, l, slot, 0).catch(() => undefined);
     await recordFailure(ctx, 'failed', error);
     throw error;
   }
@@ -315,7 +331,7 @@ export const startIdle = async (ctx: DeployCtx): Promise<void> => {
 
 /** Undo of startIdle when another host failed: the new slot stops, the release is recorded failed. */
 export const unstart = async (ctx: DeployCtx, reason: string): Promise<void> => {
-  await haltSlot(ctx.host, ctx.l, targetSlot(ctx).slot, 0).catch(() => undefined);
+  await ctx.runtime.halt(ctx.host, ctx.l, targetSlot(ctx).slot, 0).catch(() => undefined);
   await recordFailure(ctx, 'failed', new SkiffError(reason));
 };
 
@@ -333,7 +349,7 @@ export const switchOver = async (ctx: DeployCtx, proxy: Proxy): Promise<void> =>
     await verifyThroughProxy(ctx);
   } catch (error) {
     if (ctx.switchedFrom !== undefined) await proxy.switchTo(host, ctx.switchedFrom).catch(() => undefined);
-    await haltSlot(host, l, slot, 0).catch(() => undefined);
+    await ctx.runtime.halt(host, l, slot, 0).catch(() => undefined);
     await recordFailure(ctx, 'rolled-back', error);
     throw error;
   }
@@ -344,7 +360,7 @@ export const switchBack = async (ctx: DeployCtx, reason: string): Promise<void> 
   const { host, l } = ctx;
   if (ctx.proxy && ctx.switchedFrom !== undefined) await ctx.proxy.switchTo(host, ctx.switchedFrom);
   ctx.log(`switched back to port ${ctx.switchedFrom ?? '(none)'}`);
-  await haltSlot(host, l, targetSlot(ctx).slot, 0).catch(() => undefined);
+  await ctx.runtime.halt(host, l, targetSlot(ctx).slot, 0).catch(() => undefined);
   await recordFailure(ctx, 'rolled-back', new SkiffError(reason));
 };
 
@@ -356,7 +372,7 @@ export const retireOld = async (ctx: DeployCtx): Promise<void> => {
   if (!old || old === slot) return;
   const oldPort = ctx.previous?.slot.port as number;
   const waited = await drain(ctx, oldPort);
-  const stopped = await haltSlot(host, l, old, cfg.drainSeconds);
+  const stopped = await ctx.runtime.halt(host, l, old, cfg.drainSeconds);
   ctx.log(`old slot ${old} drained in ${waited} ms, ${stopped}`);
 };
 
@@ -435,6 +451,15 @@ export const prune = async (ctx: DeployCtx): Promise<string[]> => {
   const { host, l, cfg } = ctx;
   const onHost = (await host.exec(listReleases(l))).stdout.split('\n').filter(Boolean);
   const doomed = releasesToPrune(onHost, await readHistory(host, l), ctx.id, cfg.keepReleases);
+  if (ctx.runtime.kind === 'docker') {
+    // The image of a pruned release loses its release tag; docker deletes it once nothing uses it.
+    const { readImageRelease } = await import('./runtime/docker.ts');
+    const { untagRelease } = await import('./commands/docker.ts');
+    for (const id of doomed) {
+      const release = await readImageRelease(host, l, id).catch(() => undefined);
+      if (release) await host.exec(untagRelease(release.ref, release.image));
+    }
+  }
   if (doomed.length > 0) await host.exec(removeReleases(l, doomed));
   return doomed;
 };

@@ -12,7 +12,8 @@ import { renderForExec, render, type Cmd } from './cmd.ts';
 import { RemoteCommandError } from './errors.ts';
 import type { ExecOptions, ExecResult, Host, PutOptions } from './host.ts';
 
-const PASSED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'SHELL'];
+// DOCKER_HOST: the daemon this machine's docker commands talk to (rootless Docker, a remote engine).
+const PASSED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'SHELL', 'DOCKER_HOST'];
 
 /** The environment of processes skiff starts: login-like, nothing else. */
 export const baseEnv = (from: NodeJS.ProcessEnv = process.env): Record<string, string> =>
@@ -68,10 +69,15 @@ const feed = (stdin: NodeJS.WritableStream, input: string | Buffer | Readable | 
 };
 
 /** Starts argv with its stdout as a stream (a tar of the build, fed to a host's stdin). */
-export const streamFrom = (argv: readonly string[], cwd: string, input?: Buffer): { stdout: Readable; done: Promise<void> } => {
+export const streamFrom = (
+  argv: readonly string[],
+  cwd: string,
+  input?: Buffer,
+  env: Record<string, string> = baseEnv(),
+): { stdout: Readable; done: Promise<void> } => {
   const [file, ...args] = argv;
   if (file === undefined) throw new Error('streamFrom: empty argv');
-  const child = spawn(file, args, { cwd, env: baseEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(file, args, { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
   child.stdin.end(input);
   const err: Buffer[] = [];
   child.stderr.on('data', (b: Buffer) => err.push(b));

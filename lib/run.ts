@@ -13,6 +13,7 @@ import { HostFailedError, UsageError } from './errors.ts';
 import { withLock } from './lock.ts';
 import { layout } from './paths.ts';
 import { proxyFor } from './proxy.ts';
+import { runtimeFor } from './runtime.ts';
 import { say, taskList, whoAmI } from './ui.ts';
 import { formatVersion, readGitFacts } from './version.ts';
 import type { Cmd } from './cmd.ts';
@@ -159,6 +160,7 @@ export const prepareRun = async (env: string, options: RunOptions) => {
     durations: {},
     switched: false,
     proxy: proxyFor(cfg),
+    runtime: runtimeFor(cfg),
     action: options.command === 'rollback' ? 'rollback' : 'deploy',
     start: cfg.start,
   }));

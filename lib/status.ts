@@ -5,7 +5,7 @@ import { script } from './cmd.ts';
 import { NotDeployedError } from './errors.ts';
 import type { DeployCtx } from './deploy.ts';
 import { gateSlot } from './deploy.ts';
-import { findSlot, haltSlot, launchSlot, type SlotRun } from './runtime/process.ts';
+import type { SlotRun } from './runtime.ts';
 import { readHistory, readState, audit, type ReleaseRecord, type SlotState } from './state.ts';
 
 export interface StatusReport {
@@ -32,7 +32,7 @@ export const gatherStatus = async (ctx: DeployCtx, url: string): Promise<StatusR
   const state = await readState(host, l);
   const slot = state?.live;
   const release = slot ? state?.slots[slot] : undefined;
-  const proc: SlotRun = slot ? await findSlot(host, l, slot) : { state: 'stopped' };
+  const proc: SlotRun = slot ? await ctx.runtime.find(host, l, slot) : { state: 'stopped' };
   const health =
     proc.state === 'running' && release
       ? (await host.exec(probeHealth(release.port, cfg.health.path, 3), { check: false })).stdout.trim()
@@ -56,13 +56,21 @@ export const gatherStatus = async (ctx: DeployCtx, url: string): Promise<StatusR
     health,
     url,
     proxy,
-    log: slot ? l.log(slot) : '',
+    log: slot ? ctx.runtime.logName(l, slot) : '',
     lock: holder ? (JSON.parse(holder.toString()) as unknown) : null,
     history: (await readHistory(host, l)).slice(-5),
   };
 };
 
 const processLine = (p: SlotRun): string => {
+  const c = p.container;
+  if (c) {
+    const image = c.image.replace(/^sha256:/, '').slice(0, 12);
+    const health = c.health === '-' ? '' : `, docker health ${c.health}`;
+    if (p.state === 'running') return `running (container ${c.name}, image ${image}, pid ${p.pid}${health})`;
+    if (p.state === 'crashed') return `crashed (container ${c.name} keeps restarting): see logs, then run start`;
+    return `stopped (container ${c.name}, image ${image})`;
+  }
   switch (p.state) {
     case 'running':
       return `running (pid ${p.pid}${p.pidFileOk ? '' : ', found without its pid file'})`;
@@ -117,26 +125,28 @@ const liveSlot = async (ctx: DeployCtx) => {
 export const startLive = async (ctx: DeployCtx): Promise<string> => {
   const { host, l, cfg } = ctx;
   const { slot, release } = await liveSlot(ctx);
-  const now = await findSlot(host, l, slot);
-  if (now.state === 'running') return `already running (pid ${now.pid}); nothing started`;
+  const now = await ctx.runtime.find(host, l, slot);
+  if (now.state === 'running') return `already running (${now.container ? `container ${now.container.name}` : `pid ${now.pid}`}); nothing started`;
   if ((await host.exec(exists(l.release(release.release)))).stdout.trim() !== 'yes') {
     throw new NotDeployedError(cfg.env, host.name);
   }
-  const pid = await launchSlot(host, l, { slot, releaseDir: l.release(release.release), port: release.port, start: release.start, version: release.version, env: cfg.env, envFile: l.envOf(release.release) });
+  if (now.state === 'crashed') await ctx.runtime.halt(host, l, slot, 0); // a container in a restart loop
+  const started = await ctx.runtime.launch(host, l, { slot, release: release.release, port: release.port, start: release.start, version: release.version });
   await gateSlot(ctx, slot, release.port);
-  await audit(host, l, ctx.now().toISOString(), ctx.who, `start ${release.release} (pid ${pid})`);
-  return `started ${release.version} (pid ${pid}) on port ${release.port}${now.state === 'crashed' ? `; the previous process (pid ${now.pid}) had crashed` : ''}`;
+  await audit(host, l, ctx.now().toISOString(), ctx.who, `start ${release.release} (${started})`);
+  return `started ${release.version} (${started}) on port ${release.port}${now.state === 'crashed' ? `; the previous one (pid ${now.pid}) had crashed` : ''}`;
 };
 
 /** Stops the live slot, letting it drain. */
 export const stopLive = async (ctx: DeployCtx): Promise<string> => {
   const { host, l, cfg } = ctx;
   const { slot, release } = await liveSlot(ctx);
-  const result = await haltSlot(host, l, slot, cfg.drainSeconds);
+  const result = await ctx.runtime.halt(host, l, slot, cfg.drainSeconds);
   if (result === 'not-running') return `not running; nothing to stop`;
   await audit(host, l, ctx.now().toISOString(), ctx.who, `stop ${release.release} (${result})`);
-  const [how, pid] = result.split(' ');
-  return how === 'killed' ? `stopped pid ${pid} (killed after ${cfg.drainSeconds}s of draining)` : `stopped pid ${pid}`;
+  const [how, what] = result.split(' ');
+  const named = ctx.runtime.kind === 'docker' ? `container ${what}` : `pid ${what}`;
+  return how === 'killed' ? `stopped ${named} (killed after ${cfg.drainSeconds}s of draining)` : `stopped ${named}`;
 };
 
 /** A writer that puts `prefix` before every line (a line cut between chunks is held until it ends). */
@@ -152,10 +162,5 @@ export const prefixLines = (prefix: string, write: (text: string) => void): ((b:
 /** Prints the live slot's log: the last lines, then new ones as they come with `follow`. */
 export const showLogs = async (ctx: DeployCtx, lines: number, follow: boolean, write: (b: Buffer) => void): Promise<void> => {
   const { slot } = await liveSlot(ctx);
-  const file = ctx.l.log(slot);
-  if (!follow) {
-    write(Buffer.from((await ctx.host.exec(tail(file, lines))).stdout));
-    return;
-  }
-  await ctx.host.exec(script('exec tail -n "$2" -F "$1"', file, String(lines)), { onStdout: write, signal: ctx.signal, check: false });
+  await ctx.runtime.showLog(ctx.host, ctx.l, slot, lines, follow, write, ctx.signal);
 };

@@ -31,8 +31,16 @@ await runMain(spec, async ({ args: [env], flags }) => {
     for (const c of all) c.id = id;
     const tasks = await list([
       onEachHost(all, all.length > 1 ? `Check ${all.length} hosts` : `Check ${ctx.host.name}`, (c) => d.timed(c, 'preflight', () => d.preflight(c))),
-      { title: `Build ${run.version}`, task: () => d.timed(ctx, 'build', () => d.build(ctx)), skip: () => (!run.cfg.build ? 'no build to run' : flags['no-build'] ? 'built already (--no-build)' : dryRun()) },
-      onEachHost(all, 'Ship the release', (c) => d.timed(c, 'ship', () => d.ship(c)), { undo: d.unship }),
+      {
+        title: run.cfg.runtime === 'docker' ? `Build the image ${run.cfg.app.name}:${run.version}` : `Build ${run.version}`,
+        task: () => d.timed(ctx, 'build', () => d.build(ctx)),
+        skip: () => (run.cfg.runtime !== 'docker' && !run.cfg.build ? 'no build to run' : flags['no-build'] ? 'built already (--no-build)' : dryRun()),
+      },
+      onEachHost(all, run.cfg.runtime === 'docker' ? 'Ship the image layers each host lacks' : 'Ship the release', (c) => d.timed(c, 'ship', () => d.ship(c)), {
+        undo: d.unship,
+        // A dry run cannot ask a host's daemon what it would load.
+        ...(run.cfg.runtime === 'docker' ? { skip: dryRun } : {}),
+      }),
       onEachHost(all, 'Write shared/.env', (c) => d.timed(c, 'env', () => d.writeAppEnv(c))),
       onEachHost(
         all,

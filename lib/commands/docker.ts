@@ -2,6 +2,7 @@
  * Builders for Docker commands: argument lists, run without a shell on this machine, or rendered
  * with quoting for a host.
  */
+import { cmd, script, type Cmd } from '../cmd.ts';
 
 export interface ImageBuild {
   /** `<app>:<version>`. */
@@ -39,3 +40,136 @@ export const imageLabels = (version: string, gitSha: string | undefined, builtAt
 
 /** The id of an image (`sha256:...`). */
 export const imageId = (tag: string): string[] => ['docker', 'image', 'inspect', '--format', '{{.Id}}', tag];
+
+/** The diff ids of an image's layers, bottom first, as JSON. */
+export const imageLayers = (ref: string): string[] => ['docker', 'image', 'inspect', '--format', '{{json .RootFS.Layers}}', ref];
+
+/** The size of each history step of an image in bytes, newest first (steps without files are 0). */
+export const imageHistorySizes = (ref: string): string[] => ['docker', 'history', '--human=false', '--format', '{{.Size}}', ref];
+
+/** `docker save` of an image to standard output (the archive `docker load` reads). */
+export const saveImage = (ref: string): string[] => ['docker', 'save', ref];
+
+// Commands run on a host (rendered with quoting).
+
+/**
+ * Whether Docker can be used on a host. Prints `missing`, `down <what docker said>`, or
+ * `ok <server version>|<storage driver>|<root dir>|<driver status as JSON>`.
+ */
+export const dockerCheck = (): Cmd =>
+  script(
+    [
+      'command -v docker >/dev/null 2>&1 || { echo missing; exit 0; }',
+      "out=$(docker info --format '{{.ServerVersion}}|{{.Driver}}|{{.DockerRootDir}}|{{json .DriverStatus}}' 2>&1) || { printf 'down %s\\n' \"$(printf '%s' \"$out\" | tr '\\n' ' ')\"; exit 0; }",
+      'printf "ok %s\\n" "$out"',
+    ].join('\n'),
+  );
+
+/** Every image on a host with its layers: `<id> <diff id>,<diff id>,...` per line. */
+export const hostImageLayers = (): Cmd =>
+  script("docker image ls -a -q --no-trunc | sort -u | xargs -r docker image inspect --format '{{.Id}} {{range .RootFS.Layers}}{{.}},{{end}}'");
+
+/** Free kilobytes on the file system that holds a path (Docker's root dir). */
+export const freeKilobytes = (path: string): Cmd => script('df -Pk "$1" | awk \'NR == 2 { print $4 }\'', path);
+
+/** Reads a `docker save` archive on standard input into the host's image store. */
+export const loadImage = (): Cmd => cmd('docker', 'load');
+
+/** The id of an image on a host, or nothing when it is not there. */
+export const hostImageId = (ref: string): Cmd => script('docker image inspect --format "{{.Id}}" "$1" 2>/dev/null; exit 0', ref);
+
+/** Gives an image on a host another name (the release's reference, so retention can find it). */
+export const tagImage = (image: string, ref: string): Cmd => cmd('docker', 'tag', image, ref);
+
+/** A slot's container: `<app>-<env>-<color>`. */
+export const containerName = (app: string, env: string, slot: string): string => `${app}-${env}-${slot}`;
+
+/** The tag of a release's image on a host: `<app>:<env>-<release id>` (retention removes it with the release). */
+export const releaseRef = (app: string, env: string, id: string): string => `${app}:${`${env}-${id}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 128)}`;
+
+export interface ContainerSpec {
+  readonly name: string;
+  /** The image id (`sha256:...`): a tag can move, the id cannot. */
+  readonly image: string;
+  /** The release's env file (single-quoted shell words); its keys reach the container by name only. */
+  readonly envFile: string;
+  readonly envKeys: readonly string[];
+  /** shared/data on the host, mounted at /data. */
+  readonly dataDir: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly env: Readonly<Record<string, string>>;
+}
+
+/**
+ * Starts a slot's container (a stopped one of the same name goes first) and prints its id. The
+ * app's values are sourced from the env file into this shell and passed as `-e NAME`, so they reach
+ * the container whole (newlines too, which docker's --env-file cannot carry) and never appear in a
+ * process's arguments. shared/data is handed to the image's user when that user is numeric.
+ */
+export const runContainer = (s: ContainerSpec): Cmd =>
+  script(
+    [
+      'name=$1 image=$2 envfile=$3 data=$4; shift 4',
+      'docker rm -f "$name" >/dev/null 2>&1',
+      'user=$(docker image inspect --format "{{.Config.User}}" "$image") || exit 1',
+      'u=${user%%:*}; g=${user#*:}; [ "$g" = "$user" ] && g=$u',
+      'case "$u$g" in "" | *[!0-9]*) ;; *) [ "$(stat -c %u "$data")" = "$u" ] || chown "$u:$g" "$data" 2>/dev/null || echo "warning: $data is not owned by the image user $u and cannot be handed to it" >&2 ;; esac',
+      'if [ -f "$envfile" ]; then set -a; . "$envfile"; set +a; fi',
+      'exec docker run -d --name "$name" --network host --restart unless-stopped -v "$data:/data" "$@" "$image"',
+    ].join('\n'),
+    s.name,
+    s.image,
+    s.envFile,
+    s.dataDir,
+    ...s.envKeys.flatMap((k) => ['-e', k]),
+    ...Object.entries(s.env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
+    ...Object.entries(s.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
+  );
+
+/**
+ * Stops a container: SIGTERM, up to `graceSeconds` to drain, then SIGKILL. It is kept (stopped) for
+ * its logs until its slot is used again. Prints `stopped <name>`, `killed <name>` or `not-running`.
+ */
+export const stopContainer = (name: string, graceSeconds: number): Cmd =>
+  script(
+    [
+      'state=$(docker inspect --format "{{.State.Status}}" "$1" 2>/dev/null) || { echo not-running; exit 0; }',
+      'case "$state" in exited | created | dead) echo not-running; exit 0 ;; esac',
+      'docker stop -t "$2" "$1" >/dev/null || exit 1',
+      'code=$(docker inspect --format "{{.State.ExitCode}}" "$1")',
+      'if [ "$code" = 137 ]; then echo "killed $1"; else echo "stopped $1"; fi',
+    ].join('\n'),
+    name,
+    String(graceSeconds),
+  );
+
+/**
+ * A container's state in one line: `<status> <pid> <image id> <health or ->` (`absent` when there is
+ * no such container). Status is docker's: running, restarting (it keeps crashing), exited...
+ */
+export const containerStatus = (name: string): Cmd =>
+  script(
+    'docker inspect --format \'{{.State.Status}} {{.State.Pid}} {{.Image}} {{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}}\' "$1" 2>/dev/null || echo absent',
+    name,
+  );
+
+/** The last lines of a container's output (stdout and stderr), then new ones with `follow`. */
+export const containerLogs = (name: string, lines: number, follow: boolean): Cmd =>
+  script(`docker logs --tail "$2" ${follow ? '--follow ' : ''}"$1" 2>&1; exit 0`, name, String(lines));
+
+/**
+ * Removes a pruned release's image tag. The version tag (`<app>:<version>`) goes too when it names
+ * the same image and no other release tag does; docker keeps an image a container still uses.
+ */
+export const untagRelease = (ref: string, versionTag: string): Cmd =>
+  script(
+    [
+      'id=$(docker image inspect --format "{{.Id}}" "$1" 2>/dev/null) || exit 0',
+      'docker image rm "$1" >/dev/null 2>&1 || exit 0',
+      'left=$(docker image inspect --format \'{{range .RepoTags}}{{println .}}{{end}}\' "$id" 2>/dev/null | grep -vxF "$2" | grep -c .)',
+      'if [ "$left" = 0 ] && [ "$(docker image inspect --format "{{.Id}}" "$2" 2>/dev/null)" = "$id" ]; then docker image rm "$2" >/dev/null 2>&1; fi',
+      'exit 0',
+    ].join('\n'),
+    ref,
+    versionTag,
+  );

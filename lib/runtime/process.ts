@@ -1,13 +1,10 @@
 /** The process runtime with the `pidfile` supervisor: start, stop and find a slot's process on a host. */
+import { script } from '../cmd.ts';
 import { tail } from '../commands/release.ts';
-import { slotStatus, startSlot, stopSlot, type SlotSpec } from '../commands/supervisor.ts';
+import { slotStatus, startSlot, stopSlot } from '../commands/supervisor.ts';
 import type { Host } from '../host.ts';
 import type { Layout } from '../paths.ts';
-
-export type SlotRun =
-  | { readonly state: 'running'; readonly pid: number; readonly pidFileOk: boolean }
-  | { readonly state: 'crashed'; readonly pid: number }
-  | { readonly state: 'stopped' };
+import type { Runtime, SlotRun } from '../runtime.ts';
 
 /** Parses the line printed by `slotStatus`. */
 export const parseSlotStatus = (line: string): SlotRun => {
@@ -17,16 +14,21 @@ export const parseSlotStatus = (line: string): SlotRun => {
   return { state: 'stopped' };
 };
 
-export const findSlot = async (host: Host, l: Layout, slot: string): Promise<SlotRun> =>
-  parseSlotStatus((await host.exec(slotStatus(l, slot))).stdout);
-
-/** Starts a slot and returns its pid. */
-export const launchSlot = async (host: Host, l: Layout, spec: SlotSpec): Promise<number> =>
-  Number((await host.exec(startSlot(l, spec))).stdout.trim().split('\n').at(-1));
-
-/** Stops a slot, giving it `graceSeconds` to drain. */
-export const haltSlot = async (host: Host, l: Layout, slot: string, graceSeconds: number): Promise<string> =>
-  (await host.exec(stopSlot(l, slot, graceSeconds))).stdout.trim();
-
-export const slotLogTail = async (host: Host, l: Layout, slot: string, lines = 10): Promise<string> =>
-  (await host.exec(tail(l.log(slot), lines))).stdout;
+/** The process runtime of an environment (its name reaches the app as APP_ENV). */
+export const processRuntime = (env: string): Runtime => ({
+  kind: 'process',
+  find: async (host, l, slot) => parseSlotStatus((await host.exec(slotStatus(l, slot))).stdout),
+  launch: async (host, l, s) => {
+    const out = await host.exec(
+      startSlot(l, { slot: s.slot, releaseDir: l.release(s.release), port: s.port, start: s.start, version: s.version, env, envFile: l.envOf(s.release) }),
+    );
+    return `pid ${out.stdout.trim().split('\n').at(-1) ?? ''}`;
+  },
+  halt: async (host, l, slot, graceSeconds) => (await host.exec(stopSlot(l, slot, graceSeconds))).stdout.trim(),
+  logTail: async (host, l, slot, lines = 10) => (await host.exec(tail(l.log(slot), lines))).stdout,
+  showLog: async (host, l, slot, lines, follow, write, signal) => {
+    if (!follow) write(Buffer.from((await host.exec(tail(l.log(slot), lines))).stdout));
+    else await host.exec(script('exec tail -n "$2" -F "$1"', l.log(slot), String(lines)), { onStdout: write, check: false, ...(signal ? { signal } : {}) });
+  },
+  logName: (l, slot) => l.log(slot),
+});

@@ -2,6 +2,8 @@
 # Usage: test/infra/sshd.sh DIR IP PORT
 # Runs a throwaway sshd for the SSH tests, everything in DIR: a host key, a user key (id_ed25519)
 # allowed in DIR/authorized_keys, DIR/sshd_config, and DIR/known_hosts that trusts the host key.
+# SSHD_EXTRA_CONFIG, when set, is appended to the config (e.g. `SetEnv DOCKER_HOST=...`: a host
+# whose sessions see another Docker daemon).
 # Idempotent: keys are kept, and a running sshd is left alone unless its config changed.
 # Stop it with: kill "$(cat DIR/sshd.pid)"
 set -euo pipefail
@@ -49,6 +51,7 @@ EOF
   if "$sshd" -t -f /dev/null -o "HostKey=$dir/host_ed25519_key" -o PerSourcePenalties=no 2>/dev/null; then
     echo "PerSourcePenalties no"
   fi
+  if [ -n "${SSHD_EXTRA_CONFIG:-}" ]; then printf '%s\n' "$SSHD_EXTRA_CONFIG"; fi
 }
 write_config >"$dir/sshd_config.new"
 
