@@ -229,7 +229,20 @@ export const ship = async (ctx: DeployCtx): Promise<void> => {
 
 /** Undo of ship when another host failed: the release folder goes, it never served. */
 export const unship = async (ctx: DeployCtx): Promise<void> => {
-  if (ctx.id) await ctx.host.exec(removeReleases(ctx.l, [ctx.id]), { check: false });
+  if (!ctx.id) return;
+  await removeReleaseImages(ctx, [ctx.id]).catch(() => undefined);
+  await ctx.host.exec(removeReleases(ctx.l, [ctx.id]), { check: false });
+};
+
+/** Docker: the images of releases that go lose their release tags; docker deletes an image once nothing uses it. */
+const removeReleaseImages = async (ctx: DeployCtx, ids: readonly string[]): Promise<void> => {
+  if (ctx.runtime.kind !== 'docker' || ids.length === 0) return;
+  const { readImageRelease } = await import('./runtime/docker.ts');
+  const { untagRelease } = await import('./commands/docker.ts');
+  for (const id of ids) {
+    const release = await readImageRelease(ctx.host, ctx.l, id).catch(() => undefined);
+    if (release) await ctx.host.exec(untagRelease(release.ref, release.image));
+  }
 };
 
 /** Writes the release's app environment (mode 0600); it becomes shared/.env when the release goes live. */
@@ -451,15 +464,7 @@ export const prune = async (ctx: DeployCtx): Promise<string[]> => {
   const { host, l, cfg } = ctx;
   const onHost = (await host.exec(listReleases(l))).stdout.split('\n').filter(Boolean);
   const doomed = releasesToPrune(onHost, await readHistory(host, l), ctx.id, cfg.keepReleases);
-  if (ctx.runtime.kind === 'docker') {
-    // The image of a pruned release loses its release tag; docker deletes it once nothing uses it.
-    const { readImageRelease } = await import('./runtime/docker.ts');
-    const { untagRelease } = await import('./commands/docker.ts');
-    for (const id of doomed) {
-      const release = await readImageRelease(host, l, id).catch(() => undefined);
-      if (release) await host.exec(untagRelease(release.ref, release.image));
-    }
-  }
+  await removeReleaseImages(ctx, doomed);
   if (doomed.length > 0) await host.exec(removeReleases(l, doomed));
   return doomed;
 };

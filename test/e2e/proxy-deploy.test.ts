@@ -2,79 +2,12 @@
  * Blue-green deploys on this machine behind a real Caddy and a real nginx, each started by the test
  * on loopback ports of its own.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProbe } from '../support/probe.ts';
+import { caddyUnderTest, nginxUnderTest } from '../support/proxies.ts';
 import { get, localEnv, makeSandbox, type Sandbox } from '../support/sandbox.ts';
-
-interface ProxyUnderTest {
-  readonly name: 'caddy' | 'nginx';
-  readonly publicPort: number;
-  readonly slots: readonly [number, number];
-  start(dir: string): Promise<void>;
-  stop(): void;
-  keys(dir: string): string;
-}
-
-const waitFor = async (check: () => boolean | Promise<boolean>, what: string): Promise<void> => {
-  for (let i = 0; i < 100; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what} did not come up`);
-};
-
-const caddyUnderTest = (): ProxyUnderTest => {
-  let child: ChildProcess | undefined;
-  return {
-    name: 'caddy',
-    publicPort: 18600,
-    slots: [18601, 18602],
-    async start(dir) {
-      writeFileSync(join(dir, 'caddy.json'), JSON.stringify({ admin: { listen: '127.0.0.1:18609' } }));
-      child = spawn('caddy', ['run', '--config', join(dir, 'caddy.json')], { stdio: 'ignore', env: { ...process.env, HOME: dir } });
-      await waitFor(async () => (await get('http://127.0.0.1:18609/config/')).status === 200, 'caddy');
-    },
-    stop: () => child?.kill('SIGKILL'),
-    keys: () => 'DEPLOY_PROXY=caddy\nDEPLOY_CADDY_ADMIN=127.0.0.1:18609',
-  };
-};
-
-const nginxUnderTest = (): ProxyUnderTest => {
-  let cmd = '';
-  return {
-    name: 'nginx',
-    publicPort: 18610,
-    slots: [18611, 18612],
-    async start(dir) {
-      const conf = join(dir, 'nginx');
-      mkdirSync(join(conf, 'conf.d'), { recursive: true });
-      writeFileSync(
-        join(conf, 'nginx.conf'),
-        [
-          `pid ${conf}/nginx.pid;`,
-          `error_log ${conf}/error.log;`,
-          'events { worker_connections 256; }',
-          'http {',
-          '  access_log off;',
-          ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${conf}/tmp-${t};`),
-          `  include ${conf}/conf.d/*.conf;`,
-          '}',
-          '',
-        ].join('\n'),
-      );
-      cmd = `nginx -p ${conf} -c ${conf}/nginx.conf`;
-      const r = spawnSync('sh', ['-c', cmd]);
-      if (r.status !== 0) throw new Error(`nginx did not start: ${r.stderr.toString()}`);
-    },
-    stop: () => {
-      spawnSync('sh', ['-c', `${cmd} -s stop`]);
-    },
-    keys: (dir) => `DEPLOY_PROXY=nginx\nDEPLOY_NGINX_CONF_DIR=${join(dir, 'nginx/conf.d')}\nDEPLOY_NGINX_CMD=${cmd}`,
-  };
-};
 
 describe.each([caddyUnderTest(), nginxUnderTest()])('blue-green behind $name', (proxy) => {
   let s: Sandbox;

@@ -1,0 +1,75 @@
+/** A real Caddy and a real nginx for end-to-end tests, each started on loopback ports of its own. */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { get } from './sandbox.ts';
+
+export interface ProxyUnderTest {
+  readonly name: 'caddy' | 'nginx';
+  readonly publicPort: number;
+  readonly slots: readonly [number, number];
+  start(dir: string): Promise<void>;
+  stop(): void;
+  keys(dir: string): string;
+}
+
+export const waitFor = async (check: () => boolean | Promise<boolean>, what: string): Promise<void> => {
+  for (let i = 0; i < 100; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not come up`);
+};
+
+/** A Caddy on loopback: its public port, two slot ports, and its admin API on publicPort + 9. */
+export const caddyUnderTest = (publicPort = 18600): ProxyUnderTest => {
+  let child: ChildProcess | undefined;
+  return {
+    name: 'caddy',
+    publicPort,
+    slots: [publicPort + 1, publicPort + 2],
+    async start(dir) {
+      writeFileSync(join(dir, 'caddy.json'), JSON.stringify({ admin: { listen: `127.0.0.1:${publicPort + 9}` } }));
+      child = spawn('caddy', ['run', '--config', join(dir, 'caddy.json')], { stdio: 'ignore', env: { ...process.env, HOME: dir } });
+      await waitFor(async () => (await get(`http://127.0.0.1:${publicPort + 9}/config/`)).status === 200, 'caddy');
+    },
+    stop: () => child?.kill('SIGKILL'),
+    keys: () => `DEPLOY_PROXY=caddy\nDEPLOY_CADDY_ADMIN=127.0.0.1:${publicPort + 9}`,
+  };
+};
+
+/** An nginx on loopback with a conf.d that skiff writes into; its public port and two slot ports. */
+export const nginxUnderTest = (publicPort = 18610): ProxyUnderTest => {
+  let cmd = '';
+  return {
+    name: 'nginx',
+    publicPort,
+    slots: [publicPort + 1, publicPort + 2],
+    async start(dir) {
+      const conf = join(dir, 'nginx');
+      mkdirSync(join(conf, 'conf.d'), { recursive: true });
+      writeFileSync(
+        join(conf, 'nginx.conf'),
+        [
+          `pid ${conf}/nginx.pid;`,
+          `error_log ${conf}/error.log;`,
+          'events { worker_connections 256; }',
+          'http {',
+          '  access_log off;',
+          ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${conf}/tmp-${t};`),
+          `  include ${conf}/conf.d/*.conf;`,
+          '}',
+          '',
+        ].join('\n'),
+      );
+      cmd = `nginx -p ${conf} -c ${conf}/nginx.conf`;
+      const r = spawnSync('sh', ['-c', cmd]);
+      if (r.status !== 0) throw new Error(`nginx did not start: ${r.stderr.toString()}`);
+    },
+    stop: () => {
+      spawnSync('sh', ['-c', `${cmd} -s stop`]);
+    },
+    keys: (dir) => `DEPLOY_PROXY=nginx\nDEPLOY_NGINX_CONF_DIR=${join(dir, 'nginx/conf.d')}\nDEPLOY_NGINX_CMD=${cmd}`,
+  };
+};
+
