@@ -1,5 +1,6 @@
 // The example app that skiff deploys by default: plain Node HTTP, notes in SQLite, a health check,
 // and a graceful drain on SIGTERM so a deploy never cuts a request in half.
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
@@ -54,10 +55,13 @@ const check = (fn) => {
   }
 };
 
+// Unique per process, also across containers (where every app is pid 1) sharing one data folder.
+const INSTANCE = `${process.pid}-${randomBytes(6).toString('hex')}`;
+
 const health = (forwarded) => {
   const checks = {
     dataDir: check(() => {
-      const probe = join(DATA_DIR, `.health-${process.pid}`);
+      const probe = join(DATA_DIR, `.health-${INSTANCE}`);
       writeFileSync(probe, 'ok');
       rmSync(probe);
     }),

@@ -55,6 +55,8 @@ export interface RunOptions {
   readonly forceUnlock?: boolean;
   /** --lock-wait SECONDS, as given. */
   readonly lockWait?: string | undefined;
+  /** Checks on this machine before any host is reached (a missing Dockerfile, say). */
+  readonly check?: (cfg: Config) => void;
 }
 
 /** Opens every host of the environment at once; if one cannot be reached, the others are closed. */
@@ -136,6 +138,7 @@ export const prepareRun = async (env: string, options: RunOptions) => {
   }
   const cfg: Config = loadConfig(env);
   checkSupported(cfg);
+  options.check?.(cfg);
   const facts = options.needsVersion === false ? undefined : await readGitFacts(cfg.app.dir, cfg.root);
   const version = facts ? formatVersion(facts) : '';
   const dryRun = options.dryRun ?? false;

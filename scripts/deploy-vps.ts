@@ -22,7 +22,14 @@ await runMain(spec, async ({ args: [env], flags }) => {
   const { prepareRun, onEachHost } = await import('../lib/run.ts');
   const d = await import('../lib/deploy.ts');
   const { releaseId } = await import('../lib/version.ts');
-  const run = await prepareRun(env as string, { dryRun: flags['dry-run'], command: 'deploy', forceUnlock: flags['force-unlock'], lockWait: flags['lock-wait'] });
+  const { checkDockerfile } = await import('../lib/build.ts');
+  const run = await prepareRun(env as string, {
+    dryRun: flags['dry-run'],
+    command: 'deploy',
+    forceUnlock: flags['force-unlock'],
+    lockWait: flags['lock-wait'],
+    check: (cfg) => void (cfg.runtime === 'docker' && !flags['no-build'] && checkDockerfile(cfg)),
+  });
   await run.confirmIf(`Deploy ${run.version} to ${env}`, flags.yes);
   await run.withHostLock(async (ctx, list, all) => {
     const dryRun = () => run.dryRun && 'dry run';

@@ -4,8 +4,19 @@
 # are its own (a deploy must ship them), on a tmpfs of SIZE (e.g. 600m) so that a host short of disk
 # can be tested. Within this machine's rules: no bridge network, no iptables. Its socket is
 # DIR/docker.sock; a test sshd points its sessions there (SetEnv DOCKER_HOST=...).
-# Idempotent: a running engine is left alone. Stop it with: kill "$(cat DIR/docker.pid)"
+# Idempotent: a running engine is left alone. `docker-host.sh --stop DIR` stops it and unmounts
+# what it mounted under DIR.
 set -euo pipefail
+
+if [ "${1:-}" = --stop ]; then
+  dir=$2
+  if p=$(cat "$dir/docker.pid" 2>/dev/null) && kill "$p" 2>/dev/null; then
+    for _ in $(seq 200); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  fi
+  # Deepest first: the engine's network namespace file, then its tmpfs.
+  awk -v d="$dir/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  exit 0
+fi
 
 if [ "$#" -ne 2 ]; then
   echo "usage: $0 DIR SIZE" >&2
@@ -14,9 +25,10 @@ fi
 mkdir -p "$1"
 dir=$(cd "$1" && pwd)
 sock="$dir/docker.sock"
-export DOCKER_HOST="unix://$sock"
 
-bash "$(dirname "$0")/docker.sh" >/dev/null # dockerd installed, and the base image on the main engine
+# dockerd installed, and the main engine running with the base image the builds start from.
+env -u DOCKER_HOST bash "$(dirname "$0")/docker.sh" >/dev/null
+export DOCKER_HOST="unix://$sock"
 
 if docker info >/dev/null 2>&1; then
   echo "docker host already running: $sock"

@@ -1,6 +1,9 @@
 /** Docker command builders: argument lists, one word per argument. */
 import { describe, expect, it } from 'vitest';
-import { dockerBuild, imageId, imageLabels } from '../../lib/commands/docker.ts';
+import { render } from '../../lib/cmd.ts';
+import { dockerBuild, dockerCheck, freeKilobytes, hostImageLayers, imageId, imageLabels, releaseRef, runContainer, stopContainer, untagRelease } from '../../lib/commands/docker.ts';
+import { parseContainerStatus } from '../../lib/runtime/docker.ts';
+import { words } from './shell-words.ts';
 
 describe('docker builders', () => {
   it('builds with the Dockerfile, tag, build arguments and labels, each its own word', () => {
@@ -18,4 +21,64 @@ describe('docker builders', () => {
     expect(imageLabels('1.2.0', undefined, 't')).not.toHaveProperty('org.opencontainers.image.revision');
   });
   it('asks for an image id', () => expect(imageId('hello:1.2.0')).toEqual(['docker', 'image', 'inspect', '--format', '{{.Id}}', 'hello:1.2.0']));
+});
+
+describe('docker host commands, rendered', () => {
+  it('runs a slot container with the app keys by name only, labels, and every value one word', () => {
+    const text = render(
+      runContainer({
+        name: 'hello-prod-blue',
+        image: 'sha256:abc',
+        envFile: '/srv/a b/.skiff/env/1.env',
+        envKeys: ['API_TOKEN', 'GREETING'],
+        dataDir: '/srv/a b/shared/data',
+        env: { PORT: '3001', APP_VERSION: "1.0 $(x)" },
+        labels: { 'skiff.release': "r;1'" },
+      }),
+    );
+    const w = words(text);
+    expect(w.slice(0, 3)).toEqual(['sh', '-c', w[2]]);
+    expect(w.slice(4)).toEqual([
+      'hello-prod-blue',
+      'sha256:abc',
+      '/srv/a b/.skiff/env/1.env',
+      '/srv/a b/shared/data',
+      '-e',
+      'API_TOKEN',
+      '-e',
+      'GREETING',
+      '-e',
+      'PORT=3001',
+      '-e',
+      'APP_VERSION=1.0 $(x)',
+      '--label',
+      "skiff.release=r;1'",
+    ]);
+    expect(w[2]).toContain('docker run -d --name "$name" --network host --restart unless-stopped -v "$data:/data" "$@" "$image"');
+  });
+  it('stops with a grace period and tells a kill from a stop', () => {
+    expect(render(stopContainer('hello-prod-blue', 10))).toMatch(/docker stop -t "\$2" "\$1".* sh hello-prod-blue 10$/s);
+  });
+  it('release refs are valid docker tags of the app', () => {
+    expect(releaseRef('hello', 'prod', '20261202-051500-1.2.0+build.1')).toBe('hello:prod-20261202-051500-1.2.0-build.1');
+    expect(releaseRef('hello', 'prod', 'x'.repeat(200)).length).toBe('hello:'.length + 128);
+  });
+  it('untagging a release names its ref and the version tag as words', () => {
+    expect(words(render(untagRelease('hello:prod-1', 'hello:1.0.0'))).slice(-2)).toEqual(['hello:prod-1', 'hello:1.0.0']);
+  });
+  it('lists host layers and checks docker without a value from outside', () => {
+    expect(render(hostImageLayers())).toContain('docker image ls -a -q --no-trunc');
+    expect(render(freeKilobytes("/var/lib/my docker"))).toMatch(/ sh '\/var\/lib\/my docker'$/);
+    expect(render(dockerCheck())).toContain('command -v docker');
+  });
+});
+
+describe('parseContainerStatus', () => {
+  it.each([
+    ['running 4242 sha256:abc healthy', { state: 'running', pid: 4242, pidFileOk: true, container: { name: 'c', image: 'sha256:abc', health: 'healthy' } }],
+    ['restarting 0 sha256:abc -', { state: 'crashed', pid: 0, container: { name: 'c', image: 'sha256:abc', health: '-' } }],
+    ['exited 0 sha256:abc -', { state: 'stopped', container: { name: 'c', image: 'sha256:abc', health: '-' } }],
+    ['absent', { state: 'stopped' }],
+    ['', { state: 'stopped' }],
+  ])('%j', (line, expected) => expect(parseContainerStatus('c', line)).toEqual(expected));
 });
