@@ -93,6 +93,8 @@ export const preflight = async (ctx: DeployCtx): Promise<void> => {
   }
   if (ctx.proxy) {
     await ctx.proxy.check(host);
+    const risk = await ctx.proxy.switchRisk(host);
+    if (risk) ctx.log(risk);
     await repairInterruptedSwitch(ctx, ctx.proxy);
   }
 };

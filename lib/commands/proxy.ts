@@ -60,3 +60,6 @@ export const connectionsTo = (port: number): Cmd =>
 /** One GET through the proxy, from the host; prints the HTTP status (000 when nothing answers). */
 export const probeUrl = (url: string, timeoutSeconds: number): Cmd =>
   script('curl -s -o /dev/null -w "%{http_code}" -m "$2" "$1" || true', url, String(timeoutSeconds));
+
+/** Linux's net.ipv4.tcp_migrate_req (0 or 1; nothing on older kernels). */
+export const tcpMigrateReq = (): Cmd => script('cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null; exit 0');

@@ -19,4 +19,10 @@ if [ "${#need[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# Caddy reloads its config at every switch, opening a new listening socket; without this the kernel
+# resets connections still queued on the old one (docs/deploy-vps.md#proxies). Per network namespace.
+if [ "$(cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null)" = 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO sysctl -q -w net.ipv4.tcp_migrate_req=1 || echo "could not set net.ipv4.tcp_migrate_req=1: switches behind Caddy may reset a connection" >&2
+fi
 echo "test infrastructure ready"
