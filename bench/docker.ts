@@ -15,7 +15,7 @@
  *    `docker run` the new one, sleep, curl the health URL.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -55,7 +55,8 @@ const onHost = (command: string, input?: Buffer) => execFileSync('ssh', [...sshA
 
 const cleanup = () => {
   nginx.stop();
-  spawnSync('bash', ['-c', `kill "$(cat '${sshDir}/sshd.pid')" 2>/dev/null; p=$(cat '${dockerDir}/docker.pid' 2>/dev/null) && kill "$p" && for i in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; umount -l '${dockerDir}/root' 2>/dev/null`]);
+  spawnSync('bash', ['-c', `kill "$(cat '${sshDir}/sshd.pid')" 2>/dev/null`]);
+  spawnSync('bash', [join(REPO_ROOT, 'test/infra/docker-host.sh'), '--stop', dockerDir]);
   spawnSync('bash', ['-c', `docker images -q ${APP} | sort -u | xargs -r docker rmi -f >/dev/null 2>&1`]);
   rmSync(dir, { recursive: true, force: true });
 };
@@ -110,7 +111,7 @@ try {
     return Date.now() - t0;
   };
   const history = () => {
-    const byId = new Map<string, { id: string; status: string; shipped?: { bytes: number } }>();
+    const byId = new Map<string, { id: string; status: string; shipped?: { bytes: number }; durations?: Record<string, number> }>();
     for (const line of readFileSync(join(deployPath, '.skiff/releases.jsonl'), 'utf8').trim().split('\n')) {
       const r = JSON.parse(line) as { id: string; status: string };
       byId.set(r.id, { ...byId.get(r.id), ...r });
@@ -118,6 +119,11 @@ try {
     return [...byId.values()];
   };
 
+  const median = (xs: readonly number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    const mid = Math.floor(s.length / 2);
+    return s.length === 0 ? NaN : s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+  };
   if ((await script('deploy-vps')) !== 0) throw new Error('the first deploy failed');
   const firstBytes = history().at(-1)?.shipped?.bytes ?? NaN;
 
@@ -135,6 +141,9 @@ try {
   const rollbacks: number[] = [];
   for (let i = 0; i < rollbacksN; i++) rollbacks.push(await timed(() => script('rollback', good[i % 2 === 0 ? 0 : 1] as string)));
   const skiff = await probe.stop();
+  const steps = Object.fromEntries(
+    ['build', 'ship', 'start', 'switch', 'drain'].map((k) => [k, median(history().slice(-deploysN - 1).flatMap((h) => (h.durations?.[k] !== undefined ? [h.durations[k]] : [])))]),
+  );
   const codeLayer = Number(execFileSync('docker', ['history', '--human=false', '--format', '{{.Size}}', `${APP}:1.0.${n}`], { encoding: 'utf8' }).split('\n').find((x) => Number(x) > 0));
 
   // ---- 2. the seeds' flow ---------------------------------------------------------------------
@@ -163,11 +172,6 @@ try {
   const seedsResult = await probe.stop();
 
   // ---- report ---------------------------------------------------------------------------------
-  const median = (xs: readonly number[]) => {
-    const s = [...xs].sort((a, b) => a - b);
-    const mid = Math.floor(s.length / 2);
-    return s.length === 0 ? NaN : s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-  };
   const kb = (b: number) => `${(b / 1024).toFixed(1)} KB`;
   const line = (what: string, runs: string, ms: number, bytes: number, r: ProbeResult) =>
     `${what.padEnd(12)} ${runs.padEnd(30)} median ${String(Math.round(ms)).padStart(6)} ms, ${kb(bytes).padStart(10)} shipped; ` +
@@ -175,7 +179,7 @@ try {
   const result = {
     firstDeployBytes: firstBytes,
     codeLayerBytes: codeLayer,
-    skiff: { deploys: deploys.length, rollbacks: rollbacks.length, medianDeployMs: median(deploys), medianRollbackMs: median(rollbacks), medianBytes: median(deployBytes), probe: skiff },
+    skiff: { steps, deploys: deploys.length, rollbacks: rollbacks.length, medianDeployMs: median(deploys), medianRollbackMs: median(rollbacks), medianBytes: median(deployBytes), probe: skiff },
     seeds: { deploys: seeds.length, sleepSeconds: seedsSleep, medianDeployMs: median(seeds), medianBytes: median(seedsBytes), probe: seedsResult },
     wallTimeRatio: median(seeds) / median(deploys),
   };
@@ -184,6 +188,7 @@ try {
     process.stdout.write(`docker over SSH behind nginx; first deploy shipped ${kb(firstBytes)} (the whole image); the code layer is ${kb(codeLayer)}\n`);
     process.stdout.write(`${line('skiff', `${deploys.length} deploys + ${rollbacks.length} rollbacks`, median(deploys), median(deployBytes), skiff)}\n`);
     process.stdout.write(`${line("seeds' flow", `${seeds.length} deploys (sleep ${seedsSleep} s)`, median(seeds), median(seedsBytes), seedsResult)}\n`);
+    process.stdout.write(`skiff deploy steps, median ms: ${Object.entries(steps).map(([k, v]) => `${k} ${Math.round(v)}`).join(', ')}\n`);
     process.stdout.write(`rollback median ${Math.round(median(rollbacks))} ms; seeds' flow / skiff wall time per deploy: ${result.wallTimeRatio.toFixed(1)}x\n`);
   }
 } finally {

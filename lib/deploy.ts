@@ -77,7 +77,7 @@ export const timed = async <T>(ctx: DeployCtx, step: string, fn: () => Promise<T
 
 /** Host prerequisites and the port: nothing is changed on the host if this fails. */
 export const preflight = async (ctx: DeployCtx): Promise<void> => {
-  const { host, cfg, l } = ctx;
+  const { host, l } = ctx;
   const missing = (
     await host.exec(script('for c in sh tar setsid grep awk; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done; exit 0'))
   ).stdout.trim();
@@ -325,7 +325,7 @@ export const targetSlot = (ctx: DeployCtx): { slot: string; port: number } => {
  * live slot is not touched; on failure the new process is stopped and the release recorded failed.
  */
 export const startIdle = async (ctx: DeployCtx): Promise<void> => {
-  const { host, l, cfg } = ctx;
+  const { host, l } = ctx;
   const { slot, port } = targetSlot(ctx);
   try {
     const leftover = await ctx.runtime.halt(host, l, slot, 0); // a process left in the idle slot by an interrupted run

@@ -1,7 +1,6 @@
 /** What runs where: gathered from a host, formatted as text or JSON. Also start, stop and logs of the live slot. */
 import { probeHealth } from './commands/supervisor.ts';
-import { exists, tail } from './commands/release.ts';
-import { script } from './cmd.ts';
+import { exists } from './commands/release.ts';
 import { NotDeployedError } from './errors.ts';
 import type { DeployCtx } from './deploy.ts';
 import { gateSlot } from './deploy.ts';

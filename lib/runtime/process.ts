@@ -2,8 +2,6 @@
 import { script } from '../cmd.ts';
 import { tail } from '../commands/release.ts';
 import { slotStatus, startSlot, stopSlot } from '../commands/supervisor.ts';
-import type { Host } from '../host.ts';
-import type { Layout } from '../paths.ts';
 import type { Runtime, SlotRun } from '../runtime.ts';
 
 /** Parses the line printed by `slotStatus`. */

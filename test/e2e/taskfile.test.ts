@@ -88,7 +88,8 @@ describe('Taskfile.ts', () => {
       expect(r.stdout).toContain('deployed 1.0.0');
       expect(r.stdout).toMatch(/health +ok \(HTTP 200\)/);
       expect((await get('http://127.0.0.1:18412/')).text).toContain('hello 1.0.0 (rel)');
-      expect((await taskfile(s, ['stop', 'rel'])).code).toBe(0);
+      const stop = await taskfile(s, ['stop', 'rel']);
+      expect(stop.code, `${stop.stdout}${stop.stderr}`).toBe(0);
     });
   });
 });
