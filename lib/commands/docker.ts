@@ -104,7 +104,8 @@ export interface ContainerSpec {
  * Starts a slot's container (a stopped one of the same name goes first) and prints its id. The
  * app's values are sourced from the env file into this shell and passed as `-e NAME`, so they reach
  * the container whole (newlines too, which docker's --env-file cannot carry) and never appear in a
- * process's arguments. shared/data is handed to the image's user when that user is numeric.
+ * process's arguments. shared/data (with what is in it) is handed to the image's user when that
+ * user is numeric.
  */
 export const runContainer = (s: ContainerSpec): Cmd =>
   script(
@@ -113,7 +114,8 @@ export const runContainer = (s: ContainerSpec): Cmd =>
       'docker rm -f "$name" >/dev/null 2>&1',
       'user=$(docker image inspect --format "{{.Config.User}}" "$image") || exit 1',
       'u=${user%%:*}; g=${user#*:}; [ "$g" = "$user" ] && g=$u',
-      'case "$u$g" in "" | *[!0-9]*) ;; *) [ "$(stat -c %u "$data")" = "$u" ] || chown "$u:$g" "$data" 2>/dev/null || echo "warning: $data is not owned by the image user $u and cannot be handed to it" >&2 ;; esac',
+      // Files a restore wrote (as the SSH user) are handed over too.
+      'case "$u$g" in "" | *[!0-9]*) ;; *) [ -z "$(find "$data" ! -user "$u" -print 2>/dev/null | head -n 1)" ] || chown -R "$u:$g" "$data" 2>/dev/null || echo "warning: $data is not owned by the image user $u and cannot be handed to it" >&2 ;; esac',
       'if [ -f "$envfile" ]; then set -a; . "$envfile"; set +a; fi',
       'exec docker run -d --name "$name" --network host --restart unless-stopped -v "$data:/data" "$@" "$image"',
     ].join('\n'),

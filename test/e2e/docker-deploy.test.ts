@@ -289,6 +289,23 @@ describe('docker runtime over SSH', () => {
     expect((await get('http://127.0.0.1:18740/')).status).toBe(0);
     expect((await s.run('start', ['n'])).code).toBe(0);
     expect((await get('http://127.0.0.1:18740/')).text.trim()).toBe('hello 1.2.0 (n)');
+  });
+
+  it('backup and restore with the docker runtime: the data comes back, the container serves and writes it', async () => {
+    s.writeEnv('n.env', base(18740, [ssh(SSH), `DEPLOY_PATH=${join(s.dir, 'none-srv')}`, 'BACKUP_SQLITE=data/app.db'].join('\n')));
+    const api = 'http://127.0.0.1:18740/api/notes';
+    const count = async () => (JSON.parse((await get(`${api}/count`)).text) as { count: number }).count;
+    for (let i = 0; i < 5; i++) expect((await fetch(api, { method: 'POST', body: JSON.stringify({ body: `note ${i}` }) })).status).toBe(201);
+    const b = await s.run('backup', ['n', 'kept']);
+    expect(b.code, b.stderr).toBe(0);
+    const name = /backup (\d{8}-\d{6}-kept) \(/.exec(b.stdout)?.[1] as string;
+    const rows = await count();
+    await fetch(api, { method: 'POST', body: JSON.stringify({ body: 'after the backup' }) });
+    const r = await s.run('restore', ['n', name, '--yes']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await count()).toBe(rows);
+    expect((await fetch(api, { method: 'POST', body: JSON.stringify({ body: 'written after the restore' }) })).status).toBe(201);
+    expect(docker2('inspect', '--format', '{{.State.Status}}', `${APP}-n-blue`)).toBe('running');
     expect((await s.run('stop', ['n'])).code).toBe(0);
   });
 });
