@@ -133,7 +133,7 @@ export const startLive = async (ctx: DeployCtx): Promise<string> => {
   const started = await ctx.runtime.launch(host, l, { slot, release: release.release, port: release.port, start: release.start, version: release.version });
   await gateSlot(ctx, slot, release.port);
   await audit(host, l, ctx.now().toISOString(), ctx.who, `start ${release.release} (${started})`);
-  return `started ${release.version} (${started}) on port ${release.port}${now.state === 'crashed' ? `; the previous one (pid ${now.pid}) had crashed` : ''}`;
+  return `started ${release.version} (${started}) on port ${release.port}${now.state === 'crashed' ? `; the previous ${ctx.runtime.kind === 'docker' ? 'container' : 'process'} (pid ${now.pid}) had crashed` : ''}`;
 };
 
 /** Stops the live slot, letting it drain. */
