@@ -51,6 +51,9 @@ export const releaseTar = (cfg: Config): { stream: Readable; done: Promise<void>
   return { stream: stdout, done };
 };
 
+/** The image a version builds into: `<app>:<version>` (a tag allows letters, digits, `_`, `.` and `-`). */
+export const imageTag = (cfg: Config, version: string): string => `${cfg.app.name}:${version.replace(/[^A-Za-z0-9_.-]/g, '-')}`;
+
 /** The Dockerfile of DEPLOY_DOCKERFILE; exit 2 before anything runs when it is missing. */
 export const checkDockerfile = (cfg: Config): string => {
   const dockerfile = isAbsolute(cfg.dockerfile) ? cfg.dockerfile : join(cfg.app.dir, cfg.dockerfile);
@@ -75,7 +78,7 @@ export const buildImage = async (
   const info = await run(['docker', 'info', '--format', '{{.ServerVersion}}'], { env, check: false, label: 'local' }).catch(() => undefined);
   if (!info) throw new SkiffError('docker is not installed on this machine: install it (Debian: apt-get install docker.io), or use DEPLOY_RUNTIME=process', 2);
   if (info.code !== 0) throw new SkiffError(`the Docker daemon on this machine does not answer: start it (systemctl start docker): ${info.stderr.trim().split('\n').at(-1) ?? ''}`);
-  const tag = `${cfg.app.name}:${facts.version.replace(/[^A-Za-z0-9_.-]/g, '-')}`;
+  const tag = imageTag(cfg, facts.version);
   const forward = (b: Buffer) => onOutput(b.toString());
   const built = await run(
     dockerBuild({ tag, dockerfile, context: cfg.app.dir, buildArgs: cfg.dockerBuildArgs, labels: imageLabels(facts.version, facts.gitSha, facts.builtAt) }),

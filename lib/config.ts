@@ -270,6 +270,9 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
       issues.push({ ...issue(key, 'a known key', guess ? `did you mean ${guess}?` : 'see docs/configuration.md'), problem: 'is not a key skiff knows' });
     } else if (!isSkiffKey(key) && RESERVED_APP_KEYS.has(key)) {
       issues.push({ ...issue(key, '', key === 'PORT' ? 'set DEPLOY_PORTS instead' : 'remove it'), problem: 'is set by skiff for the app and cannot be set here' });
+    } else if (!isSkiffKey(key) && runtime === 'docker' && /^DOCKER_/.test(key)) {
+      // The app's keys are in the environment of the docker command that starts the container.
+      issues.push({ ...issue(key, '', 'rename it: with DEPLOY_RUNTIME=docker a DOCKER_* key would steer the docker command on the host'), problem: 'cannot be an app key with the docker runtime' });
     } else if (!isSkiffKey(key) && !APP_KEY.test(key)) {
       issues.push({ ...issue(key, ''), problem: 'is not a valid variable name: use letters, digits and _' });
     }

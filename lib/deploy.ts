@@ -176,8 +176,8 @@ export const ship = async (ctx: DeployCtx): Promise<void> => {
   const { host, l, cfg } = ctx;
   if (ctx.runtime.kind === 'docker') {
     await claimReleaseId(ctx);
-    const { shipImage } = await import('./docker-ship.ts');
-    return shipImage(ctx, ctx.docker ?? (await (await import('./docker-ship.ts')).checkHostDocker(host)));
+    const { checkHostDocker, shipImage } = await import('./docker-ship.ts');
+    return shipImage(ctx, ctx.docker ?? (await checkHostDocker(host)));
   }
   if (!existsSync(cfg.app.releaseDir)) {
     throw new SkiffError(`${cfg.app.releaseDir} does not exist: check APP_DIR and DEPLOY_RELEASE_DIR (or run the build)`);

@@ -4,7 +4,7 @@
  * left out (lib/image.ts). No archive is written to disk on either side. The loaded image id must
  * equal the built one.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { cmd, seq } from './cmd.ts';
@@ -28,6 +28,7 @@ import type { DeployCtx } from './deploy.ts';
 import { SkiffError } from './errors.ts';
 import type { Host } from './host.ts';
 import { learnLayerNames, missingBytes, needsLayerNames, parseHostLayers, planImageShip } from './image.ts';
+import { imageTag } from './build.ts';
 import { run, streamFrom } from './local.ts';
 import { releaseJsonPath, type ImageRelease } from './runtime/docker.ts';
 import { TarFilter } from './tar.ts';
@@ -46,6 +47,9 @@ export const checkHostDocker = async (host: Host): Promise<HostDocker> => {
   if (out === 'missing') {
     throw new SkiffError(`${host.name} has no docker command: install Docker there (Debian: apt-get install docker.io), or use DEPLOY_RUNTIME=process`);
   }
+  if (out.startsWith('down') && /permission denied/i.test(out)) {
+    throw new SkiffError(`${host.name}: the SSH user may not use Docker there: add it to the docker group (usermod -aG docker USER), then log in again`);
+  }
   if (out.startsWith('down')) {
     throw new SkiffError(`${host.name}: the Docker daemon does not answer: start it there (systemctl start docker): ${out.slice(5).trim()}`);
   }
@@ -54,9 +58,6 @@ export const checkHostDocker = async (host: Host): Promise<HostDocker> => {
 };
 
 const localEnv = () => ({ ...process.env }) as Record<string, string>;
-
-/** The image built for a version on this machine: `<app>:<version>` and its id. */
-export const imageTag = (cfg: Config, version: string): string => `${cfg.app.name}:${version.replace(/[^A-Za-z0-9_.-]/g, '-')}`;
 
 const built = new WeakMap<Config, Promise<{ tag: string; id: string }>>();
 
@@ -93,10 +94,22 @@ const readNames = async (): Promise<Map<string, string>> => {
 /** Keeps the newest 5,000 names: a few per deploy. A lost file only means one more full layer. */
 const saveNames = async (names: ReadonlyMap<string, string>): Promise<void> => {
   const file = namesFile();
-  await mkdir(join(file, '..'), { recursive: true });
-  const kept = Object.fromEntries([...names].slice(-5000));
-  await writeFile(`${file}.tmp`, JSON.stringify(kept));
-  await rename(`${file}.tmp`, file);
+  const temp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  try {
+    await mkdir(join(file, '..'), { recursive: true });
+    await writeFile(temp, JSON.stringify(Object.fromEntries([...names].slice(-5000))));
+    await rename(temp, file);
+  } catch {
+    await rm(temp, { force: true }).catch(() => undefined); // a cache: losing a write costs one full layer later
+  }
+};
+
+/** `sha256:<hex>` of the image config a `docker save` manifest names (`<hex>.json` or `blobs/sha256/<hex>`). */
+const configDigest = (manifestJson: Buffer | undefined): string | undefined => {
+  if (!manifestJson) return undefined;
+  const config = (JSON.parse(manifestJson.toString()) as { Config?: string }[])[0]?.Config ?? '';
+  const hex = /([0-9a-f]{64})(\.json)?$/.exec(config)?.[1];
+  return hex ? `sha256:${hex}` : undefined;
 };
 
 const ARCHIVE_META = (name: string) => name === 'manifest.json' || /^[0-9a-f]{64}\.json$/.test(name) || name === 'index.json';
@@ -121,6 +134,7 @@ export const shipImage = async (ctx: DeployCtx, hostDocker: HostDocker): Promise
   const before = host.bytesSent;
   let summary: string;
   let sent = 0;
+  let loadedId = image.id;
   if (onHost.images.has(image.id)) {
     summary = `the host has image ${image.id.slice(7, 19)} already: nothing sent`;
     ctx.shipped = { bytes: 0, files: 0, reused: 0 };
@@ -155,18 +169,23 @@ export const shipImage = async (ctx: DeployCtx, hostDocker: HostDocker): Promise
     const learned = learnLayerNames(filter.captured.get('manifest.json'), (p) => filter.captured.get(p));
     if ([...learned].some(([k, v]) => names.get(k) !== v)) await saveNames(new Map([...names, ...learned]));
     const got = (await host.exec(hostImageId(image.tag))).stdout.trim();
-    if (got !== image.id) {
-      throw new SkiffError(`${host.name}: docker load gave image ${got || '(none)'}, not the built ${image.id}: check the host's Docker, then deploy again`);
+    // The archive's config digest is the id a classic store gives the image (a containerd store here names it by its manifest).
+    const expected = configDigest(filter.captured.get('manifest.json')) ?? image.id;
+    if (got !== expected) {
+      throw new SkiffError(`${host.name}: docker load gave image ${got || '(none)'}, not the built ${expected}: check the host's Docker, then deploy again`);
     }
+    loadedId = got;
     sent = filter.keptBytes;
     const left = plan.layers.length - missing;
     summary = `${missing} of ${plan.layers.length} layers sent${left ? `, ${left} the host had left out` : ''}${hostDocker.skipsKnownLayers ? '' : ' (containerd image store: whole archive)'}`;
     ctx.shipped = { bytes: 0, files: missing, reused: left };
   }
   const ref = releaseRef(cfg.app.name, cfg.env, ctx.id);
-  await host.exec(seq(prepareLayout(l), cmd('mkdir', '-p', l.release(ctx.id)), tagImage(image.id, image.tag), tagImage(image.id, ref)));
-  const release: ImageRelease = { image: image.tag, imageId: image.id, ref, envKeys: Object.keys(cfg.appEnv).sort() };
+  // release.json first: a release folder always says which tag to remove when it goes.
+  await host.exec(seq(prepareLayout(l), cmd('mkdir', '-p', l.release(ctx.id))));
+  const release: ImageRelease = { image: image.tag, imageId: loadedId, ref, envKeys: Object.keys(cfg.appEnv).sort() };
   await host.put(releaseJsonPath(l, ctx.id), `${JSON.stringify(release, null, 2)}\n`);
+  await host.exec(seq(tagImage(loadedId, image.tag), tagImage(loadedId, ref)));
   const bytes = before !== undefined && host.bytesSent !== undefined ? host.bytesSent - before : sent;
   ctx.shipped = { ...ctx.shipped, bytes };
   ctx.log(`shipped ${formatBytes(bytes)} of image ${image.tag}: ${summary}`);

@@ -65,7 +65,11 @@ export const run = (argv: readonly string[], options: SpawnOptions): Promise<Exe
 const feed = (stdin: NodeJS.WritableStream, input: string | Buffer | Readable | undefined): void => {
   if (input === undefined) stdin.end();
   else if (typeof input === 'string' || Buffer.isBuffer(input)) stdin.end(input);
-  else input.pipe(stdin);
+  else {
+    // A source that fails (a tar filter that meets a broken archive) ends the input; the command's status tells.
+    input.on('error', (e) => (stdin as NodeJS.WritableStream & { destroy(e?: Error): void }).destroy(e));
+    input.pipe(stdin);
+  }
 };
 
 /** Starts argv with its stdout as a stream (a tar of the build, fed to a host's stdin). */

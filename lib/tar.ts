@@ -36,19 +36,24 @@ export const parseSize = (field: Buffer): number => {
 const text = (header: Buffer, from: number, len: number): string =>
   header.subarray(from, from + len).toString('utf8').replace(/\0.*$/s, '');
 
-/** The `path` record of a PAX extended header, if it has one. */
-export const paxPath = (body: Buffer): string | undefined => {
-  let rest = body.toString('utf8');
-  while (rest.length > 0) {
-    const space = rest.indexOf(' ');
-    const length = Number(rest.slice(0, space));
-    if (space < 0 || !Number.isInteger(length) || length <= 0) return undefined;
-    const record = rest.slice(space + 1, length - 1);
-    if (record.startsWith('path=')) return record.slice(5);
-    rest = rest.slice(length);
+/** The records of a PAX extended header (`path`, `size`, ...); lengths count bytes. */
+export const paxRecords = (body: Buffer): Map<string, string> => {
+  const records = new Map<string, string>();
+  let at = 0;
+  while (at < body.length) {
+    const space = body.indexOf(0x20, at);
+    const length = Number(body.subarray(at, space).toString('latin1'));
+    if (space < 0 || !Number.isInteger(length) || length <= 0) break;
+    const record = body.subarray(space + 1, at + length - 1).toString('utf8');
+    const eq = record.indexOf('=');
+    if (eq > 0) records.set(record.slice(0, eq), record.slice(eq + 1));
+    at += length;
   }
-  return undefined;
+  return records;
 };
+
+/** The `path` record of a PAX extended header, if it has one. */
+export const paxPath = (body: Buffer): string | undefined => paxRecords(body).get('path');
 
 /** The body being passed or skipped: bytes left (padding included), and where they go. */
 interface Body {
@@ -56,7 +61,7 @@ interface Body {
   readonly keep: boolean;
   readonly collect?: { readonly name: string; readonly size: number; readonly parts: Buffer[] };
   /** A PAX or long-name header's body: held with its header until the member it describes is judged. */
-  readonly meta?: 'pax' | 'longname';
+  readonly meta?: 'pax' | 'longname' | 'linkname';
   readonly metaParts?: Buffer[];
 }
 
@@ -74,6 +79,8 @@ export class TarFilter extends Transform {
   /** Headers (PAX, long name) waiting for the member they describe. */
   #pending: Buffer[] = [];
   #longName: string | undefined;
+  /** The next member's size from a PAX header (Go writes sizes over 8 GiB only there). */
+  #paxSize: number | undefined;
   #body: Body | undefined;
   #ended = false;
 
@@ -95,7 +102,8 @@ export class TarFilter extends Transform {
 
   override _flush(done: TransformCallback): void {
     if (this.#buf.length > 0) this.#emit(this.#buf, true);
-    done(this.#body && this.#body.left > 0 ? new Error('the image archive ended in the middle of a member') : null);
+    const cut = (this.#body && this.#body.left > 0) || this.#pending.length > 0 || (!this.#ended && this.members.length > 0);
+    done(cut ? new Error('the image archive ended in the middle of a member') : null);
   }
 
   #emit(data: Buffer, keep: boolean): void {
@@ -136,13 +144,15 @@ export class TarFilter extends Transform {
       this.#emit(header, true);
       return true;
     }
-    const size = parseSize(header.subarray(124, 136));
     const type = String.fromCharCode(header[156] ?? 0);
+    const isMeta = type === 'x' || type === 'L' || type === 'K';
+    const size = (!isMeta ? this.#paxSize : undefined) ?? parseSize(header.subarray(124, 136));
+    if (!isMeta) this.#paxSize = undefined;
     const padded = size + ((BLOCK - (size % BLOCK)) % BLOCK);
-    if (type === 'x' || type === 'L') {
+    if (type === 'x' || type === 'L' || type === 'K') {
       // Describes the next member: held, with its body, until that member is judged.
       this.#pending.push(Buffer.from(header));
-      this.#body = { left: padded, keep: false, meta: type === 'x' ? 'pax' : 'longname', metaParts: [] };
+      this.#body = { left: padded, keep: false, meta: type === 'x' ? 'pax' : type === 'L' ? 'longname' : 'linkname', metaParts: [] };
       if (padded === 0) this.#endBody(this.#body);
       return true;
     }
@@ -168,8 +178,12 @@ export class TarFilter extends Transform {
     if (body.metaParts) {
       const content = Buffer.concat(body.metaParts);
       this.#pending.push(content);
-      if (body.meta === 'pax') this.#longName = paxPath(content) ?? this.#longName;
-      else this.#longName = content.toString('utf8').replace(/\0.*$/s, '');
+      if (body.meta === 'pax') {
+        const records = paxRecords(content);
+        this.#longName = records.get('path') ?? this.#longName;
+        const size = records.get('size');
+        if (size !== undefined && /^\d+$/.test(size)) this.#paxSize = Number(size);
+      } else if (body.meta === 'longname') this.#longName = content.toString('utf8').replace(/\0.*$/s, '');
     }
   }
 }

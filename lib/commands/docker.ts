@@ -60,6 +60,8 @@ export const dockerCheck = (): Cmd =>
   script(
     [
       'command -v docker >/dev/null 2>&1 || { echo missing; exit 0; }',
+      // docker version says why the daemon cannot be reached; docker info of 20.10 only fails its template.
+      "out=$(docker version --format '{{.Server.Version}}' 2>&1) || { printf 'down %s\\n' \"$(printf '%s' \"$out\" | tr '\\n' ' ')\"; exit 0; }",
       "out=$(docker info --format '{{.ServerVersion}}|{{.Driver}}|{{.DockerRootDir}}|{{json .DriverStatus}}' 2>&1) || { printf 'down %s\\n' \"$(printf '%s' \"$out\" | tr '\\n' ' ')\"; exit 0; }",
       'printf "ok %s\\n" "$out"',
     ].join('\n'),
@@ -111,13 +113,17 @@ export const runContainer = (s: ContainerSpec): Cmd =>
   script(
     [
       'name=$1 image=$2 envfile=$3 data=$4; shift 4',
-      'docker rm -f "$name" >/dev/null 2>&1',
-      'user=$(docker image inspect --format "{{.Config.User}}" "$image") || exit 1',
+      'docker=$(command -v docker) || { echo "docker: not found" >&2; exit 127; }',
+      // The image is checked before the slot's old container goes.
+      'user=$("$docker" image inspect --format "{{.Config.User}}" "$image") || exit 1',
+      '"$docker" rm -f "$name" >/dev/null 2>&1',
       'u=${user%%:*}; g=${user#*:}; [ "$g" = "$user" ] && g=$u',
       // Files a restore wrote (as the SSH user) are handed over too.
       'case "$u$g" in "" | *[!0-9]*) ;; *) [ -z "$(find "$data" ! -user "$u" -print 2>/dev/null | head -n 1)" ] || chown -R "$u:$g" "$data" 2>/dev/null || echo "warning: $data is not owned by the image user $u and cannot be handed to it" >&2 ;; esac',
-      'if [ -f "$envfile" ]; then set -a; . "$envfile"; set +a; fi',
-      'exec docker run -d --name "$name" --network host --restart unless-stopped -v "$data:/data" "$@" "$image"',
+      // Every word is fixed before the app's values are sourced: a key named like a variable here changes nothing.
+      'set -- "$envfile" "$docker" run -d --name "$name" --network host --restart unless-stopped -v "$data:/data" "$@" "$image"',
+      'if [ -f "$1" ]; then set -a; . "$1"; set +a; fi',
+      'shift; exec "$@"',
     ].join('\n'),
     s.name,
     s.image,

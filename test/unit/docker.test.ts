@@ -1,6 +1,10 @@
 /** Docker command builders: argument lists, one word per argument. */
 import { describe, expect, it } from 'vitest';
-import { render } from '../../lib/cmd.ts';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { render, renderForExec } from '../../lib/cmd.ts';
 import { dockerBuild, dockerCheck, freeKilobytes, hostImageLayers, imageId, imageLabels, releaseRef, runContainer, stopContainer, untagRelease } from '../../lib/commands/docker.ts';
 import { parseContainerStatus } from '../../lib/runtime/docker.ts';
 import { words } from './shell-words.ts';
@@ -54,7 +58,22 @@ describe('docker host commands, rendered', () => {
       '--label',
       "skiff.release=r;1'",
     ]);
-    expect(w[2]).toContain('docker run -d --name "$name" --network host --restart unless-stopped -v "$data:/data" "$@" "$image"');
+    expect(w[2]).toContain('"$docker" run -d --name "$name" --network host --restart unless-stopped -v "$data:/data" "$@" "$image"');
+  });
+  it('an app key named like a variable of the script changes none of its words (run by sh with a stand-in docker)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'skiff-run-'));
+    try {
+      writeFileSync(join(dir, 'docker'), '#!/bin/sh\n[ "$1" = run ] && printf "%s\\n" "$@" && printf "GREETING=%s\\n" "$GREETING"; exit 0\n', { mode: 0o755 });
+      writeFileSync(join(dir, 'app.env'), "image='evil:latest'\nname='other'\ndata='/'\ndocker='/bin/false'\nGREETING='it'\\''s $(x)'\n");
+      mkdirSync(join(dir, 'data'));
+      const text = renderForExec(
+        runContainer({ name: 'hello-p-blue', image: 'sha256:good', envFile: join(dir, 'app.env'), envKeys: ['GREETING'], dataDir: join(dir, 'data'), env: {}, labels: {} }),
+      );
+      const out = execFileSync('/bin/sh', ['-c', text], { encoding: 'utf8', env: { PATH: `${dir}:/usr/bin:/bin` } }).trim().split('\n');
+      expect(out).toEqual(['run', '-d', '--name', 'hello-p-blue', '--network', 'host', '--restart', 'unless-stopped', '-v', `${join(dir, 'data')}:/data`, '-e', 'GREETING', 'sha256:good', "GREETING=it's $(x)"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
   it('stops with a grace period and tells a kill from a stop', () => {
     expect(render(stopContainer('hello-prod-blue', 10))).toMatch(/docker stop -t "\$2" "\$1".* sh hello-prod-blue 10$/s);
