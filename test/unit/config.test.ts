@@ -209,6 +209,7 @@ describe('parseConfig: invalid configurations', () => {
     ['unknown key DEPLOY_PORT', { DEPLOY_PORT: '3001' }, 'DEPLOY_PORT', 'env/t.env: DEPLOY_PORT is not a key skiff knows (did you mean DEPLOY_PORTS?)'],
     ['PORT is reserved', { PORT: '3000' }, 'PORT', 'env/t.env: PORT is set by skiff for the app and cannot be set here (set DEPLOY_PORTS instead)'],
     ['APP_ENV is reserved', { APP_ENV: 'x' }, 'APP_ENV', 'env/t.env: APP_ENV is set by skiff for the app and cannot be set here (remove it)'],
+    ['a DOCKER_ app key with the docker runtime', { DEPLOY_RUNTIME: 'docker', DOCKER_HOST: 'tcp://x' }, 'DOCKER_HOST', 'env/t.env: DOCKER_HOST cannot be an app key with the docker runtime'],
     ['an app key that is no variable name', { 'LOG.LEVEL': 'x' }, 'LOG.LEVEL', 'env/t.env: LOG.LEVEL is not a valid variable name: use letters, digits and _'],
     ['local with ssh hosts', { DEPLOY_HOSTS: 'local,deploy@h' }, 'DEPLOY_HOSTS', 'env/t.env: DEPLOY_HOSTS is "local,deploy@h"'],
     ['ssh port out of range', { DEPLOY_HOSTS: 'deploy@h:70000' }, 'DEPLOY_HOSTS', 'env/t.env: DEPLOY_HOSTS is "deploy@h:70000"'],
