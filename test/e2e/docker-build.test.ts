@@ -73,9 +73,13 @@ describe('docker build', () => {
     expect(r.stderr).toContain('broken on purpose');
   });
 
-  it('deploying with the docker runtime is refused before anything is touched (exit 2)', async () => {
-    const r = await s.run('deploy-vps', ['t']);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toContain('DEPLOY_RUNTIME=docker is not supported by this version of skiff yet');
+  it('deploy --no-build without an image of this version: the hint to build, exit 2, nothing started', async () => {
+    spawnSync('docker', ['rm', '-f', `${APP}-probe`]); // the first test's container holds the port
+    s.setVersion('9.9.9');
+    const r = await s.run('deploy-vps', ['t', '--no-build']);
+    s.setVersion('2.1.0');
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`there is no image ${APP}:9.9.9 on this machine: run \`npx tsx scripts/build.ts t\` first`);
+    expect(spawnSync('docker', ['ps', '-aq', '--filter', `label=skiff.app=${APP}`], { encoding: 'utf8' }).stdout.trim()).toBe('');
   });
 });
