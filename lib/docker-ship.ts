@@ -114,14 +114,30 @@ const configDigest = (manifestJson: Buffer | undefined): string | undefined => {
 
 const ARCHIVE_META = (name: string) => name === 'manifest.json' || /^[0-9a-f]{64}\.json$/.test(name) || name === 'index.json';
 
+/** Once per image however many hosts it ships to: what this machine's Docker says of it. */
+const once = <T>(fn: (tag: string) => Promise<T>): ((tag: string) => Promise<T>) => {
+  const memo = new Map<string, Promise<T>>();
+  return (tag) => {
+    let p = memo.get(tag);
+    if (!p) memo.set(tag, (p = fn(tag)));
+    return p;
+  };
+};
+
+/** The image's diff ids (bottom first) and its history step sizes (newest first). */
+const localLayers = once(async (tag: string) => ({
+  diffIds: JSON.parse((await run(imageLayers(tag), { env: localEnv(), label: 'local' })).stdout) as string[],
+  sizes: (await run(imageHistorySizes(tag), { env: localEnv(), label: 'local' })).stdout.split('\n').filter(Boolean).map(Number),
+}));
+
 /** Reads an image's archive here, sending nothing, to learn its layer folder names. */
-const learnFromArchive = async (tag: string): Promise<Map<string, string>> => {
+const learnFromArchive = once(async (tag: string): Promise<Map<string, string>> => {
   const save = streamFrom(saveImage(tag), process.cwd(), undefined, localEnv());
   const filter = new TarFilter({ keep: () => false, capture: (m) => ARCHIVE_META(m.name) });
   save.stdout.pipe(filter).resume();
   await Promise.all([save.done, new Promise((resolve, reject) => filter.on('end', resolve).on('error', reject))]);
   return learnLayerNames(filter.captured.get('manifest.json'), (p) => filter.captured.get(p));
-};
+});
 
 /**
  * Ships the image of this deploy to a host and records it in `releases/<id>/release.json`. A host
@@ -139,7 +155,7 @@ export const shipImage = async (ctx: DeployCtx, hostDocker: HostDocker): Promise
     summary = `the host has image ${image.id.slice(7, 19)} already: nothing sent`;
     ctx.shipped = { bytes: 0, files: 0, reused: 0 };
   } else {
-    const diffIds = JSON.parse((await run(imageLayers(image.tag), { env: localEnv(), label: 'local' })).stdout) as string[];
+    const { diffIds, sizes } = await localLayers(image.tag);
     const hostChains = hostDocker.skipsKnownLayers ? onHost.chains : new Set<string>();
     let names = await readNames();
     let plan = planImageShip(diffIds, hostChains, names);
@@ -149,7 +165,6 @@ export const shipImage = async (ctx: DeployCtx, hostDocker: HostDocker): Promise
       plan = planImageShip(diffIds, hostChains, names);
     }
     const missing = plan.layers.filter((x) => !x.onHost).length;
-    const sizes = (await run(imageHistorySizes(image.tag), { env: localEnv(), label: 'local' })).stdout.split('\n').filter(Boolean).map(Number);
     // docker load unpacks the archive under its root dir, then each layer: about twice the layers' size.
     const needed = 2 * missingBytes(sizes, missing) + 64 * 1024 * 1024;
     const free = Number((await host.exec(freeKilobytes(hostDocker.rootDir))).stdout.trim()) * 1024;
