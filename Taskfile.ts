@@ -4,11 +4,11 @@
  *   npx tsx Taskfile.ts --list
  *   npx tsx Taskfile.ts deploy staging --yes
  *   npx tsx Taskfile.ts release production patch
- * Each task is a typed function with a description; lib/taskfile.ts checks arguments and runs
+ * Each task is a typed function with a description; lib/cli/taskfile.ts checks arguments and runs
  * dependencies once each, in order.
  */
-import { EXIT } from './lib/errors.ts';
-import { main, npm, script, type Task, type TaskContext } from './lib/taskfile.ts';
+import { EXIT } from './lib/core/errors.ts';
+import { main, npm, script, type Task, type TaskContext } from './lib/cli/taskfile.ts';
 
 const env = { name: 'env', kind: 'env' } as const;
 
@@ -58,7 +58,7 @@ const release = ({ args: [target = '', bump = ''], flags, task }: TaskContext) =
 };
 
 const backupIfConfigured = async (target: string, pass: readonly string[]): Promise<number> => {
-  const { loadConfig } = await import('./lib/config.ts');
+  const { loadConfig } = await import('./lib/config/config.ts');
   const { backup } = loadConfig(target);
   if (!backup.sqlite.length && !backup.paths.length && !backup.postgresUrl) return EXIT.ok;
   if (pass.includes('--dry-run')) {
@@ -70,14 +70,14 @@ const backupIfConfigured = async (target: string, pass: readonly string[]): Prom
 
 /** After a deploy: the live release answers its health check. */
 const verify = async (target: string): Promise<number> => {
-  const { runAttached } = await import('./lib/local.ts');
+  const { runAttached } = await import('./lib/host/local.ts');
   const { join } = await import('node:path');
-  const { REPO_ROOT } = await import('./lib/paths.ts');
+  const { REPO_ROOT } = await import('./lib/core/paths.ts');
   return runAttached([join(REPO_ROOT, 'node_modules/.bin/tsx'), join(REPO_ROOT, 'scripts/status.ts'), target], process.cwd());
 };
 
 const envCheck = async (): Promise<number> => {
-  const { checkEnvFiles } = await import('./lib/envcheck.ts');
+  const { checkEnvFiles } = await import('./lib/config/envcheck.ts');
   const results = checkEnvFiles();
   for (const r of results) {
     process.stdout.write(r.problems.length ? `✖ ${r.file}\n${r.problems.map((p) => `    ${p}`).join('\n')}\n` : `✔ ${r.file}\n`);

@@ -17,7 +17,7 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { REPO_ROOT } from '../lib/paths.ts';
+import { REPO_ROOT } from '../lib/core/paths.ts';
 import { startProbe } from '../test/support/probe.ts';
 
 const { values } = parseArgs({ options: { 'size-mb': { type: 'string', default: '1024' }, runs: { type: 'string', default: '3' }, json: { type: 'boolean', default: false } } });

@@ -19,7 +19,7 @@ import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, s
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { REPO_ROOT } from '../lib/paths.ts';
+import { REPO_ROOT } from '../lib/core/paths.ts';
 import { startProbe, type ProbeResult } from '../test/support/probe.ts';
 import { nginxUnderTest } from '../test/support/proxies.ts';
 

@@ -15,8 +15,8 @@ import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSyn
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { formatBytes } from '../lib/delta.ts';
-import { REPO_ROOT } from '../lib/paths.ts';
+import { formatBytes } from '../lib/ship/delta.ts';
+import { REPO_ROOT } from '../lib/core/paths.ts';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, json: { type: 'boolean', default: false } } });
 const runs = Number(values.runs);

@@ -20,8 +20,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../lib/config.ts';
-import { layout, REPO_ROOT } from '../lib/paths.ts';
+import { loadConfig } from '../lib/config/config.ts';
+import { layout, REPO_ROOT } from '../lib/core/paths.ts';
 import { startProbe, type ProbeResult } from '../test/support/probe.ts';
 
 const { positionals, values } = parseArgs({

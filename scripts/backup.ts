@@ -1,6 +1,6 @@
 #!/usr/bin/env -S npx tsx
 /** Takes a consistent backup of an environment's data on its host, or lists the backups there. */
-import { runMain } from '../lib/cli.ts';
+import { runMain } from '../lib/cli/cli.ts';
 
 const spec = {
   name: 'backup',
@@ -20,9 +20,9 @@ const spec = {
 } as const;
 
 await runMain(spec, async ({ args: [env, label], flags }) => {
-  const { prepareRun } = await import('../lib/run.ts');
-  const b = await import('../lib/backup.ts');
-  const { say } = await import('../lib/ui.ts');
+  const { prepareRun } = await import('../lib/cli/run.ts');
+  const b = await import('../lib/flows/backup.ts');
+  const { say } = await import('../lib/cli/ui.ts');
   if (label !== undefined) b.backupName(new Date(), label); // a bad label is refused before connecting
   const run = await prepareRun(env as string, { command: 'backup', needsVersion: false, forceUnlock: flags['force-unlock'], lockWait: flags['lock-wait'] });
   if (flags.list) {
@@ -36,7 +36,7 @@ await runMain(spec, async ({ args: [env, label], flags }) => {
       const bytes = manifest.entries.reduce((n, e) => n + e.size, 0);
       say(`${env}${all.length > 1 ? ` on ${c.host.name}` : ''}: backup ${name} (${Math.round(bytes / 1024)} KB: ${manifest.entries.map((e) => e.path).join(', ')})${missing.length ? `; not there yet, left out: ${missing.join(', ')}` : ''}${pruned.length ? `; removed ${pruned.length} old backup(s)` : ''}`);
       if (flags.download) {
-        const { downloadBackup } = await import('../lib/backup-copy.ts');
+        const { downloadBackup } = await import('../lib/flows/backup-copy.ts');
         const { relative } = await import('node:path');
         const { file, bytes } = await downloadBackup(c, name, manifest);
         say(`${env}: downloaded ${name} to ${relative(process.cwd(), file) || file} (${Math.round(bytes / 1024)} KB, every entry checked${c.cfg.backup.encryptTo ? ', encrypted with age' : ''})`);

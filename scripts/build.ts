@@ -1,6 +1,6 @@
 #!/usr/bin/env -S npx tsx
 /** Builds the app of an environment on this machine (DEPLOY_BUILD in APP_DIR) and prints its version. */
-import { runMain } from '../lib/cli.ts';
+import { runMain } from '../lib/cli/cli.ts';
 
 const spec = {
   name: 'build',
@@ -12,14 +12,14 @@ const spec = {
 } as const;
 
 await runMain(spec, async ({ args: [env], flags }) => {
-  const { loadConfig } = await import('../lib/config.ts');
-  const { runBuild } = await import('../lib/build.ts');
-  const { formatVersion, readGitFacts } = await import('../lib/version.ts');
-  const { taskList, say } = await import('../lib/ui.ts');
+  const { loadConfig } = await import('../lib/config/config.ts');
+  const { runBuild } = await import('../lib/ship/build.ts');
+  const { formatVersion, readGitFacts } = await import('../lib/release/version.ts');
+  const { taskList, say } = await import('../lib/cli/ui.ts');
   const cfg = loadConfig(env as string);
   const version = formatVersion(await readGitFacts(cfg.app.dir, cfg.root));
   if (cfg.runtime === 'docker') {
-    const { buildImage, checkDockerfile } = await import('../lib/build.ts');
+    const { buildImage, checkDockerfile } = await import('../lib/ship/build.ts');
     checkDockerfile(cfg);
     let image = { tag: '', id: '' };
     const list = await taskList([

@@ -1,6 +1,6 @@
 #!/usr/bin/env -S npx tsx
 /** Deploys APP_DIR to every host of an environment: build, ship, start, health-gate, switch. */
-import { runMain } from '../lib/cli.ts';
+import { runMain } from '../lib/cli/cli.ts';
 
 const spec = {
   name: 'deploy-vps',
@@ -19,10 +19,10 @@ const spec = {
 } as const;
 
 await runMain(spec, async ({ args: [env], flags }) => {
-  const { prepareRun, onEachHost } = await import('../lib/run.ts');
-  const d = await import('../lib/deploy.ts');
-  const { releaseId } = await import('../lib/version.ts');
-  const { checkDockerfile } = await import('../lib/build.ts');
+  const { prepareRun, onEachHost } = await import('../lib/cli/run.ts');
+  const d = await import('../lib/flows/deploy.ts');
+  const { releaseId } = await import('../lib/release/version.ts');
+  const { checkDockerfile } = await import('../lib/ship/build.ts');
   const run = await prepareRun(env as string, {
     dryRun: flags['dry-run'],
     command: 'deploy',
@@ -53,7 +53,7 @@ await runMain(spec, async ({ args: [env], flags }) => {
         all,
         'Back up the data (DEPLOY_BACKUP_BEFORE)',
         async (c) => {
-          const { takeBackup } = await import('../lib/backup.ts');
+          const { takeBackup } = await import('../lib/flows/backup.ts');
           c.backupId = (await d.timed(c, 'backup', () => takeBackup(c, 'before-deploy'))).name;
           c.log(`backup ${c.backupId}`);
         },

@@ -1,6 +1,6 @@
 #!/usr/bin/env -S npx tsx
 /** Prints the log of the live release of an environment; `--follow` keeps printing new lines. */
-import { runMain, UsageErrorFor } from '../lib/cli.ts';
+import { runMain, UsageErrorFor } from '../lib/cli/cli.ts';
 
 const spec = {
   name: 'logs',
@@ -17,8 +17,8 @@ const spec = {
 await runMain(spec, async ({ args: [env], flags }) => {
   const lines = Number(flags.lines ?? '100');
   if (!Number.isInteger(lines) || lines < 0) throw UsageErrorFor(`--lines must be a whole number, not ${JSON.stringify(flags.lines)}`);
-  const { prepareRun } = await import('../lib/run.ts');
-  const { showLogs, prefixLines } = await import('../lib/status.ts');
+  const { prepareRun } = await import('../lib/cli/run.ts');
+  const { showLogs, prefixLines } = await import('../lib/flows/status.ts');
   const run = await prepareRun(env as string, { command: 'logs', needsVersion: false });
   try {
     if (run.ctxs.length === 1) return await showLogs(run.ctx, lines, flags.follow, (b) => process.stdout.write(b));

@@ -1,6 +1,6 @@
 #!/usr/bin/env -S npx tsx
 /** Restores a backup of an environment's data: verify, safety backup, stop, swap, start, health check. */
-import { runMain } from '../lib/cli.ts';
+import { runMain } from '../lib/cli/cli.ts';
 
 const spec = {
   name: 'restore',
@@ -20,13 +20,13 @@ const spec = {
 } as const;
 
 await runMain(spec, async ({ args: [env, name], flags }) => {
-  const { prepareRun } = await import('../lib/run.ts');
-  const { confirm } = await import('../lib/cli.ts');
-  const b = await import('../lib/backup.ts');
-  const { say } = await import('../lib/ui.ts');
+  const { prepareRun } = await import('../lib/cli/run.ts');
+  const { confirm } = await import('../lib/cli/cli.ts');
+  const b = await import('../lib/flows/backup.ts');
+  const { say } = await import('../lib/cli/ui.ts');
   const { existsSync } = await import('node:fs');
   const local = existsSync(name as string) ? (name as string) : undefined;
-  const copy = local ? await import('../lib/backup-copy.ts') : undefined;
+  const copy = local ? await import('../lib/flows/backup-copy.ts') : undefined;
   const backup = copy && local ? copy.backupNameOfFile(local, env as string) : (name as string);
   b.checkBackupName(backup, env as string);
   const run = await prepareRun(env as string, { command: 'restore', needsVersion: false, forceUnlock: flags['force-unlock'], lockWait: flags['lock-wait'] });

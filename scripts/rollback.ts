@@ -1,6 +1,6 @@
 #!/usr/bin/env -S npx tsx
 /** Goes back to an earlier release through the same start, health check and switch as a deploy. */
-import { runMain } from '../lib/cli.ts';
+import { runMain } from '../lib/cli/cli.ts';
 
 const spec = {
   name: 'rollback',
@@ -22,9 +22,9 @@ const spec = {
 } as const;
 
 await runMain(spec, async ({ args: [env, requested], flags }) => {
-  const { prepareRun, onEachHost } = await import('../lib/run.ts');
-  const d = await import('../lib/deploy.ts');
-  const rb = await import('../lib/rollback.ts');
+  const { prepareRun, onEachHost } = await import('../lib/cli/run.ts');
+  const d = await import('../lib/flows/deploy.ts');
+  const rb = await import('../lib/flows/rollback.ts');
   const run = await prepareRun(env as string, {
     dryRun: flags['dry-run'],
     command: 'rollback',
@@ -44,10 +44,10 @@ await runMain(spec, async ({ args: [env, requested], flags }) => {
   }
   const target = rb.chooseTargetOnAll(run.ctxs.map((c, i) => ({ host: c.host.name, ...(facts[i] as (typeof facts)[number]) })), requested, env as string);
   // --with-data: the backup is found and verified on every host before anything changes.
-  const b = flags['with-data'] ? await import('../lib/backup.ts') : undefined;
+  const b = flags['with-data'] ? await import('../lib/flows/backup.ts') : undefined;
   const data = b ? await Promise.all(run.ctxs.map((c) => b.backupOfRelease(c, target.id))) : [];
   if (b) {
-    const { confirm } = await import('../lib/cli.ts');
+    const { confirm } = await import('../lib/cli/cli.ts');
     const name = data[0]?.name as string;
     await confirm(`Roll ${env} back to ${target.id} (version ${target.version}) and restore backup ${name} (data written since is replaced)`, flags.yes || run.dryRun);
   } else {
@@ -80,7 +80,7 @@ await runMain(spec, async ({ args: [env, requested], flags }) => {
     await tasks.run(ctx);
     run.done(`rolled ${env} back to ${target.id} (version ${target.version}): ${run.url}`);
     if (b && !run.dryRun) {
-      const { say } = await import('../lib/ui.ts');
+      const { say } = await import('../lib/cli/ui.ts');
       for (const [i, c] of all.entries()) {
         const { name, manifest } = data[i] as NonNullable<(typeof data)[number]>;
         c.log = (line) => say(`${all.length > 1 ? `${c.host.name}: ` : ''}${line}`);

@@ -1,6 +1,6 @@
 #!/usr/bin/env -S npx tsx
 /** Starts the live release of an environment if it is not running, and waits until it is healthy. */
-import { runMain } from '../lib/cli.ts';
+import { runMain } from '../lib/cli/cli.ts';
 
 const spec = {
   name: 'start',
@@ -12,9 +12,9 @@ const spec = {
 } as const;
 
 await runMain(spec, async ({ args: [env] }) => {
-  const { prepareRun } = await import('../lib/run.ts');
-  const { startLive } = await import('../lib/status.ts');
-  const { say } = await import('../lib/ui.ts');
+  const { prepareRun } = await import('../lib/cli/run.ts');
+  const { startLive } = await import('../lib/flows/status.ts');
+  const { say } = await import('../lib/cli/ui.ts');
   const run = await prepareRun(env as string, { command: 'start', needsVersion: false });
   await run.withHostLock(async (_ctx, _list, all) => {
     for (const c of all) say(`${env}${all.length > 1 ? ` on ${c.host.name}` : ''}: ${await startLive(c)}: ${run.url}`);

@@ -1,7 +1,7 @@
 #!/usr/bin/env -S npx tsx
 /** Shows what runs in an environment: release, slot, port, process, health, lock and recent releases. */
-import { runMain } from '../lib/cli.ts';
-import { EXIT } from '../lib/errors.ts';
+import { runMain } from '../lib/cli/cli.ts';
+import { EXIT } from '../lib/core/errors.ts';
 
 const spec = {
   name: 'status',
@@ -13,8 +13,8 @@ const spec = {
 } as const;
 
 await runMain(spec, async ({ args: [env], flags }) => {
-  const { prepareRun } = await import('../lib/run.ts');
-  const { gatherStatus, formatStatus } = await import('../lib/status.ts');
+  const { prepareRun } = await import('../lib/cli/run.ts');
+  const { gatherStatus, formatStatus } = await import('../lib/flows/status.ts');
   const run = await prepareRun(env as string, { command: 'status', needsVersion: false });
   try {
     const reports = await Promise.all(run.ctxs.map((c) => gatherStatus(c, run.url)));

@@ -1,6 +1,6 @@
 #!/usr/bin/env -S npx tsx
 /** Bumps the version, writes CHANGELOG.md, commits `release: vX.Y.Z` and makes an annotated tag. */
-import { runMain } from '../lib/cli.ts';
+import { runMain } from '../lib/cli/cli.ts';
 
 const spec = {
   name: 'version-tag',
@@ -22,9 +22,9 @@ const spec = {
 } as const;
 
 await runMain(spec, async ({ args: [bump], flags }) => {
-  const { REPO_ROOT } = await import('../lib/paths.ts');
-  const { confirm } = await import('../lib/cli.ts');
-  const { say, taskList } = await import('../lib/ui.ts');
+  const { REPO_ROOT } = await import('../lib/core/paths.ts');
+  const { confirm } = await import('../lib/cli/cli.ts');
+  const { say, taskList } = await import('../lib/cli/ui.ts');
   const vt = await import('../lib/release/version-tag.ts');
   const options = {
     repo: flags.repo ?? REPO_ROOT,

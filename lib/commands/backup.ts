@@ -3,7 +3,7 @@
  * `sqlite/<n>.db` (online copies), `files.tar` (BACKUP_PATHS) and `env` (shared/.env). It is made
  * in `backups/<name>.partial/`, synced, then renamed.
  */
-import { script, type Cmd } from '../cmd.ts';
+import { script, type Cmd } from '../core/cmd.ts';
 
 /** sha256 of a file: OpenSSL where it is installed (several times faster), else coreutils. */
 const SUM = 'sha() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r <"$1" | cut -d" " -f1; else sha256sum <"$1" | cut -d" " -f1; fi; }';

@@ -3,7 +3,7 @@
  * NUL-separated, and reach `rm`/`ln` through `xargs -0`: a file name is never part of a command line
  * the shell reads.
  */
-import { script, type Cmd } from '../cmd.ts';
+import { script, type Cmd } from '../core/cmd.ts';
 
 /**
  * Starts `<release>.partial` as a copy of the live release made of hard links (`cp -al`, or a plain

@@ -2,7 +2,7 @@
  * Builders for Docker commands: argument lists, run without a shell on this machine, or rendered
  * with quoting for a host.
  */
-import { cmd, script, type Cmd } from '../cmd.ts';
+import { cmd, script, type Cmd } from '../core/cmd.ts';
 
 export interface ImageBuild {
   /** `<app>:<version>`. */

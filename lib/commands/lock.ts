@@ -1,6 +1,6 @@
 /** Builders for the deploy lock: a folder made with one atomic mkdir, with holder.json inside. */
-import { script, type Cmd } from '../cmd.ts';
-import type { Layout } from '../paths.ts';
+import { script, type Cmd } from '../core/cmd.ts';
+import type { Layout } from '../core/paths.ts';
 
 /** Exit status of `acquireLock` when another holder has the lock; it prints that holder.json. */
 export const LOCK_HELD = 75;

@@ -1,5 +1,5 @@
 /** Builders for the proxy drivers: Caddy's admin API (through curl on the host) and nginx files and signals. */
-import { script, type Cmd } from '../cmd.ts';
+import { script, type Cmd } from '../core/cmd.ts';
 
 /** One request to Caddy's admin API; prints the body, then the HTTP status on a line of its own. Body on stdin. */
 export const caddyRequest = (admin: string, method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string): Cmd =>

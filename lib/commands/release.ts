@@ -1,6 +1,6 @@
 /** Builders for the release folders, `current` and the bookkeeping files under DEPLOY_PATH. */
-import { cmd, script, seq, type Cmd } from '../cmd.ts';
-import type { Layout } from '../paths.ts';
+import { cmd, script, seq, type Cmd } from '../core/cmd.ts';
+import type { Layout } from '../core/paths.ts';
 
 /** Creates the folders of the layout; the bookkeeping folder is private. */
 export const prepareLayout = (l: Layout): Cmd =>

@@ -3,8 +3,8 @@
  * pid file, a log file, and a marker in its environment (SKIFF_SLOT) so it can be found even when
  * the pid file is gone and told apart from an unrelated process that reuses the pid.
  */
-import { script, type Cmd } from '../cmd.ts';
-import type { Layout } from '../paths.ts';
+import { script, type Cmd } from '../core/cmd.ts';
+import type { Layout } from '../core/paths.ts';
 
 export interface SlotSpec {
   readonly slot: string;

@@ -1,6 +1,6 @@
 /** The next version of a release: a bump word or an explicit version, checked with semver. Pure. */
 import semver from 'semver';
-import { UsageError } from '../errors.ts';
+import { UsageError } from '../core/errors.ts';
 
 export const BUMPS = ['patch', 'minor', 'major', 'prerelease'] as const;
 export type Bump = (typeof BUMPS)[number];

@@ -1,6 +1,6 @@
-/** The git commands version-tag needs, run in one repository through lib/local.ts. */
-import { SkiffError } from '../errors.ts';
-import { run } from '../local.ts';
+/** The git commands version-tag needs, run in one repository through lib/host/local.ts. */
+import { SkiffError } from '../core/errors.ts';
+import { run } from '../host/local.ts';
 import type { Commit } from './changes.ts';
 
 export interface Git {

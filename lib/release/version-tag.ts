@@ -4,8 +4,8 @@
  */
 import { existsSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { SkiffError, UsageError } from '../errors.ts';
-import { run } from '../local.ts';
+import { SkiffError, UsageError } from '../core/errors.ts';
+import { run } from '../host/local.ts';
 import { changelogSection, groupCommits, prependChangelog, renderChanges, setJsonVersion } from './changes.ts';
 import { commitsSince, gitIn, lastTag, releaseRemote, type Git } from './git.ts';
 import { nextVersion } from './bump.ts';

@@ -3,12 +3,12 @@
  * to the slot's port, the app's environment from the release's env file, shared/data at /data and
  * `--restart unless-stopped`. A release folder holds release.json: the image id the container runs.
  */
-import type { Config } from '../config.ts';
+import type { Config } from '../config/config.ts';
 import { containerLogs, containerName, containerStatus, runContainer, stopContainer } from '../commands/docker.ts';
-import { SkiffError } from '../errors.ts';
-import type { Host } from '../host.ts';
-import type { Layout } from '../paths.ts';
-import type { Runtime, SlotRun } from '../runtime.ts';
+import { SkiffError } from '../core/errors.ts';
+import type { Host } from '../host/host.ts';
+import type { Layout } from '../core/paths.ts';
+import type { Runtime, SlotRun } from './runtime.ts';
 
 /** What `releases/<id>/release.json` holds for a docker release. */
 export interface ImageRelease {

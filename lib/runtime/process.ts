@@ -1,8 +1,8 @@
 /** The process runtime with the `pidfile` supervisor: start, stop and find a slot's process on a host. */
-import { script } from '../cmd.ts';
+import { script } from '../core/cmd.ts';
 import { tail } from '../commands/release.ts';
 import { slotStatus, startSlot, stopSlot } from '../commands/supervisor.ts';
-import type { Runtime, SlotRun } from '../runtime.ts';
+import type { Runtime, SlotRun } from './runtime.ts';
 
 /** Parses the line printed by `slotStatus`. */
 export const parseSlotStatus = (line: string): SlotRun => {

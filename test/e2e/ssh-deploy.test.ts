@@ -7,8 +7,8 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, st
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseManifest } from '../../lib/delta.ts';
-import { buildManifest } from '../../lib/manifest.ts';
+import { parseManifest } from '../../lib/ship/delta.ts';
+import { buildManifest } from '../../lib/ship/manifest.ts';
 import { get, localEnv, makeSandbox, ROOT, type Sandbox } from '../support/sandbox.ts';
 
 const PORT = 18451;

@@ -10,10 +10,10 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cmd, script, Secret } from '../../lib/cmd.ts';
-import { EXIT, RemoteCommandError, SkiffError } from '../../lib/errors.ts';
-import { fingerprint } from '../../lib/known-hosts.ts';
-import { connectSsh, type SshHost, type SshOptions } from '../../lib/ssh.ts';
+import { cmd, script, Secret } from '../../lib/core/cmd.ts';
+import { EXIT, RemoteCommandError, SkiffError } from '../../lib/core/errors.ts';
+import { fingerprint } from '../../lib/host/known-hosts.ts';
+import { connectSsh, type SshHost, type SshOptions } from '../../lib/host/ssh.ts';
 import { ROOT } from '../support/sandbox.ts';
 
 const IP = '127.0.0.2';

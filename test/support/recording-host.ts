@@ -3,9 +3,9 @@
  * answers from a list of rules. The first rule that returns a result wins; a command no rule answers
  * is a test error, so an unexpected command never passes silently. Files live in a Map.
  */
-import { render, type Cmd } from '../../lib/cmd.ts';
-import { RemoteCommandError } from '../../lib/errors.ts';
-import type { ExecOptions, ExecResult, Host, PutOptions } from '../../lib/host.ts';
+import { render, type Cmd } from '../../lib/core/cmd.ts';
+import { RemoteCommandError } from '../../lib/core/errors.ts';
+import type { ExecOptions, ExecResult, Host, PutOptions } from '../../lib/host/host.ts';
 
 /** Answers a rendered command, or returns undefined to let the next rule try. */
 export type Rule = (rendered: string) => ExecResult | undefined;

@@ -3,8 +3,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { renderEnvFile } from '../../lib/appenv.ts';
-import { Secret } from '../../lib/cmd.ts';
+import { renderEnvFile } from '../../lib/config/appenv.ts';
+import { Secret } from '../../lib/core/cmd.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'skiff-appenv-'));
 const sentinel = join(dir, 'ran');

@@ -1,9 +1,9 @@
 /** The pure parts of backups: names, manifests, verification, retention, and the builders' arguments. */
 import { describe, expect, it } from 'vitest';
-import { backupName, backupsToPrune, checkBackupName, composeManifest, formatBackups, parseSums, verifyAgainst } from '../../lib/backup.ts';
-import { render } from '../../lib/cmd.ts';
+import { backupName, backupsToPrune, checkBackupName, composeManifest, formatBackups, parseSums, verifyAgainst } from '../../lib/flows/backup.ts';
+import { render } from '../../lib/core/cmd.ts';
 import { backupSpace, checkBackup, listBackups, sealBackup, swapInData, takeSnapshot } from '../../lib/commands/backup.ts';
-import { UsageError } from '../../lib/errors.ts';
+import { UsageError } from '../../lib/core/errors.ts';
 import { words } from './shell-words.ts';
 
 const A = 'a'.repeat(64);
@@ -88,7 +88,7 @@ describe('TarDigest', () => {
     const { join } = await import('node:path');
     const { execFileSync } = await import('node:child_process');
     const { createHash } = await import('node:crypto');
-    const { TarDigest } = await import('../../lib/backup-copy.ts');
+    const { TarDigest } = await import('../../lib/flows/backup-copy.ts');
     const dir = mkdtempSync(join(tmpdir(), 'skiff-tar-'));
     mkdirSync(join(dir, 'b', 'sqlite'), { recursive: true });
     const big = Buffer.alloc(70_001, 7);
@@ -113,7 +113,7 @@ describe('TarDigest', () => {
 
 describe('PostgreSQL targets', () => {
   it('split the URL; the password travels apart, escaped for pgpass', async () => {
-    const { pgOf } = await import('../../lib/backup.ts');
+    const { pgOf } = await import('../../lib/flows/backup.ts');
     const { pgpassLine, dumpPostgres } = await import('../../lib/commands/backup.ts');
     const pg = pgOf('postgres://app:p%3Aw%5Cd%20x@db.internal:6543/shop');
     expect(pg).toEqual({ target: { host: 'db.internal', port: '6543', user: 'app', db: 'shop' }, password: 'p:w\\d x' });

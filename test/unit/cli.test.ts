@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { helpText, parseCommand, type CommandSpec, type Parsed } from '../../lib/cli.ts';
-import { UsageError } from '../../lib/errors.ts';
+import { helpText, parseCommand, type CommandSpec, type Parsed } from '../../lib/cli/cli.ts';
+import { UsageError } from '../../lib/core/errors.ts';
 
 const flags = {
   yes: { type: 'boolean', short: 'y', description: 'deploy without asking' },

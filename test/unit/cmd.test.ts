@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect, format } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cmd, or, pipe, quote, raw, redact, render, renderForExec, script, Secret, seq, type Cmd } from '../../lib/cmd.ts';
+import { cmd, or, pipe, quote, raw, redact, render, renderForExec, script, Secret, seq, type Cmd } from '../../lib/core/cmd.ts';
 
 // A file the `$(...)` and backtick cases would create if the shell ran them.
 const sandbox = mkdtempSync(join(tmpdir(), 'skiff-cmd-'));
@@ -161,7 +161,7 @@ describe('redact', () => {
     expect(redact(text, secrets.map((v) => new Secret(v)))).toBe(expected);
   });
 
-  // BUG lib/cmd.ts:109: secrets are replaced in the order given, so when one secret contains another,
+  // BUG lib/core/cmd.ts:109: secrets are replaced in the order given, so when one secret contains another,
   // replacing the shorter first leaves the rest of the longer one in the text.
   it('leaves nothing of a secret that contains another secret', () => {
     const out = redact('key=pass-word-long', [new Secret('pass'), new Secret('pass-word-long')]);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { render, type Cmd } from '../../lib/cmd.ts';
+import { render, type Cmd } from '../../lib/core/cmd.ts';
 import { acquireLock, breakLock, releaseLock } from '../../lib/commands/lock.ts';
 import {
   appendLine,
@@ -15,7 +15,7 @@ import {
 import { finishRelease, linkInto, seedFromLive, unpackInto, updateManifest } from '../../lib/commands/delta.ts';
 import { caddyRequest, nginx, nginxMaster, nginxWorkers, probeUrl } from '../../lib/commands/proxy.ts';
 import { portStatus, probeHealth, slotMarker, slotStatus, startSlot, stopSlot, type SlotSpec } from '../../lib/commands/supervisor.ts';
-import { layout } from '../../lib/paths.ts';
+import { layout } from '../../lib/core/paths.ts';
 import { words } from './shell-words.ts';
 
 /** The arguments of a `script()` command as sh would receive them ($1, $2...), from the rendered text. */

@@ -2,9 +2,9 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Secret } from '../../lib/cmd.ts';
-import { checkEnvName, loadConfig, parseConfig, readLayers, type Config } from '../../lib/config.ts';
-import { ConfigError, UsageError } from '../../lib/errors.ts';
+import { Secret } from '../../lib/core/cmd.ts';
+import { checkEnvName, loadConfig, parseConfig, readLayers, type Config } from '../../lib/config/config.ts';
+import { ConfigError, UsageError } from '../../lib/core/errors.ts';
 
 type EnvLines = Readonly<Record<string, string | undefined>>;
 
@@ -251,7 +251,7 @@ describe('parseConfig: invalid configurations', () => {
     for (const line of lines) expect(line).toMatch(/^env\/t\.env: [A-Z_]+ is /);
   });
 
-  // BUG lib/config.ts:233 (and :246): a bad value is printed as it is, even when it came from the
+  // BUG lib/config/config.ts:233 (and :246): a bad value is printed as it is, even when it came from the
   // secrets file, whose values "reach the app but never the output" (env/local.secrets.env.example).
   it('does not print a value from the secrets file', () => {
     const e = configError(() => load(BASE, { secrets: { BACKUP_POSTGRES_URL: 'mysql://app:hunter2secret@db/app' } }));
@@ -369,7 +369,7 @@ describe('process environment', () => {
     expect(e.message).toContain('environment: DEPLOY_PORT is not a key skiff knows (did you mean DEPLOY_PORTS?)');
   });
 
-  // BUG lib/config.ts:195: `k in source.values` is true for Object.prototype's names, so variables
+  // BUG lib/config/config.ts:195: `k in source.values` is true for Object.prototype's names, so variables
   // such as `constructor` or `toString` in the process environment become app keys though no file names them.
   it('does not take variables named like Object.prototype members', () => {
     const cfg = load(BASE, { processEnv: { constructor: 'x', toString: 'y' } });

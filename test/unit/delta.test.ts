@@ -3,8 +3,8 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { formatBytes, manifestChanges, manifestTotals, nulList, parseManifest, planDelta, serializeManifest, type Entry, type Manifest } from '../../lib/delta.ts';
-import { buildManifest, isExcludedTop } from '../../lib/manifest.ts';
+import { formatBytes, manifestChanges, manifestTotals, nulList, parseManifest, planDelta, serializeManifest, type Entry, type Manifest } from '../../lib/ship/delta.ts';
+import { buildManifest, isExcludedTop } from '../../lib/ship/manifest.ts';
 
 const file = (path: string, sha256: string, size = 100, mode = 0o644): Entry => ({ path, type: 'file', mode, size, sha256 });
 const dir = (path: string, mode = 0o755): Entry => ({ path, type: 'dir', mode });

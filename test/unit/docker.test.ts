@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { render, renderForExec } from '../../lib/cmd.ts';
+import { render, renderForExec } from '../../lib/core/cmd.ts';
 import { dockerBuild, dockerCheck, freeKilobytes, hostImageLayers, imageId, imageLabels, releaseRef, runContainer, stopContainer, untagRelease } from '../../lib/commands/docker.ts';
 import { parseContainerStatus } from '../../lib/runtime/docker.ts';
 import { words } from './shell-words.ts';

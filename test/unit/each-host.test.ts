@@ -1,9 +1,9 @@
 /** onEachHost: a step on every host, all or nothing. */
 import { Listr } from 'listr2';
 import { describe, expect, it } from 'vitest';
-import type { DeployCtx } from '../../lib/deploy.ts';
-import { HostFailedError } from '../../lib/errors.ts';
-import { onEachHost } from '../../lib/run.ts';
+import type { DeployCtx } from '../../lib/flows/deploy.ts';
+import { HostFailedError } from '../../lib/core/errors.ts';
+import { onEachHost } from '../../lib/cli/run.ts';
 
 const ctxs = (...names: string[]): DeployCtx[] => names.map((name) => ({ host: { name }, log: () => {} }) as unknown as DeployCtx);
 

@@ -3,8 +3,8 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig, validateFile } from '../../lib/config.ts';
-import { REPO_ROOT } from '../../lib/paths.ts';
+import { loadConfig, validateFile } from '../../lib/config/config.ts';
+import { REPO_ROOT } from '../../lib/core/paths.ts';
 
 const ENV_DIR = join(REPO_ROOT, 'env');
 const examples = readdirSync(ENV_DIR)

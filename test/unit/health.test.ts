@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { HealthCheckError } from '../../lib/errors.ts';
-import { waitHealthy, type Clock, type GateOptions } from '../../lib/health.ts';
+import { HealthCheckError } from '../../lib/core/errors.ts';
+import { waitHealthy, type Clock, type GateOptions } from '../../lib/flows/health.ts';
 import { inTurn, ok, RecordingHost } from '../support/recording-host.ts';
 import { words } from './shell-words.ts';
 

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { chainIds, learnLayerNames, missingBytes, needsLayerNames, parseHostLayers, planImageShip } from '../../lib/image.ts';
-import { parseSize, paxPath, TarFilter } from '../../lib/tar.ts';
+import { chainIds, learnLayerNames, missingBytes, needsLayerNames, parseHostLayers, planImageShip } from '../../lib/ship/image.ts';
+import { parseSize, paxPath, TarFilter } from '../../lib/ship/tar.ts';
 
 const sha = (text: string) => `sha256:${createHash('sha256').update(text).digest('hex')}`;
 const hex = (c: string) => c.repeat(64);

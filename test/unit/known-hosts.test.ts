@@ -11,7 +11,7 @@ import {
   parseKnownHosts,
   readKnownHosts,
   type HostKeyCheck,
-} from '../../lib/known-hosts.ts';
+} from '../../lib/host/known-hosts.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'skiff-known-hosts-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

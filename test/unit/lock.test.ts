@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { staleness, STALE_MS, type Holder } from '../../lib/lock.ts';
+import { staleness, STALE_MS, type Holder } from '../../lib/state/lock.ts';
 
 const now = new Date('2026-11-23T01:00:00.000Z');
 const holder = (over: Partial<Holder>): Holder => ({

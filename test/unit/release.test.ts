@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { nextVersion } from '../../lib/release/bump.ts';
 import { changelogSection, classify, groupCommits, prependChangelog, renderChanges, setJsonVersion } from '../../lib/release/changes.ts';
-import { UsageError } from '../../lib/errors.ts';
+import { UsageError } from '../../lib/core/errors.ts';
 
 describe('nextVersion', () => {
   it.each([

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { foldHistory, parseState, releasesToPrune, type HostState, type ReleaseRecord, type ReleaseStatus } from '../../lib/state.ts';
+import { foldHistory, parseState, releasesToPrune, type HostState, type ReleaseRecord, type ReleaseStatus } from '../../lib/state/state.ts';
 
 const record = (id: string, status: ReleaseStatus, extra: Partial<ReleaseRecord> = {}): ReleaseRecord => ({
   id,
@@ -55,13 +55,13 @@ describe('foldHistory', () => {
     expect(foldHistory(lines(r, { id: 'r1', status: 'bad', at: 'later' }))).toEqual([{ ...r, status: 'bad' }]);
   });
 
-  // BUG lib/state.ts:66: `JSON.parse('null')` is null and `entry.id` throws a TypeError, so one
+  // BUG lib/state/state.ts:66: `JSON.parse('null')` is null and `entry.id` throws a TypeError, so one
   // garbage line reading `null` breaks every command that reads the history, instead of being skipped.
   it('skips a line that is JSON null', () => {
     expect(foldHistory(lines('null', record('r1', 'live'))).map((r) => r.id)).toEqual(['r1']);
   });
 
-  // BUG lib/state.ts:64 with appendHistory (lib/state.ts:106): a line cut by a crash has no newline,
+  // BUG lib/state/state.ts:64 with appendHistory (lib/state/state.ts:106): a line cut by a crash has no newline,
   // so the next append lands on the same line; the whole line is skipped and the next, complete
   // record is lost with it (here the release that went live after the crash).
   it('keeps the record appended after a cut line', () => {

@@ -2,8 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { UsageError } from '../../lib/errors.ts';
-import { checkArgs, listTasks, runTaskfile, type Task } from '../../lib/taskfile.ts';
+import { UsageError } from '../../lib/core/errors.ts';
+import { checkArgs, listTasks, runTaskfile, type Task } from '../../lib/cli/taskfile.ts';
 
 describe('the task runner', () => {
   let calls: string[];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatVersion, isReleaseId, releaseId, type GitFacts } from '../../lib/version.ts';
+import { formatVersion, isReleaseId, releaseId, type GitFacts } from '../../lib/release/version.ts';
 
 describe('formatVersion', () => {
   it.each<[string, GitFacts, string]>([

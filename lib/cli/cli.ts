@@ -1,0 +1,154 @@
+/**
+ * What every script shares: argv parsing with `--help`, the one error handler that prints a clear
+ * line and exits with the contract's code, signal handling, and the production confirmation.
+ * Kept light (node built-ins only) so `--help` starts fast; scripts import heavy modules lazily.
+ */
+import { parseArgs } from 'node:util';
+import { EXIT, SkiffError, UsageError } from '../core/errors.ts';
+
+type FlagSpec = { readonly type: 'boolean' | 'string'; readonly short?: string; readonly description: string };
+
+export interface CommandSpec<F extends Record<string, FlagSpec>> {
+  readonly name: string;
+  readonly summary: string;
+  /** e.g. `<env> [<release>]` */
+  readonly usage: string;
+  /** Names of the positional arguments, required ones first. */
+  readonly positionals: readonly { readonly name: string; readonly required: boolean; readonly description: string }[];
+  readonly flags: F;
+  readonly examples?: readonly string[];
+}
+
+export type Flags<F extends Record<string, FlagSpec>> = {
+  [K in keyof F]: F[K]['type'] extends 'boolean' ? boolean : string | undefined;
+};
+
+export interface Parsed<F extends Record<string, FlagSpec>> {
+  readonly args: readonly string[];
+  readonly flags: Flags<F>;
+}
+
+const COMMON_HELP = `Exit codes: 0 done; 1 failed (the target still serves a healthy version); 2 usage or configuration error, nothing touched; 3 locked by another deploy.`;
+
+/** The text of `--help`. */
+export const helpText = <F extends Record<string, FlagSpec>>(spec: CommandSpec<F>): string => {
+  const flagLines = Object.entries(spec.flags).map(([name, f]) => {
+    const left = `  ${f.short ? `-${f.short}, ` : '    '}--${name}${f.type === 'string' ? ' <value>' : ''}`;
+    return `${left.padEnd(28)}${f.description}`;
+  });
+  const argLines = spec.positionals.map((p) => `  ${p.name.padEnd(26)}${p.description}`);
+  return [
+    `${spec.summary}`,
+    '',
+    `Usage: npx tsx scripts/${spec.name}.ts ${spec.usage}`,
+    '',
+    ...(argLines.length ? ['Arguments:', ...argLines, ''] : []),
+    'Options:',
+    ...flagLines,
+    `  ${'-h, --help'.padEnd(26)}show this help`,
+    '',
+    ...(spec.examples?.length ? ['Examples:', ...spec.examples.map((e) => `  ${e}`), ''] : []),
+    COMMON_HELP,
+  ].join('\n');
+};
+
+/** Parses argv against the spec; unknown flags and missing arguments are UsageErrors. */
+export const parseCommand = <F extends Record<string, FlagSpec>>(spec: CommandSpec<F>, argv: readonly string[]): Parsed<F> | 'help' => {
+  if (argv.includes('--help') || argv.includes('-h')) return 'help';
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      options: Object.fromEntries(Object.entries(spec.flags).map(([k, f]) => [k, { type: f.type, ...(f.short ? { short: f.short } : {}) }])),
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (e) {
+    const m = /Unknown option '([^']+)'/.exec((e as Error).message);
+    throw new UsageError(
+      m ? `unknown option ${m[1]} for ${spec.name}: see \`npx tsx scripts/${spec.name}.ts --help\`` : `${(e as Error).message.split('\n')[0]}: see --help`,
+    );
+  }
+  const required = spec.positionals.filter((p) => p.required);
+  if (parsed.positionals.length < required.length) {
+    throw new UsageError(`${spec.name} needs ${required.map((p) => p.name).join(' and ')}: usage: npx tsx scripts/${spec.name}.ts ${spec.usage}`);
+  }
+  if (parsed.positionals.length > spec.positionals.length) {
+    throw new UsageError(`${spec.name}: unexpected argument ${JSON.stringify(parsed.positionals[spec.positionals.length])}: usage: npx tsx scripts/${spec.name}.ts ${spec.usage}`);
+  }
+  const flags = Object.fromEntries(
+    Object.entries(spec.flags).map(([k, f]) => [k, parsed.values[k] ?? (f.type === 'boolean' ? false : undefined)]),
+  ) as Flags<F>;
+  return { args: parsed.positionals, flags };
+};
+
+/** Aborted by SIGINT/SIGTERM: steps check it at safe points and undo what they started. */
+export const interrupted = new AbortController();
+
+let installed = false;
+const installSignals = (): void => {
+  if (installed) return;
+  installed = true;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      if (interrupted.signal.aborted) {
+        process.stderr.write(`\n${sig} again: exiting now without undoing the current step\n`);
+        process.exit(EXIT.failed);
+      }
+      process.stderr.write(`\n${sig}: stopping at the next safe point (send it again to exit at once)\n`);
+      interrupted.abort(new SkiffError(`stopped by ${sig}`));
+    });
+  }
+};
+
+/**
+ * The one place a script exits. Prints `--help`, or runs `main` and maps errors to exit codes:
+ * a SkiffError prints its message; anything else is a bug and prints its stack.
+ */
+export const runMain = async <F extends Record<string, FlagSpec>>(
+  spec: CommandSpec<F>,
+  main: (parsed: Parsed<F>) => Promise<number | void>,
+  argv: readonly string[] = process.argv.slice(2),
+): Promise<never> => {
+  let code: number = EXIT.ok;
+  try {
+    const parsed = parseCommand(spec, argv);
+    if (parsed === 'help') {
+      process.stdout.write(`${helpText(spec)}\n`);
+    } else {
+      installSignals();
+      code = (await main(parsed)) ?? EXIT.ok;
+    }
+  } catch (error) {
+    code = report(error, argv.includes('--verbose') || argv.includes('-v'));
+  }
+  // Let pending output flush before exiting.
+  process.exitCode = code;
+  await new Promise((resolve) => setImmediate(resolve));
+  process.exit(code);
+};
+
+const report = (error: unknown, verbose: boolean): number => {
+  const reason = interrupted.signal.aborted && !(error instanceof SkiffError) ? interrupted.signal.reason : error;
+  if (reason instanceof SkiffError) {
+    process.stderr.write(`error: ${reason.message}\n`);
+    if (verbose && reason.stack) process.stderr.write(`${reason.stack}\n`);
+    return reason.exitCode;
+  }
+  process.stderr.write(`error: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}\n`);
+  return EXIT.failed;
+};
+
+/** Asks before a production change. With no TTY it refuses unless --yes was given. */
+export const confirm = async (question: string, yes: boolean): Promise<void> => {
+  if (yes) return;
+  if (!process.stdin.isTTY) throw new UsageError(`${question}: no terminal to ask on; pass --yes to confirm`);
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  const answer = (await rl.question(`${question} [y/N] `)).trim().toLowerCase();
+  rl.close();
+  if (answer !== 'y' && answer !== 'yes') throw new UsageError('cancelled: nothing was changed');
+};
+
+/** A usage error from a script's own argument checks. */
+export const UsageErrorFor = (message: string): UsageError => new UsageError(message);

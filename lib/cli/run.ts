@@ -1,0 +1,231 @@
+/**
+ * The shared start of every script that acts on an environment: load the config once, connect to
+ * the host, build the context, take the lock around the task list, and close the host at the end.
+ */
+import type { ListrTask, ListrTaskWrapper } from 'listr2';
+import { render } from '../core/cmd.ts';
+import { confirm, interrupted } from './cli.ts';
+import { checkSupported, connect } from '../host/connect.ts';
+import { loadConfig, type Config } from '../config/config.ts';
+import type { DeployCtx } from '../flows/deploy.ts';
+import type { ExecOptions, ExecResult, Host, PutOptions } from '../host/host.ts';
+import { HostFailedError, UsageError } from '../core/errors.ts';
+import { withLock } from '../state/lock.ts';
+import { layout } from '../core/paths.ts';
+import { proxyFor } from '../proxy/proxy.ts';
+import { runtimeFor } from '../runtime/runtime.ts';
+import { say, taskList, whoAmI } from './ui.ts';
+import { formatVersion, readGitFacts } from '../release/version.ts';
+import type { Cmd } from '../core/cmd.ts';
+
+/** A host that prints what it would change. Reads (get) go to the real host; exec prints and succeeds. */
+export class DryRunHost implements Host {
+  readonly name: string;
+  readonly #inner: Host;
+  readonly #print: (line: string) => void;
+  constructor(inner: Host, print: (line: string) => void) {
+    this.#inner = inner;
+    this.name = inner.name;
+    this.#print = print;
+  }
+  async exec(command: Cmd, options: ExecOptions = {}): Promise<ExecResult> {
+    this.#print(`[dry-run] ${this.name}: ${render(command)}${options.stdin !== undefined ? ' < (input)' : ''}`);
+    // A stream nobody reads would block its writer (the build's tar): read it to the end.
+    if (options.stdin !== undefined && typeof options.stdin === 'object' && !Buffer.isBuffer(options.stdin)) options.stdin.resume();
+    return { code: 0, stdout: '', stderr: '' };
+  }
+  async put(path: string, content: string | Buffer, options: PutOptions = {}): Promise<void> {
+    this.#print(`[dry-run] ${this.name}: write ${path} (${Buffer.byteLength(content)} bytes, mode ${(options.mode ?? 0o644).toString(8)})`);
+  }
+  get(path: string): Promise<Buffer | undefined> {
+    return this.#inner.get(path);
+  }
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+}
+
+export interface RunOptions {
+  readonly dryRun?: boolean;
+  /** The command named in lock and audit lines. */
+  readonly command: string;
+  /** Skip reading git (status, logs, stop: they do not need the version). */
+  readonly needsVersion?: boolean;
+  /** --force-unlock: break a lock whose holder is gone or whose heartbeat is stale. */
+  readonly forceUnlock?: boolean;
+  /** --lock-wait SECONDS, as given. */
+  readonly lockWait?: string | undefined;
+  /** Checks on this machine before any host is reached (a missing Dockerfile, say). */
+  readonly check?: (cfg: Config) => void;
+}
+
+/** Opens every host of the environment at once; if one cannot be reached, the others are closed. */
+const connectAll = async (cfg: Config): Promise<Host[]> => {
+  const opened = await Promise.allSettled(cfg.hosts.map((t) => connect(t, cfg)));
+  const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  const hosts = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  if (failed) {
+    await Promise.all(hosts.map((h) => h.close()));
+    throw failed.reason;
+  }
+  return hosts;
+};
+
+/** The first line of an error, for a task's title or a history record. */
+export const firstLine = (error: unknown): string => (error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error));
+
+/**
+ * A step on every host. With one host it is the step itself. With several, each host is a subtask,
+ * all at once (or one after another with `serial`, stopping at the first failure); if the step
+ * failed on any host, `undo` runs on the hosts where it succeeded before the failure is thrown:
+ * a deploy is all or nothing.
+ */
+export const onEachHost = (
+  ctxs: readonly DeployCtx[],
+  title: string,
+  step: (c: DeployCtx) => Promise<unknown>,
+  options: { undo?: (c: DeployCtx, reason: string) => Promise<unknown>; serial?: boolean; skip?: () => string | boolean; enabled?: () => boolean } = {},
+): ListrTask<DeployCtx> => ({
+  title,
+  ...(options.skip ? { skip: options.skip } : {}),
+  ...(options.enabled ? { enabled: options.enabled } : {}),
+  task: async (_c, t) => {
+    const [only] = ctxs;
+    if (only && ctxs.length === 1) return step(only);
+    const failures = new Map<DeployCtx, unknown>();
+    const succeeded: DeployCtx[] = [];
+    await t
+      .newListr(
+        ctxs.map((c) => ({
+          title: c.host.name,
+          task: async (_x: unknown, sub: { output: string }) => {
+            c.log = (line) => {
+              sub.output = line;
+            };
+            try {
+              await step(c);
+              succeeded.push(c);
+            } catch (error) {
+              failures.set(c, error);
+              throw new Error(firstLine(error));
+            }
+          },
+          rendererOptions: { persistentOutput: true },
+        })),
+        { concurrent: !options.serial, exitOnError: options.serial ?? false },
+      )
+      .run()
+      .catch(() => undefined); // failures are in the map
+
+    const [first] = failures.entries();
+    if (!first) return;
+    const [failedCtx, error] = first;
+    const others = succeeded;
+    if (options.undo && others.length > 0) {
+      const reason = `${failedCtx.host.name} failed: ${firstLine(error)}`;
+      t.output = `undoing on ${others.map((c) => c.host.name).join(', ')}`;
+      await Promise.all(others.map((c) => options.undo?.(c, reason).catch(() => undefined)));
+    }
+    throw new HostFailedError(failedCtx.host.name, error, others.length > 0 && options.undo ? others.map((c) => c.host.name) : []);
+  },
+});
+
+/** Loads config and connects to every host; returns the pieces a script needs. */
+export const prepareRun = async (env: string, options: RunOptions) => {
+  const waitSeconds = options.lockWait === undefined ? 0 : Number(options.lockWait);
+  if (!Number.isInteger(waitSeconds) || waitSeconds < 0) {
+    throw new UsageError(`--lock-wait takes whole seconds, not ${JSON.stringify(options.lockWait)}`);
+  }
+  const cfg: Config = loadConfig(env);
+  checkSupported(cfg);
+  options.check?.(cfg);
+  const facts = options.needsVersion === false ? undefined : await readGitFacts(cfg.app.dir, cfg.root);
+  const version = facts ? formatVersion(facts) : '';
+  const dryRun = options.dryRun ?? false;
+  const [target] = cfg.hosts;
+  if (!target) throw new Error('no host');
+  const hosts = (await connectAll(cfg)).map((h) => (dryRun ? new DryRunHost(h, (line) => say(line)) : h));
+  const l = layout(cfg.path);
+  const port = cfg.ports[0] as number;
+  const url = cfg.publicUrl ?? `http://${target.kind === 'local' ? '127.0.0.1' : target.host}:${port}/`;
+  const ctxs: DeployCtx[] = hosts.map((host) => ({
+    cfg,
+    host,
+    l,
+    version,
+    gitSha: facts?.sha,
+    who: whoAmI(),
+    now: () => new Date(),
+    signal: interrupted.signal,
+    log: () => {},
+    id: '',
+    previous: undefined,
+    durations: {},
+    switched: false,
+    proxy: proxyFor(cfg),
+    runtime: runtimeFor(cfg),
+    action: options.command === 'rollback' ? 'rollback' : 'deploy',
+    start: cfg.start,
+  }));
+  const ctx = ctxs[0] as DeployCtx;
+  const closeAll = () => Promise.all(hosts.map((h) => h.close())).then(() => undefined);
+
+  let failure: unknown;
+  /** A listr2 list whose tasks send ctx.log lines to their own output (prefixed by host when there are several). */
+  const list = (tasks: ListrTask<DeployCtx>[]) =>
+    taskList<DeployCtx>(
+      tasks.map((t) => ({
+        ...t,
+        task: async (c: DeployCtx, w: ListrTaskWrapper<DeployCtx, never, never>) => {
+          for (const each of ctxs) {
+            each.log = (line) => {
+              w.output = ctxs.length > 1 ? `${each.host.name}: ${line}` : line;
+            };
+          }
+          try {
+            return await (t.task as (c: DeployCtx, w: unknown) => unknown)(c, w);
+          } catch (error) {
+            // The list shows the first line beside the task; the one handler prints the whole error.
+            failure ??= error;
+            throw new Error(firstLine(error));
+          }
+        },
+        rendererOptions: { persistentOutput: true },
+      })) as ListrTask<DeployCtx>[],
+    );
+
+  /** Holds the deploy lock on every host, one after another, then runs `fn`; releases them in reverse. */
+  const lockAll = (i: number, fn: () => Promise<void>): Promise<void> => {
+    const c = ctxs[i];
+    if (!c) return fn();
+    const lockOptions = { command: options.command, version, now: c.now, log: say, forceUnlock: options.forceUnlock ?? false, waitSeconds };
+    return withLock(c.host, l, lockOptions, () => lockAll(i + 1, fn));
+  };
+
+  return {
+    cfg,
+    version,
+    /** The first host, for what is about one host (most environments have one). */
+    host: ctx.host,
+    ctx,
+    /** One context per host of DEPLOY_HOSTS, in order. */
+    ctxs,
+    url,
+    dryRun,
+    close: closeAll,
+    /** Production (or DEPLOY_CONFIRM=true) asks first, before any progress is drawn. */
+    confirmIf: (question: string, yes: boolean) => (cfg.confirm && !dryRun ? confirm(question, yes) : Promise.resolve()),
+    /** Runs `fn` holding the deploy lock on every host (no lock in a dry run), then closes the hosts. */
+    withHostLock: async (fn: (c: DeployCtx, makeList: typeof list, all: readonly DeployCtx[]) => Promise<void>): Promise<void> => {
+      try {
+        if (dryRun) return await fn(ctx, list, ctxs);
+        await lockAll(0, () => fn(ctx, list, ctxs));
+      } catch (error) {
+        throw failure ?? error;
+      } finally {
+        await closeAll();
+      }
+    },
+    done: (line: string) => say(dryRun ? `dry run: nothing was changed (${line.replace(/^deployed/, 'would deploy')})` : line),
+  };
+};

@@ -1,0 +1,370 @@
+/**
+ * Loads `env/<name>.env`, then `env/<name>.secrets.env`, then the process environment (later wins),
+ * validates every key with zod and returns one frozen Config. A ConfigError lists every bad key.
+ */
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import { parse as parseDotenv } from 'dotenv';
+import { z } from 'zod';
+import { Secret } from '../core/cmd.ts';
+import { ConfigError, UsageError, type ConfigIssue } from '../core/errors.ts';
+import { REPO_ROOT } from '../core/paths.ts';
+
+export type Target = { readonly kind: 'local' } | { readonly kind: 'ssh'; readonly user: string; readonly host: string; readonly port: number };
+
+export interface Config {
+  readonly env: string;
+  readonly root: string;
+  readonly app: { readonly name: string; readonly dir: string; readonly releaseDir: string };
+  readonly hosts: readonly Target[];
+  /** Root of the app on each host (DEPLOY_PATH), absolute. */
+  readonly path: string;
+  readonly runtime: 'process' | 'docker';
+  readonly supervisor: 'pidfile' | 'systemd';
+  readonly proxy: 'caddy' | 'nginx' | 'none';
+  /** Slot ports: [blue] with proxy none, [blue, green] otherwise. */
+  readonly ports: readonly number[];
+  readonly publicUrl: string | undefined;
+  readonly caddyAdmin: string;
+  readonly nginxConfDir: string;
+  readonly nginxCmd: string;
+  readonly health: { readonly path: string; readonly timeoutSeconds: number };
+  readonly keepReleases: number;
+  readonly build: string | undefined;
+  readonly start: string;
+  readonly dockerfile: string;
+  readonly dockerBuildArgs: readonly string[];
+  readonly drainSeconds: number;
+  readonly sshKey: string | undefined;
+  readonly knownHosts: string | undefined;
+  /** Ask before deploying (default: only for the env named `production`). */
+  readonly confirm: boolean;
+  readonly backup: {
+    readonly paths: readonly string[];
+    readonly sqlite: readonly string[];
+    readonly postgresUrl: Secret | undefined;
+    readonly keep: number;
+    /** DEPLOY_BACKUP_BEFORE: a deploy takes a backup before the new release starts. */
+    readonly beforeDeploy: boolean;
+    /** BACKUP_ENCRYPT_TO: the age recipient downloaded copies are encrypted to. */
+    readonly encryptTo: string | undefined;
+    /** BACKUP_AGE_IDENTITY: the file of the age identity that decrypts them (restore). */
+    readonly ageIdentity: string | undefined;
+  };
+  /** Every key that is not skiff's: the app's environment, written to shared/.env. */
+  readonly appEnv: Readonly<Record<string, string | Secret>>;
+}
+
+export const ENV_NAME = /^[a-z0-9-]+$/;
+const NAME = /^[a-z0-9-]+$/;
+const APP_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Keys the deploy sets for the app itself; an env file may not set them. */
+const RESERVED_APP_KEYS = new Set(['PORT', 'DATA_DIR', 'APP_VERSION', 'APP_ENV', 'SKIFF_SLOT']);
+
+const str = z.string();
+const nonEmpty = z.string().min(1);
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/)
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+const bool = z.enum(['true', 'false']).transform((v) => v === 'true');
+const list = z.string().transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean));
+/** Paths under shared/: relative, no `..`, not shared/ itself. */
+const sharedPaths = list.refine((ps) => ps.every((p) => !p.startsWith('/') && !p.split('/').includes('..') && p !== '.' && p !== ''), 'outside shared/');
+
+const port = int(1, 65535);
+const ports = z
+  .string()
+  .transform((v) => v.split(',').map((s) => s.trim()))
+  .pipe(z.array(port).min(1).max(2))
+  .refine((p) => new Set(p).size === p.length, 'equal ports');
+
+const HOST_ENTRY = /^([a-z_][a-z0-9_.-]*)@([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::(\d{1,5}))?$/;
+const hosts = z
+  .string()
+  .transform((v) => v.split(',').map((s) => s.trim()))
+  .pipe(z.array(z.string().refine((h) => h === 'local' || HOST_ENTRY.test(h))).min(1))
+  .transform((entries): Target[] =>
+    entries.map((h) => {
+      const m = HOST_ENTRY.exec(h);
+      if (!m) return { kind: 'local' };
+      return { kind: 'ssh', user: m[1] as string, host: (m[2] as string).replace(/^\[|\]$/g, ''), port: Number(m[3] ?? 22) };
+    }),
+  )
+  .refine((t) => t.every((x) => x.kind === 'ssh') || t.length === 1, 'local with others')
+  .refine((t) => t.every((x) => x.kind === 'local' || (x.port >= 1 && x.port <= 65535)), 'port')
+  .refine((t) => new Set(t.map((x) => (x.kind === 'local' ? 'local' : `${x.host}:${x.port}`))).size === t.length, 'a host listed twice');
+
+interface KeySpec {
+  readonly schema: z.ZodType;
+  readonly expected: string;
+  readonly hint?: string;
+  readonly default?: string;
+}
+
+/** Every key skiff reads, what it must look like, and its default. docs/configuration.md mirrors it. */
+export const KEYS = {
+  APP_NAME: { schema: str.regex(NAME), expected: 'a name of a-z, 0-9 and -', hint: 'e.g. APP_NAME=hello' },
+  APP_DIR: { schema: nonEmpty, expected: 'the app source folder', default: 'example' },
+  DEPLOY_HOSTS: { schema: hosts, expected: '`local` or comma-separated user@host[:port], each host once', default: 'local' },
+  DEPLOY_PATH: { schema: nonEmpty, expected: 'an absolute path other than /', hint: 'e.g. DEPLOY_PATH=/srv/hello' },
+  DEPLOY_RUNTIME: { schema: z.enum(['process', 'docker']), expected: '`process` or `docker`', default: 'process' },
+  DEPLOY_SUPERVISOR: { schema: z.enum(['pidfile', 'systemd']), expected: '`pidfile` or `systemd`', default: 'pidfile' },
+  DEPLOY_PROXY: { schema: z.enum(['caddy', 'nginx', 'none']), expected: '`caddy`, `nginx` or `none`', default: 'none' },
+  DEPLOY_PORTS: {
+    schema: ports,
+    expected: 'one port (proxy none) or two different ports, each 1-65535',
+    hint: 'e.g. DEPLOY_PORTS=3001,3002',
+  },
+  DEPLOY_PUBLIC_URL: { schema: z.url({ protocol: /^https?$/ }), expected: 'an http(s) URL', hint: 'e.g. https://app.example.com' },
+  DEPLOY_CADDY_ADMIN: { schema: str.regex(/^[A-Za-z0-9.-]+:\d{1,5}$/), expected: 'host:port of the Caddy admin API', default: '127.0.0.1:2019' },
+  DEPLOY_NGINX_CONF_DIR: { schema: str.regex(/^\//), expected: 'an absolute folder', default: '/etc/nginx/conf.d' },
+  DEPLOY_NGINX_CMD: { schema: nonEmpty, expected: 'the nginx command', default: 'nginx' },
+  DEPLOY_HEALTH_PATH: { schema: str.regex(/^\/[^\s]*$/), expected: 'a URL path starting with /', default: '/api/health' },
+  DEPLOY_HEALTH_TIMEOUT: { schema: int(1, 3600), expected: 'seconds, 1-3600', default: '60' },
+  DEPLOY_KEEP_RELEASES: { schema: int(1, 1000), expected: 'a whole number of at least 1', hint: 'the live release counts', default: '3' },
+  DEPLOY_BUILD: { schema: str, expected: 'a shell command run in APP_DIR', default: '' },
+  DEPLOY_START: { schema: nonEmpty, expected: 'the command that starts the app in a release', hint: 'e.g. DEPLOY_START=node server.js' },
+  DEPLOY_RELEASE_DIR: { schema: str.refine((p) => !isAbsolute(p) && !p.split('/').includes('..')), expected: 'a folder inside APP_DIR', default: '.' },
+  DEPLOY_DOCKERFILE: { schema: nonEmpty, expected: 'a Dockerfile path relative to APP_DIR', default: 'Dockerfile' },
+  DEPLOY_DOCKER_BUILD_ARGS: { schema: list, expected: 'comma-separated NAME=value', default: '' },
+  DEPLOY_DRAIN_SECONDS: { schema: int(0, 3600), expected: 'seconds, 0-3600', default: '10' },
+  DEPLOY_SSH_KEY: { schema: nonEmpty, expected: 'a private key file' },
+  DEPLOY_KNOWN_HOSTS: { schema: nonEmpty, expected: 'a known_hosts file' },
+  DEPLOY_CONFIRM: { schema: bool, expected: '`true` or `false`' },
+  DEPLOY_BACKUP_BEFORE: { schema: bool, expected: '`true` or `false`', default: 'false' },
+  BACKUP_PATHS: { schema: sharedPaths, expected: 'comma-separated paths under shared/ (relative, no ..)', default: '' },
+  BACKUP_SQLITE: { schema: sharedPaths, expected: 'comma-separated SQLite files under shared/ (relative, no ..)', default: '' },
+  BACKUP_POSTGRES_URL: { schema: str.regex(/^postgres(ql)?:\/\//), expected: 'a postgres:// URL' },
+  BACKUP_KEEP: { schema: int(1, 1000), expected: 'a whole number of at least 1', default: '10' },
+  BACKUP_ENCRYPT_TO: { schema: str.regex(/^age1[0-9a-z]{20,}$/), expected: 'an age recipient (age1...)', hint: 'make one with age-keygen, or see docs/backups.md' },
+  BACKUP_AGE_IDENTITY: { schema: nonEmpty, expected: 'the file of an age identity (AGE-SECRET-KEY-1...)' },
+} satisfies Record<string, KeySpec>;
+
+type Key = keyof typeof KEYS;
+const isSkiffKey = (k: string): boolean => k === 'APP_NAME' || k === 'APP_DIR' || k.startsWith('DEPLOY_') || k.startsWith('BACKUP_');
+
+interface Source {
+  readonly values: Record<string, string>;
+  readonly origin: Record<string, string>;
+  readonly secretKeys: ReadonlySet<string>;
+}
+
+/** The folder of env files: env/ in the repo, or SKIFF_ENV_DIR. */
+export const envDir = (processEnv: NodeJS.ProcessEnv = process.env): string =>
+  processEnv.SKIFF_ENV_DIR ? resolve(processEnv.SKIFF_ENV_DIR) : join(REPO_ROOT, 'env');
+
+/** Names of the environments that have an env file. */
+export const listEnvs = (dir: string): string[] =>
+  existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => f.endsWith('.env') && !f.endsWith('.secrets.env'))
+        .map((f) => f.slice(0, -'.env'.length))
+        .filter((n) => ENV_NAME.test(n))
+        .sort()
+    : [];
+
+/** A path as users know it: relative to the repo when inside it. */
+const shown = (path: string): string => (path.startsWith(`${REPO_ROOT}/`) ? relative(REPO_ROOT, path) : path);
+
+/** Checks an environment name before any file is opened. */
+export const checkEnvName = (env: string, dir: string): void => {
+  if (!ENV_NAME.test(env)) {
+    throw new UsageError(`environment name ${JSON.stringify(env)} is invalid: use a-z, 0-9 and - only (e.g. staging)`);
+  }
+  if (!existsSync(join(dir, `${env}.env`))) {
+    const example = existsSync(join(dir, `${env}.env.example`))
+      ? `; copy ${shown(join(dir, `${env}.env.example`))} to ${shown(join(dir, `${env}.env`))} and edit it`
+      : '';
+    const known = listEnvs(dir);
+    throw new UsageError(`unknown environment "${env}": no ${shown(join(dir, `${env}.env`))}${example || `; known: ${known.join(', ') || 'none'}`}`);
+  }
+};
+
+const readEnvFile = (file: string, label: string, secret: boolean, into: Source): void => {
+  if (!existsSync(file)) return;
+  if (secret) {
+    const mode = statSync(file).mode & 0o777;
+    if (mode & 0o077) {
+      throw new ConfigError(
+        `${label} is readable by group or others (mode ${mode.toString(8)}): run \`chmod 600 ${file}\``,
+      );
+    }
+  }
+  const parsed = parseDotenv(readFileSync(file));
+  for (const [k, v] of Object.entries(parsed)) {
+    into.values[k] = v;
+    into.origin[k] = label;
+    if (secret) (into.secretKeys as Set<string>).add(k);
+    else (into.secretKeys as Set<string>).delete(k);
+  }
+};
+
+/** Reads the three layers for one environment. The process environment overrides skiff's keys and keys the files name. */
+export const readLayers = (env: string, dir: string, processEnv: NodeJS.ProcessEnv): Source => {
+  const source: Source = { values: {}, origin: {}, secretKeys: new Set() };
+  readEnvFile(join(dir, `${env}.env`), `env/${env}.env`, false, source);
+  readEnvFile(join(dir, `${env}.secrets.env`), `env/${env}.secrets.env`, true, source);
+  for (const [k, v] of Object.entries(processEnv)) {
+    if (v !== undefined && (isSkiffKey(k) || Object.hasOwn(source.values, k))) {
+      source.values[k] = v;
+      source.origin[k] = 'environment';
+    }
+  }
+  return source;
+};
+
+const closest = (key: string, candidates: readonly string[]): string | undefined => {
+  const distance = (a: string, b: string): number => {
+    const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+    for (let j = 1; j <= b.length; j++) (d[0] as number[])[j] = j;
+    for (let i = 1; i <= a.length; i++)
+      for (let j = 1; j <= b.length; j++) {
+        const row = d[i] as number[];
+        const prev = d[i - 1] as number[];
+        row[j] = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      }
+    return (d[a.length] as number[])[b.length] as number;
+  };
+  const best = candidates.map((c) => [c, distance(key, c)] as const).sort((x, y) => x[1] - y[1])[0];
+  return best && best[1] <= 3 ? best[0] : undefined;
+};
+
+const expandHome = (p: string, home: string): string => (p === '~' ? home : p.startsWith('~/') ? join(home, p.slice(2)) : p);
+
+/** Validates the layers into a frozen Config, or throws one ConfigError that lists every problem. */
+export const parseConfig = (env: string, source: Source, opts: { root: string; home: string }): Config => {
+  const issues: ConfigIssue[] = [];
+  const get = (k: string) => source.values[k];
+  const where = (k: string) => source.origin[k] ?? `env/${env}.env`;
+  const issue = (key: string, expected: string, hint?: string): ConfigIssue => ({
+    key,
+    file: where(key),
+    value: get(key),
+    expected,
+    ...(hint ? { hint } : {}),
+    ...(source.secretKeys.has(key) ? { secret: true } : {}),
+  });
+  const parsed: Partial<Record<Key, unknown>> = {};
+
+  for (const [key, spec] of Object.entries(KEYS) as [Key, KeySpec][]) {
+    const value = get(key) ?? spec.default;
+    if (value === undefined) continue;
+    const result = spec.schema.safeParse(value);
+    if (result.success) parsed[key] = result.data;
+    else issues.push(issue(key, spec.expected, spec.hint));
+  }
+  const bad = (key: Key, expected: string, hint?: string) => issues.push(issue(key, expected, hint));
+  const has = (key: Key) => key in parsed;
+
+  for (const key of ['APP_NAME', 'DEPLOY_PATH'] as const) if (get(key) === undefined) bad(key, KEYS[key].expected, KEYS[key].hint);
+  const runtime = (parsed.DEPLOY_RUNTIME ?? 'process') as Config['runtime'];
+  if (runtime === 'process' && get('DEPLOY_START') === undefined) bad('DEPLOY_START', KEYS.DEPLOY_START.expected, KEYS.DEPLOY_START.hint);
+
+  for (const key of Object.keys(source.values)) {
+    if (isSkiffKey(key) && !(key in KEYS)) {
+      const guess = closest(key, Object.keys(KEYS));
+      issues.push({ ...issue(key, 'a known key', guess ? `did you mean ${guess}?` : 'see docs/configuration.md'), problem: 'is not a key skiff knows' });
+    } else if (!isSkiffKey(key) && RESERVED_APP_KEYS.has(key)) {
+      issues.push({ ...issue(key, '', key === 'PORT' ? 'set DEPLOY_PORTS instead' : 'remove it'), problem: 'is set by skiff for the app and cannot be set here' });
+    } else if (!isSkiffKey(key) && runtime === 'docker' && /^DOCKER_/.test(key)) {
+      // The app's keys are in the environment of the docker command that starts the container.
+      issues.push({ ...issue(key, '', 'rename it: with DEPLOY_RUNTIME=docker a DOCKER_* key would steer the docker command on the host'), problem: 'cannot be an app key with the docker runtime' });
+    } else if (!isSkiffKey(key) && !APP_KEY.test(key)) {
+      issues.push({ ...issue(key, ''), problem: 'is not a valid variable name: use letters, digits and _' });
+    }
+  }
+
+  const hostsList = (parsed.DEPLOY_HOSTS ?? [{ kind: 'local' }]) as Target[];
+  const local = hostsList.every((h) => h.kind === 'local');
+  let path = get('DEPLOY_PATH') ?? '';
+  if (has('DEPLOY_PATH')) {
+    if (local) path = expandHome(path, opts.home);
+    path = path.replace(/\/+$/, '');
+    if (!isAbsolute(path) || path === '' || path.split('/').includes('..')) {
+      bad('DEPLOY_PATH', KEYS.DEPLOY_PATH.expected, local ? 'e.g. ~/.local/share/skiff/hello' : 'e.g. /srv/hello');
+    }
+  }
+
+  const proxy = (parsed.DEPLOY_PROXY ?? 'none') as Config['proxy'];
+  const portList = parsed.DEPLOY_PORTS as number[] | undefined;
+  if (portList && proxy === 'none' && portList.length !== 1) bad('DEPLOY_PORTS', 'one port with DEPLOY_PROXY=none', 'or set DEPLOY_PROXY');
+  if (portList && proxy !== 'none' && portList.length !== 2) bad('DEPLOY_PORTS', `two ports (blue,green) with DEPLOY_PROXY=${proxy}`);
+  if (get('DEPLOY_PORTS') === undefined) bad('DEPLOY_PORTS', KEYS.DEPLOY_PORTS.expected, KEYS.DEPLOY_PORTS.hint);
+  if (proxy !== 'none' && get('DEPLOY_PUBLIC_URL') === undefined) bad('DEPLOY_PUBLIC_URL', `the URL the ${proxy} proxy serves`, 'e.g. http://127.0.0.1:8080');
+
+  const appDirRaw = (parsed.APP_DIR as string | undefined) ?? 'example';
+  const appDir = resolve(opts.root, expandHome(appDirRaw, opts.home));
+  if (has('APP_DIR') && !existsSync(appDir)) bad('APP_DIR', 'an existing folder', `${appDir} does not exist`);
+  const releaseDir = join(appDir, (parsed.DEPLOY_RELEASE_DIR as string | undefined) ?? '.');
+
+  if (issues.length > 0) throw new ConfigError(issues);
+
+  const appEnv: Record<string, string | Secret> = {};
+  for (const [k, v] of Object.entries(source.values)) {
+    if (!isSkiffKey(k)) appEnv[k] = source.secretKeys.has(k) ? new Secret(v) : v;
+  }
+  const pgUrl = parsed.BACKUP_POSTGRES_URL as string | undefined;
+
+  return deepFreeze({
+    env,
+    root: opts.root,
+    app: { name: parsed.APP_NAME as string, dir: appDir, releaseDir },
+    hosts: hostsList,
+    path,
+    runtime,
+    supervisor: (parsed.DEPLOY_SUPERVISOR ?? 'pidfile') as Config['supervisor'],
+    proxy,
+    ports: portList as number[],
+    publicUrl: parsed.DEPLOY_PUBLIC_URL as string | undefined,
+    caddyAdmin: parsed.DEPLOY_CADDY_ADMIN as string,
+    nginxConfDir: parsed.DEPLOY_NGINX_CONF_DIR as string,
+    nginxCmd: parsed.DEPLOY_NGINX_CMD as string,
+    health: { path: parsed.DEPLOY_HEALTH_PATH as string, timeoutSeconds: parsed.DEPLOY_HEALTH_TIMEOUT as number },
+    keepReleases: parsed.DEPLOY_KEEP_RELEASES as number,
+    build: (parsed.DEPLOY_BUILD as string) || undefined,
+    start: (parsed.DEPLOY_START as string | undefined) ?? '',
+    dockerfile: parsed.DEPLOY_DOCKERFILE as string,
+    dockerBuildArgs: parsed.DEPLOY_DOCKER_BUILD_ARGS as string[],
+    drainSeconds: parsed.DEPLOY_DRAIN_SECONDS as number,
+    sshKey: parsed.DEPLOY_SSH_KEY ? expandHome(parsed.DEPLOY_SSH_KEY as string, opts.home) : undefined,
+    knownHosts: parsed.DEPLOY_KNOWN_HOSTS ? expandHome(parsed.DEPLOY_KNOWN_HOSTS as string, opts.home) : undefined,
+    confirm: (parsed.DEPLOY_CONFIRM as boolean | undefined) ?? env === 'production',
+    backup: {
+      paths: parsed.BACKUP_PATHS as string[],
+      sqlite: parsed.BACKUP_SQLITE as string[],
+      postgresUrl: pgUrl === undefined ? undefined : new Secret(pgUrl),
+      keep: parsed.BACKUP_KEEP as number,
+      beforeDeploy: parsed.DEPLOY_BACKUP_BEFORE as boolean,
+      encryptTo: parsed.BACKUP_ENCRYPT_TO as string | undefined,
+      ageIdentity: parsed.BACKUP_AGE_IDENTITY ? resolve(opts.root, expandHome(parsed.BACKUP_AGE_IDENTITY as string, opts.home)) : undefined,
+    },
+    appEnv,
+  });
+};
+
+const deepFreeze = <T>(value: T): T => {
+  if (value && typeof value === 'object' && !(value instanceof Secret) && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+};
+
+/** Loads and validates the configuration of one environment. */
+export const loadConfig = (env: string, processEnv: NodeJS.ProcessEnv = process.env): Config => {
+  const dir = envDir(processEnv);
+  checkEnvName(env, dir);
+  return parseConfig(env, readLayers(env, dir, processEnv), { root: REPO_ROOT, home: processEnv.HOME ?? homedir() });
+};
+
+/** Validates one file on its own (the example files), as if it were an environment. */
+export const validateFile = (file: string, processEnv: NodeJS.ProcessEnv = {}): Config => {
+  const source: Source = { values: {}, origin: {}, secretKeys: new Set() };
+  readEnvFile(file, file, false, source);
+  for (const [k, v] of Object.entries(processEnv)) if (v !== undefined) source.values[k] = v;
+  return parseConfig('example', source, { root: REPO_ROOT, home: processEnv.HOME ?? homedir() });
+};

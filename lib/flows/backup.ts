@@ -1,0 +1,323 @@
+/**
+ * Backups and restores of an environment's data on its host (docs/backups.md). The pure parts
+ * (names, manifests, verification, retention) are exported for tests; the flows take a DeployCtx.
+ */
+import { backupSpace, checkBackup, drillRestore, dumpPostgres, listBackups, pgpassLine, restorePostgres, sealBackup, swapInData, takeSnapshot, type PgTarget } from '../commands/backup.ts';
+import { cmd, script } from '../core/cmd.ts';
+import type { DeployCtx } from './deploy.ts';
+import { gateSlot } from './deploy.ts';
+import { SkiffError, UsageError } from '../core/errors.ts';
+import { audit, readState } from '../state/state.ts';
+
+export interface BackupEntry {
+  /** Path inside the backup folder: `sqlite/0.db`, `files.tar`, `env`. */
+  readonly path: string;
+  readonly kind: 'sqlite' | 'paths' | 'env' | 'postgres';
+  /** What it was taken from, under shared/: the database file, or the BACKUP_PATHS. */
+  readonly sources: readonly string[];
+  readonly size: number;
+  readonly sha256: string;
+}
+
+export interface BackupManifest {
+  readonly format: 1;
+  readonly app: string;
+  readonly env: string;
+  readonly name: string;
+  readonly createdAt: string;
+  /** The release that was live when it was taken, if any. */
+  readonly release: string | undefined;
+  readonly version: string | undefined;
+  readonly entries: readonly BackupEntry[];
+}
+
+const NAME = /^\d{8}-\d{6}(-[a-z0-9][a-z0-9-]{0,39})?$/;
+
+/** `YYYYMMDD-HHMMSS[-label]` in UTC: names sort by time. */
+export const backupName = (now: Date, label?: string): string => {
+  if (label !== undefined && !/^[a-z0-9][a-z0-9-]{0,39}$/.test(label)) {
+    throw new UsageError(`backup label "${label}" must be 1-40 of a-z, 0-9 and -, starting with a letter or digit`);
+  }
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return label ? `${stamp}-${label}` : stamp;
+};
+
+/** Refuses a backup name that could leave the backups folder (`/`, `..`) or is not one of skiff's. */
+export const checkBackupName = (name: string, env: string): void => {
+  if (!NAME.test(name)) {
+    throw new UsageError(`"${name}" is not a backup name (like 20261123-041500 or 20261123-041500-label): see \`npx tsx scripts/backup.ts ${env} --list\``);
+  }
+};
+
+/** Parses `sha256 size path` lines. */
+export const parseSums = (text: string): { sha256: string; size: number; path: string }[] =>
+  text
+    .split('\n')
+    .map((line) => /^([0-9a-f]{64}) (\d+) (\S+)$/.exec(line.trim()))
+    .flatMap((m) => (m ? [{ sha256: m[1] as string, size: Number(m[2]), path: m[3] as string }] : []));
+
+/** The manifest of a snapshot, from the sums the host printed. */
+export const composeManifest = (
+  facts: { app: string; env: string; name: string; createdAt: string; release: string | undefined; version: string | undefined },
+  sums: readonly { sha256: string; size: number; path: string }[],
+  sqlite: readonly string[],
+  paths: readonly string[],
+): BackupManifest => ({
+  format: 1,
+  ...facts,
+  entries: sums.map((s): BackupEntry => {
+    const db = /^sqlite\/(\d+)\.db$/.exec(s.path);
+    if (db) return { ...s, kind: 'sqlite', sources: [sqlite[Number(db[1])] as string] };
+    if (s.path === 'postgres.dump') return { ...s, kind: 'postgres', sources: ['BACKUP_POSTGRES_URL'] };
+    return s.path === 'files.tar' ? { ...s, kind: 'paths', sources: paths } : { ...s, kind: 'env', sources: ['.env'] };
+  }),
+});
+
+/** What is wrong with a backup on the host, compared with its manifest: empty when it is sound. */
+export const verifyAgainst = (m: BackupManifest, checkOutput: string): string[] => {
+  const sums = new Map(parseSums(checkOutput).map((s) => [s.path, s]));
+  const problems: string[] = [];
+  for (const e of m.entries) {
+    const found = sums.get(e.path);
+    if (!found) problems.push(`${e.path} is missing`);
+    else if (found.size !== e.size) problems.push(`${e.path} has ${found.size} bytes, its manifest says ${e.size} (truncated?)`);
+    else if (found.sha256 !== e.sha256) problems.push(`${e.path} does not match its sha256 (corrupted)`);
+  }
+  for (const line of checkOutput.split('\n')) {
+    const m2 = /^integrity (\S+) (.*)$/.exec(line.trim());
+    if (m2 && m2[2] !== 'ok') problems.push(`${m2[1]} fails PRAGMA integrity_check: ${m2[2]}`);
+  }
+  return problems;
+};
+
+/** Backups to delete after a new one: the oldest beyond `keep`. Never the newest, never all. */
+export const backupsToPrune = (names: readonly string[], keep: number): string[] => {
+  const sorted = [...names].sort();
+  return sorted.slice(0, Math.max(0, sorted.length - Math.max(1, keep)));
+};
+
+/** The `--list` table, newest first. */
+export const formatBackups = (rows: readonly { name: string; manifest: BackupManifest | undefined }[]): string => {
+  if (rows.length === 0) return 'no backups yet';
+  const size = (m: BackupManifest | undefined) => (m ? m.entries.reduce((n, e) => n + e.size, 0) : 0);
+  const lines = [...rows].reverse().map(({ name, manifest: m }) => {
+    const what = m ? m.entries.map((e) => (e.kind === 'sqlite' ? e.sources[0] : e.kind === 'paths' ? e.sources.join(',') : '.env')).join(' ') : '(no manifest)';
+    return `${name.padEnd(34)} ${String(Math.round(size(m) / 1024)).padStart(9)} KB  ${(m?.version ?? '-').padEnd(18)} ${what}`;
+  });
+  return [`${'backup'.padEnd(34)} ${'size'.padStart(12)}  ${'version'.padEnd(18)} contents`, ...lines].join('\n');
+};
+
+const backupsDir = (ctx: DeployCtx) => `${ctx.l.root}/backups`;
+const backupDir = (ctx: DeployCtx, name: string) => `${backupsDir(ctx)}/${name}`;
+
+/** Checks that the host has what the backup needs, and the disk space for it, before anything is made. */
+const preflight = async (ctx: DeployCtx): Promise<void> => {
+  const { host, cfg, l } = ctx;
+  const b = cfg.backup;
+  if (b.sqlite.length === 0 && b.paths.length === 0 && !b.postgresUrl) {
+    throw new SkiffError(`${cfg.env} names nothing to back up: set BACKUP_SQLITE, BACKUP_PATHS and/or BACKUP_POSTGRES_URL in env/${cfg.env}.env (see docs/backups.md)`, 2);
+  }
+  const tools = ['sha256sum', 'tar', 'df', 'du', ...(b.sqlite.length ? ['sqlite3'] : []), ...(b.postgresUrl ? ['pg_dump', 'pg_restore'] : [])];
+  const missing = (await host.exec(script('for c in "$@"; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done; exit 0', ...tools))).stdout.trim();
+  if (missing) {
+    const pkgs = `${missing.includes('sqlite3') ? 'sqlite3 ' : ''}${missing.includes('pg_') ? 'postgresql-client ' : ''}coreutils tar`;
+    throw new SkiffError(`${host.name} lacks ${missing.split('\n').join(', ')}: install it (Debian: apt-get install ${pkgs})`);
+  }
+  const [free, need] = (await host.exec(backupSpace(backupsDir(ctx), l.shared, [...b.sqlite, ...b.paths]))).stdout.trim().split(' ').map(Number);
+  if (free !== undefined && need !== undefined && free < need + 1024) {
+    throw new SkiffError(`${host.name}: not enough disk for the backup: it needs about ${need} KB, ${free} KB are free under ${backupsDir(ctx)}`);
+  }
+};
+
+/**
+ * Takes a backup on the host: a consistent snapshot in `<name>.partial`, its manifest, synced and
+ * renamed; then applies BACKUP_KEEP. Returns the backup's name and manifest.
+ */
+export const takeBackup = async (ctx: DeployCtx, label?: string): Promise<{ name: string; manifest: BackupManifest; pruned: string[]; missing: string[] }> => {
+  const { host, cfg, l } = ctx;
+  await preflight(ctx);
+  const name = backupName(ctx.now(), label);
+  const stage = `${backupDir(ctx, name)}.partial`;
+  const state = await readState(host, l);
+  const live = state?.live ? state.slots[state.live] : undefined;
+  let manifest: BackupManifest;
+  let missing: string[] = [];
+  try {
+    const snapshot = await host.exec(takeSnapshot(l.shared, stage, cfg.backup.sqlite, cfg.backup.paths), { check: false });
+    if (snapshot.code !== 0) {
+      const why = snapshot.stderr.trim().split('\n').at(-1) ?? `exit ${snapshot.code}`;
+      throw new SkiffError(`${host.name}: backup failed: ${why}`, snapshot.code === 3 ? 2 : 1);
+    }
+    let sums = snapshot.stdout;
+    const pg = pgOf(cfg.backup.postgresUrl?.reveal());
+    if (pg) {
+      const dump = await host.exec(dumpPostgres(stage, pg.target), { stdin: pgpassLine(pg.target, pg.password), check: false });
+      if (dump.code !== 0) {
+        throw new SkiffError(`${host.name}: backup failed: PostgreSQL ${pg.target.db} on ${pg.target.host}:${pg.target.port}: ${(dump.stderr.trim().split('\n').at(-1) ?? `exit ${dump.code}`).replace(/^pg_dump: error: /, '')}`);
+      }
+      sums += dump.stdout;
+    }
+    missing = snapshot.stdout.split('\n').flatMap((line) => (line.startsWith('missing ') ? [line.slice('missing '.length)] : []));
+    manifest = composeManifest(
+      { app: cfg.app.name, env: cfg.env, name, createdAt: ctx.now().toISOString(), release: live?.release, version: live?.version },
+      parseSums(sums),
+      cfg.backup.sqlite,
+      cfg.backup.paths.filter((p) => !missing.includes(p)),
+    );
+    await host.put(`${stage}/manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
+    await host.exec(sealBackup(stage, backupDir(ctx, name)));
+  } catch (error) {
+    await host.exec(cmd('rm', '-rf', stage), { check: false });
+    throw error;
+  }
+  const all = (await host.exec(listBackups(backupsDir(ctx)))).stdout.split('\n').filter(Boolean);
+  const pruned = backupsToPrune(all, cfg.backup.keep);
+  if (pruned.length > 0) await host.exec(cmd('rm', '-rf', ...pruned.map((n) => backupDir(ctx, n))));
+  await audit(host, l, ctx.now().toISOString(), ctx.who, `backup ${name}${pruned.length ? ` (pruned ${pruned.join(', ')})` : ''}`);
+  return { name, manifest, pruned, missing };
+};
+
+/** Every backup on the host with its manifest, oldest first. */
+export const readBackups = async (ctx: DeployCtx): Promise<{ name: string; manifest: BackupManifest | undefined }[]> => {
+  const names = (await ctx.host.exec(listBackups(backupsDir(ctx)))).stdout.split('\n').filter(Boolean);
+  return Promise.all(names.map(async (name) => ({ name, manifest: parseBackupManifest((await ctx.host.get(`${backupDir(ctx, name)}/manifest.json`))?.toString()) })));
+};
+
+const parseBackupManifest = (text: string | undefined): BackupManifest | undefined => {
+  try {
+    const m = text ? (JSON.parse(text) as BackupManifest) : undefined;
+    return m?.format === 1 && Array.isArray(m.entries) ? m : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
+/**
+ * Reads and checks a backup before anything stops: its manifest names this app and env, every entry
+ * has its size and sha256, and every SQLite copy passes integrity_check.
+ */
+export const verifyBackup = async (ctx: DeployCtx, name: string): Promise<BackupManifest> => {
+  const { host, cfg } = ctx;
+  checkBackupName(name, cfg.env);
+  const manifest = parseBackupManifest((await host.get(`${backupDir(ctx, name)}/manifest.json`))?.toString());
+  if (!manifest) throw new UsageError(`there is no backup ${name} of ${cfg.env} on ${host.name}: see \`npx tsx scripts/backup.ts ${cfg.env} --list\``);
+  if (manifest.app !== cfg.app.name || manifest.env !== cfg.env) {
+    throw new UsageError(`backup ${name} is of ${manifest.app} ${manifest.env}, not ${cfg.app.name} ${cfg.env}: restore it with that env`);
+  }
+  const problems = verifyAgainst(manifest, (await host.exec(checkBackup(backupDir(ctx, name)))).stdout);
+  if (problems.length > 0) throw new SkiffError(`backup ${name} on ${host.name} is damaged: ${problems.join('; ')}; nothing was changed`);
+  return manifest;
+};
+
+/** Splits BACKUP_POSTGRES_URL into where the database is and its password (which travels apart). */
+export const pgOf = (url: string | undefined): { target: PgTarget; password: string } | undefined => {
+  if (!url) return undefined;
+  const u = new URL(url);
+  return {
+    target: { host: u.hostname || '127.0.0.1', port: u.port || '5432', user: decodeURIComponent(u.username), db: decodeURIComponent(u.pathname.replace(/^\//, '')) || decodeURIComponent(u.username) },
+    password: decodeURIComponent(u.password),
+  };
+};
+
+/** Puts a verified backup's data in place (the app must be stopped); PostgreSQL in one transaction. */
+const swapIn = async (ctx: DeployCtx, name: string, m: BackupManifest): Promise<void> => {
+  await ctx.host.exec(
+    swapInData(
+      backupDir(ctx, name),
+      ctx.l.shared,
+      m.entries.filter((e) => e.kind === 'sqlite').map((e) => [e.path, e.sources[0] as string] as const),
+      m.entries.find((e) => e.kind === 'paths')?.sources ?? [],
+    ),
+  );
+  const pg = pgOf(ctx.cfg.backup.postgresUrl?.reveal());
+  if (m.entries.some((e) => e.kind === 'postgres')) {
+    if (!pg) throw new SkiffError(`backup ${name} holds a PostgreSQL dump, and BACKUP_POSTGRES_URL is not set: set it to the database to restore into`, 2);
+    const r = await ctx.host.exec(restorePostgres(`${backupDir(ctx, name)}/postgres.dump`, pg.target), { stdin: pgpassLine(pg.target, pg.password), check: false });
+    if (r.code !== 0) throw new SkiffError(`PostgreSQL restore failed (nothing of it was applied): ${r.stderr.trim().split('\n').at(-1) ?? `exit ${r.code}`}`);
+  }
+};
+
+/**
+ * Restores a verified backup: a safety backup first, then stop, swap the data in, start, health
+ * check. If any of that fails, the safety backup goes back in and the app starts again.
+ */
+export const restoreBackup = async (ctx: DeployCtx, name: string, manifest: BackupManifest): Promise<{ safety: string }> => {
+  const { host, l, cfg } = ctx;
+  const state = await readState(host, l);
+  const slot = state?.live;
+  const live = slot ? state.slots[slot] : undefined;
+  const safety = await takeBackup(ctx, 'before-restore');
+  ctx.log(`safety backup ${safety.name}`);
+  const start = async () => {
+    if (!slot || !live) return;
+    await ctx.runtime.launch(host, l, { slot, release: live.release, port: live.port, start: live.start, version: live.version });
+    await gateSlot(ctx, slot, live.port, false);
+  };
+  try {
+    if (slot) {
+      const stopped = await ctx.runtime.halt(host, l, slot, cfg.drainSeconds);
+      ctx.log(`app ${stopped}`);
+    }
+    await swapIn(ctx, name, manifest);
+    await start();
+    await audit(host, l, ctx.now().toISOString(), ctx.who, `restore ${name} (safety backup ${safety.name})`);
+    return { safety: safety.name };
+  } catch (error) {
+    ctx.log(`restore failed, putting ${safety.name} back`);
+    try {
+      if (slot) await ctx.runtime.halt(host, l, slot, 0);
+      await swapIn(ctx, safety.name, safety.manifest);
+      await start();
+    } catch (again) {
+      throw new SkiffError(
+        `${error instanceof Error ? error.message.split('\n')[0] : String(error)}\n  and putting the safety backup ${safety.name} back failed too: ${
+          again instanceof Error ? again.message.split('\n')[0] : String(again)
+        }; restore it by hand: npx tsx scripts/restore.ts ${cfg.env} ${safety.name}`,
+      );
+    }
+    await audit(host, l, ctx.now().toISOString(), ctx.who, `restore ${name} failed; safety backup ${safety.name} put back`);
+    throw new SkiffError(
+      `restore of ${name} failed: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}; the data of before (safety backup ${safety.name}) is back and the app serves it`,
+    );
+  }
+};
+
+/** Whether the live slot runs (restore says what it will stop). */
+export const liveRunning = async (ctx: DeployCtx): Promise<boolean> => {
+  const state = await readState(ctx.host, ctx.l);
+  return state?.live ? (await ctx.runtime.find(ctx.host, ctx.l, state.live)).state === 'running' : false;
+};
+
+/**
+ * `restore --test`: restores a verified backup into a scratch folder on the host and checks it,
+ * touching nothing live. Returns one line per entry.
+ */
+export const drillBackup = async (ctx: DeployCtx, name: string, m: BackupManifest): Promise<string[]> => {
+  const out = (await ctx.host.exec(drillRestore(backupDir(ctx, name), `${backupsDir(ctx)}/.drill-${name}`))).stdout;
+  const field = (kind: string, entry: string) => new RegExp(`^${kind} ${entry.replace(/[./]/g, '\\$&')} (.*)$`, 'm').exec(out)?.[1];
+  const problems: string[] = [];
+  const lines = m.entries.map((e) => {
+    if (e.kind === 'sqlite') {
+      const integrity = field('integrity', e.path) ?? 'not checked';
+      if (integrity !== 'ok') problems.push(`${e.path} (${e.sources[0]}): integrity ${integrity}`);
+      return `${e.path} (${e.sources[0]}): integrity ${integrity}, ${field('tables', e.path) ?? '?'} tables`;
+    }
+    if (e.kind === 'paths') return `files.tar (${e.sources.join(', ')}): ${/^files (\d+)$/m.exec(out)?.[1] ?? '?'} files unpacked`;
+    if (e.kind === 'postgres') return `postgres.dump: pg_restore -l lists ${/^pgobjects (\d+)$/m.exec(out)?.[1] ?? '?'} objects`;
+    return 'env: present';
+  });
+  if (problems.length > 0) throw new SkiffError(`restore test of ${name} failed: ${problems.join('; ')}`);
+  return lines;
+};
+
+/**
+ * The newest backup taken while a release was live (its manifest names it), verified: what
+ * `rollback --with-data` restores. With DEPLOY_BACKUP_BEFORE, that is the backup the next deploy took.
+ */
+export const backupOfRelease = async (ctx: DeployCtx, release: string): Promise<{ name: string; manifest: BackupManifest }> => {
+  const found = (await readBackups(ctx)).filter((b) => b.manifest?.release === release).at(-1);
+  if (!found) {
+    throw new UsageError(`no backup on ${ctx.host.name} was taken while ${release} was live: roll back without --with-data, or restore a backup by name (backup.ts ${ctx.cfg.env} --list)`);
+  }
+  return { name: found.name, manifest: await verifyBackup(ctx, found.name) };
+};

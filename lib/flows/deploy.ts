@@ -1,0 +1,472 @@
+/**
+ * The deploy flow, step by step (docs/deploy-vps.md). Each step is a short function of the context;
+ * scripts/deploy-vps.ts puts them in a listr2 list. A step that can leave the host without a healthy
+ * version undoes itself before it rethrows, so a failed deploy leaves the previous release serving.
+ */
+import { renderEnvFile } from '../config/appenv.ts';
+import { existsSync } from 'node:fs';
+import { Transform, type Readable } from 'node:stream';
+import { releaseEntriesTar, releaseTar, runBuild } from '../ship/build.ts';
+import { cmd, script, seq } from '../core/cmd.ts';
+import { finishRelease, linkInto, seedFromLive, unpackInto, updateManifest } from '../commands/delta.ts';
+import { exists, listReleases, prepareLayout, publishEnv, removePartials, removeReleases, switchCurrent } from '../commands/release.ts';
+import { formatBytes, manifestChanges, manifestTotals, nulList, parseManifest, planDelta, serializeManifest, type Manifest } from '../ship/delta.ts';
+import { buildManifest } from '../ship/manifest.ts';
+import { connectionsTo, probeUrl } from '../commands/proxy.ts';
+import { portStatus, probeHealth } from '../commands/supervisor.ts';
+import type { Config } from '../config/config.ts';
+import { HealthCheckError, SkiffError } from '../core/errors.ts';
+import { realClock, waitHealthy, type Clock } from './health.ts';
+import type { Proxy } from '../proxy/proxy.ts';
+import type { HostDocker } from '../ship/docker-ship.ts';
+import type { Host } from '../host/host.ts';
+import type { Layout } from '../core/paths.ts';
+import type { Runtime } from '../runtime/runtime.ts';
+import { appendHistory, audit, readHistory, readState, releasesToPrune, writeState, type HostState, type SlotState } from '../state/state.ts';
+import { releaseId } from '../release/version.ts';
+
+/** With proxy `none` there is one slot, and it is called blue. */
+export const SINGLE_SLOT = 'blue';
+
+export interface DeployCtx {
+  readonly cfg: Config;
+  readonly host: Host;
+  readonly l: Layout;
+  readonly version: string;
+  readonly gitSha: string | undefined;
+  readonly who: string;
+  readonly now: () => Date;
+  readonly clock?: Clock;
+  readonly signal: AbortSignal;
+  /** Where progress lines go (the listr task's output). */
+  log: (line: string) => void;
+  id: string;
+  /** What served before this deploy, to go back to. */
+  previous: { readonly state: HostState; readonly slot: SlotState } | undefined;
+  readonly durations: Record<string, number>;
+  /** Set once the new release serves; from then on a failure no longer undoes the deploy. */
+  switched: boolean;
+  /** The proxy driver; undefined with DEPLOY_PROXY=none. */
+  readonly proxy: Proxy | undefined;
+  /** What runs a slot: a supervised process or a container (DEPLOY_RUNTIME). */
+  readonly runtime: Runtime;
+  /** The host's Docker, found by preflight (docker runtime). */
+  docker?: HostDocker | undefined;
+  /** What this run does, for audit lines. */
+  action: 'deploy' | 'rollback';
+  /** The start command of the release going live: DEPLOY_START, or what an older release ran with. */
+  start: string;
+  /** The port the proxy sent traffic to before this run switched it (to switch back). */
+  switchedFrom?: number | undefined;
+  /** The backup taken before this release started (DEPLOY_BACKUP_BEFORE), recorded with it. */
+  backupId?: string | undefined;
+  /** What the ship sent: bytes (counted at the SSH channel), files sent, files taken from the live release. */
+  shipped?: { readonly bytes: number; readonly files: number; readonly reused: number } | undefined;
+}
+
+/** Times a step into ctx.durations. */
+export const timed = async <T>(ctx: DeployCtx, step: string, fn: () => Promise<T>): Promise<T> => {
+  ctx.signal.throwIfAborted();
+  const t0 = Date.now();
+  try {
+    return await fn();
+  } finally {
+    ctx.durations[step] = Date.now() - t0;
+  }
+};
+
+/** Host prerequisites and the port: nothing is changed on the host if this fails. */
+export const preflight = async (ctx: DeployCtx): Promise<void> => {
+  const { host, l } = ctx;
+  const missing = (
+    await host.exec(script('for c in sh tar setsid grep awk; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done; exit 0'))
+  ).stdout.trim();
+  if (missing) throw new SkiffError(`${host.name} lacks ${missing.split('\n').join(', ')}: install them (Debian: apt-get install coreutils tar util-linux)`);
+  if (ctx.runtime.kind === 'docker') ctx.docker = await (await import('../ship/docker-ship.ts')).checkHostDocker(host);
+  const state = await readState(host, l);
+  const live = state?.live ? state.slots[state.live] : undefined;
+  ctx.previous = state && live ? { state, slot: live } : undefined;
+  const { slot, port } = targetSlot(ctx);
+  const ours = await ctx.runtime.find(host, l, slot);
+  if (ours.state !== 'running' && (await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
+    throw new SkiffError(`${host.name}: port ${port} is already in use by another program: stop it or choose another port in DEPLOY_PORTS`);
+  }
+  if (ctx.proxy) {
+    await ctx.proxy.check(host);
+    const risk = await ctx.proxy.switchRisk(host);
+    if (risk) ctx.log(risk);
+    await repairInterruptedSwitch(ctx, ctx.proxy);
+  }
+};
+
+/**
+ * A run killed between its switch and its record (kill -9, a lost machine) leaves the proxy on the
+ * slot that state.json calls idle, and the next run would start its release there. If the recorded
+ * live slot still runs and answers its health check, the proxy goes back to it, so the host serves
+ * what its records say; otherwise the run stops before touching anything.
+ */
+const repairInterruptedSwitch = async (ctx: DeployCtx, proxy: Proxy): Promise<void> => {
+  const { host, l, cfg } = ctx;
+  const prev = ctx.previous;
+  const idle = targetSlot(ctx);
+  if (!prev || (await proxy.current(host)) !== idle.port || idle.port === prev.slot.port) return;
+  const live = await ctx.runtime.find(host, l, prev.state.live ?? '');
+  const health = live.state === 'running' ? (await host.exec(probeHealth(prev.slot.port, cfg.health.path, 3), { check: false })).stdout.trim() : '';
+  if (!/^2\d\d$/.test(health)) {
+    throw new SkiffError(
+      `${host.name}: ${proxy.kind} sends traffic to slot ${idle.slot} (port ${idle.port}), left there by an interrupted run, and the recorded live slot ${prev.state.live} is not healthy: ` +
+        `check \`npx tsx scripts/status.ts ${cfg.env}\`, then roll back or stop what runs in ${idle.slot}`,
+    );
+  }
+  await proxy.switchTo(host, prev.slot.port);
+  ctx.log(`an interrupted run had left ${proxy.kind} on slot ${idle.slot}: switched back to the live slot ${prev.state.live} (port ${prev.slot.port})`);
+  await audit(host, l, ctx.now().toISOString(), ctx.who, `repair: ${proxy.kind} switched back from port ${idle.port} to the live port ${prev.slot.port}`);
+};
+
+/** Runs DEPLOY_BUILD in APP_DIR on this machine, or builds the image `<app>:<version>` (docker runtime). */
+export const build = async (ctx: DeployCtx): Promise<void> => {
+  const log = (text: string) => {
+    for (const line of text.split('\n')) if (line.trim()) ctx.log(line);
+  };
+  if (ctx.runtime.kind !== 'docker') return runBuild(ctx.cfg, log);
+  const { buildImage } = await import('../ship/build.ts');
+  const { rememberImage } = await import('../ship/docker-ship.ts');
+  const image = await buildImage(ctx.cfg, { version: ctx.version, gitSha: ctx.gitSha, builtAt: ctx.now().toISOString() }, log);
+  rememberImage(ctx.cfg, image);
+  ctx.log(`built ${image.tag} (${image.id.slice(7, 19)})`);
+};
+
+/** Picks the release id on a host: the run's id, with a suffix if that folder exists already. */
+const claimReleaseId = async (ctx: DeployCtx): Promise<string> => {
+  // Several hosts share one id (set by the script before shipping); a clash on one host gets a suffix.
+  const base = ctx.id || releaseId(ctx.now(), ctx.version);
+  let id = base;
+  for (let n = 2; (await ctx.host.exec(exists(ctx.l.release(id)))).stdout.trim() === 'yes'; n++) id = `${base}-${n}`;
+  ctx.id = id;
+  return id;
+};
+
+/** The manifest of the build, made once however many hosts it ships to. */
+const manifests = new WeakMap<Config, Promise<Manifest>>();
+const manifestOfBuild = (cfg: Config): Promise<Manifest> => {
+  let m = manifests.get(cfg);
+  if (!m) manifests.set(cfg, (m = buildManifest(cfg.app.releaseDir)));
+  return m;
+};
+
+/** Counts the bytes of a stream as they pass (what local shipping reports; SSH counts at its channel). */
+const counting = (source: Readable, counter: { bytes: number }): Readable =>
+  source.pipe(
+    new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        counter.bytes += chunk.length;
+        done(null, chunk);
+      },
+    }),
+  );
+
+/**
+ * Ships the release to `releases/<id>`: against the live release's manifest, only the files whose
+ * content the host lacks travel, in one tar stream; the rest are hard links to the live release's
+ * files (lib/ship/delta.ts). Without a live manifest the whole folder travels. Either way the release
+ * is built in `<id>.partial`, its file count checked, then renamed; its manifest is kept for the
+ * next deploy.
+ */
+export const ship = async (ctx: DeployCtx): Promise<void> => {
+  const { host, l, cfg } = ctx;
+  if (ctx.runtime.kind === 'docker') {
+    await claimReleaseId(ctx);
+    const { checkHostDocker, shipImage } = await import('../ship/docker-ship.ts');
+    return shipImage(ctx, ctx.docker ?? (await checkHostDocker(host)));
+  }
+  if (!existsSync(cfg.app.releaseDir)) {
+    throw new SkiffError(`${cfg.app.releaseDir} does not exist: check APP_DIR and DEPLOY_RELEASE_DIR (or run the build)`);
+  }
+  await host.exec(seq(prepareLayout(l), removePartials(l)));
+  const id = await claimReleaseId(ctx);
+  const manifest = await manifestOfBuild(cfg);
+  const total = manifestTotals(manifest);
+  const liveId = ctx.previous?.slot.release;
+  const live = liveId ? parseManifest((await host.get(l.manifestOf(liveId)))?.toString()) : undefined;
+  const partial = `${l.release(id)}.partial`;
+  const counter = { bytes: 0 };
+  const before = host.bytesSent;
+  const input = (b: Buffer) => {
+    counter.bytes += b.length;
+    return b;
+  };
+  const sendTar = async (tar: { stream: Readable; done: Promise<void> }) => {
+    await Promise.all([host.exec(unpackInto(partial), { stdin: counting(tar.stream, counter) }), tar.done]);
+  };
+  let summary: string;
+  try {
+    if (live && liveId) {
+      const plan = planDelta(live, manifest);
+      await host.exec(seedFromLive(l.release(liveId), partial), { stdin: input(nulList(plan.remove)) });
+      if (plan.send.length > 0) await sendTar(releaseEntriesTar(cfg, plan.send));
+      if (plan.link.length > 0) {
+        await host.exec(linkInto(partial), { stdin: input(nulList(plan.link.flatMap(([from, to]) => [`${l.release(liveId)}/${from}`, to]))) });
+      }
+      const sentFiles = total.files - plan.reused;
+      summary = `${sentFiles} of ${total.files} files sent, ${plan.reused} taken from the live release`;
+      ctx.shipped = { bytes: 0, files: sentFiles, reused: plan.reused };
+    } else {
+      await host.exec(seq(cmd('rm', '-rf', partial), cmd('mkdir', '-p', partial)));
+      await sendTar(releaseTar(cfg));
+      summary = `all ${total.files} files sent${liveId ? ` (the live release ${liveId} has no manifest)` : ''}`;
+      ctx.shipped = { bytes: 0, files: total.files, reused: 0 };
+    }
+    await host.exec(finishRelease(partial, l.release(id), total.files));
+  } catch (error) {
+    await host.exec(cmd('rm', '-rf', partial), { check: false });
+    throw error;
+  }
+  // The manifest travels whole only with a whole release; after a delta, only its changes do.
+  if (live && liveId) await host.exec(updateManifest(l.manifestOf(liveId), l.manifestOf(id)), { stdin: input(Buffer.from(manifestChanges(live, manifest))) });
+  else await host.put(l.manifestOf(id), input(Buffer.from(serializeManifest(manifest))));
+  const sent = before !== undefined && host.bytesSent !== undefined ? host.bytesSent - before : counter.bytes;
+  ctx.shipped = { ...ctx.shipped, bytes: sent };
+  ctx.log(`shipped ${formatBytes(sent)} for a ${formatBytes(total.bytes)} release: ${summary}`);
+};
+
+/** Undo of ship when another host failed: the release folder goes, it never served. */
+export const unship = async (ctx: DeployCtx): Promise<void> => {
+  if (!ctx.id) return;
+  await removeReleaseImages(ctx, [ctx.id]).catch(() => undefined);
+  await ctx.host.exec(removeReleases(ctx.l, [ctx.id]), { check: false });
+};
+
+/** Docker: the images of releases that go lose their release tags; docker deletes an image once nothing uses it. */
+const removeReleaseImages = async (ctx: DeployCtx, ids: readonly string[]): Promise<void> => {
+  if (ctx.runtime.kind !== 'docker' || ids.length === 0) return;
+  const { readImageRelease } = await import('../runtime/docker.ts');
+  const { untagRelease } = await import('../commands/docker.ts');
+  for (const id of ids) {
+    const release = await readImageRelease(ctx.host, ctx.l, id).catch(() => undefined);
+    if (release) await ctx.host.exec(untagRelease(release.ref, release.image));
+  }
+};
+
+/** Writes the release's app environment (mode 0600); it becomes shared/.env when the release goes live. */
+export const writeAppEnv = (ctx: DeployCtx): Promise<void> =>
+  ctx.host.put(ctx.l.envOf(ctx.id), renderEnvFile({ ...ctx.cfg.appEnv }), { mode: 0o600 });
+
+const startIn = (ctx: DeployCtx, slot: string, release: string, version: string, port: number, start: string) =>
+  ctx.runtime.launch(ctx.host, ctx.l, { slot, release, port, start, version });
+
+/** Health gate of whatever runs in a slot now. An undo passes `interruptible: false`: it must finish. */
+export const gateSlot = (ctx: DeployCtx, slot: string, port: number, interruptible = true) =>
+  waitHealthy(ctx.host, {
+    port,
+    path: ctx.cfg.health.path,
+    timeoutSeconds: ctx.cfg.health.timeoutSeconds,
+    isAlive: async () => (await ctx.runtime.find(ctx.host, ctx.l, slot)).state === 'running',
+    logTail: () => ctx.runtime.logTail(ctx.host, ctx.l, slot),
+    ...(interruptible ? { signal: ctx.signal } : {}),
+    ...(ctx.clock ? { clock: ctx.clock } : {}),
+  });
+
+/**
+ * One slot (proxy `none`): stop the old process (it drains), start the new release, health-gate it.
+ * On any failure the new process is stopped and the previous release started again.
+ */
+export const replaceAndGate = async (ctx: DeployCtx): Promise<void> => {
+  const { host, l, cfg } = ctx;
+  const port = cfg.ports[0] as number;
+  try {
+    const stopped = await ctx.runtime.halt(host, l, SINGLE_SLOT, cfg.drainSeconds);
+    if (stopped !== 'not-running') ctx.log(`old process ${stopped}`);
+    if ((await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
+      throw new SkiffError(`${host.name}: port ${port} is still in use after the old process stopped: another program holds it`);
+    }
+    const started = await startIn(ctx, SINGLE_SLOT, ctx.id, ctx.version, port, ctx.start);
+    ctx.log(`started ${started} on port ${port}`);
+    const { ms } = await gateSlot(ctx, SINGLE_SLOT, port);
+    ctx.log(`healthy after ${ms} ms`);
+  } catch (error) {
+    await restorePrevious(ctx, error);
+    throw error;
+  }
+};
+
+/** Undo of replaceAndGate when another host failed: this host goes back to its previous release. */
+export const unreplace = (ctx: DeployCtx, reason: string): Promise<void> => restorePrevious(ctx, new SkiffError(reason));
+
+/** Undo of replaceAndGate: records the release failed and brings the previous one back. */
+const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<void> => {
+  const { host, l, cfg } = ctx;
+  await ctx.runtime.halt(host, l, SINGLE_SLOT, 0).catch(() => undefined);
+  await recordFailure(ctx, 'failed', error);
+  const prev = ctx.previous;
+  if (!prev) return;
+  try {
+    await startIn(ctx, SINGLE_SLOT, prev.slot.release, prev.slot.version, prev.slot.port, prev.slot.start);
+    await gateSlot(ctx, SINGLE_SLOT, prev.slot.port, false);
+    ctx.log(`previous release ${prev.slot.release} serves again`);
+  } catch (restoreError) {
+    // Keep the original error as the one reported; say loudly that the host is down.
+    throw new HealthCheckError(
+      `${error instanceof Error ? error.message : String(error)}\n  and the previous release ${prev.slot.release} did not come back: ${
+        restoreError instanceof Error ? restoreError.message.split('\n')[0] : String(restoreError)
+      }; run \`npx tsx scripts/start.ts ${cfg.env}\``,
+    );
+  }
+};
+
+/** Which slot the new release goes to, and its port: the one slot with proxy `none`, else the idle color. */
+export const targetSlot = (ctx: DeployCtx): { slot: string; port: number } => {
+  if (ctx.cfg.proxy === 'none') return { slot: SINGLE_SLOT, port: ctx.cfg.ports[0] as number };
+  const idle = ctx.previous?.state.live === 'blue' ? 'green' : 'blue';
+  return { slot: idle, port: ctx.cfg.ports[idle === 'blue' ? 0 : 1] as number };
+};
+
+/**
+ * Blue-green, step one: start the new release in the idle slot and health-gate it directly. The
+ * live slot is not touched; on failure the new process is stopped and the release recorded failed.
+ */
+export const startIdle = async (ctx: DeployCtx): Promise<void> => {
+  const { host, l } = ctx;
+  const { slot, port } = targetSlot(ctx);
+  try {
+    const leftover = await ctx.runtime.halt(host, l, slot, 0); // a process left in the idle slot by an interrupted run
+    if (leftover !== 'not-running') ctx.log(`stopped a leftover process in ${slot} (${leftover})`);
+    if ((await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
+      throw new SkiffError(`${host.name}: port ${port} (slot ${slot}) is in use by another program: stop it or change DEPLOY_PORTS`);
+    }
+    const started = await startIn(ctx, slot, ctx.id, ctx.version, port, ctx.start);
+    ctx.log(`started ${started} in ${slot} on port ${port}`);
+    const { ms } = await gateSlot(ctx, slot, port);
+    ctx.log(`healthy after ${ms} ms`);
+  } catch (error) {
+    await ctx.runtime.halt(host, l, slot, 0).catch(() => undefined);
+    await recordFailure(ctx, 'failed', error);
+    throw error;
+  }
+};
+
+/** Undo of startIdle when another host failed: the new slot stops, the release is recorded failed. */
+export const unstart = async (ctx: DeployCtx, reason: string): Promise<void> => {
+  await ctx.runtime.halt(ctx.host, ctx.l, targetSlot(ctx).slot, 0).catch(() => undefined);
+  await recordFailure(ctx, 'failed', new SkiffError(reason));
+};
+
+/**
+ * Blue-green, step two: switch the proxy to the new slot and verify through it. If that fails the
+ * proxy is switched back and the new slot stopped; the old slot has served all along.
+ */
+export const switchOver = async (ctx: DeployCtx, proxy: Proxy): Promise<void> => {
+  const { host, l, cfg } = ctx;
+  const { slot, port } = targetSlot(ctx);
+  ctx.switchedFrom = await proxy.current(host);
+  try {
+    await proxy.switchTo(host, port);
+    ctx.log(`${proxy.kind} sends ${cfg.publicUrl} to port ${port}`);
+    await verifyThroughProxy(ctx);
+  } catch (error) {
+    if (ctx.switchedFrom !== undefined) await proxy.switchTo(host, ctx.switchedFrom).catch(() => undefined);
+    await ctx.runtime.halt(host, l, slot, 0).catch(() => undefined);
+    await recordFailure(ctx, 'rolled-back', error);
+    throw error;
+  }
+};
+
+/** Undo of switchOver when another host failed: the proxy goes back to the old slot, the new one stops. */
+export const switchBack = async (ctx: DeployCtx, reason: string): Promise<void> => {
+  const { host, l } = ctx;
+  if (ctx.proxy && ctx.switchedFrom !== undefined) await ctx.proxy.switchTo(host, ctx.switchedFrom);
+  ctx.log(`switched back to port ${ctx.switchedFrom ?? '(none)'}`);
+  await ctx.runtime.halt(host, l, targetSlot(ctx).slot, 0).catch(() => undefined);
+  await recordFailure(ctx, 'rolled-back', new SkiffError(reason));
+};
+
+/** Blue-green, step three (once every host serves the new release): drain the old slot and stop it. */
+export const retireOld = async (ctx: DeployCtx): Promise<void> => {
+  const { host, l, cfg } = ctx;
+  const { slot } = targetSlot(ctx);
+  const old = ctx.previous?.state.live;
+  if (!old || old === slot) return;
+  const oldPort = ctx.previous?.slot.port as number;
+  const waited = await drain(ctx, oldPort);
+  const stopped = await ctx.runtime.halt(host, l, old, cfg.drainSeconds);
+  ctx.log(`old slot ${old} drained in ${waited} ms, ${stopped}`);
+};
+
+/** Through the proxy: the public health URL answers 2xx (a few tries; the switch is already done). */
+const verifyThroughProxy = async (ctx: DeployCtx): Promise<void> => {
+  const url = `${(ctx.cfg.publicUrl ?? '').replace(/\/$/, '')}${ctx.cfg.health.path}`;
+  const clock = ctx.clock ?? realClock;
+  let status = '';
+  for (let attempt = 0; attempt < 5; attempt++) {
+    status = (await ctx.host.exec(probeUrl(url, 5), { check: false })).stdout.trim();
+    if (/^2\d\d$/.test(status)) return;
+    await clock.sleep(200);
+  }
+  throw new HealthCheckError(
+    `${ctx.host.name}: the new release passed its direct health check but ${url} answers ${status === '000' ? 'nothing' : `HTTP ${status}`} through the proxy; switched back`,
+  );
+};
+
+/**
+ * Gives requests already on their way to the old slot a moment: waits until it has no open
+ * connections, at most 2 s (a proxy may keep idle connections to it open). The stop that follows
+ * sends SIGTERM and allows DEPLOY_DRAIN_SECONDS for requests in flight. Returns the ms waited.
+ */
+const drain = async (ctx: DeployCtx, port: number): Promise<number> => {
+  const clock = ctx.clock ?? realClock;
+  const start = clock.now();
+  const deadline = start + Math.min(ctx.cfg.drainSeconds, 2) * 1000;
+  while (clock.now() < deadline) {
+    const open = Number((await ctx.host.exec(connectionsTo(port), { check: false })).stdout.trim() || '0');
+    if (open === 0) break;
+    await clock.sleep(100);
+  }
+  return clock.now() - start;
+};
+
+const recordFailure = async (ctx: DeployCtx, status: 'failed' | 'rolled-back', error: unknown): Promise<void> => {
+  const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+  await appendHistory(ctx.host, ctx.l, record(ctx, status, reason)).catch(() => undefined);
+  await audit(ctx.host, ctx.l, ctx.now().toISOString(), ctx.who, `${ctx.action} ${ctx.id} ${status}: ${reason}`).catch(() => undefined);
+};
+
+const record = (ctx: DeployCtx, status: 'live' | 'failed' | 'rolled-back', reason?: string) => ({
+  id: ctx.id,
+  version: ctx.version,
+  gitSha: ctx.gitSha,
+  start: ctx.start,
+  who: ctx.who,
+  at: ctx.now().toISOString(),
+  status,
+  durations: ctx.durations,
+  ...(ctx.shipped ? { shipped: ctx.shipped } : {}),
+  ...(ctx.backupId ? { backupId: ctx.backupId } : {}),
+  ...(reason ? { reason } : {}),
+});
+
+/** Points `current` at the new release and records it live in state.json and the history. */
+export const commit = async (ctx: DeployCtx): Promise<void> => {
+  const { host, l, cfg } = ctx;
+  await host.exec(seq(switchCurrent(l, ctx.id), publishEnv(l, ctx.id)));
+  const at = ctx.now().toISOString();
+  const { slot, port } = targetSlot(ctx);
+  await writeState(host, l, {
+    app: cfg.app.name,
+    env: cfg.env,
+    live: slot,
+    slots: { ...ctx.previous?.state.slots, [slot]: { release: ctx.id, version: ctx.version, port, start: ctx.start, startedAt: at } },
+    updatedAt: at,
+  });
+  ctx.switched = true;
+  await appendHistory(host, l, record(ctx, 'live'));
+  await audit(host, l, at, ctx.who, `${ctx.action} ${ctx.id} live (version ${ctx.version})`);
+};
+
+/** Removes releases beyond DEPLOY_KEEP_RELEASES, never the live one or the previous good one. */
+export const prune = async (ctx: DeployCtx): Promise<string[]> => {
+  const { host, l, cfg } = ctx;
+  const onHost = (await host.exec(listReleases(l))).stdout.split('\n').filter(Boolean);
+  const doomed = releasesToPrune(onHost, await readHistory(host, l), ctx.id, cfg.keepReleases);
+  await removeReleaseImages(ctx, doomed);
+  if (doomed.length > 0) await host.exec(removeReleases(l, doomed));
+  return doomed;
+};

@@ -1,0 +1,52 @@
+/** The health gate: poll the slot's health URL on its host until it answers 2xx or a deadline passes. */
+import { probeHealth } from '../commands/supervisor.ts';
+import { HealthCheckError } from '../core/errors.ts';
+import type { Host } from '../host/host.ts';
+
+export interface Clock {
+  readonly now: () => number;
+  readonly sleep: (ms: number) => Promise<void>;
+}
+
+export const realClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
+
+export interface GateOptions {
+  readonly port: number;
+  readonly path: string;
+  readonly timeoutSeconds: number;
+  /** False once the process has exited: the gate fails at once instead of waiting out the deadline. */
+  readonly isAlive: () => Promise<boolean>;
+  /** The last lines of the slot's log, shown when the gate fails. */
+  readonly logTail: () => Promise<string>;
+  readonly clock?: Clock;
+  readonly signal?: AbortSignal;
+}
+
+const isOk = (status: string): boolean => /^2\d\d$/.test(status);
+
+/** Waits for a 2xx from the health URL; throws HealthCheckError with the reason and the log tail. */
+export const waitHealthy = async (host: Host, o: GateOptions): Promise<{ ms: number }> => {
+  const clock = o.clock ?? realClock;
+  const started = clock.now();
+  const deadline = started + o.timeoutSeconds * 1000;
+  let last = 'no answer';
+  for (let attempt = 0; ; attempt++) {
+    o.signal?.throwIfAborted();
+    const left = Math.max(1, Math.ceil((deadline - clock.now()) / 1000));
+    const status = (await host.exec(probeHealth(o.port, o.path, Math.min(5, left)), { check: false })).stdout.trim();
+    if (status === 'no-client') throw new HealthCheckError(`${host.name} has neither curl nor wget for the health check: install curl`);
+    if (isOk(status)) return { ms: clock.now() - started };
+    last = status === '000' || status === '' ? 'no answer' : `HTTP ${status}`;
+    if (!(await o.isAlive())) throw failure(host, o, `the app exited before it answered its health check (${last})`, await o.logTail());
+    if (clock.now() >= deadline) {
+      throw failure(host, o, `no healthy answer from http://127.0.0.1:${o.port}${o.path} within ${o.timeoutSeconds}s (last: ${last})`, await o.logTail());
+    }
+    await clock.sleep(Math.min(100 * 2 ** attempt, 1000)); // 100, 200, 400 ms ... then every second
+  }
+};
+
+const failure = (host: Host, o: GateOptions, why: string, tail: string): HealthCheckError =>
+  new HealthCheckError(`${host.name}: port ${o.port}: ${why}${tail.trim() ? `\n  last log lines:\n    ${tail.trim().split('\n').join('\n    ')}` : ''}`);

@@ -1,0 +1,87 @@
+/**
+ * Rollback: the same start, health gate, switch and verify as a deploy, with an older release that is
+ * still on the host (its own env file and start command) instead of a new build.
+ */
+import { listReleases } from '../commands/release.ts';
+import type { DeployCtx } from './deploy.ts';
+import { SkiffError, UsageError } from '../core/errors.ts';
+import { appendHistory, readHistory, readState, type ReleaseRecord } from '../state/state.ts';
+import { isReleaseId } from '../release/version.ts';
+
+/**
+ * The release to go back to: the requested one, or the newest release before the live one that went
+ * live and was not marked bad since. Only releases whose folder is still on the host qualify.
+ */
+export const chooseTarget = (
+  history: readonly ReleaseRecord[],
+  liveId: string | undefined,
+  onHost: readonly string[],
+  requested: string | undefined,
+  env: string,
+): ReleaseRecord => {
+  if (requested !== undefined) {
+    if (!isReleaseId(requested)) throw new UsageError(`"${requested}" is not a release id (like 20261122-234512-1.2.0): see --list`);
+    if (requested === liveId) throw new UsageError(`${requested} is already live`);
+    const found = history.find((r) => r.id === requested);
+    if (!found || !onHost.includes(requested)) {
+      throw new UsageError(`release ${requested} is not on the host (pruned, or never deployed): see \`npx tsx scripts/rollback.ts ${env} --list\``);
+    }
+    return found;
+  }
+  const liveIndex = history.findIndex((r) => r.id === liveId);
+  const candidates = history.slice(0, liveIndex === -1 ? history.length : liveIndex).filter((r) => r.status === 'live' && onHost.includes(r.id));
+  const target = candidates.at(-1);
+  if (!target) throw new SkiffError(`no earlier good release of ${env} is on the host to go back to: see --list`, 2);
+  return target;
+};
+
+/**
+ * The release to go back to on several hosts: chosen on the first, and it must be on every host
+ * (hosts deployed together share release ids).
+ */
+export const chooseTargetOnAll = (
+  hosts: readonly { host: string; history: readonly ReleaseRecord[]; liveId: string | undefined; onHost: readonly string[] }[],
+  requested: string | undefined,
+  env: string,
+): ReleaseRecord => {
+  const [first, ...rest] = hosts;
+  if (!first) throw new UsageError('no host to roll back');
+  const target = chooseTarget(first.history, first.liveId, first.onHost, requested, env);
+  for (const h of rest) {
+    if (!h.onHost.includes(target.id)) {
+      throw new UsageError(`release ${target.id} is not on ${h.host} (pruned, or that host joined later): name a release every host has, see --list`);
+    }
+  }
+  return target;
+};
+
+/** The table of `--list`: newest first, the live release marked with `*`. */
+export const formatHistory = (history: readonly ReleaseRecord[], liveId: string | undefined, onHost: readonly string[]): string => {
+  if (history.length === 0) return 'no releases yet';
+  const rows = [...history].reverse().map((r) => {
+    const mark = r.id === liveId ? '*' : ' ';
+    const where = onHost.includes(r.id) ? '' : ' (pruned)';
+    return `${mark} ${r.id.padEnd(36)} ${r.version.padEnd(20)} ${r.status.padEnd(11)} ${r.at.slice(0, 19).replace('T', ' ')}  ${r.who}${where}`;
+  });
+  return [`  ${'release'.padEnd(36)} ${'version'.padEnd(20)} ${'status'.padEnd(11)} ${'when (UTC)'.padEnd(19)}  who`, ...rows].join('\n');
+};
+
+/** Reads what rollback needs from the host. */
+export const readRollbackFacts = async (ctx: DeployCtx) => {
+  const state = await readState(ctx.host, ctx.l);
+  const liveId = state?.live ? state.slots[state.live]?.release : undefined;
+  const history = await readHistory(ctx.host, ctx.l);
+  const onHost = (await ctx.host.exec(listReleases(ctx.l))).stdout.split('\n').filter(Boolean);
+  return { liveId, history, onHost };
+};
+
+/** Points the context at the target release: its id, version and start command. */
+export const aimAt = (ctx: DeployCtx, target: ReleaseRecord): void => {
+  ctx.id = target.id;
+  (ctx as { version: string }).version = target.version;
+  ctx.start = target.start ?? ctx.cfg.start;
+};
+
+/** Marks the release that was live as bad (a rollback without an id). */
+export const markBad = (ctx: DeployCtx, id: string): Promise<void> =>
+  appendHistory(ctx.host, ctx.l, { id, status: 'bad', at: ctx.now().toISOString(), reason: `rolled back by ${ctx.who}` });

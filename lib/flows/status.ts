@@ -1,0 +1,165 @@
+/** What runs where: gathered from a host, formatted as text or JSON. Also start, stop and logs of the live slot. */
+import { probeHealth } from '../commands/supervisor.ts';
+import { exists } from '../commands/release.ts';
+import { NotDeployedError } from '../core/errors.ts';
+import type { DeployCtx } from './deploy.ts';
+import { gateSlot } from './deploy.ts';
+import type { SlotRun } from '../runtime/runtime.ts';
+import { readHistory, readState, audit, type ReleaseRecord, type SlotState } from '../state/state.ts';
+
+export interface StatusReport {
+  readonly env: string;
+  readonly app: string;
+  readonly host: string;
+  readonly path: string;
+  readonly deployed: boolean;
+  readonly slot: string | undefined;
+  readonly release: SlotState | undefined;
+  readonly process: SlotRun;
+  readonly health: string | undefined;
+  readonly url: string;
+  /** With a proxy: its kind and the port it sends traffic to (undefined: no route yet; error: no answer). */
+  readonly proxy: { readonly kind: string; readonly port?: number | undefined; readonly error?: string } | undefined;
+  readonly log: string;
+  readonly lock: unknown;
+  readonly history: readonly ReleaseRecord[];
+}
+
+/** Reads the state of the environment on its host. */
+export const gatherStatus = async (ctx: DeployCtx, url: string): Promise<StatusReport> => {
+  const { host, l, cfg } = ctx;
+  const state = await readState(host, l);
+  const slot = state?.live;
+  const release = slot ? state?.slots[slot] : undefined;
+  const proc: SlotRun = slot ? await ctx.runtime.find(host, l, slot) : { state: 'stopped' };
+  const health =
+    proc.state === 'running' && release
+      ? (await host.exec(probeHealth(release.port, cfg.health.path, 3), { check: false })).stdout.trim()
+      : undefined;
+  const holder = await host.get(l.holder);
+  const proxy = ctx.proxy
+    ? await ctx.proxy.current(host).then(
+        (port) => ({ kind: ctx.proxy?.kind ?? '', port }),
+        (e: unknown) => ({ kind: ctx.proxy?.kind ?? '', error: e instanceof Error ? (e.message.split('\n')[0] ?? '') : String(e) }),
+      )
+    : undefined;
+  return {
+    env: cfg.env,
+    app: cfg.app.name,
+    host: host.name,
+    path: l.root,
+    deployed: Boolean(release),
+    slot,
+    release,
+    process: proc,
+    health,
+    url,
+    proxy,
+    log: slot ? ctx.runtime.logName(l, slot) : '',
+    lock: holder ? (JSON.parse(holder.toString()) as unknown) : null,
+    history: (await readHistory(host, l)).slice(-5),
+  };
+};
+
+const processLine = (p: SlotRun): string => {
+  const c = p.container;
+  if (c) {
+    const image = c.image.replace(/^sha256:/, '').slice(0, 12);
+    const health = c.health === '-' ? '' : `, docker health ${c.health}`;
+    if (p.state === 'running') return `running (container ${c.name}, image ${image}, pid ${p.pid}${health})`;
+    if (p.state === 'crashed') return `crashed (container ${c.name} keeps restarting): see logs, then run start`;
+    return `stopped (container ${c.name}, image ${image})`;
+  }
+  switch (p.state) {
+    case 'running':
+      return `running (pid ${p.pid}${p.pidFileOk ? '' : ', found without its pid file'})`;
+    case 'crashed':
+      return `crashed (pid ${p.pid} from the pid file is gone): run start`;
+    case 'stopped':
+      return 'stopped';
+  }
+};
+
+const proxyLine = (p: NonNullable<StatusReport['proxy']>, livePort: number): string => {
+  if (p.error !== undefined) return `${p.kind}: ${p.error}`;
+  if (p.port === undefined) return `${p.kind}: no route of this app yet`;
+  if (p.port !== livePort) return `${p.kind} -> port ${p.port}, not the live slot's: an interrupted run left it there; the next deploy puts it back`;
+  return `${p.kind} -> port ${p.port}`;
+};
+
+/** The text form of `status`. */
+export const formatStatus = (r: StatusReport): string => {
+  if (!r.deployed) return `${r.app} ${r.env} on ${r.host}: nothing deployed yet: run \`npx tsx scripts/deploy-vps.ts ${r.env}\` first`;
+  const rel = r.release as SlotState;
+  const lines = [
+    `${r.app} ${r.env} on ${r.host}`,
+    `  release   ${rel.release} (version ${rel.version})`,
+    `  slot      ${r.slot}, port ${rel.port}`,
+    `  process   ${processLine(r.process)}`,
+    ...(r.health !== undefined ? [`  health    ${/^2\d\d$/.test(r.health) ? 'ok' : 'failing'} (HTTP ${r.health === '000' ? 'no answer' : r.health})`] : []),
+    `  url       ${r.url}`,
+    ...(r.proxy ? [`  proxy     ${proxyLine(r.proxy, rel.port)}`] : []),
+    `  path      ${r.path}`,
+    `  log       ${r.log}`,
+    `  lock      ${r.lock ? `held: ${JSON.stringify(r.lock)}` : 'free'}`,
+  ];
+  if (r.history.length) {
+    lines.push('  recent releases:');
+    for (const h of [...r.history].reverse()) {
+      lines.push(`    ${h.id === rel.release ? '*' : ' '} ${h.id.padEnd(36)} ${h.status.padEnd(11)} ${h.at}  ${h.who}`);
+    }
+  }
+  return lines.join('\n');
+};
+
+const liveSlot = async (ctx: DeployCtx) => {
+  const state = await readState(ctx.host, ctx.l);
+  const slot = state?.live;
+  const release = slot ? state.slots[slot] : undefined;
+  if (!slot || !release) throw new NotDeployedError(ctx.cfg.env, ctx.host.name);
+  return { slot, release };
+};
+
+/** Starts the live release if it is not running. Returns what happened, for the script to print. */
+export const startLive = async (ctx: DeployCtx): Promise<string> => {
+  const { host, l, cfg } = ctx;
+  const { slot, release } = await liveSlot(ctx);
+  const now = await ctx.runtime.find(host, l, slot);
+  if (now.state === 'running') return `already running (${now.container ? `container ${now.container.name}` : `pid ${now.pid}`}); nothing started`;
+  if ((await host.exec(exists(l.release(release.release)))).stdout.trim() !== 'yes') {
+    throw new NotDeployedError(cfg.env, host.name);
+  }
+  if (now.state === 'crashed') await ctx.runtime.halt(host, l, slot, 0); // a container in a restart loop
+  const started = await ctx.runtime.launch(host, l, { slot, release: release.release, port: release.port, start: release.start, version: release.version });
+  await gateSlot(ctx, slot, release.port);
+  await audit(host, l, ctx.now().toISOString(), ctx.who, `start ${release.release} (${started})`);
+  return `started ${release.version} (${started}) on port ${release.port}${now.state === 'crashed' ? `; the previous ${ctx.runtime.kind === 'docker' ? 'container' : 'process'} (pid ${now.pid}) had crashed` : ''}`;
+};
+
+/** Stops the live slot, letting it drain. */
+export const stopLive = async (ctx: DeployCtx): Promise<string> => {
+  const { host, l, cfg } = ctx;
+  const { slot, release } = await liveSlot(ctx);
+  const result = await ctx.runtime.halt(host, l, slot, cfg.drainSeconds);
+  if (result === 'not-running') return `not running; nothing to stop`;
+  await audit(host, l, ctx.now().toISOString(), ctx.who, `stop ${release.release} (${result})`);
+  const [how, what] = result.split(' ');
+  const named = ctx.runtime.kind === 'docker' ? `container ${what}` : `pid ${what}`;
+  return how === 'killed' ? `stopped ${named} (killed after ${cfg.drainSeconds}s of draining)` : `stopped ${named}`;
+};
+
+/** A writer that puts `prefix` before every line (a line cut between chunks is held until it ends). */
+export const prefixLines = (prefix: string, write: (text: string) => void): ((b: Buffer) => void) => {
+  let rest = '';
+  return (b) => {
+    const lines = (rest + b.toString()).split('\n');
+    rest = lines.pop() ?? '';
+    if (lines.length > 0) write(lines.map((line) => `${prefix}${line}\n`).join(''));
+  };
+};
+
+/** Prints the live slot's log: the last lines, then new ones as they come with `follow`. */
+export const showLogs = async (ctx: DeployCtx, lines: number, follow: boolean, write: (b: Buffer) => void): Promise<void> => {
+  const { slot } = await liveSlot(ctx);
+  await ctx.runtime.showLog(ctx.host, ctx.l, slot, lines, follow, write, ctx.signal);
+};
