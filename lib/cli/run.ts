@@ -9,7 +9,7 @@ import { checkSupported, connect } from '../host/connect.ts';
 import { loadConfig, type Config } from '../config/config.ts';
 import type { DeployCtx } from '../flows/deploy.ts';
 import type { ExecOptions, ExecResult, Host, PutOptions } from '../host/host.ts';
-import { HostFailedError, UsageError } from '../core/errors.ts';
+import { firstLine, HostFailedError, UsageError } from '../core/errors.ts';
 import { withLock } from '../state/lock.ts';
 import { layout } from '../core/paths.ts';
 import { proxyFor } from '../proxy/proxy.ts';
@@ -71,8 +71,7 @@ const connectAll = async (cfg: Config): Promise<Host[]> => {
   return hosts;
 };
 
-/** The first line of an error, for a task's title or a history record. */
-export const firstLine = (error: unknown): string => (error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error));
+export { firstLine };
 
 /**
  * A step on every host. With one host it is the step itself. With several, each host is a subtask,

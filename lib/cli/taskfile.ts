@@ -3,10 +3,11 @@
  * come from the files in env/), dependencies that run once each in order, and fixed exit codes.
  * Light on purpose: `--list` imports nothing heavy.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXIT, SkiffError, UsageError } from '../core/errors.ts';
 import { REPO_ROOT } from '../core/paths.ts';
+import { envDir, listEnvs } from '../config/env-files.ts';
 
 export type ArgKind = 'env' | 'word' | 'optional';
 
@@ -52,10 +53,7 @@ export const listTasks = (tasks: Readonly<Record<string, Task>>): string =>
     ...Object.entries(tasks).map(([name, t]) => `  ${usageOf(name, t).padEnd(30)}${t.description}${t.deps?.length ? ` (runs ${t.deps.join(', ')} first)` : ''}`),
   ].join('\n');
 
-const envNames = (): string[] => {
-  const dir = process.env.SKIFF_ENV_DIR || join(REPO_ROOT, 'env');
-  return existsSync(dir) ? readdirSync(dir).filter((f) => /^[a-z0-9-]+\.env$/.test(f)).map((f) => f.slice(0, -4)).sort() : [];
-};
+const envNames = (): string[] => listEnvs(envDir());
 
 /** Checks a task's positional arguments; env arguments must name a file in env/. */
 export const checkArgs = (name: string, t: Task, args: readonly string[]): void => {

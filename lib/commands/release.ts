@@ -25,6 +25,10 @@ export const removeReleases = (l: Layout, ids: readonly string[]): Cmd =>
 export const listReleases = (l: Layout): Cmd =>
   script('cd "$1" 2>/dev/null || exit 0; for d in *; do [ -d "$d" ] && case "$d" in *.partial) ;; *) echo "$d" ;; esac; done; exit 0', l.releases);
 
+/** Prints, one a line, the commands of `tools` the host's shell cannot find. */
+export const missingTools = (tools: readonly string[]): Cmd =>
+  script('for c in "$@"; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done; exit 0', ...tools);
+
 /** Whether a path exists: prints yes or no. */
 export const exists = (path: string): Cmd => script('if [ -e "$1" ]; then echo yes; else echo no; fi', path);
 

@@ -118,3 +118,6 @@ export const probeHealth = (port: number, path: string, timeoutSeconds: number):
     path,
     String(timeoutSeconds),
   );
+
+/** Whether a status printed by `probeHealth` or `probeUrl` is a success (2xx). */
+export const isOkStatus = (status: string): boolean => /^2\d\d$/.test(status.trim());

@@ -2,7 +2,7 @@
  * Loads `env/<name>.env`, then `env/<name>.secrets.env`, then the process environment (later wins),
  * validates every key with zod and returns one frozen Config. A ConfigError lists every bad key.
  */
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
@@ -10,6 +10,9 @@ import { z } from 'zod';
 import { Secret } from '../core/cmd.ts';
 import { ConfigError, UsageError, type ConfigIssue } from '../core/errors.ts';
 import { REPO_ROOT } from '../core/paths.ts';
+import { ENV_NAME, envDir, listEnvs } from './env-files.ts';
+
+export { ENV_NAME, envDir, listEnvs };
 
 export type Target = { readonly kind: 'local' } | { readonly kind: 'ssh'; readonly user: string; readonly host: string; readonly port: number };
 
@@ -56,7 +59,6 @@ export interface Config {
   readonly appEnv: Readonly<Record<string, string | Secret>>;
 }
 
-export const ENV_NAME = /^[a-z0-9-]+$/;
 const NAME = /^[a-z0-9-]+$/;
 const APP_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Keys the deploy sets for the app itself; an env file may not set them. */
@@ -153,19 +155,6 @@ interface Source {
   readonly secretKeys: ReadonlySet<string>;
 }
 
-/** The folder of env files: env/ in the repo, or SKIFF_ENV_DIR. */
-export const envDir = (processEnv: NodeJS.ProcessEnv = process.env): string =>
-  processEnv.SKIFF_ENV_DIR ? resolve(processEnv.SKIFF_ENV_DIR) : join(REPO_ROOT, 'env');
-
-/** Names of the environments that have an env file. */
-export const listEnvs = (dir: string): string[] =>
-  existsSync(dir)
-    ? readdirSync(dir)
-        .filter((f) => f.endsWith('.env') && !f.endsWith('.secrets.env'))
-        .map((f) => f.slice(0, -'.env'.length))
-        .filter((n) => ENV_NAME.test(n))
-        .sort()
-    : [];
 
 /** A path as users know it: relative to the repo when inside it. */
 const shown = (path: string): string => (path.startsWith(`${REPO_ROOT}/`) ? relative(REPO_ROOT, path) : path);

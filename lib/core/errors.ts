@@ -103,3 +103,6 @@ export class HostFailedError extends SkiffError {
     this.cause = cause;
   }
 }
+
+/** The first line of an error's message: what a task title, a history record or a joined message shows. */
+export const firstLine = (error: unknown): string => (error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error));

@@ -3,11 +3,12 @@
  * (names, manifests, verification, retention) are exported for tests; the flows take a DeployCtx.
  */
 import { backupSpace, checkBackup, drillRestore, dumpPostgres, listBackups, pgpassLine, restorePostgres, sealBackup, swapInData, takeSnapshot, type PgTarget } from '../commands/backup.ts';
-import { cmd, script } from '../core/cmd.ts';
+import { cmd } from '../core/cmd.ts';
 import type { DeployCtx } from './deploy.ts';
 import { gateSlot } from './deploy.ts';
-import { SkiffError, UsageError } from '../core/errors.ts';
-import { audit, readState } from '../state/state.ts';
+import { firstLine, SkiffError, UsageError } from '../core/errors.ts';
+import { missingOn } from './deploy.ts';
+import { audit, liveSlot, readState } from '../state/state.ts';
 
 export interface BackupEntry {
   /** Path inside the backup folder: `sqlite/0.db`, `files.tar`, `env`. */
@@ -118,10 +119,10 @@ const preflight = async (ctx: DeployCtx): Promise<void> => {
     throw new SkiffError(`${cfg.env} names nothing to back up: set BACKUP_SQLITE, BACKUP_PATHS and/or BACKUP_POSTGRES_URL in env/${cfg.env}.env (see docs/backups.md)`, 2);
   }
   const tools = ['sha256sum', 'tar', 'df', 'du', ...(b.sqlite.length ? ['sqlite3'] : []), ...(b.postgresUrl ? ['pg_dump', 'pg_restore'] : [])];
-  const missing = (await host.exec(script('for c in "$@"; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done; exit 0', ...tools))).stdout.trim();
-  if (missing) {
-    const pkgs = `${missing.includes('sqlite3') ? 'sqlite3 ' : ''}${missing.includes('pg_') ? 'postgresql-client ' : ''}coreutils tar`;
-    throw new SkiffError(`${host.name} lacks ${missing.split('\n').join(', ')}: install it (Debian: apt-get install ${pkgs})`);
+  const missing = await missingOn(host, tools);
+  if (missing.length > 0) {
+    const pkgs = `${missing.includes('sqlite3') ? 'sqlite3 ' : ''}${missing.some((t) => t.startsWith('pg_')) ? 'postgresql-client ' : ''}coreutils tar`;
+    throw new SkiffError(`${host.name} lacks ${missing.join(', ')}: install it (Debian: apt-get install ${pkgs})`);
   }
   const [free, need] = (await host.exec(backupSpace(backupsDir(ctx), l.shared, [...b.sqlite, ...b.paths]))).stdout.trim().split(' ').map(Number);
   if (free !== undefined && need !== undefined && free < need + 1024) {
@@ -138,8 +139,7 @@ export const takeBackup = async (ctx: DeployCtx, label?: string): Promise<{ name
   await preflight(ctx);
   const name = backupName(ctx.now(), label);
   const stage = `${backupDir(ctx, name)}.partial`;
-  const state = await readState(host, l);
-  const live = state?.live ? state.slots[state.live] : undefined;
+  const live = liveSlot(await readState(host, l))?.release;
   let manifest: BackupManifest;
   let missing: string[] = [];
   try {
@@ -243,9 +243,7 @@ const swapIn = async (ctx: DeployCtx, name: string, m: BackupManifest): Promise<
  */
 export const restoreBackup = async (ctx: DeployCtx, name: string, manifest: BackupManifest): Promise<{ safety: string }> => {
   const { host, l, cfg } = ctx;
-  const state = await readState(host, l);
-  const slot = state?.live;
-  const live = slot ? state.slots[slot] : undefined;
+  const { slot, release: live } = liveSlot(await readState(host, l)) ?? {};
   const safety = await takeBackup(ctx, 'before-restore');
   ctx.log(`safety backup ${safety.name}`);
   const start = async () => {
@@ -270,14 +268,14 @@ export const restoreBackup = async (ctx: DeployCtx, name: string, manifest: Back
       await start();
     } catch (again) {
       throw new SkiffError(
-        `${error instanceof Error ? error.message.split('\n')[0] : String(error)}\n  and putting the safety backup ${safety.name} back failed too: ${
-          again instanceof Error ? again.message.split('\n')[0] : String(again)
+        `${firstLine(error)}\n  and putting the safety backup ${safety.name} back failed too: ${
+          firstLine(again)
         }; restore it by hand: npx tsx scripts/restore.ts ${cfg.env} ${safety.name}`,
       );
     }
     await audit(host, l, ctx.now().toISOString(), ctx.who, `restore ${name} failed; safety backup ${safety.name} put back`);
     throw new SkiffError(
-      `restore of ${name} failed: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}; the data of before (safety backup ${safety.name}) is back and the app serves it`,
+      `restore of ${name} failed: ${firstLine(error)}; the data of before (safety backup ${safety.name}) is back and the app serves it`,
     );
   }
 };

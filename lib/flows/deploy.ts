@@ -7,22 +7,22 @@ import { renderEnvFile } from '../config/appenv.ts';
 import { existsSync } from 'node:fs';
 import { Transform, type Readable } from 'node:stream';
 import { releaseEntriesTar, releaseTar, runBuild } from '../ship/build.ts';
-import { cmd, script, seq } from '../core/cmd.ts';
+import { cmd, seq } from '../core/cmd.ts';
 import { finishRelease, linkInto, seedFromLive, unpackInto, updateManifest } from '../commands/delta.ts';
-import { exists, listReleases, prepareLayout, publishEnv, removePartials, removeReleases, switchCurrent } from '../commands/release.ts';
+import { exists, listReleases, missingTools, prepareLayout, publishEnv, removePartials, removeReleases, switchCurrent } from '../commands/release.ts';
 import { formatBytes, manifestChanges, manifestTotals, nulList, parseManifest, planDelta, serializeManifest, type Manifest } from '../ship/delta.ts';
 import { buildManifest } from '../ship/manifest.ts';
 import { connectionsTo, probeUrl } from '../commands/proxy.ts';
-import { portStatus, probeHealth } from '../commands/supervisor.ts';
+import { isOkStatus, portStatus, probeHealth } from '../commands/supervisor.ts';
 import type { Config } from '../config/config.ts';
-import { HealthCheckError, SkiffError } from '../core/errors.ts';
+import { firstLine, HealthCheckError, SkiffError } from '../core/errors.ts';
 import { realClock, waitHealthy, type Clock } from './health.ts';
 import type { Proxy } from '../proxy/proxy.ts';
 import type { HostDocker } from '../ship/docker-ship.ts';
 import type { Host } from '../host/host.ts';
 import type { Layout } from '../core/paths.ts';
 import type { Runtime } from '../runtime/runtime.ts';
-import { appendHistory, audit, readHistory, readState, releasesToPrune, writeState, type HostState, type SlotState } from '../state/state.ts';
+import { appendHistory, audit, liveSlot, readHistory, readState, releasesToPrune, writeState, type HostState, type SlotState } from '../state/state.ts';
 import { releaseId } from '../release/version.ts';
 
 /** With proxy `none` there is one slot, and it is called blue. */
@@ -75,20 +75,25 @@ export const timed = async <T>(ctx: DeployCtx, step: string, fn: () => Promise<T
   }
 };
 
+/** The commands of `tools` the host lacks. */
+export const missingOn = async (host: Host, tools: readonly string[]): Promise<string[]> =>
+  (await host.exec(missingTools(tools))).stdout.split('\n').filter(Boolean);
+
+/** Whether something listens on a port of the host. */
+const portInUse = async (host: Host, port: number): Promise<boolean> => (await host.exec(portStatus(port))).stdout.trim() === 'in-use';
+
 /** Host prerequisites and the port: nothing is changed on the host if this fails. */
 export const preflight = async (ctx: DeployCtx): Promise<void> => {
   const { host, l } = ctx;
-  const missing = (
-    await host.exec(script('for c in sh tar setsid grep awk; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done; exit 0'))
-  ).stdout.trim();
-  if (missing) throw new SkiffError(`${host.name} lacks ${missing.split('\n').join(', ')}: install them (Debian: apt-get install coreutils tar util-linux)`);
+  const missing = await missingOn(host, ['sh', 'tar', 'setsid', 'grep', 'awk']);
+  if (missing.length > 0) throw new SkiffError(`${host.name} lacks ${missing.join(', ')}: install them (Debian: apt-get install coreutils tar util-linux)`);
   if (ctx.runtime.kind === 'docker') ctx.docker = await (await import('../ship/docker-ship.ts')).checkHostDocker(host);
   const state = await readState(host, l);
-  const live = state?.live ? state.slots[state.live] : undefined;
-  ctx.previous = state && live ? { state, slot: live } : undefined;
+  const live = liveSlot(state);
+  ctx.previous = state && live ? { state, slot: live.release } : undefined;
   const { slot, port } = targetSlot(ctx);
   const ours = await ctx.runtime.find(host, l, slot);
-  if (ours.state !== 'running' && (await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
+  if (ours.state !== 'running' && (await portInUse(host, port))) {
     throw new SkiffError(`${host.name}: port ${port} is already in use by another program: stop it or choose another port in DEPLOY_PORTS`);
   }
   if (ctx.proxy) {
@@ -112,7 +117,7 @@ const repairInterruptedSwitch = async (ctx: DeployCtx, proxy: Proxy): Promise<vo
   if (!prev || (await proxy.current(host)) !== idle.port || idle.port === prev.slot.port) return;
   const live = await ctx.runtime.find(host, l, prev.state.live ?? '');
   const health = live.state === 'running' ? (await host.exec(probeHealth(prev.slot.port, cfg.health.path, 3), { check: false })).stdout.trim() : '';
-  if (!/^2\d\d$/.test(health)) {
+  if (!isOkStatus(health)) {
     throw new SkiffError(
       `${host.name}: ${proxy.kind} sends traffic to slot ${idle.slot} (port ${idle.port}), left there by an interrupted run, and the recorded live slot ${prev.state.live} is not healthy: ` +
         `check \`npx tsx scripts/status.ts ${cfg.env}\`, then roll back or stop what runs in ${idle.slot}`,
@@ -276,7 +281,7 @@ export const replaceAndGate = async (ctx: DeployCtx): Promise<void> => {
   try {
     const stopped = await ctx.runtime.halt(host, l, SINGLE_SLOT, cfg.drainSeconds);
     if (stopped !== 'not-running') ctx.log(`old process ${stopped}`);
-    if ((await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
+    if ((await portInUse(host, port))) {
       throw new SkiffError(`${host.name}: port ${port} is still in use after the old process stopped: another program holds it`);
     }
     const started = await startIn(ctx, SINGLE_SLOT, ctx.id, ctx.version, port, ctx.start);
@@ -307,7 +312,7 @@ const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<void> =>
     // Keep the original error as the one reported; say loudly that the host is down.
     throw new HealthCheckError(
       `${error instanceof Error ? error.message : String(error)}\n  and the previous release ${prev.slot.release} did not come back: ${
-        restoreError instanceof Error ? restoreError.message.split('\n')[0] : String(restoreError)
+        firstLine(restoreError)
       }; run \`npx tsx scripts/start.ts ${cfg.env}\``,
     );
   }
@@ -330,7 +335,7 @@ export const startIdle = async (ctx: DeployCtx): Promise<void> => {
   try {
     const leftover = await ctx.runtime.halt(host, l, slot, 0); // a process left in the idle slot by an interrupted run
     if (leftover !== 'not-running') ctx.log(`stopped a leftover process in ${slot} (${leftover})`);
-    if ((await host.exec(portStatus(port))).stdout.trim() === 'in-use') {
+    if ((await portInUse(host, port))) {
       throw new SkiffError(`${host.name}: port ${port} (slot ${slot}) is in use by another program: stop it or change DEPLOY_PORTS`);
     }
     const started = await startIn(ctx, slot, ctx.id, ctx.version, port, ctx.start);
@@ -398,7 +403,7 @@ const verifyThroughProxy = async (ctx: DeployCtx): Promise<void> => {
   let status = '';
   for (let attempt = 0; attempt < 5; attempt++) {
     status = (await ctx.host.exec(probeUrl(url, 5), { check: false })).stdout.trim();
-    if (/^2\d\d$/.test(status)) return;
+    if (isOkStatus(status)) return;
     await clock.sleep(200);
   }
   throw new HealthCheckError(
@@ -424,7 +429,7 @@ const drain = async (ctx: DeployCtx, port: number): Promise<number> => {
 };
 
 const recordFailure = async (ctx: DeployCtx, status: 'failed' | 'rolled-back', error: unknown): Promise<void> => {
-  const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+  const reason = firstLine(error);
   await appendHistory(ctx.host, ctx.l, record(ctx, status, reason)).catch(() => undefined);
   await audit(ctx.host, ctx.l, ctx.now().toISOString(), ctx.who, `${ctx.action} ${ctx.id} ${status}: ${reason}`).catch(() => undefined);
 };

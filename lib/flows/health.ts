@@ -1,5 +1,5 @@
 /** The health gate: poll the slot's health URL on its host until it answers 2xx or a deadline passes. */
-import { probeHealth } from '../commands/supervisor.ts';
+import { isOkStatus, probeHealth } from '../commands/supervisor.ts';
 import { HealthCheckError } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
 
@@ -25,8 +25,6 @@ export interface GateOptions {
   readonly signal?: AbortSignal;
 }
 
-const isOk = (status: string): boolean => /^2\d\d$/.test(status);
-
 /** Waits for a 2xx from the health URL; throws HealthCheckError with the reason and the log tail. */
 export const waitHealthy = async (host: Host, o: GateOptions): Promise<{ ms: number }> => {
   const clock = o.clock ?? realClock;
@@ -38,7 +36,7 @@ export const waitHealthy = async (host: Host, o: GateOptions): Promise<{ ms: num
     const left = Math.max(1, Math.ceil((deadline - clock.now()) / 1000));
     const status = (await host.exec(probeHealth(o.port, o.path, Math.min(5, left)), { check: false })).stdout.trim();
     if (status === 'no-client') throw new HealthCheckError(`${host.name} has neither curl nor wget for the health check: install curl`);
-    if (isOk(status)) return { ms: clock.now() - started };
+    if (isOkStatus(status)) return { ms: clock.now() - started };
     last = status === '000' || status === '' ? 'no answer' : `HTTP ${status}`;
     if (!(await o.isAlive())) throw failure(host, o, `the app exited before it answered its health check (${last})`, await o.logTail());
     if (clock.now() >= deadline) {

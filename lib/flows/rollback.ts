@@ -5,7 +5,7 @@
 import { listReleases } from '../commands/release.ts';
 import type { DeployCtx } from './deploy.ts';
 import { SkiffError, UsageError } from '../core/errors.ts';
-import { appendHistory, readHistory, readState, type ReleaseRecord } from '../state/state.ts';
+import { appendHistory, liveSlot, readHistory, readState, type ReleaseRecord } from '../state/state.ts';
 import { isReleaseId } from '../release/version.ts';
 
 /**
@@ -68,8 +68,7 @@ export const formatHistory = (history: readonly ReleaseRecord[], liveId: string 
 
 /** Reads what rollback needs from the host. */
 export const readRollbackFacts = async (ctx: DeployCtx) => {
-  const state = await readState(ctx.host, ctx.l);
-  const liveId = state?.live ? state.slots[state.live]?.release : undefined;
+  const liveId = liveSlot(await readState(ctx.host, ctx.l))?.release.release;
   const history = await readHistory(ctx.host, ctx.l);
   const onHost = (await ctx.host.exec(listReleases(ctx.l))).stdout.split('\n').filter(Boolean);
   return { liveId, history, onHost };

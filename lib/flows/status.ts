@@ -1,11 +1,11 @@
 /** What runs where: gathered from a host, formatted as text or JSON. Also start, stop and logs of the live slot. */
-import { probeHealth } from '../commands/supervisor.ts';
+import { isOkStatus, probeHealth } from '../commands/supervisor.ts';
 import { exists } from '../commands/release.ts';
-import { NotDeployedError } from '../core/errors.ts';
+import { firstLine, NotDeployedError } from '../core/errors.ts';
 import type { DeployCtx } from './deploy.ts';
 import { gateSlot } from './deploy.ts';
 import type { SlotRun } from '../runtime/runtime.ts';
-import { readHistory, readState, audit, type ReleaseRecord, type SlotState } from '../state/state.ts';
+import { liveSlot, readHistory, readState, audit, type ReleaseRecord, type SlotState } from '../state/state.ts';
 
 export interface StatusReport {
   readonly env: string;
@@ -28,9 +28,7 @@ export interface StatusReport {
 /** Reads the state of the environment on its host. */
 export const gatherStatus = async (ctx: DeployCtx, url: string): Promise<StatusReport> => {
   const { host, l, cfg } = ctx;
-  const state = await readState(host, l);
-  const slot = state?.live;
-  const release = slot ? state?.slots[slot] : undefined;
+  const { slot, release } = liveSlot(await readState(host, l)) ?? {};
   const proc: SlotRun = slot ? await ctx.runtime.find(host, l, slot) : { state: 'stopped' };
   const health =
     proc.state === 'running' && release
@@ -40,7 +38,7 @@ export const gatherStatus = async (ctx: DeployCtx, url: string): Promise<StatusR
   const proxy = ctx.proxy
     ? await ctx.proxy.current(host).then(
         (port) => ({ kind: ctx.proxy?.kind ?? '', port }),
-        (e: unknown) => ({ kind: ctx.proxy?.kind ?? '', error: e instanceof Error ? (e.message.split('\n')[0] ?? '') : String(e) }),
+        (e: unknown) => ({ kind: ctx.proxy?.kind ?? '', error: firstLine(e) }),
       )
     : undefined;
   return {
@@ -96,7 +94,7 @@ export const formatStatus = (r: StatusReport): string => {
     `  release   ${rel.release} (version ${rel.version})`,
     `  slot      ${r.slot}, port ${rel.port}`,
     `  process   ${processLine(r.process)}`,
-    ...(r.health !== undefined ? [`  health    ${/^2\d\d$/.test(r.health) ? 'ok' : 'failing'} (HTTP ${r.health === '000' ? 'no answer' : r.health})`] : []),
+    ...(r.health !== undefined ? [`  health    ${isOkStatus(r.health) ? 'ok' : 'failing'} (HTTP ${r.health === '000' ? 'no answer' : r.health})`] : []),
     `  url       ${r.url}`,
     ...(r.proxy ? [`  proxy     ${proxyLine(r.proxy, rel.port)}`] : []),
     `  path      ${r.path}`,
@@ -112,18 +110,17 @@ export const formatStatus = (r: StatusReport): string => {
   return lines.join('\n');
 };
 
-const liveSlot = async (ctx: DeployCtx) => {
-  const state = await readState(ctx.host, ctx.l);
-  const slot = state?.live;
-  const release = slot ? state.slots[slot] : undefined;
-  if (!slot || !release) throw new NotDeployedError(ctx.cfg.env, ctx.host.name);
-  return { slot, release };
+/** The live slot, or exit 2 when nothing is deployed yet. */
+const deployedSlot = async (ctx: DeployCtx) => {
+  const live = liveSlot(await readState(ctx.host, ctx.l));
+  if (!live) throw new NotDeployedError(ctx.cfg.env, ctx.host.name);
+  return live;
 };
 
 /** Starts the live release if it is not running. Returns what happened, for the script to print. */
 export const startLive = async (ctx: DeployCtx): Promise<string> => {
   const { host, l, cfg } = ctx;
-  const { slot, release } = await liveSlot(ctx);
+  const { slot, release } = await deployedSlot(ctx);
   const now = await ctx.runtime.find(host, l, slot);
   if (now.state === 'running') return `already running (${now.container ? `container ${now.container.name}` : `pid ${now.pid}`}); nothing started`;
   if ((await host.exec(exists(l.release(release.release)))).stdout.trim() !== 'yes') {
@@ -139,7 +136,7 @@ export const startLive = async (ctx: DeployCtx): Promise<string> => {
 /** Stops the live slot, letting it drain. */
 export const stopLive = async (ctx: DeployCtx): Promise<string> => {
   const { host, l, cfg } = ctx;
-  const { slot, release } = await liveSlot(ctx);
+  const { slot, release } = await deployedSlot(ctx);
   const result = await ctx.runtime.halt(host, l, slot, cfg.drainSeconds);
   if (result === 'not-running') return `not running; nothing to stop`;
   await audit(host, l, ctx.now().toISOString(), ctx.who, `stop ${release.release} (${result})`);
@@ -160,6 +157,6 @@ export const prefixLines = (prefix: string, write: (text: string) => void): ((b:
 
 /** Prints the live slot's log: the last lines, then new ones as they come with `follow`. */
 export const showLogs = async (ctx: DeployCtx, lines: number, follow: boolean, write: (b: Buffer) => void): Promise<void> => {
-  const { slot } = await liveSlot(ctx);
+  const { slot } = await deployedSlot(ctx);
   await ctx.runtime.showLog(ctx.host, ctx.l, slot, lines, follow, write, ctx.signal);
 };

@@ -5,6 +5,7 @@ import type { Readable } from 'node:stream';
 import type { Config } from '../config/config.ts';
 import { SkiffError } from '../core/errors.ts';
 import { run, streamFrom } from '../host/local.ts';
+import { tarExcludes } from './manifest.ts';
 
 /** Runs the build command in APP_DIR, passing its output line by line to `onOutput`. */
 export const runBuild = async (cfg: Config, onOutput: (text: string) => void): Promise<void> => {
@@ -45,7 +46,7 @@ export const releaseTar = (cfg: Config): { stream: Readable; done: Promise<void>
     throw new SkiffError(`${cfg.app.releaseDir} does not exist: check APP_DIR and DEPLOY_RELEASE_DIR (or run the build)`);
   }
   const { stdout, done } = streamFrom(
-    ['tar', '-c', '-f', '-', '--exclude=./.git', '--exclude=./data', '--exclude=./.env', '--exclude=./.env.*', '.'],
+    ['tar', '-c', '-f', '-', ...tarExcludes(), '.'],
     cfg.app.releaseDir,
   );
   return { stream: stdout, done };

@@ -8,8 +8,15 @@ import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Entry, Manifest } from './delta.ts';
 
-/** Top-level names that stay out of a release (the same as the release tar leaves out). */
-export const isExcludedTop = (name: string): boolean => name === '.git' || name === 'data' || name === '.env' || name.startsWith('.env.');
+/** Top-level names that stay out of a release: patterns of a name, or a prefix and `*`. */
+export const EXCLUDED_TOP = ['.git', 'data', '.env', '.env.*'] as const;
+
+/** Whether a top-level name stays out of a release (the manifest and the release tar agree). */
+export const isExcludedTop = (name: string): boolean =>
+  EXCLUDED_TOP.some((p) => (p.endsWith('*') ? name.startsWith(p.slice(0, -1)) : name === p));
+
+/** The same exclusions as `tar --exclude` arguments, for a tar run in the release folder. */
+export const tarExcludes = (): string[] => EXCLUDED_TOP.map((p) => `--exclude=./${p}`);
 
 const sha256Of = async (file: string): Promise<string> => {
   const hash = createHash('sha256');

@@ -52,6 +52,13 @@ export interface StatusEvent {
   readonly reason?: string;
 }
 
+/** The live slot of a host's state and what runs in it; undefined before the first deploy. */
+export const liveSlot = (state: HostState | undefined): { readonly slot: string; readonly release: SlotState } | undefined => {
+  const slot = state?.live;
+  const release = slot ? state.slots[slot] : undefined;
+  return slot && release ? { slot, release } : undefined;
+};
+
 /** Parses state.json; a missing file means nothing is deployed. */
 export const parseState = (text: string | undefined): HostState | undefined => {
   if (text === undefined || text.trim() === '') return undefined;
