@@ -9,7 +9,7 @@ import { checkSupported, connect } from '../host/connect.ts';
 import { loadConfig, type Config } from '../config/config.ts';
 import type { DeployCtx } from '../flows/deploy.ts';
 import type { ExecOptions, ExecResult, Host, PutOptions } from '../host/host.ts';
-import { firstLine, HostFailedError, UsageError } from '../core/errors.ts';
+import { firstLine, HostFailedError, UsageError, type UndoFailure } from '../core/errors.ts';
 import { withLock } from '../state/lock.ts';
 import { layout } from '../core/paths.ts';
 import { proxyFor } from '../proxy/proxy.ts';
@@ -123,9 +123,12 @@ export const onEachHost = (
     if (options.undo && others.length > 0) {
       const reason = `${failedCtx.host.name} failed: ${firstLine(error)}`;
       t.output = `undoing on ${others.map((c) => c.host.name).join(', ')}`;
-      await Promise.all(others.map((c) => options.undo?.(c, reason).catch(() => undefined)));
+      const undoFailures: UndoFailure[] = [];
+      // Every undo runs whatever another one does; each failure is reported beside the first error.
+      await Promise.all(others.map((c) => options.undo?.(c, reason).catch((e: unknown) => void undoFailures.push({ host: c.host.name, error: e }))));
+      throw new HostFailedError(failedCtx.host.name, error, others.map((c) => c.host.name), undoFailures);
     }
-    throw new HostFailedError(failedCtx.host.name, error, others.length > 0 && options.undo ? others.map((c) => c.host.name) : []);
+    throw new HostFailedError(failedCtx.host.name, error, []);
   },
 });
 

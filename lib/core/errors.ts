@@ -90,17 +90,31 @@ export class NotDeployedError extends SkiffError {
   }
 }
 
+/** An undo that failed on a host: which host, and why (the first line of its error). */
+export interface UndoFailure {
+  readonly host: string;
+  readonly error: unknown;
+}
+
 /**
  * A step failed on one of several hosts. The message is that host's error (named by host when it
- * does not say), plus the hosts where the step was undone; the exit code is that error's.
+ * does not say), then the hosts where the step was undone, then each host whose undo failed with
+ * its reason: such a host may still hold what the step did, so the message no longer claims that
+ * every host serves what it served before. The exit code is the first error's.
  */
 export class HostFailedError extends SkiffError {
-  constructor(host: string, cause: unknown, undone: readonly string[]) {
+  readonly undoFailures: readonly UndoFailure[];
+  constructor(host: string, cause: unknown, undone: readonly string[], undoFailures: readonly UndoFailure[] = []) {
     const text = cause instanceof Error ? cause.message : String(cause);
     const named = text.includes(host) ? text : `${host}: ${text}`;
-    const after = undone.length > 0 ? `\n  undone on ${undone.join(', ')}: every host serves the release it served before` : '';
-    super(`${named}${after}`, cause instanceof SkiffError ? cause.exitCode : EXIT.failed);
+    const ok = undone.filter((h) => !undoFailures.some((f) => f.host === h));
+    const lines = [
+      ...(ok.length > 0 ? [`undone on ${ok.join(', ')}${undoFailures.length === 0 ? ': every host serves the release it served before' : ''}`] : []),
+      ...undoFailures.map((f) => `undo failed on ${f.host}: ${firstLine(f.error)}; it may not serve what it served before: check it with status`),
+    ];
+    super([named, ...lines].join('\n  '), cause instanceof SkiffError ? cause.exitCode : EXIT.failed);
     this.cause = cause;
+    this.undoFailures = undoFailures;
   }
 }
 

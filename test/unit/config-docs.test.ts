@@ -12,8 +12,8 @@ const isSkiffKey = (k: string) => k === 'APP_NAME' || k === 'APP_DIR' || k.start
 /** Defaults that are not a value of skiff's: what ssh reads when the key is unset. */
 const OUTSIDE_KEYS: Readonly<Record<string, string>> = { DEPLOY_KNOWN_HOSTS: '`~/.ssh/known_hosts`' };
 const defaultOf = (key: keyof typeof KEYS): string | undefined => {
-  const spec: { default?: string } = KEYS[key];
-  return spec.default;
+  const spec = KEYS[key];
+  return 'default' in spec ? spec.default : undefined;
 };
 
 describe('docs/configuration.md', () => {

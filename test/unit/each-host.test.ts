@@ -78,14 +78,27 @@ describe('onEachHost', () => {
     expect(undone).toEqual(['a']);
   });
 
-  it('an undo that fails does not hide the first failure', async () => {
+  it('an undo that fails does not hide the first failure, and is reported after it with its host', async () => {
     const error = await run(
       onEachHost(ctxs('a', 'b'), 'step', async (c) => {
         if (c.host.name === 'a') throw new Error('first');
-      }, { undo: () => Promise.reject(new Error('undo broke')) }),
+      }, { undo: () => Promise.reject(new Error('undo broke\nsecond line')) }),
     ).catch((e: unknown) => e);
-    expect((error as Error).message).toContain('first');
-    expect((error as Error).message).not.toContain('undo broke');
+    const lines = (error as Error).message.split('\n');
+    expect(lines[0]).toBe('a: first');
+    expect(lines.slice(1)).toEqual(['  undo failed on b: undo broke; it may not serve what it served before: check it with status']);
+    expect((error as HostFailedError).undoFailures.map((f) => f.host)).toEqual(['b']);
+  });
+
+  it('never claims every host serves what it served before when one undo failed', async () => {
+    const error = await run(
+      onEachHost(ctxs('a', 'b', 'c'), 'step', async (c) => {
+        if (c.host.name === 'a') throw new Error('first');
+      }, { undo: async (c) => { if (c.host.name === 'c') throw new Error('proxy down'); } }),
+    ).catch((e: unknown) => e);
+    expect((error as Error).message).toBe(
+      'a: first\n  undone on b\n  undo failed on c: proxy down; it may not serve what it served before: check it with status',
+    );
   });
 
   it('HostFailedError keeps the exit code of the host error and lists where it was undone', () => {
