@@ -237,8 +237,35 @@ export const ship = async (ctx: DeployCtx): Promise<void> => {
 /** Undo of ship when another host failed: the release folder goes, it never served. */
 export const unship = async (ctx: DeployCtx): Promise<void> => {
   if (!ctx.id) return;
-  await removeReleaseImages(ctx, [ctx.id]).catch(() => undefined);
-  await ctx.host.exec(removeReleases(ctx.l, [ctx.id]), { check: false });
+  const untag = await attempt(`untag the image of ${ctx.id}`, () => removeReleaseImages(ctx, [ctx.id]));
+  const remove = await attempt(`remove releases/${ctx.id}`, () => ctx.host.exec(removeReleases(ctx.l, [ctx.id])));
+  throwIfLeft(ctx, [untag, remove]);
+};
+
+/**
+ * Runs one action of an undo. Its failure is returned as a line saying what was left undone, never
+ * thrown: the other actions of the undo still run, and the error that caused the undo stays first.
+ */
+const attempt = async (what: string, fn: () => Promise<unknown>): Promise<string | undefined> => {
+  try {
+    await fn();
+    return undefined;
+  } catch (error) {
+    return `could not ${what}: ${firstLine(error)}`;
+  }
+};
+
+/** Adds what an undo left to the error that caused it (same error, same exit code). */
+const withLeft = (error: unknown, left: readonly (string | undefined)[]): unknown => {
+  const lines = left.filter((x): x is string => x !== undefined);
+  if (lines.length > 0 && error instanceof Error) error.message = `${error.message}\n  undoing it: ${lines.join('; ')}`;
+  return error;
+};
+
+/** The end of an undo run for another host's failure: what it could not do is an error of its own. */
+const throwIfLeft = (ctx: DeployCtx, left: readonly (string | undefined)[]): void => {
+  const lines = left.filter((x): x is string => x !== undefined);
+  if (lines.length > 0) throw new SkiffError(`${ctx.host.name}: ${lines.join('; ')}`);
 };
 
 /** Docker: the images of releases that go lose their release tags; docker deletes an image once nothing uses it. */
@@ -300,8 +327,9 @@ export const unreplace = (ctx: DeployCtx, reason: string): Promise<void> => rest
 /** Undo of replaceAndGate: records the release failed and brings the previous one back. */
 const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<void> => {
   const { host, l, cfg } = ctx;
-  await ctx.runtime.halt(host, l, SINGLE_SLOT, 0).catch(() => undefined);
+  const halted = await attempt(`stop the new release in slot ${SINGLE_SLOT}`, () => ctx.runtime.halt(host, l, SINGLE_SLOT, 0));
   await recordFailure(ctx, 'failed', error);
+  withLeft(error, [halted]);
   const prev = ctx.previous;
   if (!prev) return;
   try {
@@ -343,16 +371,17 @@ export const startIdle = async (ctx: DeployCtx): Promise<void> => {
     const { ms } = await gateSlot(ctx, slot, port);
     ctx.log(`healthy after ${ms} ms`);
   } catch (error) {
-    await ctx.runtime.halt(host, l, slot, 0).catch(() => undefined);
+    const halted = await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(host, l, slot, 0));
     await recordFailure(ctx, 'failed', error);
-    throw error;
+    throw withLeft(error, [halted]);
   }
 };
 
 /** Undo of startIdle when another host failed: the new slot stops, the release is recorded failed. */
 export const unstart = async (ctx: DeployCtx, reason: string): Promise<void> => {
-  await ctx.runtime.halt(ctx.host, ctx.l, targetSlot(ctx).slot, 0).catch(() => undefined);
-  await recordFailure(ctx, 'failed', new SkiffError(reason));
+  const { slot } = targetSlot(ctx);
+  const halted = await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(ctx.host, ctx.l, slot, 0));
+  throwIfLeft(ctx, [halted, ...(await recordFailure(ctx, 'failed', new SkiffError(reason)))]);
 };
 
 /**
@@ -368,10 +397,12 @@ export const switchOver = async (ctx: DeployCtx, proxy: Proxy): Promise<void> =>
     ctx.log(`${proxy.kind} sends ${cfg.publicUrl} to port ${port}`);
     await verifyThroughProxy(ctx);
   } catch (error) {
-    if (ctx.switchedFrom !== undefined) await proxy.switchTo(host, ctx.switchedFrom).catch(() => undefined);
-    await ctx.runtime.halt(host, l, slot, 0).catch(() => undefined);
+    const from = ctx.switchedFrom;
+    const back = from === undefined ? undefined : await attempt(`switch ${proxy.kind} back to port ${from} (it may still send traffic to the new release)`, () => proxy.switchTo(host, from));
+    // The new slot keeps running when the proxy could not be switched back: it may be what serves.
+    const halted = back ? undefined : await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(host, l, slot, 0));
     await recordFailure(ctx, 'rolled-back', error);
-    throw error;
+    throw withLeft(error, [back, halted]);
   }
 };
 
@@ -380,8 +411,9 @@ export const switchBack = async (ctx: DeployCtx, reason: string): Promise<void> 
   const { host, l } = ctx;
   if (ctx.proxy && ctx.switchedFrom !== undefined) await ctx.proxy.switchTo(host, ctx.switchedFrom);
   ctx.log(`switched back to port ${ctx.switchedFrom ?? '(none)'}`);
-  await ctx.runtime.halt(host, l, targetSlot(ctx).slot, 0).catch(() => undefined);
-  await recordFailure(ctx, 'rolled-back', new SkiffError(reason));
+  const { slot } = targetSlot(ctx);
+  const halted = await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(host, l, slot, 0));
+  throwIfLeft(ctx, [halted, ...(await recordFailure(ctx, 'rolled-back', new SkiffError(reason)))]);
 };
 
 /** Blue-green, step three (once every host serves the new release): drain the old slot and stop it. */
@@ -428,10 +460,14 @@ const drain = async (ctx: DeployCtx, port: number): Promise<number> => {
   return clock.now() - start;
 };
 
-const recordFailure = async (ctx: DeployCtx, status: 'failed' | 'rolled-back', error: unknown): Promise<void> => {
+/** Records a failed or rolled-back release; returns what could not be written (also added to `error`). */
+const recordFailure = async (ctx: DeployCtx, status: 'failed' | 'rolled-back', error: unknown): Promise<(string | undefined)[]> => {
   const reason = firstLine(error);
-  await appendHistory(ctx.host, ctx.l, record(ctx, status, reason)).catch(() => undefined);
-  await audit(ctx.host, ctx.l, ctx.now().toISOString(), ctx.who, `${ctx.action} ${ctx.id} ${status}: ${reason}`).catch(() => undefined);
+  // A record that cannot be written must not replace the failure being recorded: it is said beside it.
+  const history = await attempt(`record ${ctx.id} ${status} in ${ctx.l.history}`, () => appendHistory(ctx.host, ctx.l, record(ctx, status, reason)));
+  const audited = await attempt(`append to ${ctx.l.audit}`, () => audit(ctx.host, ctx.l, ctx.now().toISOString(), ctx.who, `${ctx.action} ${ctx.id} ${status}: ${reason}`));
+  withLeft(error, [history, audited]);
+  return [history, audited];
 };
 
 const record = (ctx: DeployCtx, status: 'live' | 'failed' | 'rolled-back', reason?: string) => ({
