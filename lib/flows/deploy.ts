@@ -265,7 +265,8 @@ const withLeft = (error: unknown, left: readonly (string | undefined)[]): unknow
 /** The end of an undo run for another host's failure: what it could not do is an error of its own. */
 const throwIfLeft = (ctx: DeployCtx, left: readonly (string | undefined)[]): void => {
   const lines = left.filter((x): x is string => x !== undefined);
-  if (lines.length > 0) throw new SkiffError(`${ctx.host.name}: ${lines.join('; ')}`);
+  // onEachHost names the host: the message is only what was left.
+  if (lines.length > 0) throw new SkiffError(lines.join('; '));
 };
 
 /** Docker: the images of releases that go lose their release tags; docker deletes an image once nothing uses it. */
@@ -322,20 +323,34 @@ export const replaceAndGate = async (ctx: DeployCtx): Promise<void> => {
 };
 
 /** Undo of replaceAndGate when another host failed: this host goes back to its previous release. */
-export const unreplace = (ctx: DeployCtx, reason: string): Promise<void> => restorePrevious(ctx, new SkiffError(reason));
+export const unreplace = async (ctx: DeployCtx, reason: string): Promise<void> => {
+  let left: (string | undefined)[];
+  try {
+    left = await restorePrevious(ctx, new SkiffError(reason));
+  } catch (error) {
+    // The error restorePrevious throws starts with the other host's failure: this host's own words go first.
+    const why = error instanceof Error ? (error.message.split('\n').find((line) => line.includes('did not come back')) ?? firstLine(error)).trim() : String(error);
+    throw new HealthCheckError(why.replace(/^and /, ''));
+  }
+  throwIfLeft(ctx, left);
+};
 
-/** Undo of replaceAndGate: records the release failed and brings the previous one back. */
-const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<void> => {
+/**
+ * Undo of replaceAndGate: records the release failed and brings the previous one back. Returns what
+ * it could not do (also added to `error`); throws when the previous release did not come back.
+ */
+const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<(string | undefined)[]> => {
   const { host, l, cfg } = ctx;
   const halted = await attempt(`stop the new release in slot ${SINGLE_SLOT}`, () => ctx.runtime.halt(host, l, SINGLE_SLOT, 0));
-  await recordFailure(ctx, 'failed', error);
-  withLeft(error, [halted]);
+  const left = [halted, ...(await recordFailure(ctx, 'failed', error))];
+  withLeft(error, left);
   const prev = ctx.previous;
-  if (!prev) return;
+  if (!prev) return left;
   try {
     await startIn(ctx, SINGLE_SLOT, prev.slot.release, prev.slot.version, prev.slot.port, prev.slot.start);
     await gateSlot(ctx, SINGLE_SLOT, prev.slot.port, false);
     ctx.log(`previous release ${prev.slot.release} serves again`);
+    return left;
   } catch (restoreError) {
     // Keep the original error as the one reported; say loudly that the host is down.
     throw new HealthCheckError(
@@ -372,8 +387,7 @@ export const startIdle = async (ctx: DeployCtx): Promise<void> => {
     ctx.log(`healthy after ${ms} ms`);
   } catch (error) {
     const halted = await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(host, l, slot, 0));
-    await recordFailure(ctx, 'failed', error);
-    throw withLeft(error, [halted]);
+    throw withLeft(error, [halted, ...(await recordFailure(ctx, 'failed', error))]);
   }
 };
 
@@ -401,8 +415,7 @@ export const switchOver = async (ctx: DeployCtx, proxy: Proxy): Promise<void> =>
     const back = from === undefined ? undefined : await attempt(`switch ${proxy.kind} back to port ${from} (it may still send traffic to the new release)`, () => proxy.switchTo(host, from));
     // The new slot keeps running when the proxy could not be switched back: it may be what serves.
     const halted = back ? undefined : await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(host, l, slot, 0));
-    await recordFailure(ctx, 'rolled-back', error);
-    throw withLeft(error, [back, halted]);
+    throw withLeft(error, [back, halted, ...(await recordFailure(ctx, 'rolled-back', error))]);
   }
 };
 
@@ -460,13 +473,12 @@ const drain = async (ctx: DeployCtx, port: number): Promise<number> => {
   return clock.now() - start;
 };
 
-/** Records a failed or rolled-back release; returns what could not be written (also added to `error`). */
+/** Records a failed or rolled-back release; returns what could not be written, for the caller to report. */
 const recordFailure = async (ctx: DeployCtx, status: 'failed' | 'rolled-back', error: unknown): Promise<(string | undefined)[]> => {
   const reason = firstLine(error);
   // A record that cannot be written must not replace the failure being recorded: it is said beside it.
   const history = await attempt(`record ${ctx.id} ${status} in ${ctx.l.history}`, () => appendHistory(ctx.host, ctx.l, record(ctx, status, reason)));
   const audited = await attempt(`append to ${ctx.l.audit}`, () => audit(ctx.host, ctx.l, ctx.now().toISOString(), ctx.who, `${ctx.action} ${ctx.id} ${status}: ${reason}`));
-  withLeft(error, [history, audited]);
   return [history, audited];
 };
 

@@ -64,7 +64,7 @@ describe('deploy flow undo', () => {
 
   it('unstart: a stop that fails is an error naming the host, after the release is recorded failed', async () => {
     const { ctx, host } = ctxWith([when(STOP, failed(1, 'no such process group'))]);
-    await expect(unstart(ctx, 'web2 failed: unhealthy')).rejects.toThrow(/^web1: could not stop the new release in slot blue: /);
+    await expect(unstart(ctx, 'web2 failed: unhealthy')).rejects.toThrow(/^could not stop the new release in slot blue: web1: command failed/);
     expect(host.execs.some((e) => e.command.includes(APPEND) && String(e.options.stdin).includes('web2 failed: unhealthy'))).toBe(true);
   });
 
