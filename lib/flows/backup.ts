@@ -4,10 +4,8 @@
  */
 import { backupSpace, checkBackup, drillRestore, dumpPostgres, listBackups, pgpassLine, restorePostgres, sealBackup, swapInData, takeSnapshot, type PgTarget } from '../commands/backup.ts';
 import { cmd } from '../core/cmd.ts';
-import type { DeployCtx } from './deploy.ts';
-import { gateSlot } from './deploy.ts';
+import { gateSlot, missingOn, type DeployCtx } from './deploy.ts';
 import { firstLine, SkiffError, UsageError } from '../core/errors.ts';
-import { missingOn } from './deploy.ts';
 import { audit, liveSlot, readState } from '../state/state.ts';
 
 export interface BackupEntry {

@@ -317,47 +317,38 @@ export const replaceAndGate = async (ctx: DeployCtx): Promise<void> => {
     const { ms } = await gateSlot(ctx, SINGLE_SLOT, port);
     ctx.log(`healthy after ${ms} ms`);
   } catch (error) {
-    await restorePrevious(ctx, error);
+    const { down } = await restorePrevious(ctx, error);
+    // Keep the original error as the one reported; say loudly that the host is down.
+    if (down) throw new HealthCheckError(`${error instanceof Error ? error.message : String(error)}\n  and ${down}`);
     throw error;
   }
 };
 
 /** Undo of replaceAndGate when another host failed: this host goes back to its previous release. */
 export const unreplace = async (ctx: DeployCtx, reason: string): Promise<void> => {
-  let left: (string | undefined)[];
-  try {
-    left = await restorePrevious(ctx, new SkiffError(reason));
-  } catch (error) {
-    // The error restorePrevious throws starts with the other host's failure: this host's own words go first.
-    const why = error instanceof Error ? (error.message.split('\n').find((line) => line.includes('did not come back')) ?? firstLine(error)).trim() : String(error);
-    throw new HealthCheckError(why.replace(/^and /, ''));
-  }
+  const { left, down } = await restorePrevious(ctx, new SkiffError(reason));
+  if (down) throw new HealthCheckError(down);
   throwIfLeft(ctx, left);
 };
 
 /**
  * Undo of replaceAndGate: records the release failed and brings the previous one back. Returns what
- * it could not do (also added to `error`); throws when the previous release did not come back.
+ * it could not do (also added to `error`), and `down` when the previous release did not come back.
  */
-const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<(string | undefined)[]> => {
+const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<{ left: (string | undefined)[]; down?: string }> => {
   const { host, l, cfg } = ctx;
   const halted = await attempt(`stop the new release in slot ${SINGLE_SLOT}`, () => ctx.runtime.halt(host, l, SINGLE_SLOT, 0));
   const left = [halted, ...(await recordFailure(ctx, 'failed', error))];
   withLeft(error, left);
   const prev = ctx.previous;
-  if (!prev) return left;
+  if (!prev) return { left };
   try {
     await startIn(ctx, SINGLE_SLOT, prev.slot.release, prev.slot.version, prev.slot.port, prev.slot.start);
     await gateSlot(ctx, SINGLE_SLOT, prev.slot.port, false);
     ctx.log(`previous release ${prev.slot.release} serves again`);
-    return left;
+    return { left };
   } catch (restoreError) {
-    // Keep the original error as the one reported; say loudly that the host is down.
-    throw new HealthCheckError(
-      `${error instanceof Error ? error.message : String(error)}\n  and the previous release ${prev.slot.release} did not come back: ${
-        firstLine(restoreError)
-      }; run \`npx tsx scripts/start.ts ${cfg.env}\``,
-    );
+    return { left, down: `the previous release ${prev.slot.release} did not come back: ${firstLine(restoreError)}; run \`npx tsx scripts/start.ts ${cfg.env}\`` };
   }
 };
 
