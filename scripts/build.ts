@@ -1,6 +1,7 @@
 #!/usr/bin/env -S npx tsx
 /** Builds the app of an environment on this machine (DEPLOY_BUILD in APP_DIR) and prints its version. */
 import { runMain } from '../lib/cli/cli.ts';
+import type { Built } from '../lib/runtime/runtime.ts';
 
 const spec = {
   name: 'build',
@@ -13,40 +14,31 @@ const spec = {
 
 await runMain(spec, async ({ args: [env], flags }) => {
   const { loadConfig } = await import('../lib/config/config.ts');
-  const { runBuild } = await import('../lib/ship/build.ts');
+  const { runtimeFor } = await import('../lib/runtime/runtime.ts');
   const { formatVersion, readGitFacts } = await import('../lib/release/version.ts');
   const { taskList, say } = await import('../lib/cli/ui.ts');
   const cfg = loadConfig(env as string);
-  const version = formatVersion(await readGitFacts(cfg.app.dir, cfg.root));
-  if (cfg.runtime === 'docker') {
-    const { buildImage, checkDockerfile } = await import('../lib/ship/build.ts');
-    checkDockerfile(cfg);
-    let image = { tag: '', id: '' };
-    const list = await taskList([
-      {
-        title: `Build the image ${cfg.app.name}:${version} from ${cfg.dockerfile}`,
-        task: async (_, t) => {
-          image = await buildImage(cfg, { version, gitSha: (await readGitFacts(cfg.app.dir, cfg.root)).sha, builtAt: new Date().toISOString() }, (text) => {
-            t.output = text.trim();
-          });
-        },
-        rendererOptions: { persistentOutput: true },
-      },
-    ]);
-    await list.run({});
-    if (flags.json) process.stdout.write(`${JSON.stringify({ version, image: image.tag, imageId: image.id })}\n`);
-    else say(`built ${image.tag} (${image.id})`);
-    return;
-  }
+  const runtime = runtimeFor(cfg);
+  runtime.checkLocal(true);
+  const facts = await readGitFacts(cfg.app.dir, cfg.root);
+  const version = formatVersion(facts);
+  const buildFacts = { version, gitSha: facts.sha, builtAt: new Date().toISOString() };
+  let built: Built | undefined;
   const list = await taskList([
     {
-      title: `Build ${cfg.app.name} ${version} in ${cfg.app.dir}`,
-      task: (_, t) => runBuild(cfg, (text) => { t.output = text.trim(); }),
-      skip: () => !cfg.build && 'no DEPLOY_BUILD set',
+      title: `${runtime.buildTitle(version)} in ${cfg.app.dir}`,
+      task: async (_, t) => {
+        built = await runtime.build(buildFacts, (text) => {
+          t.output = text.trim();
+        });
+      },
+      skip: () => runtime.noBuild ?? false,
       rendererOptions: { persistentOutput: true },
     },
   ]);
   await list.run({});
-  if (flags.json) process.stdout.write(`${JSON.stringify({ version, appDir: cfg.app.dir, releaseDir: cfg.app.releaseDir })}\n`);
-  else say(`built ${cfg.app.name} ${version}: ${cfg.app.releaseDir}`);
+  // Skipped (no DEPLOY_BUILD): the runtime's build has nothing to run and says what would ship.
+  built ??= await runtime.build(buildFacts, () => {});
+  if (flags.json) process.stdout.write(`${JSON.stringify(built.json)}\n`);
+  else say(built.summary);
 });

@@ -22,13 +22,12 @@ await runMain(spec, async ({ args: [env], flags }) => {
   const { prepareRun, onEachHost } = await import('../lib/cli/run.ts');
   const d = await import('../lib/flows/deploy.ts');
   const { releaseId } = await import('../lib/release/version.ts');
-  const { checkDockerfile } = await import('../lib/ship/build.ts');
   const run = await prepareRun(env as string, {
     dryRun: flags['dry-run'],
     command: 'deploy',
     forceUnlock: flags['force-unlock'],
     lockWait: flags['lock-wait'],
-    check: (cfg) => void (cfg.runtime === 'docker' && !flags['no-build'] && checkDockerfile(cfg)),
+    check: (_cfg, runtime) => runtime.checkLocal(!flags['no-build']),
   });
   await run.confirmIf(`Deploy ${run.version} to ${env}`, flags.yes);
   await run.withHostLock(async (ctx, list, all) => {
@@ -39,14 +38,13 @@ await runMain(spec, async ({ args: [env], flags }) => {
     const tasks = await list([
       onEachHost(all, all.length > 1 ? `Check ${all.length} hosts` : `Check ${ctx.host.name}`, (c) => d.timed(c, 'preflight', () => d.preflight(c))),
       {
-        title: run.cfg.runtime === 'docker' ? `Build the image ${run.cfg.app.name}:${run.version}` : `Build ${run.version}`,
+        title: ctx.runtime.buildTitle(run.version),
         task: () => d.timed(ctx, 'build', () => d.build(ctx)),
-        skip: () => (run.cfg.runtime !== 'docker' && !run.cfg.build ? 'no build to run' : flags['no-build'] ? 'built already (--no-build)' : dryRun()),
+        skip: () => ctx.runtime.noBuild ?? (flags['no-build'] ? 'built already (--no-build)' : dryRun()),
       },
-      onEachHost(all, run.cfg.runtime === 'docker' ? 'Ship the image layers each host lacks' : 'Ship the release', (c) => d.timed(c, 'ship', () => d.ship(c)), {
+      onEachHost(all, ctx.runtime.shipTitle, (c) => d.timed(c, 'ship', () => d.ship(c)), {
         undo: d.unship,
-        // A dry run cannot ask a host's daemon what it would load.
-        ...(run.cfg.runtime === 'docker' ? { skip: dryRun } : {}),
+        ...(ctx.runtime.shipsInDryRun ? {} : { skip: dryRun }),
       }),
       onEachHost(all, 'Write shared/.env', (c) => d.timed(c, 'env', () => d.writeAppEnv(c))),
       onEachHost(

@@ -13,7 +13,7 @@ import { firstLine, HostFailedError, UsageError, type UndoFailure } from '../cor
 import { withLock } from '../state/lock.ts';
 import { layout } from '../core/paths.ts';
 import { proxyFor } from '../proxy/proxy.ts';
-import { runtimeFor } from '../runtime/runtime.ts';
+import { runtimeFor, type Runtime } from '../runtime/runtime.ts';
 import { say, taskList, whoAmI } from './ui.ts';
 import { formatVersion, readGitFacts } from '../release/version.ts';
 import type { Cmd } from '../core/cmd.ts';
@@ -56,7 +56,7 @@ export interface RunOptions {
   /** --lock-wait SECONDS, as given. */
   readonly lockWait?: string | undefined;
   /** Checks on this machine before any host is reached (a missing Dockerfile, say). */
-  readonly check?: (cfg: Config) => void;
+  readonly check?: (cfg: Config, runtime: Runtime) => void;
 }
 
 /** Opens every host of the environment at once; if one cannot be reached, the others are closed. */
@@ -140,7 +140,8 @@ export const prepareRun = async (env: string, options: RunOptions) => {
   }
   const cfg: Config = loadConfig(env);
   checkSupported(cfg);
-  options.check?.(cfg);
+  const runtime = runtimeFor(cfg);
+  options.check?.(cfg, runtime);
   const facts = options.needsVersion === false ? undefined : await readGitFacts(cfg.app.dir, cfg.root);
   const version = facts ? formatVersion(facts) : '';
   const dryRun = options.dryRun ?? false;
@@ -165,7 +166,7 @@ export const prepareRun = async (env: string, options: RunOptions) => {
     durations: {},
     switched: false,
     proxy: proxyFor(cfg),
-    runtime: runtimeFor(cfg),
+    runtime,
     action: options.command === 'rollback' ? 'rollback' : 'deploy',
     start: cfg.start,
   }));

@@ -4,21 +4,15 @@
  * version undoes itself before it rethrows, so a failed deploy leaves the previous release serving.
  */
 import { renderEnvFile } from '../config/appenv.ts';
-import { existsSync } from 'node:fs';
-import { Transform, type Readable } from 'node:stream';
-import { releaseEntriesTar, releaseTar, runBuild } from '../ship/build.ts';
-import { cmd, seq } from '../core/cmd.ts';
-import { finishRelease, linkInto, seedFromLive, unpackInto, updateManifest } from '../commands/delta.ts';
-import { exists, listReleases, missingTools, prepareLayout, publishEnv, removePartials, removeReleases, switchCurrent } from '../commands/release.ts';
-import { formatBytes, manifestChanges, manifestTotals, nulList, parseManifest, planDelta, serializeManifest, type Manifest } from '../ship/delta.ts';
-import { buildManifest } from '../ship/manifest.ts';
+import { seq } from '../core/cmd.ts';
+import { exists, listReleases, missingTools, prepareLayout, publishEnv, removePartials, switchCurrent } from '../commands/release.ts';
 import { connectionsTo, probeUrl } from '../commands/proxy.ts';
 import { isOkStatus, portStatus, probeHealth } from '../commands/supervisor.ts';
 import type { Config } from '../config/config.ts';
 import { firstLine, HealthCheckError, SkiffError } from '../core/errors.ts';
 import { realClock, waitHealthy, type Clock } from './health.ts';
 import type { Proxy } from '../proxy/proxy.ts';
-import type { HostDocker } from '../ship/docker-ship.ts';
+import type { Shipped } from '../ship/folder-ship.ts';
 import type { Host } from '../host/host.ts';
 import type { Layout } from '../core/paths.ts';
 import type { Runtime } from '../runtime/runtime.ts';
@@ -50,8 +44,6 @@ export interface DeployCtx {
   readonly proxy: Proxy | undefined;
   /** What runs a slot: a supervised process or a container (DEPLOY_RUNTIME). */
   readonly runtime: Runtime;
-  /** The host's Docker, found by preflight (docker runtime). */
-  docker?: HostDocker | undefined;
   /** What this run does, for audit lines. */
   action: 'deploy' | 'rollback';
   /** The start command of the release going live: DEPLOY_START, or what an older release ran with. */
@@ -60,8 +52,8 @@ export interface DeployCtx {
   switchedFrom?: number | undefined;
   /** The backup taken before this release started (DEPLOY_BACKUP_BEFORE), recorded with it. */
   backupId?: string | undefined;
-  /** What the ship sent: bytes (counted at the SSH channel), files sent, files taken from the live release. */
-  shipped?: { readonly bytes: number; readonly files: number; readonly reused: number } | undefined;
+  /** What the ship sent: bytes (counted at the SSH channel), files or layers sent, and those the host had. */
+  shipped?: Shipped | undefined;
 }
 
 /** Times a step into ctx.durations. */
@@ -87,7 +79,7 @@ export const preflight = async (ctx: DeployCtx): Promise<void> => {
   const { host, l } = ctx;
   const missing = await missingOn(host, ['sh', 'tar', 'setsid', 'grep', 'awk']);
   if (missing.length > 0) throw new SkiffError(`${host.name} lacks ${missing.join(', ')}: install them (Debian: apt-get install coreutils tar util-linux)`);
-  if (ctx.runtime.kind === 'docker') ctx.docker = await (await import('../ship/docker-ship.ts')).checkHostDocker(host);
+  await ctx.runtime.preflight(host);
   const state = await readState(host, l);
   const live = liveSlot(state);
   ctx.previous = state && live ? { state, slot: live.release } : undefined;
@@ -128,17 +120,12 @@ const repairInterruptedSwitch = async (ctx: DeployCtx, proxy: Proxy): Promise<vo
   await audit(host, l, ctx.now().toISOString(), ctx.who, `repair: ${proxy.kind} switched back from port ${idle.port} to the live port ${prev.slot.port}`);
 };
 
-/** Runs DEPLOY_BUILD in APP_DIR on this machine, or builds the image `<app>:<version>` (docker runtime). */
+/** Runs the build on this machine: DEPLOY_BUILD in APP_DIR, or the image (the runtime's build). */
 export const build = async (ctx: DeployCtx): Promise<void> => {
   const log = (text: string) => {
     for (const line of text.split('\n')) if (line.trim()) ctx.log(line);
   };
-  if (ctx.runtime.kind !== 'docker') return runBuild(ctx.cfg, log);
-  const { buildImage } = await import('../ship/build.ts');
-  const { rememberImage } = await import('../ship/docker-ship.ts');
-  const image = await buildImage(ctx.cfg, { version: ctx.version, gitSha: ctx.gitSha, builtAt: ctx.now().toISOString() }, log);
-  rememberImage(ctx.cfg, image);
-  ctx.log(`built ${image.tag} (${image.id.slice(7, 19)})`);
+  await ctx.runtime.build({ version: ctx.version, gitSha: ctx.gitSha, builtAt: ctx.now().toISOString() }, log);
 };
 
 /** Picks the release id on a host: the run's id, with a suffix if that folder exists already. */
@@ -151,95 +138,22 @@ const claimReleaseId = async (ctx: DeployCtx): Promise<string> => {
   return id;
 };
 
-/** The manifest of the build, made once however many hosts it ships to. */
-const manifests = new WeakMap<Config, Promise<Manifest>>();
-const manifestOfBuild = (cfg: Config): Promise<Manifest> => {
-  let m = manifests.get(cfg);
-  if (!m) manifests.set(cfg, (m = buildManifest(cfg.app.releaseDir)));
-  return m;
-};
-
-/** Counts the bytes of a stream as they pass (what local shipping reports; SSH counts at its channel). */
-const counting = (source: Readable, counter: { bytes: number }): Readable =>
-  source.pipe(
-    new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        counter.bytes += chunk.length;
-        done(null, chunk);
-      },
-    }),
-  );
-
 /**
- * Ships the release to `releases/<id>`: against the live release's manifest, only the files whose
- * content the host lacks travel, in one tar stream; the rest are hard links to the live release's
- * files (lib/ship/delta.ts). Without a live manifest the whole folder travels. Either way the release
- * is built in `<id>.partial`, its file count checked, then renamed; its manifest is kept for the
- * next deploy.
+ * Ships the release to `releases/<id>`: the runtime sends what the host lacks (the changed files of
+ * the release folder, or the image layers) and says what it sent.
  */
 export const ship = async (ctx: DeployCtx): Promise<void> => {
-  const { host, l, cfg } = ctx;
-  if (ctx.runtime.kind === 'docker') {
-    await claimReleaseId(ctx);
-    const { checkHostDocker, shipImage } = await import('../ship/docker-ship.ts');
-    return shipImage(ctx, ctx.docker ?? (await checkHostDocker(host)));
-  }
-  if (!existsSync(cfg.app.releaseDir)) {
-    throw new SkiffError(`${cfg.app.releaseDir} does not exist: check APP_DIR and DEPLOY_RELEASE_DIR (or run the build)`);
-  }
+  const { host, l } = ctx;
   await host.exec(seq(prepareLayout(l), removePartials(l)));
   const id = await claimReleaseId(ctx);
-  const manifest = await manifestOfBuild(cfg);
-  const total = manifestTotals(manifest);
-  const liveId = ctx.previous?.slot.release;
-  const live = liveId ? parseManifest((await host.get(l.manifestOf(liveId)))?.toString()) : undefined;
-  const partial = `${l.release(id)}.partial`;
-  const counter = { bytes: 0 };
-  const before = host.bytesSent;
-  const input = (b: Buffer) => {
-    counter.bytes += b.length;
-    return b;
-  };
-  const sendTar = async (tar: { stream: Readable; done: Promise<void> }) => {
-    await Promise.all([host.exec(unpackInto(partial), { stdin: counting(tar.stream, counter) }), tar.done]);
-  };
-  let summary: string;
-  try {
-    if (live && liveId) {
-      const plan = planDelta(live, manifest);
-      await host.exec(seedFromLive(l.release(liveId), partial), { stdin: input(nulList(plan.remove)) });
-      if (plan.send.length > 0) await sendTar(releaseEntriesTar(cfg, plan.send));
-      if (plan.link.length > 0) {
-        await host.exec(linkInto(partial), { stdin: input(nulList(plan.link.flatMap(([from, to]) => [`${l.release(liveId)}/${from}`, to]))) });
-      }
-      const sentFiles = total.files - plan.reused;
-      summary = `${sentFiles} of ${total.files} files sent, ${plan.reused} taken from the live release`;
-      ctx.shipped = { bytes: 0, files: sentFiles, reused: plan.reused };
-    } else {
-      await host.exec(seq(cmd('rm', '-rf', partial), cmd('mkdir', '-p', partial)));
-      await sendTar(releaseTar(cfg));
-      summary = `all ${total.files} files sent${liveId ? ` (the live release ${liveId} has no manifest)` : ''}`;
-      ctx.shipped = { bytes: 0, files: total.files, reused: 0 };
-    }
-    await host.exec(finishRelease(partial, l.release(id), total.files));
-  } catch (error) {
-    await host.exec(cmd('rm', '-rf', partial), { check: false });
-    throw error;
-  }
-  // The manifest travels whole only with a whole release; after a delta, only its changes do.
-  if (live && liveId) await host.exec(updateManifest(l.manifestOf(liveId), l.manifestOf(id)), { stdin: input(Buffer.from(manifestChanges(live, manifest))) });
-  else await host.put(l.manifestOf(id), input(Buffer.from(serializeManifest(manifest))));
-  const sent = before !== undefined && host.bytesSent !== undefined ? host.bytesSent - before : counter.bytes;
-  ctx.shipped = { ...ctx.shipped, bytes: sent };
-  ctx.log(`shipped ${formatBytes(sent)} for a ${formatBytes(total.bytes)} release: ${summary}`);
+  ctx.shipped = await ctx.runtime.ship(host, l, { id, version: ctx.version, liveRelease: ctx.previous?.slot.release }, ctx.log);
 };
 
 /** Undo of ship when another host failed: the release folder goes, it never served. */
 export const unship = async (ctx: DeployCtx): Promise<void> => {
   if (!ctx.id) return;
-  const untag = await attempt(`untag the image of ${ctx.id}`, () => removeReleaseImages(ctx, [ctx.id]));
-  const remove = await attempt(`remove releases/${ctx.id}`, () => ctx.host.exec(removeReleases(ctx.l, [ctx.id])));
-  throwIfLeft(ctx, [untag, remove]);
+  const id = ctx.id;
+  throwIfLeft(ctx, [await attempt(`remove releases/${id}`, () => ctx.runtime.removeReleases(ctx.host, ctx.l, [id]))]);
 };
 
 /**
@@ -267,17 +181,6 @@ const throwIfLeft = (ctx: DeployCtx, left: readonly (string | undefined)[]): voi
   const lines = left.filter((x): x is string => x !== undefined);
   // onEachHost names the host: the message is only what was left.
   if (lines.length > 0) throw new SkiffError(lines.join('; '));
-};
-
-/** Docker: the images of releases that go lose their release tags; docker deletes an image once nothing uses it. */
-const removeReleaseImages = async (ctx: DeployCtx, ids: readonly string[]): Promise<void> => {
-  if (ctx.runtime.kind !== 'docker' || ids.length === 0) return;
-  const { readImageRelease } = await import('../runtime/docker.ts');
-  const { untagRelease } = await import('../commands/docker.ts');
-  for (const id of ids) {
-    const release = await readImageRelease(ctx.host, ctx.l, id).catch(() => undefined);
-    if (release) await ctx.host.exec(untagRelease(release.ref, release.image));
-  }
 };
 
 /** Writes the release's app environment (mode 0600); it becomes shared/.env when the release goes live. */
@@ -510,7 +413,6 @@ export const prune = async (ctx: DeployCtx): Promise<string[]> => {
   const { host, l, cfg } = ctx;
   const onHost = (await host.exec(listReleases(l))).stdout.split('\n').filter(Boolean);
   const doomed = releasesToPrune(onHost, await readHistory(host, l), ctx.id, cfg.keepReleases);
-  await removeReleaseImages(ctx, doomed);
-  if (doomed.length > 0) await host.exec(removeReleases(l, doomed));
+  await ctx.runtime.removeReleases(host, l, doomed);
   return doomed;
 };

@@ -130,7 +130,7 @@ export const startLive = async (ctx: DeployCtx): Promise<string> => {
   const started = await ctx.runtime.launch(host, l, { slot, release: release.release, port: release.port, start: release.start, version: release.version });
   await gateSlot(ctx, slot, release.port);
   await audit(host, l, ctx.now().toISOString(), ctx.who, `start ${release.release} (${started})`);
-  return `started ${release.version} (${started}) on port ${release.port}${now.state === 'crashed' ? `; the previous ${ctx.runtime.kind === 'docker' ? 'container' : 'process'} (pid ${now.pid}) had crashed` : ''}`;
+  return `started ${release.version} (${started}) on port ${release.port}${now.state === 'crashed' ? `; the previous ${ctx.runtime.unit} (pid ${now.pid}) had crashed` : ''}`;
 };
 
 /** Stops the live slot, letting it drain. */
@@ -141,7 +141,7 @@ export const stopLive = async (ctx: DeployCtx): Promise<string> => {
   if (result === 'not-running') return `not running; nothing to stop`;
   await audit(host, l, ctx.now().toISOString(), ctx.who, `stop ${release.release} (${result})`);
   const [how, what] = result.split(' ');
-  const named = ctx.runtime.kind === 'docker' ? `container ${what}` : `pid ${what}`;
+  const named = `${ctx.runtime.haltedWord} ${what}`;
   return how === 'killed' ? `stopped ${named} (killed after ${cfg.drainSeconds}s of draining)` : `stopped ${named}`;
 };
 

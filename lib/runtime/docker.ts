@@ -1,35 +1,17 @@
 /**
- * The docker runtime: a slot is a container `<app>-<env>-<color>` with `--network host`, PORT set
- * to the slot's port, the app's environment from the release's env file, shared/data at /data and
- * `--restart unless-stopped`. A release folder holds release.json: the image id the container runs.
+ * The docker runtime: the build is `docker build`, a ship sends the image layers a host lacks
+ * (lib/ship/docker-ship.ts), and a slot is a container `<app>-<env>-<color>` with `--network host`,
+ * PORT set to the slot's port, the app's environment from the release's env file, shared/data at
+ * /data and `--restart unless-stopped`. A release folder holds release.json: the image id the
+ * container runs, and the tag to remove when the release goes.
  */
 import type { Config } from '../config/config.ts';
-import { containerLogs, containerName, containerStatus, runContainer, stopContainer } from '../commands/docker.ts';
-import { SkiffError } from '../core/errors.ts';
+import { containerLogs, containerName, containerStatus, runContainer, stopContainer, untagRelease } from '../commands/docker.ts';
+import { removeReleases } from '../commands/release.ts';
 import type { Host } from '../host/host.ts';
-import type { Layout } from '../core/paths.ts';
+import { buildImage, checkDockerfile } from '../ship/build.ts';
+import { checkHostDocker, readImageRelease, rememberImage, shipImage, type HostDocker } from '../ship/docker-ship.ts';
 import type { Runtime, SlotRun } from './runtime.ts';
-
-/** What `releases/<id>/release.json` holds for a docker release. */
-export interface ImageRelease {
-  /** `<app>:<version>`, as built. */
-  readonly image: string;
-  /** The image id (`sha256:...`) the container runs. */
-  readonly imageId: string;
-  /** The release's tag on the host (`<app>:<env>-<id>`), removed when the release is pruned. */
-  readonly ref: string;
-  /** The names of the app's environment keys (the values stay in the env file). */
-  readonly envKeys: readonly string[];
-}
-
-export const releaseJsonPath = (l: Layout, id: string): string => `${l.release(id)}/release.json`;
-
-/** Reads release.json of a docker release; a clear error when it is missing. */
-export const readImageRelease = async (host: Host, l: Layout, id: string): Promise<ImageRelease> => {
-  const text = await host.get(releaseJsonPath(l, id));
-  if (!text) throw new SkiffError(`${host.name}: release ${id} has no release.json: it was not deployed with DEPLOY_RUNTIME=docker`);
-  return JSON.parse(text.toString()) as ImageRelease;
-};
 
 /** Parses the line printed by `containerStatus`. */
 export const parseContainerStatus = (name: string, line: string): SlotRun => {
@@ -44,8 +26,38 @@ export const parseContainerStatus = (name: string, line: string): SlotRun => {
 
 export const dockerRuntime = (cfg: Config): Runtime => {
   const name = (slot: string) => containerName(cfg.app.name, cfg.env, slot);
+  /** Each host's Docker, as preflight found it. */
+  const dockers = new WeakMap<Host, HostDocker>();
   return {
     kind: 'docker',
+    unit: 'container',
+    haltedWord: 'container',
+    buildTitle: (version) => `Build the image ${cfg.app.name}:${version}`,
+    shipTitle: 'Ship the image layers each host lacks',
+    noBuild: undefined,
+    // A dry run cannot ask a host's daemon what it would load.
+    shipsInDryRun: false,
+    checkLocal: (willBuild) => void (willBuild && checkDockerfile(cfg)),
+    preflight: async (host) => void dockers.set(host, await checkHostDocker(host)),
+    build: async (facts, log) => {
+      const image = await buildImage(cfg, facts, log);
+      rememberImage(cfg, image);
+      log(`built ${image.tag} (${image.id.slice(7, 19)})`);
+      return { summary: `built ${image.tag} (${image.id})`, json: { version: facts.version, image: image.tag, imageId: image.id } };
+    },
+    ship: async (host, l, spec, log) => shipImage(host, l, cfg, spec, dockers.get(host) ?? (await checkHostDocker(host)), log),
+    // The images of releases that go lose their release tags; docker deletes an image once nothing uses it.
+    removeReleases: async (host, l, ids) => {
+      if (ids.length === 0) return;
+      let untagError: unknown;
+      for (const id of ids) {
+        const release = await readImageRelease(host, l, id).catch(() => undefined);
+        if (release) await host.exec(untagRelease(release.ref, release.image)).catch((e: unknown) => void (untagError ??= e));
+      }
+      // The folders go even when a tag stayed: the error says which, and a tag costs only its name.
+      await host.exec(removeReleases(l, ids));
+      if (untagError) throw untagError;
+    },
     find: async (host, _l, slot) => parseContainerStatus(name(slot), (await host.exec(containerStatus(name(slot)))).stdout),
     launch: async (host, l, s) => {
       const release = await readImageRelease(host, l, s.release);

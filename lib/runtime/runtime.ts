@@ -1,11 +1,14 @@
 /**
- * Runtimes are strategies behind one small interface: the deploy, rollback, start, stop and
- * restore flows are written once and run a slot with either. `process` (lib/runtime/process.ts)
- * runs DEPLOY_START under the pidfile supervisor; `docker` (lib/runtime/docker.ts) runs a container.
+ * Runtimes are strategies behind one interface that holds everything that differs between them:
+ * what the build makes, what a ship sends, what a host must have, how a slot runs and how a release
+ * is removed. The deploy, rollback, start, stop and restore flows are written once and never ask
+ * which runtime they have. `process` (lib/runtime/process.ts) ships a folder and runs DEPLOY_START
+ * under the pidfile supervisor; `docker` (lib/runtime/docker.ts) ships an image and runs a container.
  */
 import type { Config } from '../config/config.ts';
 import type { Host } from '../host/host.ts';
 import type { Layout } from '../core/paths.ts';
+import type { Shipped, ShipSpec } from '../ship/folder-ship.ts';
 import { dockerRuntime } from './docker.ts';
 import { processRuntime } from './process.ts';
 
@@ -32,8 +35,42 @@ export interface LaunchSpec {
   readonly start: string;
 }
 
+/** What a build is told: the version, and what its image labels record (docker). */
+export interface BuildFacts {
+  readonly version: string;
+  readonly gitSha: string | undefined;
+  readonly builtAt: string;
+}
+
+/** What a build made: a line for the user, and the fields of `build.ts --json`. */
+export interface Built {
+  readonly summary: string;
+  readonly json: Readonly<Record<string, string>>;
+}
+
 export interface Runtime {
   readonly kind: Config['runtime'];
+  /** What a slot runs, in the user's words: `process` or `container`. */
+  readonly unit: string;
+  /** The word before what `halt` names: `pid` (123) or `container` (hello-staging-blue). */
+  readonly haltedWord: string;
+  /** The titles of the build and ship steps. */
+  buildTitle(version: string): string;
+  readonly shipTitle: string;
+  /** Why there is no build to run (no DEPLOY_BUILD), or undefined when there is one. */
+  readonly noBuild: string | undefined;
+  /** False when a dry run cannot say what a ship would send (a host's daemon cannot be asked). */
+  readonly shipsInDryRun: boolean;
+  /** Checks this machine before any host is reached (`willBuild`: this run builds). Throws a usage error. */
+  checkLocal(willBuild: boolean): void;
+  /** Checks a host for what this runtime needs there; changes nothing. */
+  preflight(host: Host): Promise<void>;
+  /** Builds the release on this machine: DEPLOY_BUILD in APP_DIR, or the image. */
+  build(facts: BuildFacts, log: (text: string) => void): Promise<Built>;
+  /** Ships the release to `releases/<id>` on a host (the layout exists); returns what was sent. */
+  ship(host: Host, l: Layout, spec: ShipSpec, log: (line: string) => void): Promise<Shipped>;
+  /** Removes releases from a host: their folders and env files, and what else they hold (image tags). */
+  removeReleases(host: Host, l: Layout, ids: readonly string[]): Promise<void>;
   /** Finds what runs in a slot. */
   find(host: Host, l: Layout, slot: string): Promise<SlotRun>;
   /** Starts a release in a slot; returns what started (`pid 123`, `container hello-staging-blue`). */
@@ -49,4 +86,4 @@ export interface Runtime {
 }
 
 /** The runtime of an environment. */
-export const runtimeFor = (cfg: Config): Runtime => (cfg.runtime === 'docker' ? dockerRuntime(cfg) : processRuntime(cfg.env));
+export const runtimeFor = (cfg: Config): Runtime => (cfg.runtime === 'docker' ? dockerRuntime(cfg) : processRuntime(cfg));

@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { dockerBuild, imageId, imageLabels } from '../commands/docker.ts';
 import type { Config } from '../config/config.ts';
 import { SkiffError } from '../core/errors.ts';
 import { run, streamFrom } from '../host/local.ts';
@@ -73,7 +74,6 @@ export const buildImage = async (
   facts: { version: string; gitSha: string | undefined; builtAt: string },
   onOutput: (text: string) => void,
 ): Promise<{ tag: string; id: string }> => {
-  const { dockerBuild, imageId, imageLabels } = await import('../commands/docker.ts');
   const dockerfile = checkDockerfile(cfg);
   const env = { ...process.env } as Record<string, string>;
   const info = await run(['docker', 'info', '--format', '{{.ServerVersion}}'], { env, check: false, label: 'local' }).catch(() => undefined);

@@ -21,17 +21,37 @@ import {
   saveImage,
   tagImage,
 } from '../commands/docker.ts';
-import { prepareLayout } from '../commands/release.ts';
 import type { Config } from '../config/config.ts';
 import { formatBytes } from './delta.ts';
-import type { DeployCtx } from '../flows/deploy.ts';
 import { SkiffError } from '../core/errors.ts';
+import type { Layout } from '../core/paths.ts';
 import type { Host } from '../host/host.ts';
 import { learnLayerNames, missingBytes, needsLayerNames, parseHostLayers, planImageShip } from './image.ts';
 import { imageTag } from './build.ts';
+import type { Shipped, ShipSpec } from './folder-ship.ts';
 import { run, streamFrom } from '../host/local.ts';
-import { releaseJsonPath, type ImageRelease } from '../runtime/docker.ts';
 import { TarFilter } from './tar.ts';
+
+/** What `releases/<id>/release.json` holds for a docker release. */
+export interface ImageRelease {
+  /** `<app>:<version>`, as built. */
+  readonly image: string;
+  /** The image id (`sha256:...`) the container runs. */
+  readonly imageId: string;
+  /** The release's tag on the host (`<app>:<env>-<id>`), removed when the release is pruned. */
+  readonly ref: string;
+  /** The names of the app's environment keys (the values stay in the env file). */
+  readonly envKeys: readonly string[];
+}
+
+export const releaseJsonPath = (l: Layout, id: string): string => `${l.release(id)}/release.json`;
+
+/** Reads release.json of a docker release; a clear error when it is missing. */
+export const readImageRelease = async (host: Host, l: Layout, id: string): Promise<ImageRelease> => {
+  const text = await host.get(releaseJsonPath(l, id));
+  if (!text) throw new SkiffError(`${host.name}: release ${id} has no release.json: it was not deployed with DEPLOY_RUNTIME=docker`);
+  return JSON.parse(text.toString()) as ImageRelease; // written by shipImage below; a release folder is skiff's own
+};
 
 /** What the host's Docker is: its storage and whether `docker load` there skips layers it has. */
 export interface HostDocker {
@@ -143,17 +163,23 @@ const learnFromArchive = once(async (tag: string): Promise<Map<string, string>> 
  * Ships the image of this deploy to a host and records it in `releases/<id>/release.json`. A host
  * that has the image already gets only its tags.
  */
-export const shipImage = async (ctx: DeployCtx, hostDocker: HostDocker): Promise<void> => {
-  const { host, l, cfg } = ctx;
-  const image = await builtImage(cfg, ctx.version);
+export const shipImage = async (
+  host: Host,
+  l: Layout,
+  cfg: Config,
+  spec: ShipSpec,
+  hostDocker: HostDocker,
+  log: (line: string) => void,
+): Promise<Shipped> => {
+  const image = await builtImage(cfg, spec.version);
   const onHost = parseHostLayers((await host.exec(hostImageLayers())).stdout);
   const before = host.bytesSent;
   let summary: string;
   let sent = 0;
   let loadedId = image.id;
+  let layers = { files: 0, reused: 0 };
   if (onHost.images.has(image.id)) {
     summary = `the host has image ${image.id.slice(7, 19)} already: nothing sent`;
-    ctx.shipped = { bytes: 0, files: 0, reused: 0 };
   } else {
     const { diffIds, sizes } = await localLayers(image.tag);
     const hostChains = hostDocker.skipsKnownLayers ? onHost.chains : new Set<string>();
@@ -193,15 +219,15 @@ export const shipImage = async (ctx: DeployCtx, hostDocker: HostDocker): Promise
     sent = filter.keptBytes;
     const left = plan.layers.length - missing;
     summary = `${missing} of ${plan.layers.length} layers sent${left ? `, ${left} the host had left out` : ''}${hostDocker.skipsKnownLayers ? '' : ' (containerd image store: whole archive)'}`;
-    ctx.shipped = { bytes: 0, files: missing, reused: left };
+    layers = { files: missing, reused: left };
   }
-  const ref = releaseRef(cfg.app.name, cfg.env, ctx.id);
+  const ref = releaseRef(cfg.app.name, cfg.env, spec.id);
   // release.json first: a release folder always says which tag to remove when it goes.
-  await host.exec(seq(prepareLayout(l), cmd('mkdir', '-p', l.release(ctx.id))));
+  await host.exec(cmd('mkdir', '-p', l.release(spec.id)));
   const release: ImageRelease = { image: image.tag, imageId: loadedId, ref, envKeys: Object.keys(cfg.appEnv).sort() };
-  await host.put(releaseJsonPath(l, ctx.id), `${JSON.stringify(release, null, 2)}\n`);
+  await host.put(releaseJsonPath(l, spec.id), `${JSON.stringify(release, null, 2)}\n`);
   await host.exec(seq(tagImage(loadedId, image.tag), tagImage(loadedId, ref)));
   const bytes = before !== undefined && host.bytesSent !== undefined ? host.bytesSent - before : sent;
-  ctx.shipped = { ...ctx.shipped, bytes };
-  ctx.log(`shipped ${formatBytes(bytes)} of image ${image.tag}: ${summary}`);
+  log(`shipped ${formatBytes(bytes)} of image ${image.tag}: ${summary}`);
+  return { bytes, ...layers };
 };

@@ -44,7 +44,7 @@ const ctxWith = (rules: Rule[], proxy?: Proxy): { ctx: DeployCtx; host: Recordin
     durations: {},
     switched: false,
     proxy,
-    runtime: processRuntime('staging'),
+    runtime: processRuntime(cfg),
     action: 'deploy',
     start: cfg.start,
   };

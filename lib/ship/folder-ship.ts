@@ -1,0 +1,103 @@
+/**
+ * Shipping a release folder (the process runtime): against the live release's manifest, only the
+ * files whose content the host lacks travel, in one tar stream; the rest are hard links to the live
+ * release's files (lib/ship/delta.ts). Without a live manifest the whole folder travels. Either way
+ * the release is built in `<id>.partial`, its file count checked, then renamed; its manifest is
+ * kept for the next deploy.
+ */
+import { existsSync } from 'node:fs';
+import { Transform, type Readable } from 'node:stream';
+import { finishRelease, linkInto, seedFromLive, unpackInto, updateManifest } from '../commands/delta.ts';
+import type { Config } from '../config/config.ts';
+import { cmd, seq } from '../core/cmd.ts';
+import { SkiffError } from '../core/errors.ts';
+import type { Layout } from '../core/paths.ts';
+import type { Host } from '../host/host.ts';
+import { releaseEntriesTar, releaseTar } from './build.ts';
+import { formatBytes, manifestChanges, manifestTotals, nulList, parseManifest, planDelta, serializeManifest, type Manifest } from './delta.ts';
+import { buildManifest } from './manifest.ts';
+
+/** What a ship sent: bytes (counted at the SSH channel), files or layers sent, and those the host had. */
+export interface Shipped {
+  readonly bytes: number;
+  readonly files: number;
+  readonly reused: number;
+}
+
+/** Which release a ship makes, and the live one it may take files from. */
+export interface ShipSpec {
+  readonly id: string;
+  readonly version: string;
+  /** The release that serves now, if any. */
+  readonly liveRelease: string | undefined;
+}
+
+/** The manifest of the build, made once however many hosts it ships to. */
+const manifests = new WeakMap<Config, Promise<Manifest>>();
+const manifestOfBuild = (cfg: Config): Promise<Manifest> => {
+  let m = manifests.get(cfg);
+  if (!m) manifests.set(cfg, (m = buildManifest(cfg.app.releaseDir)));
+  return m;
+};
+
+/** Counts the bytes of a stream as they pass (what local shipping reports; SSH counts at its channel). */
+const counting = (source: Readable, counter: { bytes: number }): Readable =>
+  source.pipe(
+    new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        counter.bytes += chunk.length;
+        done(null, chunk);
+      },
+    }),
+  );
+
+/** Ships APP_DIR's release folder to `releases/<id>` on a host. */
+export const shipFolder = async (host: Host, l: Layout, cfg: Config, spec: ShipSpec, log: (line: string) => void): Promise<Shipped> => {
+  if (!existsSync(cfg.app.releaseDir)) {
+    throw new SkiffError(`${cfg.app.releaseDir} does not exist: check APP_DIR and DEPLOY_RELEASE_DIR (or run the build)`);
+  }
+  const { id, liveRelease: liveId } = spec;
+  const manifest = await manifestOfBuild(cfg);
+  const total = manifestTotals(manifest);
+  const live = liveId ? parseManifest((await host.get(l.manifestOf(liveId)))?.toString()) : undefined;
+  const partial = `${l.release(id)}.partial`;
+  const counter = { bytes: 0 };
+  const before = host.bytesSent;
+  const input = (b: Buffer) => {
+    counter.bytes += b.length;
+    return b;
+  };
+  const sendTar = async (tar: { stream: Readable; done: Promise<void> }) => {
+    await Promise.all([host.exec(unpackInto(partial), { stdin: counting(tar.stream, counter) }), tar.done]);
+  };
+  let summary: string;
+  let files: { files: number; reused: number };
+  try {
+    if (live && liveId) {
+      const plan = planDelta(live, manifest);
+      await host.exec(seedFromLive(l.release(liveId), partial), { stdin: input(nulList(plan.remove)) });
+      if (plan.send.length > 0) await sendTar(releaseEntriesTar(cfg, plan.send));
+      if (plan.link.length > 0) {
+        await host.exec(linkInto(partial), { stdin: input(nulList(plan.link.flatMap(([from, to]) => [`${l.release(liveId)}/${from}`, to]))) });
+      }
+      const sentFiles = total.files - plan.reused;
+      summary = `${sentFiles} of ${total.files} files sent, ${plan.reused} taken from the live release`;
+      files = { files: sentFiles, reused: plan.reused };
+    } else {
+      await host.exec(seq(cmd('rm', '-rf', partial), cmd('mkdir', '-p', partial)));
+      await sendTar(releaseTar(cfg));
+      summary = `all ${total.files} files sent${liveId ? ` (the live release ${liveId} has no manifest)` : ''}`;
+      files = { files: total.files, reused: 0 };
+    }
+    await host.exec(finishRelease(partial, l.release(id), total.files));
+  } catch (error) {
+    await host.exec(cmd('rm', '-rf', partial), { check: false });
+    throw error;
+  }
+  // The manifest travels whole only with a whole release; after a delta, only its changes do.
+  if (live && liveId) await host.exec(updateManifest(l.manifestOf(liveId), l.manifestOf(id)), { stdin: input(Buffer.from(manifestChanges(live, manifest))) });
+  else await host.put(l.manifestOf(id), input(Buffer.from(serializeManifest(manifest))));
+  const bytes = before !== undefined && host.bytesSent !== undefined ? host.bytesSent - before : counter.bytes;
+  log(`shipped ${formatBytes(bytes)} for a ${formatBytes(total.bytes)} release: ${summary}`);
+  return { bytes, ...files };
+};
