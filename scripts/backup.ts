@@ -26,11 +26,12 @@ await runMain(spec, async ({ args: [env, label], flags }) => {
   if (label !== undefined) b.backupName(new Date(), label); // a bad label is refused before connecting
   const run = await prepareRun(env as string, { command: 'backup', needsVersion: false, forceUnlock: flags['force-unlock'], lockWait: flags['lock-wait'] });
   if (flags.list) {
-    const tables = await Promise.all(run.ctxs.map(async (c) => `${run.ctxs.length > 1 ? `${c.host.name}\n` : ''}${b.formatBackups(await b.readBackups(c))}`));
+    const tables = await Promise.all(run.sessions.map(async (c) => `${run.sessions.length > 1 ? `${c.host.name}\n` : ''}${b.formatBackups(await b.readBackups(c))}`));
     process.stdout.write(`${tables.join('\n\n')}\n`);
     return run.close();
   }
-  await run.withHostLock(async (_ctx, _list, all) => {
+  await run.withHostLock(async () => {
+    const all = run.sessions;
     for (const c of all) {
       const { name, manifest, pruned, missing } = await b.takeBackup(c, label);
       const bytes = manifest.entries.reduce((n, e) => n + e.size, 0);

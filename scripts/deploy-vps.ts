@@ -30,11 +30,13 @@ await runMain(spec, async ({ args: [env], flags }) => {
     check: (_cfg, runtime) => runtime.checkLocal(!flags['no-build']),
   });
   await run.confirmIf(`Deploy ${run.version} to ${env}`, flags.yes);
-  await run.withHostLock(async (ctx, list, all) => {
+  const { withRun } = await import('../lib/flows/session.ts');
+  await run.withHostLock(async (list) => {
     const dryRun = () => run.dryRun && 'dry run';
-    const blueGreen = () => ctx.proxy !== undefined;
-    const id = releaseId(new Date(), run.version);
-    for (const c of all) c.id = id;
+    const blueGreen = () => run.session.proxy !== undefined;
+    const going = { action: 'deploy', id: releaseId(new Date(), run.version), version: run.version, gitSha: run.gitSha, start: run.cfg.start } as const;
+    const all = withRun(run.sessions, going);
+    const ctx = all[0] as (typeof all)[number]; // one per host, and there is one at least
     const tasks = await list([
       onEachHost(all, all.length > 1 ? `Check ${all.length} hosts` : `Check ${ctx.host.name}`, (c) => d.timed(c, 'preflight', () => d.preflight(c))),
       {
@@ -52,14 +54,14 @@ await runMain(spec, async ({ args: [env], flags }) => {
         'Back up the data (DEPLOY_BACKUP_BEFORE)',
         async (c) => {
           const { takeBackup } = await import('../lib/flows/backup.ts');
-          c.backupId = (await d.timed(c, 'backup', () => takeBackup(c, 'before-deploy'))).name;
-          c.log(`backup ${c.backupId}`);
+          c.run.backupId = (await d.timed(c, 'backup', () => takeBackup(c, 'before-deploy'))).name;
+          c.log(`backup ${c.run.backupId}`);
         },
         { enabled: () => run.cfg.backup.beforeDeploy, skip: dryRun },
       ),
       onEachHost(
         all,
-        ctx.proxy ? `Start in slot ${d.targetSlot(ctx).slot} (port ${d.targetSlot(ctx).port}) and check health` : `Replace the running release (port ${d.targetSlot(ctx).port}) and check health`,
+        () => (ctx.proxy ? `Start in slot ${ctx.run.target.slot} (port ${ctx.run.target.port}) and check health` : `Replace the running release (port ${ctx.run.target.port}) and check health`),
         (c) => d.timed(c, 'start', () => (c.proxy ? d.startIdle(c) : d.replaceAndGate(c))),
         // Without a proxy a host is down while its release is replaced: one host at a time.
         { undo: (c, reason) => (c.proxy ? d.unstart(c, reason) : d.unreplace(c, reason)), serial: !blueGreen(), skip: dryRun },
@@ -74,6 +76,6 @@ await runMain(spec, async ({ args: [env], flags }) => {
       onEachHost(all, 'Prune old releases', async (c) => c.log(`${(await d.prune(c)).length} removed`)),
     ]);
     await tasks.run(ctx);
-    run.done(`deployed ${run.version} (release ${ctx.id}) to ${env}${all.length > 1 ? ` (${all.length} hosts)` : ''}: ${run.url}`);
+    run.done(`deployed ${run.version} (release ${ctx.run.id}) to ${env}${all.length > 1 ? ` (${all.length} hosts)` : ''}: ${run.url}`);
   });
 });

@@ -21,9 +21,9 @@ await runMain(spec, async ({ args: [env], flags }) => {
   const { showLogs, prefixLines } = await import('../lib/flows/status.ts');
   const run = await prepareRun(env as string, { command: 'logs', needsVersion: false });
   try {
-    if (run.ctxs.length === 1) return await showLogs(run.ctx, lines, flags.follow, (b) => process.stdout.write(b));
+    if (run.sessions.length === 1) return await showLogs(run.session, lines, flags.follow, (b) => process.stdout.write(b));
     // Several hosts: every line is prefixed with its host, and --follow follows all of them at once.
-    await Promise.all(run.ctxs.map((c) => showLogs(c, lines, flags.follow, prefixLines(`[${c.host.name}] `, (text) => process.stdout.write(text)))));
+    await Promise.all(run.sessions.map((c) => showLogs(c, lines, flags.follow, prefixLines(`[${c.host.name}] `, (text) => process.stdout.write(text)))));
   } finally {
     await run.close();
   }

@@ -32,10 +32,10 @@ await runMain(spec, async ({ args: [env, name], flags }) => {
   const run = await prepareRun(env as string, { command: 'restore', needsVersion: false, forceUnlock: flags['force-unlock'], lockWait: flags['lock-wait'] });
   if (flags.test) {
     try {
-      for (const c of run.ctxs) {
+      for (const c of run.sessions) {
         if (copy && local) await copy.uploadBackup(c, local);
         const lines = await b.drillBackup(c, backup, await b.verifyBackup(c, backup));
-        say(`${env}${run.ctxs.length > 1 ? ` on ${c.host.name}` : ''}: restore test of ${backup} passed (nothing live was touched)`);
+        say(`${env}${run.sessions.length > 1 ? ` on ${c.host.name}` : ''}: restore test of ${backup} passed (nothing live was touched)`);
         for (const line of lines) say(`  ${line}`);
       }
     } finally {
@@ -43,7 +43,8 @@ await runMain(spec, async ({ args: [env, name], flags }) => {
     }
     return;
   }
-  await run.withHostLock(async (_ctx, _list, all) => {
+  await run.withHostLock(async () => {
+    const all = run.sessions;
     // Every host's copy is checked before any app stops.
     const manifests = [];
     for (const c of all) {
@@ -53,7 +54,7 @@ await runMain(spec, async ({ args: [env, name], flags }) => {
     // Restoring replaces live data: asked every time, not only in production.
     await confirm(`Restore ${backup} over the data of ${env}${all.length > 1 ? ` on ${all.length} hosts` : ''} (the app stops while it runs)`, flags.yes);
     for (const [i, c] of all.entries()) {
-      c.log = (line) => say(`${all.length > 1 ? `${c.host.name}: ` : ''}${line}`);
+      c.logTo((line) => say(`${all.length > 1 ? `${c.host.name}: ` : ''}${line}`));
       const { safety } = await b.restoreBackup(c, backup, manifests[i] as NonNullable<(typeof manifests)[number]>);
       say(`${env}${all.length > 1 ? ` on ${c.host.name}` : ''}: restored ${backup}; the data of before is backup ${safety}`);
     }

@@ -32,20 +32,20 @@ await runMain(spec, async ({ args: [env, requested], flags }) => {
     forceUnlock: flags['force-unlock'],
     lockWait: flags['lock-wait'],
   });
-  const facts = await Promise.all(run.ctxs.map((c) => rb.readRollbackFacts(c)));
+  const facts = await Promise.all(run.sessions.map((c) => rb.readRollbackFacts(c)));
   if (flags.list) {
-    const tables = run.ctxs.map((c, i) => {
+    const tables = run.sessions.map((c, i) => {
       const f = facts[i] as (typeof facts)[number];
       const table = rb.formatHistory(f.history, f.liveId, f.onHost);
-      return run.ctxs.length > 1 ? `${c.host.name}\n${table}` : table;
+      return run.sessions.length > 1 ? `${c.host.name}\n${table}` : table;
     });
     process.stdout.write(`${tables.join('\n\n')}\n`);
     return run.close();
   }
-  const target = rb.chooseTargetOnAll(run.ctxs.map((c, i) => ({ host: c.host.name, ...(facts[i] as (typeof facts)[number]) })), requested, env as string);
+  const target = rb.chooseTargetOnAll(run.sessions.map((c, i) => ({ host: c.host.name, ...(facts[i] as (typeof facts)[number]) })), requested, env as string);
   // --with-data: the backup is found and verified on every host before anything changes.
   const b = flags['with-data'] ? await import('../lib/flows/backup.ts') : undefined;
-  const data = b ? await Promise.all(run.ctxs.map((c) => b.backupOfRelease(c, target.id))) : [];
+  const data = b ? await Promise.all(run.sessions.map((c) => b.backupOfRelease(c, target.id))) : [];
   if (b) {
     const { confirm } = await import('../lib/cli/cli.ts');
     const name = data[0]?.name as string;
@@ -53,10 +53,12 @@ await runMain(spec, async ({ args: [env, requested], flags }) => {
   } else {
     await run.confirmIf(`Roll ${env} back to ${target.id} (version ${target.version})`, flags.yes);
   }
-  await run.withHostLock(async (ctx, list, all) => {
+  const { withRun } = await import('../lib/flows/session.ts');
+  await run.withHostLock(async (list) => {
     const dryRun = () => run.dryRun && 'dry run';
-    const blueGreen = () => ctx.proxy !== undefined;
-    for (const c of all) rb.aimAt(c, target);
+    const blueGreen = () => run.session.proxy !== undefined;
+    const all = withRun(run.sessions, rb.goingBackTo(target, run.cfg));
+    const ctx = all[0] as (typeof all)[number]; // one per host, and there is one at least
     const tasks = await list([
       onEachHost(all, all.length > 1 ? `Check ${all.length} hosts` : `Check ${ctx.host.name}`, (c) => d.preflight(c)),
       onEachHost(all, `Start ${target.id} and check its health`, (c) => (c.proxy ? d.startIdle(c) : d.replaceAndGate(c)), {
@@ -83,7 +85,7 @@ await runMain(spec, async ({ args: [env, requested], flags }) => {
       const { say } = await import('../lib/cli/ui.ts');
       for (const [i, c] of all.entries()) {
         const { name, manifest } = data[i] as NonNullable<(typeof data)[number]>;
-        c.log = (line) => say(`${all.length > 1 ? `${c.host.name}: ` : ''}${line}`);
+        c.logTo((line) => say(`${all.length > 1 ? `${c.host.name}: ` : ''}${line}`));
         const { safety } = await b.restoreBackup(c, name, manifest);
         say(`${env}${all.length > 1 ? ` on ${c.host.name}` : ''}: restored ${name}, taken while ${target.id} was live; the data of before is backup ${safety}`);
       }

@@ -16,7 +16,8 @@ await runMain(spec, async ({ args: [env] }) => {
   const { startLive } = await import('../lib/flows/status.ts');
   const { say } = await import('../lib/cli/ui.ts');
   const run = await prepareRun(env as string, { command: 'start', needsVersion: false });
-  await run.withHostLock(async (_ctx, _list, all) => {
+  await run.withHostLock(async () => {
+    const all = run.sessions;
     for (const c of all) say(`${env}${all.length > 1 ? ` on ${c.host.name}` : ''}: ${await startLive(c)}: ${run.url}`);
   });
 });

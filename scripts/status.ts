@@ -17,7 +17,7 @@ await runMain(spec, async ({ args: [env], flags }) => {
   const { gatherStatus, formatStatus } = await import('../lib/flows/status.ts');
   const run = await prepareRun(env as string, { command: 'status', needsVersion: false });
   try {
-    const reports = await Promise.all(run.ctxs.map((c) => gatherStatus(c, run.url)));
+    const reports = await Promise.all(run.sessions.map((c) => gatherStatus(c, run.url)));
     // One host: one object (or text block); several: an array (or one block per host).
     const json = () => JSON.stringify(reports.length === 1 ? reports[0] : reports, null, 2);
     process.stdout.write(`${flags.json ? json() : reports.map(formatStatus).join('\n\n')}\n`);

@@ -16,7 +16,8 @@ await runMain(spec, async ({ args: [env] }) => {
   const { stopLive } = await import('../lib/flows/status.ts');
   const { say } = await import('../lib/cli/ui.ts');
   const run = await prepareRun(env as string, { command: 'stop', needsVersion: false });
-  await run.withHostLock(async (_ctx, _list, all) => {
+  await run.withHostLock(async () => {
+    const all = run.sessions;
     for (const c of all) say(`${env}${all.length > 1 ? ` on ${c.host.name}` : ''}: ${await stopLive(c)}`);
   });
 });

@@ -3,11 +3,12 @@
  * the host, build the context, take the lock around the task list, and close the host at the end.
  */
 import type { ListrTask, ListrTaskWrapper } from 'listr2';
+import { realClock } from '../core/clock.ts';
 import { render } from '../core/cmd.ts';
 import { confirm, interrupted } from './cli.ts';
 import { checkSupported, connect } from '../host/connect.ts';
 import { loadConfig, type Config } from '../config/config.ts';
-import type { DeployCtx } from '../flows/deploy.ts';
+import { redirectableLog, type Session } from '../flows/session.ts';
 import type { ExecOptions, ExecResult, Host, PutOptions } from '../host/host.ts';
 import { firstLine, HostFailedError, UsageError, type UndoFailure } from '../core/errors.ts';
 import { withLock } from '../state/lock.ts';
@@ -79,28 +80,30 @@ export { firstLine };
  * failed on any host, `undo` runs on the hosts where it succeeded before the failure is thrown:
  * a deploy is all or nothing.
  */
-export const onEachHost = (
-  ctxs: readonly DeployCtx[],
-  title: string,
-  step: (c: DeployCtx) => Promise<unknown>,
-  options: { undo?: (c: DeployCtx, reason: string) => Promise<unknown>; serial?: boolean; skip?: () => string | boolean; enabled?: () => boolean } = {},
-): ListrTask<DeployCtx> => ({
-  title,
+export const onEachHost = <T extends Session>(
+  ctxs: readonly T[],
+  title: string | (() => string),
+  step: (c: T) => Promise<unknown>,
+  options: { undo?: (c: T, reason: string) => Promise<unknown>; serial?: boolean; skip?: () => string | boolean; enabled?: () => boolean } = {},
+): ListrTask<object> => ({
+  // A title that names what preflight found (the slot) is made when the step starts.
+  title: typeof title === 'string' ? title : 'waiting for the steps before',
   ...(options.skip ? { skip: options.skip } : {}),
   ...(options.enabled ? { enabled: options.enabled } : {}),
   task: async (_c, t) => {
+    if (typeof title !== 'string') t.title = title();
     const [only] = ctxs;
     if (only && ctxs.length === 1) return step(only);
-    const failures = new Map<DeployCtx, unknown>();
-    const succeeded: DeployCtx[] = [];
+    const failures = new Map<T, unknown>();
+    const succeeded: T[] = [];
     await t
       .newListr(
         ctxs.map((c) => ({
           title: c.host.name,
           task: async (_x: unknown, sub: { output: string }) => {
-            c.log = (line) => {
+            c.logTo((line) => {
               sub.output = line;
-            };
+            });
             try {
               await step(c);
               succeeded.push(c);
@@ -140,8 +143,7 @@ export const prepareRun = async (env: string, options: RunOptions) => {
   }
   const cfg: Config = loadConfig(env);
   checkSupported(cfg);
-  const runtime = runtimeFor(cfg);
-  options.check?.(cfg, runtime);
+  options.check?.(cfg, runtimeFor(cfg));
   const facts = options.needsVersion === false ? undefined : await readGitFacts(cfg.app.dir, cfg.root);
   const version = facts ? formatVersion(facts) : '';
   const dryRun = options.dryRun ?? false;
@@ -151,42 +153,36 @@ export const prepareRun = async (env: string, options: RunOptions) => {
   const l = layout(cfg.path);
   const port = cfg.ports[0] as number;
   const url = cfg.publicUrl ?? `http://${target.kind === 'local' ? '127.0.0.1' : target.host}:${port}/`;
-  const ctxs: DeployCtx[] = hosts.map((host) => ({
+  const runtime = runtimeFor(cfg);
+  const sessions: Session[] = hosts.map((host) => ({
     cfg,
     host,
     l,
-    version,
-    gitSha: facts?.sha,
     who: whoAmI(),
     now: () => new Date(),
+    clock: realClock,
     signal: interrupted.signal,
-    log: () => {},
-    id: '',
-    previous: undefined,
-    durations: {},
-    switched: false,
     proxy: proxyFor(cfg),
     runtime,
-    action: options.command === 'rollback' ? 'rollback' : 'deploy',
-    start: cfg.start,
+    ...redirectableLog(),
   }));
-  const ctx = ctxs[0] as DeployCtx;
+  const session = sessions[0] as Session; // connectAll opened one host per DEPLOY_HOSTS entry, and there is one at least
   const closeAll = () => Promise.all(hosts.map((h) => h.close())).then(() => undefined);
 
   let failure: unknown;
   /** A listr2 list whose tasks send ctx.log lines to their own output (prefixed by host when there are several). */
-  const list = (tasks: ListrTask<DeployCtx>[]) =>
-    taskList<DeployCtx>(
+  const list = (tasks: ListrTask<object>[]) =>
+    taskList<object>(
       tasks.map((t) => ({
         ...t,
-        task: async (c: DeployCtx, w: ListrTaskWrapper<DeployCtx, never, never>) => {
-          for (const each of ctxs) {
-            each.log = (line) => {
-              w.output = ctxs.length > 1 ? `${each.host.name}: ${line}` : line;
-            };
+        task: async (c: object, w: ListrTaskWrapper<object, never, never>) => {
+          for (const each of sessions) {
+            each.logTo((line) => {
+              w.output = sessions.length > 1 ? `${each.host.name}: ${line}` : line;
+            });
           }
           try {
-            return await (t.task as (c: DeployCtx, w: unknown) => unknown)(c, w);
+            return await (t.task as (c: object, w: unknown) => unknown)(c, w);
           } catch (error) {
             // The list shows the first line beside the task; the one handler prints the whole error.
             failure ??= error;
@@ -194,12 +190,12 @@ export const prepareRun = async (env: string, options: RunOptions) => {
           }
         },
         rendererOptions: { persistentOutput: true },
-      })) as ListrTask<DeployCtx>[],
+      })) as ListrTask<object>[],
     );
 
   /** Holds the deploy lock on every host, one after another, then runs `fn`; releases them in reverse. */
   const lockAll = (i: number, fn: () => Promise<void>): Promise<void> => {
-    const c = ctxs[i];
+    const c = sessions[i];
     if (!c) return fn();
     const lockOptions = { command: options.command, version, now: c.now, log: say, forceUnlock: options.forceUnlock ?? false, waitSeconds };
     return withLock(c.host, l, lockOptions, () => lockAll(i + 1, fn));
@@ -208,21 +204,23 @@ export const prepareRun = async (env: string, options: RunOptions) => {
   return {
     cfg,
     version,
+    /** The commit the version was read from (none without git). */
+    gitSha: facts?.sha,
     /** The first host, for what is about one host (most environments have one). */
-    host: ctx.host,
-    ctx,
-    /** One context per host of DEPLOY_HOSTS, in order. */
-    ctxs,
+    host: session.host,
+    session,
+    /** One session per host of DEPLOY_HOSTS, in order. */
+    sessions,
     url,
     dryRun,
     close: closeAll,
     /** Production (or DEPLOY_CONFIRM=true) asks first, before any progress is drawn. */
     confirmIf: (question: string, yes: boolean) => (cfg.confirm && !dryRun ? confirm(question, yes) : Promise.resolve()),
     /** Runs `fn` holding the deploy lock on every host (no lock in a dry run), then closes the hosts. */
-    withHostLock: async (fn: (c: DeployCtx, makeList: typeof list, all: readonly DeployCtx[]) => Promise<void>): Promise<void> => {
+    withHostLock: async (fn: (makeList: typeof list) => Promise<void>): Promise<void> => {
       try {
-        if (dryRun) return await fn(ctx, list, ctxs);
-        await lockAll(0, () => fn(ctx, list, ctxs));
+        if (dryRun) return await fn(list);
+        await lockAll(0, () => fn(list));
       } catch (error) {
         throw failure ?? error;
       } finally {

@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import type { BackupManifest } from './backup.ts';
 import { checkBackupName } from './backup.ts';
 import { script } from '../core/cmd.ts';
-import type { DeployCtx } from './deploy.ts';
+import type { Session } from './session.ts';
 import { ConfigError, SkiffError, UsageError } from '../core/errors.ts';
 
 /** The sha256 and size of every file member of a tar stream, by name (ustar; names under 100 bytes). */
@@ -69,13 +69,13 @@ export class TarDigest extends Transform {
  * Where downloaded copies of an env's backups go: `backups/<env>/` in the repository (0700), or
  * under SKIFF_BACKUPS_DIR when it is set (a disk of its own, or a test's folder).
  */
-export const localBackupsDir = (ctx: DeployCtx): string => join(process.env.SKIFF_BACKUPS_DIR ?? join(ctx.cfg.root, 'backups'), ctx.cfg.env);
+export const localBackupsDir = (ctx: Session): string => join(process.env.SKIFF_BACKUPS_DIR ?? join(ctx.cfg.root, 'backups'), ctx.cfg.env);
 
 /**
  * Downloads a backup into `backups/<env>/<name>.tar` (`.tar.age` when BACKUP_ENCRYPT_TO is set),
  * under a temporary name until every entry matched its sha256. Returns the file and its size.
  */
-export const downloadBackup = async (ctx: DeployCtx, name: string, manifest: BackupManifest): Promise<{ file: string; bytes: number }> => {
+export const downloadBackup = async (ctx: Session, name: string, manifest: BackupManifest): Promise<{ file: string; bytes: number }> => {
   const { host, cfg } = ctx;
   const dir = localBackupsDir(ctx);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -130,7 +130,7 @@ export const backupNameOfFile = (path: string, env: string): string => {
  * when it ends in .age), under a temporary name, then renamed. The restore that follows verifies
  * it like any backup on the host.
  */
-export const uploadBackup = async (ctx: DeployCtx, path: string): Promise<string> => {
+export const uploadBackup = async (ctx: Session, path: string): Promise<string> => {
   const { host, cfg } = ctx;
   const name = backupNameOfFile(path, cfg.env);
   let input: Readable = createReadStream(path);

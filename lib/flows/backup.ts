@@ -1,10 +1,11 @@
 /**
  * Backups and restores of an environment's data on its host (docs/backups.md). The pure parts
- * (names, manifests, verification, retention) are exported for tests; the flows take a DeployCtx.
+ * (names, manifests, verification, retention) are exported for tests; the flows take a Session.
  */
 import { backupSpace, checkBackup, drillRestore, dumpPostgres, listBackups, pgpassLine, restorePostgres, sealBackup, swapInData, takeSnapshot, type PgTarget } from '../commands/backup.ts';
 import { cmd } from '../core/cmd.ts';
-import { gateSlot, missingOn, type DeployCtx } from './deploy.ts';
+import { gateSlot, missingOn } from './deploy.ts';
+import type { Session } from './session.ts';
 import { firstLine, SkiffError, UsageError } from '../core/errors.ts';
 import { audit, liveSlot, readState } from '../state/state.ts';
 
@@ -106,11 +107,11 @@ export const formatBackups = (rows: readonly { name: string; manifest: BackupMan
   return [`${'backup'.padEnd(34)} ${'size'.padStart(12)}  ${'version'.padEnd(18)} contents`, ...lines].join('\n');
 };
 
-const backupsDir = (ctx: DeployCtx) => `${ctx.l.root}/backups`;
-const backupDir = (ctx: DeployCtx, name: string) => `${backupsDir(ctx)}/${name}`;
+const backupsDir = (ctx: Session) => `${ctx.l.root}/backups`;
+const backupDir = (ctx: Session, name: string) => `${backupsDir(ctx)}/${name}`;
 
 /** Checks that the host has what the backup needs, and the disk space for it, before anything is made. */
-const preflight = async (ctx: DeployCtx): Promise<void> => {
+const preflight = async (ctx: Session): Promise<void> => {
   const { host, cfg, l } = ctx;
   const b = cfg.backup;
   if (b.sqlite.length === 0 && b.paths.length === 0 && !b.postgresUrl) {
@@ -132,7 +133,7 @@ const preflight = async (ctx: DeployCtx): Promise<void> => {
  * Takes a backup on the host: a consistent snapshot in `<name>.partial`, its manifest, synced and
  * renamed; then applies BACKUP_KEEP. Returns the backup's name and manifest.
  */
-export const takeBackup = async (ctx: DeployCtx, label?: string): Promise<{ name: string; manifest: BackupManifest; pruned: string[]; missing: string[] }> => {
+export const takeBackup = async (ctx: Session, label?: string): Promise<{ name: string; manifest: BackupManifest; pruned: string[]; missing: string[] }> => {
   const { host, cfg, l } = ctx;
   await preflight(ctx);
   const name = backupName(ctx.now(), label);
@@ -176,7 +177,7 @@ export const takeBackup = async (ctx: DeployCtx, label?: string): Promise<{ name
 };
 
 /** Every backup on the host with its manifest, oldest first. */
-export const readBackups = async (ctx: DeployCtx): Promise<{ name: string; manifest: BackupManifest | undefined }[]> => {
+export const readBackups = async (ctx: Session): Promise<{ name: string; manifest: BackupManifest | undefined }[]> => {
   const names = (await ctx.host.exec(listBackups(backupsDir(ctx)))).stdout.split('\n').filter(Boolean);
   return Promise.all(names.map(async (name) => ({ name, manifest: parseBackupManifest((await ctx.host.get(`${backupDir(ctx, name)}/manifest.json`))?.toString()) })));
 };
@@ -194,7 +195,7 @@ const parseBackupManifest = (text: string | undefined): BackupManifest | undefin
  * Reads and checks a backup before anything stops: its manifest names this app and env, every entry
  * has its size and sha256, and every SQLite copy passes integrity_check.
  */
-export const verifyBackup = async (ctx: DeployCtx, name: string): Promise<BackupManifest> => {
+export const verifyBackup = async (ctx: Session, name: string): Promise<BackupManifest> => {
   const { host, cfg } = ctx;
   checkBackupName(name, cfg.env);
   const manifest = parseBackupManifest((await host.get(`${backupDir(ctx, name)}/manifest.json`))?.toString());
@@ -218,7 +219,7 @@ export const pgOf = (url: string | undefined): { target: PgTarget; password: str
 };
 
 /** Puts a verified backup's data in place (the app must be stopped); PostgreSQL in one transaction. */
-const swapIn = async (ctx: DeployCtx, name: string, m: BackupManifest): Promise<void> => {
+const swapIn = async (ctx: Session, name: string, m: BackupManifest): Promise<void> => {
   await ctx.host.exec(
     swapInData(
       backupDir(ctx, name),
@@ -239,7 +240,7 @@ const swapIn = async (ctx: DeployCtx, name: string, m: BackupManifest): Promise<
  * Restores a verified backup: a safety backup first, then stop, swap the data in, start, health
  * check. If any of that fails, the safety backup goes back in and the app starts again.
  */
-export const restoreBackup = async (ctx: DeployCtx, name: string, manifest: BackupManifest): Promise<{ safety: string }> => {
+export const restoreBackup = async (ctx: Session, name: string, manifest: BackupManifest): Promise<{ safety: string }> => {
   const { host, l, cfg } = ctx;
   const { slot, release: live } = liveSlot(await readState(host, l)) ?? {};
   const safety = await takeBackup(ctx, 'before-restore');
@@ -279,7 +280,7 @@ export const restoreBackup = async (ctx: DeployCtx, name: string, manifest: Back
 };
 
 /** Whether the live slot runs (restore says what it will stop). */
-export const liveRunning = async (ctx: DeployCtx): Promise<boolean> => {
+export const liveRunning = async (ctx: Session): Promise<boolean> => {
   const state = await readState(ctx.host, ctx.l);
   return state?.live ? (await ctx.runtime.find(ctx.host, ctx.l, state.live)).state === 'running' : false;
 };
@@ -288,7 +289,7 @@ export const liveRunning = async (ctx: DeployCtx): Promise<boolean> => {
  * `restore --test`: restores a verified backup into a scratch folder on the host and checks it,
  * touching nothing live. Returns one line per entry.
  */
-export const drillBackup = async (ctx: DeployCtx, name: string, m: BackupManifest): Promise<string[]> => {
+export const drillBackup = async (ctx: Session, name: string, m: BackupManifest): Promise<string[]> => {
   const out = (await ctx.host.exec(drillRestore(backupDir(ctx, name), `${backupsDir(ctx)}/.drill-${name}`))).stdout;
   const field = (kind: string, entry: string) => new RegExp(`^${kind} ${entry.replace(/[./]/g, '\\$&')} (.*)$`, 'm').exec(out)?.[1];
   const problems: string[] = [];
@@ -310,7 +311,7 @@ export const drillBackup = async (ctx: DeployCtx, name: string, m: BackupManifes
  * The newest backup taken while a release was live (its manifest names it), verified: what
  * `rollback --with-data` restores. With DEPLOY_BACKUP_BEFORE, that is the backup the next deploy took.
  */
-export const backupOfRelease = async (ctx: DeployCtx, release: string): Promise<{ name: string; manifest: BackupManifest }> => {
+export const backupOfRelease = async (ctx: Session, release: string): Promise<{ name: string; manifest: BackupManifest }> => {
   const found = (await readBackups(ctx)).filter((b) => b.manifest?.release === release).at(-1);
   if (!found) {
     throw new UsageError(`no backup on ${ctx.host.name} was taken while ${release} was live: roll back without --with-data, or restore a backup by name (backup.ts ${ctx.cfg.env} --list)`);

@@ -10,60 +10,25 @@ import { connectionsTo, probeUrl } from '../commands/proxy.ts';
 import { isOkStatus, portStatus, probeHealth } from '../commands/supervisor.ts';
 import type { Config } from '../config/config.ts';
 import { firstLine, HealthCheckError, SkiffError } from '../core/errors.ts';
-import { realClock, waitHealthy, type Clock } from './health.ts';
+import { waitHealthy } from './health.ts';
 import type { Proxy } from '../proxy/proxy.ts';
-import type { Shipped } from '../ship/folder-ship.ts';
 import type { Host } from '../host/host.ts';
-import type { Layout } from '../core/paths.ts';
-import type { Runtime } from '../runtime/runtime.ts';
-import { appendHistory, audit, liveSlot, readHistory, readState, releasesToPrune, writeState, type HostState, type SlotState } from '../state/state.ts';
-import { releaseId } from '../release/version.ts';
+import { appendHistory, audit, liveSlot, readHistory, readState, releasesToPrune, writeState } from '../state/state.ts';
+import type { DeployCtx, Plan, Previous, Session } from './session.ts';
 
 /** With proxy `none` there is one slot, and it is called blue. */
 export const SINGLE_SLOT = 'blue';
 
-export interface DeployCtx {
-  readonly cfg: Config;
-  readonly host: Host;
-  readonly l: Layout;
-  readonly version: string;
-  readonly gitSha: string | undefined;
-  readonly who: string;
-  readonly now: () => Date;
-  readonly clock?: Clock;
-  readonly signal: AbortSignal;
-  /** Where progress lines go (the listr task's output). */
-  log: (line: string) => void;
-  id: string;
-  /** What served before this deploy, to go back to. */
-  previous: { readonly state: HostState; readonly slot: SlotState } | undefined;
-  readonly durations: Record<string, number>;
-  /** Set once the new release serves; from then on a failure no longer undoes the deploy. */
-  switched: boolean;
-  /** The proxy driver; undefined with DEPLOY_PROXY=none. */
-  readonly proxy: Proxy | undefined;
-  /** What runs a slot: a supervised process or a container (DEPLOY_RUNTIME). */
-  readonly runtime: Runtime;
-  /** What this run does, for audit lines. */
-  action: 'deploy' | 'rollback';
-  /** The start command of the release going live: DEPLOY_START, or what an older release ran with. */
-  start: string;
-  /** The port the proxy sent traffic to before this run switched it (to switch back). */
-  switchedFrom?: number | undefined;
-  /** The backup taken before this release started (DEPLOY_BACKUP_BEFORE), recorded with it. */
-  backupId?: string | undefined;
-  /** What the ship sent: bytes (counted at the SSH channel), files or layers sent, and those the host had. */
-  shipped?: Shipped | undefined;
-}
+export type { DeployCtx };
 
-/** Times a step into ctx.durations. */
+/** Times a step into ctx.run.durations. */
 export const timed = async <T>(ctx: DeployCtx, step: string, fn: () => Promise<T>): Promise<T> => {
   ctx.signal.throwIfAborted();
   const t0 = Date.now();
   try {
     return await fn();
   } finally {
-    ctx.durations[step] = Date.now() - t0;
+    ctx.run.durations[step] = Date.now() - t0;
   }
 };
 
@@ -82,8 +47,9 @@ export const preflight = async (ctx: DeployCtx): Promise<void> => {
   await ctx.runtime.preflight(host);
   const state = await readState(host, l);
   const live = liveSlot(state);
-  ctx.previous = state && live ? { state, slot: live.release } : undefined;
-  const { slot, port } = targetSlot(ctx);
+  const previous = state && live ? { state, slot: live.release } : undefined;
+  ctx.run.fix({ previous, target: targetSlot(ctx.cfg, previous) });
+  const { slot, port } = ctx.run.target;
   const ours = await ctx.runtime.find(host, l, slot);
   if (ours.state !== 'running' && (await portInUse(host, port))) {
     throw new SkiffError(`${host.name}: port ${port} is already in use by another program: stop it or choose another port in DEPLOY_PORTS`);
@@ -104,8 +70,8 @@ export const preflight = async (ctx: DeployCtx): Promise<void> => {
  */
 const repairInterruptedSwitch = async (ctx: DeployCtx, proxy: Proxy): Promise<void> => {
   const { host, l, cfg } = ctx;
-  const prev = ctx.previous;
-  const idle = targetSlot(ctx);
+  const prev = ctx.run.previous;
+  const idle = ctx.run.target;
   if (!prev || (await proxy.current(host)) !== idle.port || idle.port === prev.slot.port) return;
   const live = await ctx.runtime.find(host, l, prev.state.live ?? '');
   const health = live.state === 'running' ? (await host.exec(probeHealth(prev.slot.port, cfg.health.path, 3), { check: false })).stdout.trim() : '';
@@ -125,16 +91,16 @@ export const build = async (ctx: DeployCtx): Promise<void> => {
   const log = (text: string) => {
     for (const line of text.split('\n')) if (line.trim()) ctx.log(line);
   };
-  await ctx.runtime.build({ version: ctx.version, gitSha: ctx.gitSha, builtAt: ctx.now().toISOString() }, log);
+  await ctx.runtime.build({ version: ctx.run.version, gitSha: ctx.run.gitSha, builtAt: ctx.now().toISOString() }, log);
 };
 
 /** Picks the release id on a host: the run's id, with a suffix if that folder exists already. */
 const claimReleaseId = async (ctx: DeployCtx): Promise<string> => {
   // Several hosts share one id (set by the script before shipping); a clash on one host gets a suffix.
-  const base = ctx.id || releaseId(ctx.now(), ctx.version);
+  const base = ctx.run.id;
   let id = base;
   for (let n = 2; (await ctx.host.exec(exists(ctx.l.release(id)))).stdout.trim() === 'yes'; n++) id = `${base}-${n}`;
-  ctx.id = id;
+  ctx.run.claimId(id);
   return id;
 };
 
@@ -146,13 +112,12 @@ export const ship = async (ctx: DeployCtx): Promise<void> => {
   const { host, l } = ctx;
   await host.exec(seq(prepareLayout(l), removePartials(l)));
   const id = await claimReleaseId(ctx);
-  ctx.shipped = await ctx.runtime.ship(host, l, { id, version: ctx.version, liveRelease: ctx.previous?.slot.release }, ctx.log);
+  ctx.run.shipped = await ctx.runtime.ship(host, l, { id, version: ctx.run.version, liveRelease: ctx.run.previous?.slot.release }, ctx.log);
 };
 
 /** Undo of ship when another host failed: the release folder goes, it never served. */
 export const unship = async (ctx: DeployCtx): Promise<void> => {
-  if (!ctx.id) return;
-  const id = ctx.id;
+  const id = ctx.run.id;
   throwIfLeft(ctx, [await attempt(`remove releases/${id}`, () => ctx.runtime.removeReleases(ctx.host, ctx.l, [id]))]);
 };
 
@@ -185,13 +150,13 @@ const throwIfLeft = (ctx: DeployCtx, left: readonly (string | undefined)[]): voi
 
 /** Writes the release's app environment (mode 0600); it becomes shared/.env when the release goes live. */
 export const writeAppEnv = (ctx: DeployCtx): Promise<void> =>
-  ctx.host.put(ctx.l.envOf(ctx.id), renderEnvFile({ ...ctx.cfg.appEnv }), { mode: 0o600 });
+  ctx.host.put(ctx.l.envOf(ctx.run.id), renderEnvFile({ ...ctx.cfg.appEnv }), { mode: 0o600 });
 
 const startIn = (ctx: DeployCtx, slot: string, release: string, version: string, port: number, start: string) =>
   ctx.runtime.launch(ctx.host, ctx.l, { slot, release, port, start, version });
 
 /** Health gate of whatever runs in a slot now. An undo passes `interruptible: false`: it must finish. */
-export const gateSlot = (ctx: DeployCtx, slot: string, port: number, interruptible = true) =>
+export const gateSlot = (ctx: Session, slot: string, port: number, interruptible = true) =>
   waitHealthy(ctx.host, {
     port,
     path: ctx.cfg.health.path,
@@ -199,7 +164,7 @@ export const gateSlot = (ctx: DeployCtx, slot: string, port: number, interruptib
     isAlive: async () => (await ctx.runtime.find(ctx.host, ctx.l, slot)).state === 'running',
     logTail: () => ctx.runtime.logTail(ctx.host, ctx.l, slot),
     ...(interruptible ? { signal: ctx.signal } : {}),
-    ...(ctx.clock ? { clock: ctx.clock } : {}),
+    clock: ctx.clock,
   });
 
 /**
@@ -215,7 +180,7 @@ export const replaceAndGate = async (ctx: DeployCtx): Promise<void> => {
     if ((await portInUse(host, port))) {
       throw new SkiffError(`${host.name}: port ${port} is still in use after the old process stopped: another program holds it`);
     }
-    const started = await startIn(ctx, SINGLE_SLOT, ctx.id, ctx.version, port, ctx.start);
+    const started = await startIn(ctx, SINGLE_SLOT, ctx.run.id, ctx.run.version, port, ctx.run.start);
     ctx.log(`started ${started} on port ${port}`);
     const { ms } = await gateSlot(ctx, SINGLE_SLOT, port);
     ctx.log(`healthy after ${ms} ms`);
@@ -243,7 +208,7 @@ const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<{ left: 
   const halted = await attempt(`stop the new release in slot ${SINGLE_SLOT}`, () => ctx.runtime.halt(host, l, SINGLE_SLOT, 0));
   const left = [halted, ...(await recordFailure(ctx, 'failed', error))];
   withLeft(error, left);
-  const prev = ctx.previous;
+  const prev = ctx.run.previous;
   if (!prev) return { left };
   try {
     await startIn(ctx, SINGLE_SLOT, prev.slot.release, prev.slot.version, prev.slot.port, prev.slot.start);
@@ -255,11 +220,11 @@ const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<{ left: 
   }
 };
 
-/** Which slot the new release goes to, and its port: the one slot with proxy `none`, else the idle color. */
-export const targetSlot = (ctx: DeployCtx): { slot: string; port: number } => {
-  if (ctx.cfg.proxy === 'none') return { slot: SINGLE_SLOT, port: ctx.cfg.ports[0] as number };
-  const idle = ctx.previous?.state.live === 'blue' ? 'green' : 'blue';
-  return { slot: idle, port: ctx.cfg.ports[idle === 'blue' ? 0 : 1] as number };
+/** Which slot a release goes to, and its port: the one slot with proxy `none`, else the idle color. */
+export const targetSlot = (cfg: Config, previous: Previous | undefined): Plan['target'] => {
+  if (cfg.proxy === 'none') return { slot: SINGLE_SLOT, port: cfg.ports[0] as number };
+  const idle = previous?.state.live === 'blue' ? 'green' : 'blue';
+  return { slot: idle, port: cfg.ports[idle === 'blue' ? 0 : 1] as number };
 };
 
 /**
@@ -268,14 +233,14 @@ export const targetSlot = (ctx: DeployCtx): { slot: string; port: number } => {
  */
 export const startIdle = async (ctx: DeployCtx): Promise<void> => {
   const { host, l } = ctx;
-  const { slot, port } = targetSlot(ctx);
+  const { slot, port } = ctx.run.target;
   try {
     const leftover = await ctx.runtime.halt(host, l, slot, 0); // a process left in the idle slot by an interrupted run
     if (leftover !== 'not-running') ctx.log(`stopped a leftover process in ${slot} (${leftover})`);
     if ((await portInUse(host, port))) {
       throw new SkiffError(`${host.name}: port ${port} (slot ${slot}) is in use by another program: stop it or change DEPLOY_PORTS`);
     }
-    const started = await startIn(ctx, slot, ctx.id, ctx.version, port, ctx.start);
+    const started = await startIn(ctx, slot, ctx.run.id, ctx.run.version, port, ctx.run.start);
     ctx.log(`started ${started} in ${slot} on port ${port}`);
     const { ms } = await gateSlot(ctx, slot, port);
     ctx.log(`healthy after ${ms} ms`);
@@ -287,7 +252,7 @@ export const startIdle = async (ctx: DeployCtx): Promise<void> => {
 
 /** Undo of startIdle when another host failed: the new slot stops, the release is recorded failed. */
 export const unstart = async (ctx: DeployCtx, reason: string): Promise<void> => {
-  const { slot } = targetSlot(ctx);
+  const { slot } = ctx.run.target;
   const halted = await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(ctx.host, ctx.l, slot, 0));
   throwIfLeft(ctx, [halted, ...(await recordFailure(ctx, 'failed', new SkiffError(reason)))]);
 };
@@ -298,14 +263,14 @@ export const unstart = async (ctx: DeployCtx, reason: string): Promise<void> => 
  */
 export const switchOver = async (ctx: DeployCtx, proxy: Proxy): Promise<void> => {
   const { host, l, cfg } = ctx;
-  const { slot, port } = targetSlot(ctx);
-  ctx.switchedFrom = await proxy.current(host);
+  const { slot, port } = ctx.run.target;
+  ctx.run.switchedFrom = await proxy.current(host);
   try {
     await proxy.switchTo(host, port);
     ctx.log(`${proxy.kind} sends ${cfg.publicUrl} to port ${port}`);
     await verifyThroughProxy(ctx);
   } catch (error) {
-    const from = ctx.switchedFrom;
+    const from = ctx.run.switchedFrom;
     const back = from === undefined ? undefined : await attempt(`switch ${proxy.kind} back to port ${from} (it may still send traffic to the new release)`, () => proxy.switchTo(host, from));
     // The new slot keeps running when the proxy could not be switched back: it may be what serves.
     const halted = back ? undefined : await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(host, l, slot, 0));
@@ -316,9 +281,9 @@ export const switchOver = async (ctx: DeployCtx, proxy: Proxy): Promise<void> =>
 /** Undo of switchOver when another host failed: the proxy goes back to the old slot, the new one stops. */
 export const switchBack = async (ctx: DeployCtx, reason: string): Promise<void> => {
   const { host, l } = ctx;
-  if (ctx.proxy && ctx.switchedFrom !== undefined) await ctx.proxy.switchTo(host, ctx.switchedFrom);
-  ctx.log(`switched back to port ${ctx.switchedFrom ?? '(none)'}`);
-  const { slot } = targetSlot(ctx);
+  if (ctx.proxy && ctx.run.switchedFrom !== undefined) await ctx.proxy.switchTo(host, ctx.run.switchedFrom);
+  ctx.log(`switched back to port ${ctx.run.switchedFrom ?? '(none)'}`);
+  const { slot } = ctx.run.target;
   const halted = await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(host, l, slot, 0));
   throwIfLeft(ctx, [halted, ...(await recordFailure(ctx, 'rolled-back', new SkiffError(reason)))]);
 };
@@ -326,10 +291,10 @@ export const switchBack = async (ctx: DeployCtx, reason: string): Promise<void> 
 /** Blue-green, step three (once every host serves the new release): drain the old slot and stop it. */
 export const retireOld = async (ctx: DeployCtx): Promise<void> => {
   const { host, l, cfg } = ctx;
-  const { slot } = targetSlot(ctx);
-  const old = ctx.previous?.state.live;
+  const { slot } = ctx.run.target;
+  const old = ctx.run.previous?.state.live;
   if (!old || old === slot) return;
-  const oldPort = ctx.previous?.slot.port as number;
+  const oldPort = ctx.run.previous?.slot.port as number;
   const waited = await drain(ctx, oldPort);
   const stopped = await ctx.runtime.halt(host, l, old, cfg.drainSeconds);
   ctx.log(`old slot ${old} drained in ${waited} ms, ${stopped}`);
@@ -338,7 +303,7 @@ export const retireOld = async (ctx: DeployCtx): Promise<void> => {
 /** Through the proxy: the public health URL answers 2xx (a few tries; the switch is already done). */
 const verifyThroughProxy = async (ctx: DeployCtx): Promise<void> => {
   const url = `${(ctx.cfg.publicUrl ?? '').replace(/\/$/, '')}${ctx.cfg.health.path}`;
-  const clock = ctx.clock ?? realClock;
+  const clock = ctx.clock;
   let status = '';
   for (let attempt = 0; attempt < 5; attempt++) {
     status = (await ctx.host.exec(probeUrl(url, 5), { check: false })).stdout.trim();
@@ -356,7 +321,7 @@ const verifyThroughProxy = async (ctx: DeployCtx): Promise<void> => {
  * sends SIGTERM and allows DEPLOY_DRAIN_SECONDS for requests in flight. Returns the ms waited.
  */
 const drain = async (ctx: DeployCtx, port: number): Promise<number> => {
-  const clock = ctx.clock ?? realClock;
+  const clock = ctx.clock;
   const start = clock.now();
   const deadline = start + Math.min(ctx.cfg.drainSeconds, 2) * 1000;
   while (clock.now() < deadline) {
@@ -371,48 +336,47 @@ const drain = async (ctx: DeployCtx, port: number): Promise<number> => {
 const recordFailure = async (ctx: DeployCtx, status: 'failed' | 'rolled-back', error: unknown): Promise<(string | undefined)[]> => {
   const reason = firstLine(error);
   // A record that cannot be written must not replace the failure being recorded: it is said beside it.
-  const history = await attempt(`record ${ctx.id} ${status} in ${ctx.l.history}`, () => appendHistory(ctx.host, ctx.l, record(ctx, status, reason)));
-  const audited = await attempt(`append to ${ctx.l.audit}`, () => audit(ctx.host, ctx.l, ctx.now().toISOString(), ctx.who, `${ctx.action} ${ctx.id} ${status}: ${reason}`));
+  const history = await attempt(`record ${ctx.run.id} ${status} in ${ctx.l.history}`, () => appendHistory(ctx.host, ctx.l, record(ctx, status, reason)));
+  const audited = await attempt(`append to ${ctx.l.audit}`, () => audit(ctx.host, ctx.l, ctx.now().toISOString(), ctx.who, `${ctx.run.action} ${ctx.run.id} ${status}: ${reason}`));
   return [history, audited];
 };
 
 const record = (ctx: DeployCtx, status: 'live' | 'failed' | 'rolled-back', reason?: string) => ({
-  id: ctx.id,
-  version: ctx.version,
-  gitSha: ctx.gitSha,
-  start: ctx.start,
+  id: ctx.run.id,
+  version: ctx.run.version,
+  gitSha: ctx.run.gitSha,
+  start: ctx.run.start,
   who: ctx.who,
   at: ctx.now().toISOString(),
   status,
-  durations: ctx.durations,
-  ...(ctx.shipped ? { shipped: ctx.shipped } : {}),
-  ...(ctx.backupId ? { backupId: ctx.backupId } : {}),
+  durations: ctx.run.durations,
+  ...(ctx.run.shipped ? { shipped: ctx.run.shipped } : {}),
+  ...(ctx.run.backupId ? { backupId: ctx.run.backupId } : {}),
   ...(reason ? { reason } : {}),
 });
 
 /** Points `current` at the new release and records it live in state.json and the history. */
 export const commit = async (ctx: DeployCtx): Promise<void> => {
   const { host, l, cfg } = ctx;
-  await host.exec(seq(switchCurrent(l, ctx.id), publishEnv(l, ctx.id)));
+  await host.exec(seq(switchCurrent(l, ctx.run.id), publishEnv(l, ctx.run.id)));
   const at = ctx.now().toISOString();
-  const { slot, port } = targetSlot(ctx);
+  const { slot, port } = ctx.run.target;
   await writeState(host, l, {
     app: cfg.app.name,
     env: cfg.env,
     live: slot,
-    slots: { ...ctx.previous?.state.slots, [slot]: { release: ctx.id, version: ctx.version, port, start: ctx.start, startedAt: at } },
+    slots: { ...ctx.run.previous?.state.slots, [slot]: { release: ctx.run.id, version: ctx.run.version, port, start: ctx.run.start, startedAt: at } },
     updatedAt: at,
   });
-  ctx.switched = true;
   await appendHistory(host, l, record(ctx, 'live'));
-  await audit(host, l, at, ctx.who, `${ctx.action} ${ctx.id} live (version ${ctx.version})`);
+  await audit(host, l, at, ctx.who, `${ctx.run.action} ${ctx.run.id} live (version ${ctx.run.version})`);
 };
 
 /** Removes releases beyond DEPLOY_KEEP_RELEASES, never the live one or the previous good one. */
 export const prune = async (ctx: DeployCtx): Promise<string[]> => {
   const { host, l, cfg } = ctx;
   const onHost = (await host.exec(listReleases(l))).stdout.split('\n').filter(Boolean);
-  const doomed = releasesToPrune(onHost, await readHistory(host, l), ctx.id, cfg.keepReleases);
+  const doomed = releasesToPrune(onHost, await readHistory(host, l), ctx.run.id, cfg.keepReleases);
   await ctx.runtime.removeReleases(host, l, doomed);
   return doomed;
 };

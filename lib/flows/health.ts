@@ -1,17 +1,10 @@
 /** The health gate: poll the slot's health URL on its host until it answers 2xx or a deadline passes. */
 import { isOkStatus, probeHealth } from '../commands/supervisor.ts';
+import { realClock, type Clock } from '../core/clock.ts';
 import { HealthCheckError } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
 
-export interface Clock {
-  readonly now: () => number;
-  readonly sleep: (ms: number) => Promise<void>;
-}
-
-export const realClock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-};
+export type { Clock };
 
 export interface GateOptions {
   readonly port: number;

@@ -3,7 +3,8 @@
  * still on the host (its own env file and start command) instead of a new build.
  */
 import { listReleases } from '../commands/release.ts';
-import type { DeployCtx } from './deploy.ts';
+import type { Config } from '../config/config.ts';
+import type { Going, Session } from './session.ts';
 import { SkiffError, UsageError } from '../core/errors.ts';
 import { appendHistory, liveSlot, readHistory, readState, type ReleaseRecord } from '../state/state.ts';
 import { isReleaseId } from '../release/version.ts';
@@ -67,20 +68,22 @@ export const formatHistory = (history: readonly ReleaseRecord[], liveId: string 
 };
 
 /** Reads what rollback needs from the host. */
-export const readRollbackFacts = async (ctx: DeployCtx) => {
+export const readRollbackFacts = async (ctx: Session) => {
   const liveId = liveSlot(await readState(ctx.host, ctx.l))?.release.release;
   const history = await readHistory(ctx.host, ctx.l);
   const onHost = (await ctx.host.exec(listReleases(ctx.l))).stdout.split('\n').filter(Boolean);
   return { liveId, history, onHost };
 };
 
-/** Points the context at the target release: its id, version and start command. */
-export const aimAt = (ctx: DeployCtx, target: ReleaseRecord): void => {
-  ctx.id = target.id;
-  (ctx as { version: string }).version = target.version;
-  ctx.start = target.start ?? ctx.cfg.start;
-};
+/** What a rollback puts live: the target release, with the start command it was deployed with. */
+export const goingBackTo = (target: ReleaseRecord, cfg: Config): Going => ({
+  action: 'rollback',
+  id: target.id,
+  version: target.version,
+  gitSha: target.gitSha,
+  start: target.start ?? cfg.start,
+});
 
 /** Marks the release that was live as bad (a rollback without an id). */
-export const markBad = (ctx: DeployCtx, id: string): Promise<void> =>
+export const markBad = (ctx: Session, id: string): Promise<void> =>
   appendHistory(ctx.host, ctx.l, { id, status: 'bad', at: ctx.now().toISOString(), reason: `rolled back by ${ctx.who}` });

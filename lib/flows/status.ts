@@ -2,7 +2,7 @@
 import { isOkStatus, probeHealth } from '../commands/supervisor.ts';
 import { exists } from '../commands/release.ts';
 import { firstLine, NotDeployedError } from '../core/errors.ts';
-import type { DeployCtx } from './deploy.ts';
+import type { Session } from './session.ts';
 import { gateSlot } from './deploy.ts';
 import type { SlotRun } from '../runtime/runtime.ts';
 import { liveSlot, readHistory, readState, audit, type ReleaseRecord, type SlotState } from '../state/state.ts';
@@ -26,7 +26,7 @@ export interface StatusReport {
 }
 
 /** Reads the state of the environment on its host. */
-export const gatherStatus = async (ctx: DeployCtx, url: string): Promise<StatusReport> => {
+export const gatherStatus = async (ctx: Session, url: string): Promise<StatusReport> => {
   const { host, l, cfg } = ctx;
   const { slot, release } = liveSlot(await readState(host, l)) ?? {};
   const proc: SlotRun = slot ? await ctx.runtime.find(host, l, slot) : { state: 'stopped' };
@@ -111,14 +111,14 @@ export const formatStatus = (r: StatusReport): string => {
 };
 
 /** The live slot, or exit 2 when nothing is deployed yet. */
-const deployedSlot = async (ctx: DeployCtx) => {
+const deployedSlot = async (ctx: Session) => {
   const live = liveSlot(await readState(ctx.host, ctx.l));
   if (!live) throw new NotDeployedError(ctx.cfg.env, ctx.host.name);
   return live;
 };
 
 /** Starts the live release if it is not running. Returns what happened, for the script to print. */
-export const startLive = async (ctx: DeployCtx): Promise<string> => {
+export const startLive = async (ctx: Session): Promise<string> => {
   const { host, l, cfg } = ctx;
   const { slot, release } = await deployedSlot(ctx);
   const now = await ctx.runtime.find(host, l, slot);
@@ -134,7 +134,7 @@ export const startLive = async (ctx: DeployCtx): Promise<string> => {
 };
 
 /** Stops the live slot, letting it drain. */
-export const stopLive = async (ctx: DeployCtx): Promise<string> => {
+export const stopLive = async (ctx: Session): Promise<string> => {
   const { host, l, cfg } = ctx;
   const { slot, release } = await deployedSlot(ctx);
   const result = await ctx.runtime.halt(host, l, slot, cfg.drainSeconds);
@@ -156,7 +156,7 @@ export const prefixLines = (prefix: string, write: (text: string) => void): ((b:
 };
 
 /** Prints the live slot's log: the last lines, then new ones as they come with `follow`. */
-export const showLogs = async (ctx: DeployCtx, lines: number, follow: boolean, write: (b: Buffer) => void): Promise<void> => {
+export const showLogs = async (ctx: Session, lines: number, follow: boolean, write: (b: Buffer) => void): Promise<void> => {
   const { slot } = await deployedSlot(ctx);
   await ctx.runtime.showLog(ctx.host, ctx.l, slot, lines, follow, write, ctx.signal);
 };

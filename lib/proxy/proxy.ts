@@ -8,7 +8,7 @@ import { caddyRequest, nginx, nginxMaster, nginxWorkers, tcpMigrateReq } from '.
 import type { Config } from '../config/config.ts';
 import { SkiffError } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
-import { realClock, type Clock } from '../flows/health.ts';
+import { realClock, type Clock } from '../core/clock.ts';
 
 export interface Proxy {
   readonly kind: 'caddy' | 'nginx';

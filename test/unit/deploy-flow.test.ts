@@ -5,7 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../lib/config/config.ts';
 import { REPO_ROOT, layout } from '../../lib/core/paths.ts';
-import { startIdle, switchOver, unstart, type DeployCtx } from '../../lib/flows/deploy.ts';
+import { startIdle, switchOver, targetSlot, unstart } from '../../lib/flows/deploy.ts';
+import { redirectableLog, withRun, type DeployCtx, type Session } from '../../lib/flows/session.ts';
 import type { Proxy } from '../../lib/proxy/proxy.ts';
 import { processRuntime } from '../../lib/runtime/process.ts';
 import { anything, failed, inTurn, ok, RecordingHost, when, type Rule } from '../support/recording-host.ts';
@@ -28,26 +29,21 @@ const APPEND = 'tail -c 1';
 const ctxWith = (rules: Rule[], proxy?: Proxy): { ctx: DeployCtx; host: RecordingHost } => {
   const host = new RecordingHost([...rules, anything], 'web1');
   let t = 0;
-  const ctx: DeployCtx = {
+  const session: Session = {
     cfg,
     host,
     l: layout(cfg.path),
-    version: '1.2.0',
-    gitSha: 'abc1234',
     who: 'me@here',
     now: () => new Date('2026-12-01T10:00:00Z'),
     clock: { now: () => t, sleep: async (ms) => void (t += ms) },
     signal: new AbortController().signal,
-    log: () => {},
-    id: '20261201-100000-1.2.0',
-    previous: undefined,
-    durations: {},
-    switched: false,
     proxy,
     runtime: processRuntime(cfg),
-    action: 'deploy',
-    start: cfg.start,
+    ...redirectableLog(),
   };
+  const [ctx] = withRun([session], { action: 'deploy', id: '20261201-100000-1.2.0', version: '1.2.0', gitSha: 'abc1234', start: cfg.start });
+  if (!ctx) throw new Error('withRun made no context');
+  ctx.run.fix({ previous: undefined, target: targetSlot(cfg, undefined) });
   return { ctx, host };
 };
 

@@ -1,15 +1,16 @@
 /** onEachHost: a step on every host, all or nothing. */
 import { Listr } from 'listr2';
 import { describe, expect, it } from 'vitest';
-import type { DeployCtx } from '../../lib/flows/deploy.ts';
+import { redirectableLog, type Session } from '../../lib/flows/session.ts';
 import { HostFailedError } from '../../lib/core/errors.ts';
 import { onEachHost } from '../../lib/cli/run.ts';
 
-const ctxs = (...names: string[]): DeployCtx[] => names.map((name) => ({ host: { name }, log: () => {} }) as unknown as DeployCtx);
+// onEachHost reads only a host's name and where its log goes.
+const ctxs = (...names: string[]): Session[] => names.map((name) => ({ host: { name }, ...redirectableLog() }) as unknown as Session);
 
 const run = async (task: ReturnType<typeof onEachHost>) => {
-  const list = new Listr<DeployCtx, 'silent'>([task], { renderer: 'silent', registerSignalListeners: false, exitOnError: true });
-  return list.run({} as DeployCtx);
+  const list = new Listr<object, 'silent'>([task], { renderer: 'silent', registerSignalListeners: false, exitOnError: true });
+  return list.run({});
 };
 
 describe('onEachHost', () => {
