@@ -31,6 +31,7 @@ await runMain(spec, async ({ args: [env], flags }) => {
   });
   await run.confirmIf(`Deploy ${run.version} to ${env}`, flags.yes);
   const { withRun } = await import('../lib/flows/session.ts');
+  const { servingLine: observe } = await import('../lib/flows/status.ts');
   await run.withHostLock(async (list) => {
     const dryRun = () => run.dryRun && 'dry run';
     const blueGreen = () => run.session.proxy !== undefined;
@@ -46,6 +47,7 @@ await runMain(spec, async ({ args: [env], flags }) => {
       },
       onEachHost(all, ctx.runtime.shipTitle, (c) => d.timed(c, 'ship', () => d.ship(c)), {
         undo: d.unship,
+        observe,
         ...(ctx.runtime.shipsInDryRun ? {} : { skip: dryRun }),
       }),
       onEachHost(all, 'Write shared/.env', (c) => d.timed(c, 'env', () => d.writeAppEnv(c))),
@@ -64,10 +66,11 @@ await runMain(spec, async ({ args: [env], flags }) => {
         () => (ctx.proxy ? `Start in slot ${ctx.run.target.slot} (port ${ctx.run.target.port}) and check health` : `Replace the running release (port ${ctx.run.target.port}) and check health`),
         (c) => d.timed(c, 'start', () => (c.proxy ? d.startIdle(c) : d.replaceAndGate(c))),
         // Without a proxy a host is down while its release is replaced: one host at a time.
-        { undo: (c, reason) => (c.proxy ? d.unstart(c, reason) : d.unreplace(c, reason)), serial: !blueGreen(), skip: dryRun },
+        { undo: (c, reason) => (c.proxy ? d.unstart(c, reason) : d.unreplace(c, reason)), observe, serial: !blueGreen(), skip: dryRun },
       ),
       onEachHost(all, `Switch ${run.cfg.proxy} to the new slot and verify`, (c) => d.timed(c, 'switch', () => d.switchOver(c, c.proxy as NonNullable<typeof c.proxy>)), {
         undo: d.switchBack,
+        observe,
         enabled: blueGreen,
         skip: dryRun,
       }),
@@ -76,6 +79,6 @@ await runMain(spec, async ({ args: [env], flags }) => {
       onEachHost(all, 'Prune old releases', async (c) => c.log(`${(await d.prune(c)).length} removed`)),
     ]);
     await tasks.run(ctx);
-    run.done(`deployed ${run.version} (release ${ctx.run.id}) to ${env}${all.length > 1 ? ` (${all.length} hosts)` : ''}: ${run.url}`);
+    await run.doneServing(all, `deployed ${run.version} (release ${ctx.run.id}) to ${env}${all.length > 1 ? ` (${all.length} hosts)` : ''}: ${run.url}`);
   });
 });

@@ -54,6 +54,7 @@ await runMain(spec, async ({ args: [env, requested], flags }) => {
     await run.confirmIf(`Roll ${env} back to ${target.id} (version ${target.version})`, flags.yes);
   }
   const { withRun } = await import('../lib/flows/session.ts');
+  const { servingLine: observe } = await import('../lib/flows/status.ts');
   await run.withHostLock(async (list) => {
     const dryRun = () => run.dryRun && 'dry run';
     const blueGreen = () => run.session.proxy !== undefined;
@@ -63,10 +64,11 @@ await runMain(spec, async ({ args: [env, requested], flags }) => {
       onEachHost(all, all.length > 1 ? `Check ${all.length} hosts` : `Check ${ctx.host.name}`, (c) => d.preflight(c)),
       onEachHost(all, `Start ${target.id} and check its health`, (c) => (c.proxy ? d.startIdle(c) : d.replaceAndGate(c)), {
         undo: (c, reason) => (c.proxy ? d.unstart(c, reason) : d.unreplace(c, reason)),
+        observe,
         serial: !blueGreen(),
         skip: dryRun,
       }),
-      onEachHost(all, `Switch ${run.cfg.proxy} back and verify`, (c) => d.switchOver(c, c.proxy as NonNullable<typeof c.proxy>), { undo: d.switchBack, enabled: blueGreen, skip: dryRun }),
+      onEachHost(all, `Switch ${run.cfg.proxy} back and verify`, (c) => d.switchOver(c, c.proxy as NonNullable<typeof c.proxy>), { undo: d.switchBack, observe, enabled: blueGreen, skip: dryRun }),
       onEachHost(all, 'Drain and stop the old slot', (c) => d.retireOld(c), { enabled: blueGreen, skip: dryRun }),
       onEachHost(all, 'Switch current and record', (c) => d.commit(c)),
       onEachHost(
@@ -80,7 +82,7 @@ await runMain(spec, async ({ args: [env, requested], flags }) => {
       ),
     ]);
     await tasks.run(ctx);
-    run.done(`rolled ${env} back to ${target.id} (version ${target.version}): ${run.url}`);
+    await run.doneServing(all, `rolled ${env} back to ${target.id} (version ${target.version}): ${run.url}`);
     if (b && !run.dryRun) {
       const { say } = await import('../lib/cli/ui.ts');
       for (const [i, c] of all.entries()) {

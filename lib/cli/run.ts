@@ -8,9 +8,10 @@ import { render } from '../core/cmd.ts';
 import { confirm, interrupted } from './cli.ts';
 import { checkSupported, connect } from '../host/connect.ts';
 import { loadConfig, type Config } from '../config/config.ts';
-import { redirectableLog, type Session } from '../flows/session.ts';
+import { redirectableLog, type DeployCtx, type Session } from '../flows/session.ts';
+import { observeServing } from '../flows/status.ts';
 import type { ExecOptions, ExecResult, Host, PutOptions } from '../host/host.ts';
-import { firstLine, HostFailedError, UsageError, type UndoFailure } from '../core/errors.ts';
+import { firstLine, HostFailedError, SkiffError, UsageError, type UndoFailure } from '../core/errors.ts';
 import { withLock } from '../state/lock.ts';
 import { layout } from '../core/paths.ts';
 import { proxyFor } from '../proxy/proxy.ts';
@@ -84,7 +85,14 @@ export const onEachHost = <T extends Session>(
   ctxs: readonly T[],
   title: string | (() => string),
   step: (c: T) => Promise<unknown>,
-  options: { undo?: (c: T, reason: string) => Promise<unknown>; serial?: boolean; skip?: () => string | boolean; enabled?: () => boolean } = {},
+  options: {
+    undo?: (c: T, reason: string) => Promise<unknown>;
+    /** After an undo, what a host is seen to serve (a line): the error ends with one per host. */
+    observe?: (c: T) => Promise<string>;
+    serial?: boolean;
+    skip?: () => string | boolean;
+    enabled?: () => boolean;
+  } = {},
 ): ListrTask<object> => ({
   // A title that names what preflight found (the slot) is made when the step starts.
   title: typeof title === 'string' ? title : 'waiting for the steps before',
@@ -129,7 +137,9 @@ export const onEachHost = <T extends Session>(
       const undoFailures: UndoFailure[] = [];
       // Every undo runs whatever another one does; each failure is reported beside the first error.
       await Promise.all(others.map((c) => options.undo?.(c, reason).catch((e: unknown) => void undoFailures.push({ host: c.host.name, error: e }))));
-      throw new HostFailedError(failedCtx.host.name, error, others.map((c) => c.host.name), undoFailures);
+      const { observe } = options;
+      const observed = observe ? await Promise.all(ctxs.map((c) => observe(c))) : undefined;
+      throw new HostFailedError(failedCtx.host.name, error, others.map((c) => c.host.name), undoFailures, observed);
     }
     throw new HostFailedError(failedCtx.host.name, error, []);
   },
@@ -228,5 +238,19 @@ export const prepareRun = async (env: string, options: RunOptions) => {
       }
     },
     done: (line: string) => say(dryRun ? `dry run: nothing was changed (${line.replace(/^deployed/, 'would deploy')})` : line),
+    /**
+     * Ends a deploy or rollback from what each host is seen to serve now: `line` when every host
+     * serves its run's release and answers healthy (with several hosts, a line for each); else what
+     * each serves, and exit 1.
+     */
+    doneServing: async (all: readonly DeployCtx[], line: string): Promise<void> => {
+      if (dryRun) return say(`dry run: nothing was changed (${line.replace(/^deployed/, 'would deploy')})`);
+      const seen = await Promise.all(all.map(async (c) => ({ ...(await observeServing(c)), expected: c.run.id })));
+      const fine = seen.every((x) => x.healthy && x.release === x.expected);
+      if (fine) return say(all.length > 1 ? [line, ...seen.map((x) => `  ${x.line}`)].join('\n') : line);
+      throw new SkiffError(
+        [`${line.replace(/: \S+$/, '')}, but not every host is seen serving it healthy: check with \`npx tsx scripts/status.ts ${cfg.env}\``, ...seen.map((x) => x.line)].join('\n  '),
+      );
+    },
   };
 };

@@ -104,13 +104,19 @@ export interface UndoFailure {
  */
 export class HostFailedError extends SkiffError {
   readonly undoFailures: readonly UndoFailure[];
-  constructor(host: string, cause: unknown, undone: readonly string[], undoFailures: readonly UndoFailure[] = []) {
+  /**
+   * `observed`: what each host was seen to serve after the undo, a line each. Without it, the
+   * message can only say which undos ran.
+   */
+  constructor(host: string, cause: unknown, undone: readonly string[], undoFailures: readonly UndoFailure[] = [], observed?: readonly string[]) {
     const text = cause instanceof Error ? cause.message : String(cause);
     const named = text.includes(host) ? text : `${host}: ${text}`;
     const ok = undone.filter((h) => !undoFailures.some((f) => f.host === h));
+    const claim = undoFailures.length === 0 && observed === undefined ? ': every host serves the release it served before' : '';
     const lines = [
-      ...(ok.length > 0 ? [`undone on ${ok.join(', ')}${undoFailures.length === 0 ? ': every host serves the release it served before' : ''}`] : []),
+      ...(ok.length > 0 ? [`undone on ${ok.join(', ')}${claim}`] : []),
       ...undoFailures.map((f) => `undo failed on ${f.host}: ${firstLine(f.error)}; it may not serve what it served before: check it with status`),
+      ...(observed ?? []),
     ];
     super([named, ...lines].join('\n  '), cause instanceof SkiffError ? cause.exitCode : EXIT.failed);
     this.cause = cause;

@@ -1,4 +1,5 @@
 /** What runs where: gathered from a host, formatted as text or JSON. Also start, stop and logs of the live slot. */
+import { probeUrl } from '../commands/proxy.ts';
 import { isOkStatus, probeHealth } from '../commands/supervisor.ts';
 import { exists } from '../commands/release.ts';
 import { firstLine, NotDeployedError } from '../core/errors.ts';
@@ -160,3 +161,29 @@ export const showLogs = async (ctx: Session, lines: number, follow: boolean, wri
   const { slot } = await deployedSlot(ctx);
   await ctx.runtime.showLog(ctx.host, ctx.l, slot, lines, follow, write, ctx.signal);
 };
+
+/**
+ * What a host serves, as seen now: the release state.json records live, where the proxy sends
+ * traffic, and what the health URL answers (through the proxy with one). One line, host first, for
+ * the end of a deploy or rollback and of its undo. Never throws: a host that cannot be asked says so.
+ */
+export const observeServing = async (s: Session): Promise<{ line: string; release: string | undefined; healthy: boolean }> => {
+  const { host, l, cfg } = s;
+  try {
+    const live = liveSlot(await readState(host, l));
+    if (!live) return { line: `${host.name} serves no release (none is recorded live)`, release: undefined, healthy: false };
+    const { release, version, port } = live.release;
+    const routed = s.proxy ? await s.proxy.current(host) : port;
+    const url = s.proxy && cfg.publicUrl ? `${cfg.publicUrl.replace(/\/$/, '')}${cfg.health.path}` : undefined;
+    const status = (await host.exec(url ? probeUrl(url, 5) : probeHealth(port, cfg.health.path, 5), { check: false })).stdout.trim();
+    const healthy = isOkStatus(status) && routed === port;
+    const answer = isOkStatus(status) ? 'healthy' : `its health check answers ${status === '000' || status === '' ? 'nothing' : `HTTP ${status}`}`;
+    const route = routed === port ? (s.proxy ? ` through ${s.proxy.kind}` : '') : `, but ${s.proxy?.kind ?? 'the proxy'} sends traffic to ${routed === undefined ? 'no port' : `port ${routed}`}, not ${port}`;
+    return { line: `${host.name} serves ${version} (release ${release}), ${answer}${route}`, release, healthy };
+  } catch (error) {
+    return { line: `${host.name} could not be asked what it serves: ${firstLine(error)}`, release: undefined, healthy: false };
+  }
+};
+
+/** The line of observeServing, for an undo's report. */
+export const servingLine = async (s: Session): Promise<string> => (await observeServing(s)).line;

@@ -104,6 +104,8 @@ describe('deploy to two hosts', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('deployed 1.0.0');
     expect(r.stdout).toContain('(2 hosts)');
+    // The last lines say what each host was seen to serve, not what the run assumes.
+    for (const h of hosts) expect(r.stdout).toMatch(new RegExp(`${h.name} serves 1\\.0\\.0 \\(release \\S+\\), healthy through`));
     for (const h of hosts) {
       expect(served(h)).toBe('hello 1.0.0 (t)');
       expect(history(h).at(-1)?.status).toBe('live');
@@ -129,6 +131,8 @@ describe('deploy to two hosts', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(two.name);
     expect(r.stderr).toContain(`undone on ${one.name}`);
+    expect(r.stderr).not.toContain('every host serves the release it served before');
+    for (const h of hosts) expect(r.stderr).toMatch(new RegExp(`${h.name} serves 1\\.0\\.0 \\(release \\S+\\), healthy through`));
     for (const h of hosts) {
       expect(served(h)).toBe('hello 1.0.0 (t)');
       expect(history(h).at(-1)).toMatchObject({ version: '1.0.1', status: 'failed' });
