@@ -68,7 +68,7 @@ await runMain(spec, async ({ args: [env], flags }) => {
         // Without a proxy a host is down while its release is replaced: one host at a time.
         { undo: (c, reason) => (c.proxy ? d.unstart(c, reason) : d.unreplace(c, reason)), observe, serial: !blueGreen(), skip: dryRun },
       ),
-      onEachHost(all, `Switch ${run.cfg.proxy} to the new slot and verify`, (c) => d.timed(c, 'switch', () => d.switchOver(c, c.proxy as NonNullable<typeof c.proxy>)), {
+      onEachHost(all, `Switch ${run.cfg.proxy} to the new slot and verify`, (c) => d.timed(c, 'switch', () => d.switchOver(c)), {
         undo: d.switchBack,
         observe,
         enabled: blueGreen,

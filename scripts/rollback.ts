@@ -68,7 +68,7 @@ await runMain(spec, async ({ args: [env, requested], flags }) => {
         serial: !blueGreen(),
         skip: dryRun,
       }),
-      onEachHost(all, `Switch ${run.cfg.proxy} back and verify`, (c) => d.switchOver(c, c.proxy as NonNullable<typeof c.proxy>), { undo: d.switchBack, observe, enabled: blueGreen, skip: dryRun }),
+      onEachHost(all, `Switch ${run.cfg.proxy} back and verify`, (c) => d.switchOver(c), { undo: d.switchBack, observe, enabled: blueGreen, skip: dryRun }),
       onEachHost(all, 'Drain and stop the old slot', (c) => d.retireOld(c), { enabled: blueGreen, skip: dryRun }),
       onEachHost(all, 'Switch current and record', (c) => d.commit(c)),
       onEachHost(

@@ -261,7 +261,8 @@ export const unstart = async (ctx: DeployCtx, reason: string): Promise<void> => 
  * Blue-green, step two: switch the proxy to the new slot and verify through it. If that fails the
  * proxy is switched back and the new slot stopped; the old slot has served all along.
  */
-export const switchOver = async (ctx: DeployCtx, proxy: Proxy): Promise<void> => {
+export const switchOver = async (ctx: DeployCtx, proxy: Proxy | undefined = ctx.proxy): Promise<void> => {
+  if (!proxy) return; // proxy none: replaceAndGate did the whole change
   const { host, l, cfg } = ctx;
   const { slot, port } = ctx.run.target;
   ctx.run.switchedFrom = await proxy.current(host);
