@@ -83,6 +83,11 @@ const repairInterruptedSwitch = async (ctx: DeployCtx, proxy: Proxy): Promise<vo
   }
   await proxy.switchTo(host, prev.slot.port);
   ctx.log(`an interrupted run had left ${proxy.kind} on slot ${idle.slot}: switched back to the live slot ${prev.state.live} (port ${prev.slot.port})`);
+  // What runs in that slot served until now: it drains like an old slot, so no request on its way
+  // there is cut, before the new release takes the slot.
+  const waited = await drain(ctx, idle.port);
+  const stopped = await ctx.runtime.halt(host, l, idle.slot, cfg.drainSeconds);
+  ctx.log(`slot ${idle.slot} drained in ${waited} ms, ${stopped}`);
   await audit(host, l, ctx.now().toISOString(), ctx.who, `repair: ${proxy.kind} switched back from port ${idle.port} to the live port ${prev.slot.port}`);
 };
 
