@@ -2,13 +2,25 @@
  * The local Host, and the only module that starts local processes: commands for `DEPLOY_HOSTS=local`,
  * the build, and git. Processes get a small fixed environment, as an SSH login would, so nothing of
  * the caller's shell (npm_*, NODE_OPTIONS, secrets) leaks into the app.
+ *
+ * Every process starts through zx, imported on first use so that `--help` and `--list` never load it
+ * (`import('zx')` alone is 65-90 ms here). zx 8's `$` always hands a command string to a shell
+ * (`bash -c "set -euo pipefail;..."`): bash would add PWD, SHLVL and _ to the fixed environment, a
+ * missing program would become bash's own exit 127, and an abort would TERM the shell, not the
+ * program. So each argv goes to zx's `spawn` option (its hook, child_process.spawn by default) as a
+ * file and its arguments with `shell: false`; the string zx builds from the quoted argv only names
+ * the process and is never run. zx's output store is not used either: it keeps all of stdout (a
+ * download handed to onStdout can be larger than memory, a docker save stream larger still) and
+ * decodes each chunk alone (a UTF-8 character split between chunks would become two U+FFFD), so
+ * output is collected here, as bytes. Every zx option that a `ZX_*` variable of the caller could set
+ * is fixed in `zxOptions`.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { renderForExec, render, type Cmd } from '../core/cmd.ts';
+import { PassThrough, type Readable } from 'node:stream';
+import type { Options as ZxOptions, ProcessOutput, ProcessPromise } from 'zx';
+import { quote, renderForExec, render, type Cmd } from '../core/cmd.ts';
 import { RemoteCommandError } from '../core/errors.ts';
 import type { ExecOptions, ExecResult, Host, PutOptions } from './host.ts';
 
@@ -26,41 +38,88 @@ interface SpawnOptions extends ExecOptions {
   readonly label: string;
 }
 
+type Zx = typeof import('zx');
+let zx: Promise<Zx> | undefined;
+const loadZx = (): Promise<Zx> => (zx ??= import('zx'));
+
+type Store = NonNullable<ZxOptions['store']>;
+/** A zx output store that keeps nothing (see the module comment). */
+const keepNothing = (): Store => {
+  const none = () => Object.assign([] as (string | Buffer)[], { push: () => 0 });
+  return { stdout: none(), stderr: none(), stdall: none() };
+};
+
+interface Start {
+  readonly argv: readonly string[];
+  readonly cwd: string;
+  readonly env: NodeJS.ProcessEnv;
+  readonly signal?: AbortSignal | undefined;
+  readonly stdio?: 'pipe' | 'inherit';
+}
+
+/**
+ * Starts argv through zx with no shell. The ProcessPromise comes wrapped, since an async function
+ * would wait for a thenable it returns; it resolves to zx's ProcessOutput and never rejects.
+ */
+const start = async ({ argv, cwd, env, signal, stdio = 'pipe' }: Start): Promise<{ readonly running: ProcessPromise }> => {
+  const { $ } = await loadZx();
+  const [file = '', ...args] = argv;
+  const spawn = $.spawn;
+  const noShell = ((_cmd: string, _args: readonly string[], opts: object) =>
+    // The abort signal goes to spawn itself, not to zx: spawn kills the program with SIGTERM and lets
+    // its last output through, where zx would also cut its stdout and stderr at the exit.
+    spawn(file, args, { ...opts, shell: false, killSignal: 'SIGTERM', ...(signal ? { signal } : {}) })) as ZxOptions['spawn'];
+  const zxOptions: Partial<ZxOptions> = {
+    cwd, // zx would otherwise use the folder it was imported in
+    env,
+    stdio,
+    spawn: noShell,
+    store: keepNothing(),
+    quote, // skiff's POSIX quoting for the name; zx sets its own only where bash is installed
+    prefix: '',
+    postfix: '',
+    nothrow: true,
+    quiet: true,
+    verbose: false,
+    detached: false,
+    preferLocal: false,
+    timeout: 0,
+  };
+  return { running: $(zxOptions)`${argv}` };
+};
+
 /** Runs argv (no shell) and collects its output. */
-export const run = (argv: readonly string[], options: SpawnOptions): Promise<ExecResult> =>
-  new Promise((resolve, reject) => {
-    const [file, ...args] = argv;
-    if (file === undefined) throw new Error('run: empty argv');
-    const child = spawn(file, args, {
-      cwd: options.cwd,
-      env: options.env ?? baseEnv(),
-      stdio: ['pipe', 'pipe', 'pipe'],
-      signal: options.signal,
-      killSignal: 'SIGTERM',
-    });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => {
-      if (!options.discardStdout) out.push(b);
-      options.onStdout?.(b);
-    });
-    child.stderr.on('data', (b: Buffer) => {
-      err.push(b);
-      options.onStderr?.(b);
-    });
-    child.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.name === 'AbortError') return; // the close event reports the end
-      reject(e.code === 'ENOENT' ? new RemoteCommandError(options.label, argv.join(' '), 127, `${file}: not found`) : e);
-    });
+export const run = async (argv: readonly string[], options: SpawnOptions): Promise<ExecResult> => {
+  const [file] = argv;
+  if (file === undefined) throw new Error('run: empty argv');
+  const { running: p } = await start({ argv, cwd: options.cwd ?? process.cwd(), env: options.env ?? baseEnv(), signal: options.signal });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  const child = p.child;
+  child?.stdout?.on('data', (b: Buffer) => {
+    if (!options.discardStdout) out.push(b);
+    options.onStdout?.(b);
+  });
+  child?.stderr?.on('data', (b: Buffer) => {
+    err.push(b);
+    options.onStderr?.(b);
+  });
+  if (child?.stdin) {
     child.stdin.on('error', () => {}); // a command that exits before reading all stdin is judged by its status
     feed(child.stdin, options.stdin);
-    child.on('close', (code) => {
-      const result = { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-      if ((options.check ?? true) && code !== 0 && !options.signal?.aborted) {
-        reject(new RemoteCommandError(options.label, argv.join(' '), code, result.stderr));
-      } else resolve(result);
-    });
-  });
+  }
+  const o: ProcessOutput = await p;
+  const e = o.cause as NodeJS.ErrnoException | null;
+  // An abort's AbortError is no failure: the status (or the signal) reports the end.
+  if (e && e.name !== 'AbortError') {
+    throw e.code === 'ENOENT' ? new RemoteCommandError(options.label, argv.join(' '), 127, `${file}: not found`) : e;
+  }
+  const result = { code: o.exitCode, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+  if ((options.check ?? true) && result.code !== 0 && !options.signal?.aborted) {
+    throw new RemoteCommandError(options.label, argv.join(' '), result.code, result.stderr);
+  }
+  return result;
+};
 
 const feed = (stdin: NodeJS.WritableStream, input: string | Buffer | Readable | undefined): void => {
   if (input === undefined) stdin.end();
@@ -72,26 +131,36 @@ const feed = (stdin: NodeJS.WritableStream, input: string | Buffer | Readable | 
   }
 };
 
-/** Starts argv with its stdout as a stream (a tar of the build, fed to a host's stdin). */
+/**
+ * Starts argv with its stdout as a stream (a tar of the build, fed to a host's stdin). The stream is
+ * returned at once and the program starts when zx has loaded; a reader may come late, the program
+ * waits for it (backpressure through the stream).
+ */
 export const streamFrom = (
   argv: readonly string[],
   cwd: string,
   input?: Buffer,
   env: Record<string, string> = baseEnv(),
 ): { stdout: Readable; done: Promise<void> } => {
-  const [file, ...args] = argv;
-  if (file === undefined) throw new Error('streamFrom: empty argv');
-  const child = spawn(file, args, { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
-  child.stdin.end(input);
-  const err: Buffer[] = [];
-  child.stderr.on('data', (b: Buffer) => err.push(b));
-  const done = new Promise<void>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0 ? resolve() : reject(new RemoteCommandError('local', argv.join(' '), code, Buffer.concat(err).toString())),
-    );
-  });
-  return { stdout: child.stdout, done };
+  if (argv[0] === undefined) throw new Error('streamFrom: empty argv');
+  const stdout = new PassThrough();
+  const done = (async () => {
+    try {
+      const { running: p } = await start({ argv, cwd, env });
+      const err: Buffer[] = [];
+      const child = p.child;
+      child?.stdout?.pipe(stdout);
+      child?.stderr?.on('data', (b: Buffer) => err.push(b));
+      child?.stdin?.on('error', () => {}); // as in run: the status tells
+      child?.stdin?.end(input);
+      const o: ProcessOutput = await p;
+      if (o.cause) throw o.cause;
+      if (o.exitCode !== 0) throw new RemoteCommandError('local', argv.join(' '), o.exitCode, Buffer.concat(err).toString());
+    } finally {
+      if (!stdout.writableEnded) stdout.end(); // a program that never started leaves no reader waiting
+    }
+  })();
+  return { stdout, done };
 };
 
 /** This machine as a Host: commands run with /bin/sh, files written with fs. */
@@ -131,21 +200,21 @@ export class LocalHost implements Host {
 }
 
 /** Runs argv with this terminal as its stdio and the caller's whole environment; resolves to its exit code. */
-export const runAttached = (argv: readonly string[], cwd: string): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const [file, ...args] = argv;
-    if (file === undefined) throw new Error('runAttached: empty argv');
-    const child = spawn(file, args, { cwd, stdio: 'inherit' });
-    // Ctrl-C reaches the child from the terminal; this process waits for it to undo and exit.
-    // A SIGTERM sent to this process alone is passed on.
-    const ignoreInt = () => {};
-    const forwardTerm = () => child.kill('SIGTERM');
-    process.on('SIGINT', ignoreInt);
-    process.on('SIGTERM', forwardTerm);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      process.off('SIGINT', ignoreInt);
-      process.off('SIGTERM', forwardTerm);
-      resolve(code ?? (signal ? 1 : 0));
-    });
-  });
+export const runAttached = async (argv: readonly string[], cwd: string): Promise<number> => {
+  if (argv[0] === undefined) throw new Error('runAttached: empty argv');
+  const { running: p } = await start({ argv, cwd, env: process.env, stdio: 'inherit' });
+  // Ctrl-C reaches the child from the terminal; this process waits for it to undo and exit.
+  // A SIGTERM sent to this process alone is passed on.
+  const ignoreInt = () => {};
+  const forwardTerm = () => p.child?.kill('SIGTERM');
+  process.on('SIGINT', ignoreInt);
+  process.on('SIGTERM', forwardTerm);
+  try {
+    const o: ProcessOutput = await p;
+    if (o.cause) throw o.cause;
+    return o.exitCode ?? (o.signal ? 1 : 0);
+  } finally {
+    process.off('SIGINT', ignoreInt);
+    process.off('SIGTERM', forwardTerm);
+  }
+};
