@@ -3,11 +3,17 @@
  * `--help` and `--list` must not load listr2, zod or zx: scripts import them after parsing argv,
  * so these commands should cost no more than tsx itself. Goal: median at most 1.2x the baseline.
  *
- *   npx tsx bench/startup.ts [--runs 15] [--json]
+ *   npx tsx bench/startup.ts [--runs 15] [--npx] [--json]
+ *   npx tsx bench/startup.ts --processes [--json]
  *
  * Each command runs through node_modules/.bin/tsx directly, not `npx tsx`: npx alone adds ~400 ms
- * of its own, which would swamp the difference being measured. Runs are interleaved (A B C, A B C,
- * ...) so that noise on this shared machine hits every command alike; medians are compared.
+ * of its own, which would swamp the difference being measured. `--npx` runs them as people type
+ * them, `npx tsx ...`, for that figure too. Runs are interleaved (A B C, A B C, ...) so that noise
+ * on this shared machine hits every command alike; medians are compared.
+ *
+ * `--processes` measures the other side of the lazy zx import, in this process: the first local
+ * process through lib/host/local.ts (it loads zx), the mean of 200 more, and the rate of a 500 MB
+ * stdout handed to onStdout and discarded.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,11 +33,43 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-let values: { runs: string; json: boolean };
+let values: { runs: string; npx: boolean; processes: boolean; json: boolean };
 try {
-  ({ values } = parseArgs({ options: { runs: { type: 'string', default: '15' }, json: { type: 'boolean', default: false } }, strict: true }));
+  ({ values } = parseArgs({
+    options: {
+      runs: { type: 'string', default: '15' },
+      npx: { type: 'boolean', default: false },
+      processes: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+  }));
 } catch (e) {
-  fail(`${(e as Error).message}: usage: npx tsx bench/startup.ts [--runs N] [--json]`);
+  fail(`${(e as Error).message}: usage: npx tsx bench/startup.ts [--runs N] [--npx] [--json] | --processes [--json]`);
+}
+
+if (values.processes) {
+  const { run } = await import('../lib/host/local.ts');
+  const PROCESSES = 200;
+  const BYTES = 500_000_000;
+  const t0 = performance.now();
+  await run(['true'], { label: 'local' });
+  const firstMs = performance.now() - t0;
+  const t1 = performance.now();
+  for (let i = 0; i < PROCESSES; i++) await run(['true'], { label: 'local' });
+  const laterMs = (performance.now() - t1) / PROCESSES;
+  let bytes = 0;
+  const t2 = performance.now();
+  await run(['head', '-c', String(BYTES), '/dev/zero'], { label: 'local', discardStdout: true, onStdout: (b) => (bytes += b.length) });
+  const mbPerS = bytes / 1e6 / ((performance.now() - t2) / 1000);
+  const out = { node: process.version, cores: availableParallelism(), firstMs, laterMs, processes: PROCESSES, mbPerS, bytes };
+  process.stdout.write(
+    values.json
+      ? `${JSON.stringify(out, null, 2)}\n`
+      : `local processes, node ${process.version}, ${availableParallelism()} cores: first ${firstMs.toFixed(1)} ms (loads zx), ` +
+          `then ${laterMs.toFixed(2)} ms each (mean of ${PROCESSES}), stdout ${mbPerS.toFixed(0)} MB/s (${bytes / 1e6} MB discarded)\n`,
+  );
+  process.exit(0);
 }
 const runs = Number(values.runs);
 if (!Number.isInteger(runs) || runs < 1) fail(`--runs needs a whole number of at least 1, not ${JSON.stringify(values.runs)}`);
@@ -66,7 +104,8 @@ const p90 = (sorted: readonly number[]): number => sorted[Math.max(0, Math.ceil(
 const once = (c: Command): number => {
   const t0 = process.hrtime.bigint();
   // stdout is ignored so that writing to the terminal is not timed; stderr is kept to explain a failure.
-  const r = spawnSync(TSX, [c.file, ...c.args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  const [bin, ...pre] = values.npx ? ['npx', 'tsx'] : [TSX];
+  const r = spawnSync(bin ?? TSX, [...pre, c.file, ...c.args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   if (r.error) fail(`${c.name}: ${r.error.message}`);
   if (r.status !== 0) fail(`${c.name} exited ${r.status ?? r.signal}: ${r.stderr.toString().trim().split('\n')[0] ?? ''}`);
@@ -107,12 +146,12 @@ const rows: Row[] = present.map((c, j) => {
 });
 
 if (values.json) {
-  const out = { runs, warmup: WARMUP, node: process.version, cores: availableParallelism(), goal: GOAL, rows, skipped };
+  const out = { runs, warmup: WARMUP, via: values.npx ? 'npx tsx' : 'node_modules/.bin/tsx', node: process.version, cores: availableParallelism(), goal: GOAL, rows, skipped };
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
 } else {
   const ms = (x: number) => `${x.toFixed(0)} ms`.padStart(9);
   const lines = [
-    `start-up, ${WARMUP} warm-up + ${runs} interleaved runs each, node ${process.version}, ${availableParallelism()} cores`,
+    `start-up, ${WARMUP} warm-up + ${runs} interleaved runs each, via ${values.npx ? 'npx tsx' : 'node_modules/.bin/tsx'}, node ${process.version}, ${availableParallelism()} cores`,
     `${'command'.padEnd(36)}${'median'.padStart(9)}${'p90'.padStart(9)}${'min'.padStart(9)}    ratio`,
     ...rows.map((r) => `${r.command.padEnd(36)}${ms(r.medianMs)}${ms(r.p90Ms)}${ms(r.minMs)}    ${r.ratio.toFixed(2)}x`),
     ...skipped.map((s) => `${s.command.padEnd(36)}  skipped: ${s.file} not found`),
