@@ -52,11 +52,31 @@ export const inTurn = (pattern: string | RegExp, results: readonly ExecResult[])
 /** Answers every command with success and no output. Put it last as a fallback. */
 export const anything: Rule = () => ok();
 
+/**
+ * The needles that occur in `events` one after another, each in a later event than the one before;
+ * it equals `needles` when every one is there in that order, else it stops before the first missing.
+ */
+export const inOrder = (events: readonly string[], needles: readonly string[]): string[] => {
+  const found: string[] = [];
+  let from = 0;
+  for (const needle of needles) {
+    const at = events.findIndex((e, i) => i >= from && e.includes(needle));
+    if (at === -1) break;
+    found.push(needle);
+    from = at + 1;
+  }
+  return found;
+};
+
 export class RecordingHost implements Host {
   readonly name: string;
   readonly rules: Rule[];
   readonly execs: RecordedExec[] = [];
   readonly files = new Map<string, StoredFile>();
+  /** Every file written, in order (a path written twice is here twice). */
+  readonly puts: (StoredFile & { readonly path: string })[] = [];
+  /** What happened, in order: `exec <command>`, `put <path>`, `get <path>`, and what a test's fakes `note()`. */
+  readonly events: string[] = [];
   closed = false;
 
   constructor(rules: readonly Rule[] = [], name = 'fake') {
@@ -69,9 +89,15 @@ export class RecordingHost implements Host {
     return this.execs.map((e) => e.command);
   }
 
+  /** Adds something a fake did (a proxy switch) to the events, between the host's own. */
+  note(event: string): void {
+    this.events.push(event);
+  }
+
   async exec(command: Cmd, options: ExecOptions = {}): Promise<ExecResult> {
     const rendered = render(command);
     this.execs.push({ command: rendered, options });
+    this.events.push(`exec ${rendered}`);
     let result: ExecResult | undefined;
     for (const rule of this.rules) {
       result = rule(rendered);
@@ -86,10 +112,14 @@ export class RecordingHost implements Host {
   }
 
   async put(path: string, content: string | Buffer, options: PutOptions = {}): Promise<void> {
-    this.files.set(path, { content: Buffer.from(content), mode: options.mode ?? 0o644 });
+    const file = { content: Buffer.from(content), mode: options.mode ?? 0o644 };
+    this.files.set(path, file);
+    this.puts.push({ path, ...file });
+    this.events.push(`put ${path}`);
   }
 
   async get(path: string): Promise<Buffer | undefined> {
+    this.events.push(`get ${path}`);
     return this.files.get(path)?.content;
   }
 
