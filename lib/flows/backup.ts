@@ -90,10 +90,29 @@ export const verifyAgainst = (m: BackupManifest, checkOutput: string): string[] 
   return problems;
 };
 
+/**
+ * The entries of a manifest that a restore must not follow: a restore writes only where this env's
+ * own BACKUP_SQLITE and BACKUP_PATHS say, so each entry's kind must match its file and its sources
+ * must be ones the env names. Returns a description of each entry that fails.
+ */
+export const foreignEntries = (m: BackupManifest, sqlite: readonly string[], paths: readonly string[]): string[] =>
+  m.entries.flatMap((e) => {
+    const sources = Array.isArray(e.sources) ? e.sources : [];
+    const ok =
+      e.kind === 'sqlite'
+        ? /^sqlite\/\d+\.db$/.test(e.path) && sources.length === 1 && sqlite.includes(String(sources[0]))
+        : e.kind === 'paths'
+          ? e.path === 'files.tar' && sources.every((p) => paths.includes(p))
+          : e.kind === 'env'
+            ? e.path === 'env'
+            : e.kind === 'postgres' && e.path === 'postgres.dump';
+    return ok ? [] : [`${String(e.path)} (${String(e.kind)}: ${sources.map(String).join(', ') || 'no source'})`];
+  });
+
 /** Backups to delete after a new one: the oldest beyond `keep`. Never the newest, never all. */
-export const backupsToPrune = (names: readonly string[], keep: number): string[] => {
+export const backupsToPrune = (names: readonly string[], keep: number, spare: readonly string[] = []): string[] => {
   const sorted = [...names].sort();
-  return sorted.slice(0, Math.max(0, sorted.length - Math.max(1, keep)));
+  return sorted.slice(0, Math.max(0, sorted.length - Math.max(1, keep))).filter((n) => !spare.includes(n));
 };
 
 /** The `--list` table, newest first. */
@@ -133,7 +152,12 @@ const preflight = async (ctx: Session): Promise<void> => {
  * Takes a backup on the host: a consistent snapshot in `<name>.partial`, its manifest, synced and
  * renamed; then applies BACKUP_KEEP. Returns the backup's name and manifest.
  */
-export const takeBackup = async (ctx: Session, label?: string): Promise<{ name: string; manifest: BackupManifest; pruned: string[]; missing: string[] }> => {
+export const takeBackup = async (
+  ctx: Session,
+  label?: string,
+  /** Backups retention must keep whatever their age: the one a restore is about to put in place. */
+  spare: readonly string[] = [],
+): Promise<{ name: string; manifest: BackupManifest; pruned: string[]; missing: string[] }> => {
   const { host, cfg, l } = ctx;
   await preflight(ctx);
   const name = backupName(ctx.now(), label);
@@ -170,7 +194,7 @@ export const takeBackup = async (ctx: Session, label?: string): Promise<{ name: 
     throw error;
   }
   const all = (await host.exec(listBackups(backupsDir(ctx)))).stdout.split('\n').filter(Boolean);
-  const pruned = backupsToPrune(all, cfg.backup.keep);
+  const pruned = backupsToPrune(all, cfg.backup.keep, spare);
   if (pruned.length > 0) await host.exec(cmd('rm', '-rf', ...pruned.map((n) => backupDir(ctx, n))));
   await audit(host, l, ctx.now().toISOString(), ctx.who, `backup ${name}${pruned.length ? ` (pruned ${pruned.join(', ')})` : ''}`);
   return { name, manifest, pruned, missing };
@@ -202,6 +226,14 @@ export const verifyBackup = async (ctx: Session, name: string): Promise<BackupMa
   if (!manifest) throw new UsageError(`there is no backup ${name} of ${cfg.env} on ${host.name}: see \`npx tsx scripts/backup.ts ${cfg.env} --list\``);
   if (manifest.app !== cfg.app.name || manifest.env !== cfg.env) {
     throw new UsageError(`backup ${name} is of ${manifest.app} ${manifest.env}, not ${cfg.app.name} ${cfg.env}: restore it with that env`);
+  }
+  const foreign = foreignEntries(manifest, cfg.backup.sqlite, cfg.backup.paths);
+  if (foreign.length > 0) {
+    throw new SkiffError(
+      `backup ${name} on ${host.name} would restore ${foreign.join(', ')}, which this env's BACKUP_SQLITE and BACKUP_PATHS do not name: ` +
+        'a restore writes only where the env says; nothing was changed',
+      2,
+    );
   }
   const problems = verifyAgainst(manifest, (await host.exec(checkBackup(backupDir(ctx, name)))).stdout);
   if (problems.length > 0) throw new SkiffError(`backup ${name} on ${host.name} is damaged: ${problems.join('; ')}; nothing was changed`);
@@ -243,7 +275,7 @@ const swapIn = async (ctx: Session, name: string, m: BackupManifest): Promise<vo
 export const restoreBackup = async (ctx: Session, name: string, manifest: BackupManifest): Promise<{ safety: string }> => {
   const { host, l, cfg } = ctx;
   const { slot, release: live } = liveSlot(await readState(host, l)) ?? {};
-  const safety = await takeBackup(ctx, 'before-restore');
+  const safety = await takeBackup(ctx, 'before-restore', [name]);
   ctx.log(`safety backup ${safety.name}`);
   const start = async () => {
     if (!slot || !live) return;

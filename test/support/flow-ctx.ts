@@ -52,7 +52,7 @@ export const CMD = {
   publishEnv: 'shared/.env.tmp',
   space: 'df -Pk',
   snapshot: '.backup $i.db',
-  seal: 'mv -T "$1" "$2" && sync',
+  seal: 'mv -T "$1" "$2" || exit 1',
   listBackups: 'manifest.json" ] && echo',
   check: 'for f in sqlite/*.db files.tar env postgres.dump',
   swap: '.restore-tmp',

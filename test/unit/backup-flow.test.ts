@@ -165,7 +165,13 @@ describe('a crafted backup is refused before anything is written', () => {
       'an entry outside the backup folder',
       OLD,
       manifestFile(OLD, manifestOf(OLD, { entries: [{ ...(entry as BackupManifest['entries'][number]), path: '../../../root/sqlite/0.db' }] })),
-      /is damaged: \.\.\/\.\.\/\.\.\/root\/sqlite\/0\.db is missing; nothing was changed$/,
+      /would restore \.\.\/\.\.\/\.\.\/root\/sqlite\/0\.db \(sqlite: data\/app\.db\), which this env's BACKUP_SQLITE and BACKUP_PATHS do not name: a restore writes only where the env says; nothing was changed$/,
+    ],
+    [
+      'a database copy that would land outside shared/',
+      OLD,
+      manifestFile(OLD, manifestOf(OLD, { entries: [{ ...(entry as BackupManifest['entries'][number]), sources: ['../../../etc/cron.d/evil'] }] })),
+      /would restore sqlite\/0\.db \(sqlite: \.\.\/\.\.\/\.\.\/etc\/cron\.d\/evil\)/,
     ],
     ['a manifest of another format', OLD, manifestFile(OLD, { ...manifestOf(OLD), format: 2 }), /^there is no backup 20261125-030000 of staging/],
   ])('%s', async (_name, name, files, message) => {
