@@ -286,12 +286,17 @@ export const switchOver = async (ctx: DeployCtx, proxy: Proxy | undefined = ctx.
 
 /** Undo of switchOver when another host failed: the proxy goes back to the old slot, the new one stops. */
 export const switchBack = async (ctx: DeployCtx, reason: string): Promise<void> => {
-  const { host, l } = ctx;
-  if (ctx.proxy && ctx.run.switchedFrom !== undefined) await ctx.proxy.switchTo(host, ctx.run.switchedFrom);
-  ctx.log(`switched back to port ${ctx.run.switchedFrom ?? '(none)'}`);
+  const { host, l, proxy } = ctx;
+  const from = ctx.run.switchedFrom;
+  const back =
+    proxy && from !== undefined
+      ? await attempt(`switch ${proxy.kind} back to port ${from} (it may still send traffic to the new release)`, () => proxy.switchTo(host, from))
+      : undefined;
+  if (!back) ctx.log(`switched back to port ${from ?? '(none)'}`);
   const { slot } = ctx.run.target;
-  const halted = await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(host, l, slot, 0));
-  throwIfLeft(ctx, [halted, ...(await recordFailure(ctx, 'rolled-back', new SkiffError(reason)))]);
+  // As in switchOver: the new slot keeps running when the proxy could not be switched back.
+  const halted = back ? undefined : await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(host, l, slot, 0));
+  throwIfLeft(ctx, [back, halted, ...(await recordFailure(ctx, 'rolled-back', new SkiffError(reason)))]);
 };
 
 /** Blue-green, step three (once every host serves the new release): drain the old slot and stop it. */
@@ -382,7 +387,7 @@ export const commit = async (ctx: DeployCtx): Promise<void> => {
 export const prune = async (ctx: DeployCtx): Promise<string[]> => {
   const { host, l, cfg } = ctx;
   const onHost = (await host.exec(listReleases(l))).stdout.split('\n').filter(Boolean);
-  const doomed = releasesToPrune(onHost, await readHistory(host, l), ctx.run.id, cfg.keepReleases);
+  const doomed = releasesToPrune(onHost, await readHistory(host, l), ctx.run.id, cfg.keepReleases, ctx.run.previous?.slot.release);
   await ctx.runtime.removeReleases(host, l, doomed);
   return doomed;
 };

@@ -97,6 +97,8 @@ export const releasesToPrune = (
   history: readonly ReleaseRecord[],
   liveId: string | undefined,
   keep: number,
+  /** The release that served until this run (a rollback may have put an older one there): kept too. */
+  servedBefore?: string,
 ): string[] => {
   const sorted = [...onHost].sort();
   const liveIndex = history.findIndex((r) => r.id === liveId);
@@ -104,7 +106,7 @@ export const releasesToPrune = (
     .slice(0, liveIndex === -1 ? history.length : liveIndex)
     .filter((r) => r.status === 'live' && onHost.includes(r.id))
     .at(-1)?.id;
-  const protectedIds = new Set([liveId, previousGood].filter((x): x is string => x !== undefined));
+  const protectedIds = new Set([liveId, previousGood, servedBefore].filter((x): x is string => x !== undefined && onHost.includes(x)));
   const excess = sorted.length - Math.max(keep, protectedIds.size);
   if (excess <= 0) return [];
   return sorted.filter((id) => !protectedIds.has(id)).slice(0, excess);

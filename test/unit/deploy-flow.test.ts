@@ -376,6 +376,15 @@ describe('switchOver and switchBack', () => {
     expect(logs.at(-1)).toBe('switched back to port 3001');
     expect(historyAppended(host)).toMatchObject([{ id: DEPLOY_ID, status: 'rolled-back', reason: 'web2 failed: unhealthy through the proxy' }]);
   });
+
+  it('switchBack whose proxy will not switch: says so, keeps the new slot running, still records the release rolled back', async () => {
+    const { ctx, host } = deployCtx({ state: LIVE_BLUE, proxy: (h) => fakeProxy(h, { at: 3001, failSwitchTo: [3001] }) });
+    await switchOver(ctx);
+    const error = await rejection(switchBack(ctx, 'web2 failed: unhealthy through the proxy'));
+    expect(error.message).toBe('could not switch caddy back to port 3001 (it may still send traffic to the new release): admin API down');
+    expect(sent(host, CMD.stop)).toEqual([]);
+    expect(historyAppended(host)).toMatchObject([{ id: DEPLOY_ID, status: 'rolled-back' }]);
+  });
 });
 
 describe('retireOld', () => {

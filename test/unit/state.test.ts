@@ -196,3 +196,13 @@ describe('parseState', () => {
     expect(() => parseState('{"app": "hel')).toThrow(SyntaxError);
   });
 });
+
+describe('releasesToPrune after a rollback to an older release', () => {
+  it('keeps the release that served until this deploy, though a newer good one exists', () => {
+    const rec = (id: string, status: ReleaseStatus): ReleaseRecord => ({ id, version: id, gitSha: undefined, start: 'node server.js', who: 'me', at: '2026-12-01T00:00:00Z', status });
+    // A, B, C went live; `rollback A` put A back (C not marked bad); D is deployed now. History
+    // as read is one record per release, in the order each first appeared.
+    const history = [rec('a', 'live'), rec('b', 'live'), rec('c', 'live'), rec('d', 'live')];
+    expect(releasesToPrune(['a', 'b', 'c', 'd'], history, 'd', 2, 'a')).toEqual(['b']);
+  });
+});
