@@ -4,6 +4,7 @@
  * in `backups/<name>.partial/`, synced, then renamed.
  */
 import { script, type Cmd } from '../core/cmd.ts';
+import { FREE_KB } from '../core/disk.ts';
 
 /** sha256 of a file: OpenSSL where it is installed (several times faster), else coreutils. */
 const SUM = 'sha() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r <"$1" | cut -d" " -f1; else sha256sum <"$1" | cut -d" " -f1; fi; }';
@@ -12,8 +13,9 @@ const SUM = 'sha() { if command -v openssl >/dev/null 2>&1; then openssl dgst -s
 export const backupSpace = (backups: string, shared: string, sources: readonly string[]): Cmd =>
   script(
     [
+      FREE_KB,
       'mkdir -p "$1" && chmod 700 "$1" || exit 1',
-      'free=$(df -Pk "$1" | awk \'NR == 2 { print $4 }\')',
+      'free=$(free_kb "$1")',
       'cd "$2" || exit 1; shift 2',
       'need=0; for p in "$@"; do [ -e "$p" ] && need=$((need + $(du -sk -- "$p" | cut -f1))); done',
       'echo "$free $need"',
@@ -65,7 +67,8 @@ export const takeSnapshot = (shared: string, stage: string, sqlite: readonly str
 
 /** Syncs the staged backup to disk and renames it into place: a backup is whole or absent. */
 export const sealBackup = (stage: string, final: string): Cmd =>
-  script('sync 2>/dev/null; mv -T "$1" "$2" && sync 2>/dev/null; exit 0', stage, final);
+  // A rename that fails is a failed backup: the half-made one must not look sealed.
+  script('sync 2>/dev/null; mv -T "$1" "$2" || exit 1; sync 2>/dev/null; exit 0', stage, final);
 
 /** Backup names, one a line, sorted (names start with their UTC time). Half-made ones are skipped. */
 export const listBackups = (backups: string): Cmd =>

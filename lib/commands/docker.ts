@@ -71,8 +71,8 @@ export const dockerCheck = (): Cmd =>
 export const hostImageLayers = (): Cmd =>
   script("docker image ls -a -q --no-trunc | sort -u | xargs -r docker image inspect --format '{{.Id}} {{range .RootFS.Layers}}{{.}},{{end}}'");
 
-/** Free kilobytes on the file system that holds a path (Docker's root dir). */
-export const freeKilobytes = (path: string): Cmd => script('df -Pk "$1" | awk \'NR == 2 { print $4 }\'', path);
+/** Free kilobytes on the file system that holds a path (Docker's root dir): the one builder, shared with the backup. */
+export { freeKilobytes } from '../core/disk.ts';
 
 /** Reads a `docker save` archive on standard input into the host's image store. */
 export const loadImage = (): Cmd => cmd('docker', 'load');

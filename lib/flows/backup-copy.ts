@@ -4,64 +4,51 @@
  * it arrives, encrypted with age (the age-encryption library) when BACKUP_ENCRYPT_TO is set.
  * `restore <env> <file>` decrypts and uploads such a copy into the host's backups folder first.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BackupManifest } from './backup.ts';
 import { checkBackupName } from './backup.ts';
 import { script } from '../core/cmd.ts';
 import type { Session } from './session.ts';
 import { ConfigError, SkiffError, UsageError } from '../core/errors.ts';
+import { TarReader, type TarEvent } from '../ship/tar.ts';
 
-/** The sha256 and size of every file member of a tar stream, by name (ustar; names under 100 bytes). */
+/**
+ * The sha256 and size of every file member of a tar stream, by name, as the stream passes through
+ * unchanged. Names are only compared with the manifest's (the copy is kept whole, never unpacked
+ * here), so the digest needs no checks of its own on them.
+ */
 export class TarDigest extends Transform {
   readonly files = new Map<string, { size: number; sha256: string }>();
-  #buf = Buffer.alloc(0);
-  #member: { name: string; left: number; pad: number; hash: ReturnType<typeof createHash> | undefined; size: number } | undefined;
+  readonly #reader = new TarReader();
+  #file: { readonly name: string; readonly size: number; left: number; readonly hash: Hash } | undefined;
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: (e?: Error | null, data?: Buffer) => void): void {
-    this.#buf = Buffer.concat([this.#buf, chunk]);
-    while (this.#step());
-    done(null, chunk);
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    try {
+      for (const event of this.#reader.read(chunk)) this.#take(event);
+      done(null, chunk);
+    } catch (error) {
+      done(error as Error);
+    }
   }
 
-  /** Consumes what it can of the buffer; false when it needs more bytes. */
-  #step(): boolean {
-    const m = this.#member;
-    if (m && m.left > 0) {
-      const take = Math.min(m.left, this.#buf.length);
-      if (take === 0) return false;
-      m.hash?.update(this.#buf.subarray(0, take));
-      this.#buf = this.#buf.subarray(take);
-      m.left -= take;
-      if (m.left === 0 && m.hash) this.files.set(m.name, { size: m.size, sha256: m.hash.digest('hex') });
-      return true;
+  #take(event: TarEvent): void {
+    if (event.kind === 'member') {
+      const { name, type, size } = event.member;
+      this.#file = type === '0' ? { name, size, left: size, hash: createHash('sha256') } : undefined;
+      return;
     }
-    if (m && m.pad > 0) {
-      const take = Math.min(m.pad, this.#buf.length);
-      if (take === 0) return false;
-      this.#buf = this.#buf.subarray(take);
-      m.pad -= take;
-      return true;
-    }
-    if (this.#buf.length < 512) return false;
-    const header = this.#buf.subarray(0, 512);
-    this.#buf = this.#buf.subarray(512);
-    if (header.every((b) => b === 0)) {
-      this.#member = undefined;
-      return true;
-    }
-    const text = (from: number, len: number) => header.subarray(from, from + len).toString('utf8').replace(/\0.*$/s, '');
-    const size = Number.parseInt(text(124, 12).trim() || '0', 8);
-    const type = String.fromCharCode(header[156] ?? 0);
-    const prefix = text(345, 155);
-    const name = (prefix ? `${prefix}/${text(0, 100)}` : text(0, 100)).replace(/^\.\//, '');
-    const isFile = type === '0' || type === '\0';
-    this.#member = { name, left: size, pad: (512 - (size % 512)) % 512, hash: isFile ? createHash('sha256') : undefined, size };
-    if (isFile && size === 0) this.files.set(name, { size: 0, sha256: createHash('sha256').digest('hex') });
-    return true;
+    const file = this.#file;
+    if (event.kind !== 'body' || !file) return;
+    file.hash.update(event.data);
+    file.left -= event.data.length;
+    if (file.left > 0) return;
+    // Counted once its content is in, padding or not: a stream cut in the padding still has the file.
+    this.files.set(file.name, { size: file.size, sha256: file.hash.digest('hex') });
+    this.#file = undefined;
   }
 }
 
@@ -95,11 +82,16 @@ export const downloadBackup = async (ctx: Session, name: string, manifest: Backu
   } else {
     written = pipeline(source, digest, out);
   }
+  // The digest refuses a damaged archive, or the disk fills, while the host still sends: the command
+  // ends then, and the error waits for the await below (left unhandled until then, it would end the process).
+  const stopped = new AbortController();
+  written.catch(() => stopped.abort());
   try {
     const r = await host.exec(script('cd "$1" && tar -c -f - "$2"', `${ctx.l.root}/backups`, name), {
       onStdout: (b) => source.push(b),
       discardStdout: true,
       check: false,
+      signal: stopped.signal,
     });
     source.push(null);
     await written;

@@ -1,25 +1,21 @@
 /**
- * A tar stream filter: passes a tar archive through, leaving out the members a predicate rejects
- * (with any PAX or GNU long-name header that belongs to them), and collects the small members it is
- * asked to keep a copy of. It never holds more than one header and one chunk: an image archive of
- * any size streams through it.
+ * Tar streams read as they pass. `TarReader` parses the headers (ustar prefix, PAX path and size,
+ * GNU long names, base-256 sizes) and hands every byte back in order, each with what it belongs to;
+ * `TarFilter` is built on it: it passes an archive through, leaving out the members a predicate
+ * rejects (with any PAX or GNU long-name header that belongs to them), and collects the small members
+ * it is asked to keep a copy of. Neither holds more than one header and one chunk (a PAX or long-name
+ * body too): an image archive of any size streams through.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 
 const BLOCK = 512;
+const EMPTY = Buffer.alloc(0);
 
-/** A tar member as the filter sees it: its name, type flag and size. */
+/** A tar member as the reader sees it: its name, type flag and size. */
 export interface TarMember {
   readonly name: string;
   readonly type: string;
   readonly size: number;
-}
-
-export interface TarFilterOptions {
-  /** Whether a member travels on (default: every member). */
-  readonly keep?: (m: TarMember) => boolean;
-  /** Members whose content is kept in `captured` (small files such as manifest.json). */
-  readonly capture?: (m: TarMember) => boolean;
 }
 
 /** The size field: octal text, or base-256 when its first byte has the high bit set (members over 8 GiB). */
@@ -55,14 +51,143 @@ export const paxRecords = (body: Buffer): Map<string, string> => {
 /** The `path` record of a PAX extended header, if it has one. */
 export const paxPath = (body: Buffer): string | undefined => paxRecords(body).get('path');
 
-/** The body being passed or skipped: bytes left (padding included), and where they go. */
+/** What the reader hands back, in archive order; the bytes of all events together are the archive. */
+export type TarEvent =
+  /** A PAX or GNU long-name header, or its whole body (padding included): they belong to the next member. */
+  | { readonly kind: 'meta'; readonly bytes: Buffer }
+  /** A member's header, with the name and size the headers before it gave it. */
+  | { readonly kind: 'member'; readonly member: TarMember; readonly bytes: Buffer }
+  /**
+   * A piece of the member's body: `data` is its part within the member's size, the rest padding.
+   * `done` marks the last piece (an empty one for an empty body).
+   */
+  | { readonly kind: 'body'; readonly bytes: Buffer; readonly data: Buffer; readonly done: boolean }
+  /** The end-of-archive block, and everything after it (more zero blocks, Go's padding) as it arrives. */
+  | { readonly kind: 'end'; readonly bytes: Buffer };
+
+/** A PAX or long-name header's body: collected, since it names or sizes the member that follows. */
+interface Meta {
+  readonly type: string;
+  readonly parts: Buffer[];
+}
+
+/** The body being read: bytes left (padding included) and, of them, content. */
 interface Body {
   left: number;
-  readonly keep: boolean;
-  readonly collect?: { readonly name: string; readonly size: number; readonly parts: Buffer[] };
-  /** A PAX or long-name header's body: held with its header until the member it describes is judged. */
-  readonly meta?: 'pax' | 'longname' | 'linkname';
-  readonly metaParts?: Buffer[];
+  data: number;
+  readonly meta?: Meta;
+}
+
+const isMeta = (type: string): boolean => type === 'x' || type === 'L' || type === 'K';
+
+/** A pure streaming tar parser: feed it chunks as they arrive, act on the events it returns. */
+export class TarReader {
+  #buf: Buffer = EMPTY;
+  #body: Body | undefined;
+  #longName: string | undefined;
+  /** The next member's size from a PAX header (Go writes sizes over 8 GiB only there). */
+  #paxSize: number | undefined;
+  /** A PAX or long-name header came and the member it describes has not. */
+  #metaPending = false;
+  #seenMember = false;
+  #ended = false;
+
+  /** The events a chunk completes. Throws on a header whose size is not a byte count (not tar, or damaged). */
+  read(chunk: Buffer): TarEvent[] {
+    if (this.#ended) return chunk.length > 0 ? [{ kind: 'end', bytes: chunk }] : [];
+    this.#buf = this.#buf.length ? Buffer.concat([this.#buf, chunk]) : chunk;
+    const events: TarEvent[] = [];
+    while (this.#step(events));
+    return events;
+  }
+
+  /** At the end of the stream: the bytes of a header cut short, and whether the archive ended whole. */
+  end(): { readonly rest: Buffer; readonly whole: boolean } {
+    const rest = this.#buf;
+    this.#buf = EMPTY;
+    return { rest, whole: !this.#body && !this.#metaPending && (this.#ended || !this.#seenMember) };
+  }
+
+  /** Consumes what it can of the buffer; false when it needs more bytes. */
+  #step(events: TarEvent[]): boolean {
+    const body = this.#body;
+    if (body) {
+      const take = Math.min(body.left, this.#buf.length);
+      if (take === 0) return false;
+      const bytes = this.#buf.subarray(0, take);
+      this.#buf = this.#buf.subarray(take);
+      body.left -= take;
+      if (body.meta) body.meta.parts.push(bytes);
+      else {
+        const data = bytes.subarray(0, body.data);
+        body.data -= data.length;
+        events.push({ kind: 'body', bytes, data, done: body.left === 0 });
+      }
+      if (body.left === 0) {
+        this.#body = undefined;
+        if (body.meta) this.#endMeta(body.meta, events);
+      }
+      return true;
+    }
+    if (this.#buf.length < BLOCK) return false;
+    const header = this.#buf.subarray(0, BLOCK);
+    this.#buf = this.#buf.subarray(BLOCK);
+    if (header.every((b) => b === 0)) {
+      this.#ended = true;
+      events.push({ kind: 'end', bytes: header });
+      if (this.#buf.length > 0) events.push({ kind: 'end', bytes: this.#buf });
+      this.#buf = EMPTY;
+      return false;
+    }
+    const type = String.fromCharCode(header[156] ?? 0);
+    const meta = isMeta(type);
+    const size = (meta ? undefined : this.#paxSize) ?? parseSize(header.subarray(124, 136));
+    // A size that is no count left the body length NaN, and the filter spun on that header forever.
+    if (!Number.isSafeInteger(size) || size < 0) throw new Error(`not a tar archive, or a damaged one: a header gives ${size} as its size`);
+    if (!meta) this.#paxSize = undefined;
+    const left = size + ((BLOCK - (size % BLOCK)) % BLOCK);
+    if (meta) {
+      this.#metaPending = true;
+      // Copied: it is held until its member comes, and a source may reuse the chunk.
+      events.push({ kind: 'meta', bytes: Buffer.from(header) });
+      this.#startBody({ left, data: size, meta: { type, parts: [] } }, events);
+      return true;
+    }
+    const prefix = text(header, 345, 155);
+    const plain = prefix ? `${prefix}/${text(header, 0, 100)}` : text(header, 0, 100);
+    const name = (this.#longName ?? plain).replace(/^\.\//, '');
+    this.#longName = undefined;
+    this.#metaPending = false;
+    this.#seenMember = true;
+    events.push({ kind: 'member', member: { name, type: type === '\0' ? '0' : type, size }, bytes: header });
+    this.#startBody({ left, data: size }, events);
+    return true;
+  }
+
+  #startBody(body: Body, events: TarEvent[]): void {
+    if (body.left > 0) this.#body = body;
+    else if (body.meta) this.#endMeta(body.meta, events);
+    else events.push({ kind: 'body', bytes: EMPTY, data: EMPTY, done: true });
+  }
+
+  /** A PAX or long-name body is whole: passed on, and read for the next member's name and size. */
+  #endMeta(meta: Meta, events: TarEvent[]): void {
+    const content = Buffer.concat(meta.parts);
+    events.push({ kind: 'meta', bytes: content });
+    if (meta.type === 'x') {
+      const records = paxRecords(content);
+      this.#longName = records.get('path') ?? this.#longName;
+      const size = records.get('size');
+      if (size !== undefined && /^\d+$/.test(size)) this.#paxSize = Number(size);
+    } else if (meta.type === 'L') this.#longName = content.toString('utf8').replace(/\0.*$/s, '');
+  }
+}
+
+export interface TarFilterOptions {
+  /** Whether a member travels on (default: every member). */
+  readonly keep?: (m: TarMember) => boolean;
+  /** Members whose content is kept in `captured` (small files such as manifest.json). */
+  readonly capture?: (m: TarMember) => boolean;
 }
 
 /** Streams a tar archive through, leaving out rejected members; counts what it kept and dropped. */
@@ -75,14 +200,11 @@ export class TarFilter extends Transform {
   droppedBytes = 0;
   readonly #keep: (m: TarMember) => boolean;
   readonly #capture: (m: TarMember) => boolean;
-  #buf: Buffer = Buffer.alloc(0);
-  /** Headers (PAX, long name) waiting for the member they describe. */
+  readonly #reader = new TarReader();
+  /** Headers (PAX, long name) and their bodies, waiting for the member they describe. */
   #pending: Buffer[] = [];
-  #longName: string | undefined;
-  /** The next member's size from a PAX header (Go writes sizes over 8 GiB only there). */
-  #paxSize: number | undefined;
-  #body: Body | undefined;
-  #ended = false;
+  /** Whether the current member's body travels on, and its content so far when it is captured. */
+  #member: { readonly keep: boolean; readonly capture?: { readonly name: string; readonly parts: Buffer[] } } = { keep: true };
 
   constructor(options: TarFilterOptions = {}) {
     super();
@@ -91,9 +213,8 @@ export class TarFilter extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    this.#buf = this.#buf.length ? Buffer.concat([this.#buf, chunk]) : chunk;
     try {
-      while (this.#step());
+      for (const event of this.#reader.read(chunk)) this.#take(event);
       done();
     } catch (error) {
       done(error as Error);
@@ -101,9 +222,9 @@ export class TarFilter extends Transform {
   }
 
   override _flush(done: TransformCallback): void {
-    if (this.#buf.length > 0) this.#emit(this.#buf, true);
-    const cut = (this.#body && this.#body.left > 0) || this.#pending.length > 0 || (!this.#ended && this.members.length > 0);
-    done(cut ? new Error('the image archive ended in the middle of a member') : null);
+    const { rest, whole } = this.#reader.end();
+    if (rest.length > 0) this.#emit(rest, true);
+    done(whole ? null : new Error('the image archive ended in the middle of a member'));
   }
 
   #emit(data: Buffer, keep: boolean): void {
@@ -113,77 +234,30 @@ export class TarFilter extends Transform {
     } else this.droppedBytes += data.length;
   }
 
-  /** Consumes what it can of the buffer; false when it needs more bytes. */
-  #step(): boolean {
-    const body = this.#body;
-    if (body) {
-      const take = Math.min(body.left, this.#buf.length);
-      if (take === 0) return false;
-      const part = this.#buf.subarray(0, take);
-      this.#buf = this.#buf.subarray(take);
-      body.left -= take;
-      if (body.metaParts) body.metaParts.push(part);
-      else this.#emit(part, body.keep);
-      if (body.collect) body.collect.parts.push(part);
-      if (body.left === 0) this.#endBody(body);
-      return true;
-    }
-    if (this.#ended) {
-      // The end-of-archive blocks and Go's padding: passed on as they are.
-      const rest = this.#buf;
-      this.#buf = Buffer.alloc(0);
-      if (rest.length === 0) return false;
-      this.#emit(rest, true);
-      return false;
-    }
-    if (this.#buf.length < BLOCK) return false;
-    const header = this.#buf.subarray(0, BLOCK);
-    this.#buf = this.#buf.subarray(BLOCK);
-    if (header.every((b) => b === 0)) {
-      this.#ended = true;
-      this.#emit(header, true);
-      return true;
-    }
-    const type = String.fromCharCode(header[156] ?? 0);
-    const isMeta = type === 'x' || type === 'L' || type === 'K';
-    const size = (!isMeta ? this.#paxSize : undefined) ?? parseSize(header.subarray(124, 136));
-    if (!isMeta) this.#paxSize = undefined;
-    const padded = size + ((BLOCK - (size % BLOCK)) % BLOCK);
-    if (type === 'x' || type === 'L' || type === 'K') {
-      // Describes the next member: held, with its body, until that member is judged.
-      this.#pending.push(Buffer.from(header));
-      this.#body = { left: padded, keep: false, meta: type === 'x' ? 'pax' : type === 'L' ? 'longname' : 'linkname', metaParts: [] };
-      if (padded === 0) this.#endBody(this.#body);
-      return true;
-    }
-    const prefix = text(header, 345, 155);
-    const plain = prefix ? `${prefix}/${text(header, 0, 100)}` : text(header, 0, 100);
-    const name = (this.#longName ?? plain).replace(/^\.\//, '');
-    this.#longName = undefined;
-    const member: TarMember = { name, type: type === '\0' ? '0' : type, size };
-    this.members.push(member);
-    const keep = this.#keep(member);
-    for (const h of this.#pending) this.#emit(h, keep);
-    this.#pending = [];
-    this.#emit(header, keep);
-    const collect = this.#capture(member) ? { name, size, parts: [] as Buffer[] } : undefined;
-    this.#body = { left: padded, keep, ...(collect ? { collect } : {}) };
-    if (padded === 0) this.#endBody(this.#body);
-    return true;
-  }
-
-  #endBody(body: Body): void {
-    this.#body = undefined;
-    if (body.collect) this.captured.set(body.collect.name, Buffer.concat(body.collect.parts).subarray(0, body.collect.size));
-    if (body.metaParts) {
-      const content = Buffer.concat(body.metaParts);
-      this.#pending.push(content);
-      if (body.meta === 'pax') {
-        const records = paxRecords(content);
-        this.#longName = records.get('path') ?? this.#longName;
-        const size = records.get('size');
-        if (size !== undefined && /^\d+$/.test(size)) this.#paxSize = Number(size);
-      } else if (body.meta === 'longname') this.#longName = content.toString('utf8').replace(/\0.*$/s, '');
+  #take(event: TarEvent): void {
+    switch (event.kind) {
+      case 'meta':
+        this.#pending.push(event.bytes);
+        return;
+      case 'member': {
+        const { member } = event;
+        this.members.push(member);
+        const keep = this.#keep(member);
+        for (const h of this.#pending) this.#emit(h, keep);
+        this.#pending = [];
+        this.#emit(event.bytes, keep);
+        this.#member = { keep, ...(this.#capture(member) ? { capture: { name: member.name, parts: [] } } : {}) };
+        return;
+      }
+      case 'body': {
+        const { keep, capture } = this.#member;
+        if (event.bytes.length > 0) this.#emit(event.bytes, keep);
+        capture?.parts.push(event.data);
+        if (capture && event.done) this.captured.set(capture.name, Buffer.concat(capture.parts));
+        return;
+      }
+      case 'end':
+        this.#emit(event.bytes, true);
     }
   }
 }

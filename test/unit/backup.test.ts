@@ -109,6 +109,45 @@ describe('TarDigest', () => {
     expect(digest.files.get('b/env')?.size).toBe(0);
     expect(digest.files.get('b/manifest.json')?.sha256).toBe(createHash('sha256').update('{}').digest('hex'));
   });
+
+  it('names files as tar -x would: GNU and PAX long names; nothing after the end-of-archive block', async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { execFileSync } = await import('node:child_process');
+    const { createHash } = await import('node:crypto');
+    const { TarDigest } = await import('../../lib/flows/backup-copy.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'skiff-tar-'));
+    const long = `b/${'l'.repeat(120)}.db`;
+    mkdirSync(join(dir, 'b'));
+    writeFileSync(join(dir, long), 'long');
+    writeFileSync(join(dir, 'late'), 'late');
+    const digestOf = async (tar: Buffer) => {
+      const digest = new TarDigest();
+      digest.resume();
+      await new Promise((resolve, reject) => digest.on('finish', resolve).on('error', reject).end(tar));
+      return digest.files;
+    };
+    const late = execFileSync('tar', ['-c', '-f', '-', '-C', dir, 'late']);
+    for (const format of ['gnu', 'pax']) {
+      const tar = execFileSync('tar', ['-c', '-f', '-', `--format=${format}`, '-C', dir, long]);
+      // The end block found first ends the archive, as it does for tar -x: `late` is not in it.
+      const files = await digestOf(Buffer.concat([tar, late]));
+      expect([...files.keys()]).toEqual([long]);
+      expect(files.get(long)).toEqual({ size: 4, sha256: createHash('sha256').update('long').digest('hex') });
+    }
+    rmSync(dir, { recursive: true });
+  });
+
+  it('refuses a damaged header instead of reading on from the wrong place', async () => {
+    const { TarDigest } = await import('../../lib/flows/backup-copy.ts');
+    const header = Buffer.alloc(512);
+    header.write('b/env', 0);
+    header.write('zz', 124);
+    const digest = new TarDigest();
+    digest.resume();
+    await expect(new Promise((resolve, reject) => digest.on('finish', resolve).on('error', reject).end(header))).rejects.toThrow('not a tar archive, or a damaged one');
+  });
 });
 
 describe('PostgreSQL targets', () => {

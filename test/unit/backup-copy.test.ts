@@ -1,0 +1,111 @@
+/**
+ * `backup --download` against a host that sends a tar stream: an archive whose every entry matches
+ * the manifest is kept, a damaged entry or a damaged archive leaves nothing behind.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Cmd } from '../../lib/core/cmd.ts';
+import type { BackupManifest } from '../../lib/flows/backup.ts';
+import { downloadBackup } from '../../lib/flows/backup-copy.ts';
+import type { ExecOptions, ExecResult, Host } from '../../lib/host/host.ts';
+import { flowSession, testConfig } from '../support/flow-ctx.ts';
+
+const NAME = '20261123-041500';
+/** How far the last streamingHost got before its command ended. */
+let sent = 0;
+const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+
+/** A host whose one command streams `archive` to stdout in uneven pieces, as a network delivers it. */
+const streamingHost = (archive: Buffer, code = 0): Host => ({
+  name: 'web1',
+  exec: async (_c: Cmd, options: ExecOptions = {}): Promise<ExecResult> => {
+    for (let i = 0; i < archive.length; i += 777) {
+      if (options.signal?.aborted) return { code: null, stdout: '', stderr: '' };
+      sent = i + 777;
+      options.onStdout?.(archive.subarray(i, i + 777));
+      await new Promise((r) => setImmediate(r));
+    }
+    return { code, stdout: '', stderr: code === 0 ? '' : 'tar: backups/x: Cannot open\n' };
+  },
+  put: async () => undefined,
+  get: async () => undefined,
+  close: async () => undefined,
+});
+
+describe('downloadBackup', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'skiff-download-'));
+  const db = Buffer.alloc(70_001, 7);
+  let archive: Buffer;
+  const manifest: BackupManifest = {
+    format: 1,
+    app: 'hello',
+    env: 'staging',
+    name: NAME,
+    createdAt: '2026-11-23T04:15:00.000Z',
+    release: undefined,
+    version: undefined,
+    entries: [
+      { path: 'sqlite/0.db', kind: 'sqlite', sources: ['data/app.db'], size: db.length, sha256: sha(db) },
+      { path: 'env', kind: 'env', sources: ['.env'], size: 4, sha256: sha('A=1\n') },
+    ],
+  };
+  const before = process.env.SKIFF_BACKUPS_DIR;
+  beforeAll(() => {
+    mkdirSync(join(dir, 'src', NAME, 'sqlite'), { recursive: true });
+    writeFileSync(join(dir, 'src', NAME, 'sqlite', '0.db'), db);
+    writeFileSync(join(dir, 'src', NAME, 'env'), 'A=1\n');
+    writeFileSync(join(dir, 'src', NAME, 'manifest.json'), JSON.stringify(manifest));
+    archive = execFileSync('tar', ['-c', '-f', '-', '-C', join(dir, 'src'), NAME]);
+    process.env.SKIFF_BACKUPS_DIR = join(dir, 'copies');
+  });
+  afterAll(() => {
+    if (before === undefined) delete process.env.SKIFF_BACKUPS_DIR;
+    else process.env.SKIFF_BACKUPS_DIR = before;
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const session = (host: Host, values: Record<string, string> = {}) => ({ ...flowSession({ cfg: testConfig(values) }).session, host });
+  const copies = () => readdirSync(join(dir, 'copies', 'staging'));
+
+  it('keeps a copy whose every entry matches the manifest, byte for byte as sent', async () => {
+    const { file, bytes } = await downloadBackup(session(streamingHost(archive)), NAME, manifest);
+    expect(readFileSync(file).equals(archive)).toBe(true);
+    expect(bytes).toBe(archive.length);
+    rmSync(file);
+  });
+
+  it('keeps nothing when an entry arrives damaged', async () => {
+    const damaged = Buffer.from(archive);
+    damaged[damaged.indexOf(db.subarray(0, 64)) + 100] = 8;
+    await expect(downloadBackup(session(streamingHost(damaged)), NAME, manifest)).rejects.toThrow(`download of ${NAME} failed its checks: sqlite/0.db arrived damaged; nothing was kept`);
+    expect(copies()).toEqual([]);
+  });
+
+  it('keeps nothing when the archive itself is damaged, and says so', async () => {
+    const damaged = Buffer.from(archive);
+    damaged.write('zz', 124, 'latin1'); // the first header's size field
+    await expect(downloadBackup(session(streamingHost(damaged)), NAME, manifest)).rejects.toThrow('not a tar archive, or a damaged one');
+    expect(sent).toBeLessThan(archive.length / 2); // the host's command was ended, not read to its end
+    expect(existsSync(join(dir, 'copies', 'staging'))).toBe(true);
+    expect(copies()).toEqual([]);
+  });
+
+  it('encrypts the copy to BACKUP_ENCRYPT_TO, checked as it passes; a damaged archive still leaves nothing', async () => {
+    const age = await import('age-encryption');
+    const identity = await age.generateIdentity();
+    const values = { BACKUP_ENCRYPT_TO: await age.identityToRecipient(identity) };
+    const { file } = await downloadBackup(session(streamingHost(archive), values), NAME, manifest);
+    expect(file.endsWith(`${NAME}.tar.age`)).toBe(true);
+    const decrypter = new age.Decrypter();
+    decrypter.addIdentity(identity);
+    expect(Buffer.from(await decrypter.decrypt(readFileSync(file))).equals(archive)).toBe(true);
+    rmSync(file);
+    const damaged = Buffer.from(archive);
+    damaged.write('zz', 124, 'latin1');
+    await expect(downloadBackup(session(streamingHost(damaged), values), NAME, manifest)).rejects.toThrow('not a tar archive, or a damaged one');
+    expect(copies()).toEqual([]);
+  });
+});
