@@ -63,7 +63,8 @@ await runMain(spec, async ({ args: [env], flags }) => {
       ),
       onEachHost(
         all,
-        () => (ctx.proxy ? `Start in slot ${ctx.run.target.slot} (port ${ctx.run.target.port}) and check health` : `Replace the running release (port ${ctx.run.target.port}) and check health`),
+        // Each host's idle slot is what its preflight found (hosts may differ): the step's lines name it.
+        ctx.proxy ? 'Start in the idle slot and check health' : `Replace the running release (port ${run.cfg.ports[0]}) and check health`,
         (c) => d.timed(c, 'start', () => (c.proxy ? d.startIdle(c) : d.replaceAndGate(c))),
         // Without a proxy a host is down while its release is replaced: one host at a time.
         { undo: (c, reason) => (c.proxy ? d.unstart(c, reason) : d.unreplace(c, reason)), observe, serial: !blueGreen(), skip: dryRun },

@@ -82,7 +82,7 @@ await runMain(spec, async ({ args: [env, requested], flags }) => {
       ),
     ]);
     await tasks.run(ctx);
-    await run.doneServing(all, `rolled ${env} back to ${target.id} (version ${target.version}): ${run.url}`);
+    // The data goes back before the last line, which says what each host then serves.
     if (b && !run.dryRun) {
       const { say } = await import('../lib/cli/ui.ts');
       for (const [i, c] of all.entries()) {
@@ -92,5 +92,6 @@ await runMain(spec, async ({ args: [env, requested], flags }) => {
         say(`${env}${all.length > 1 ? ` on ${c.host.name}` : ''}: restored ${name}, taken while ${target.id} was live; the data of before is backup ${safety}`);
       }
     }
+    await run.doneServing(all, `rolled ${env} back to ${target.id} (version ${target.version}): ${run.url}`);
   });
 });

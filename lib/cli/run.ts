@@ -83,7 +83,7 @@ export { firstLine };
  */
 export const onEachHost = <T extends Session>(
   ctxs: readonly T[],
-  title: string | (() => string),
+  title: string,
   step: (c: T) => Promise<unknown>,
   options: {
     undo?: (c: T, reason: string) => Promise<unknown>;
@@ -94,12 +94,10 @@ export const onEachHost = <T extends Session>(
     enabled?: () => boolean;
   } = {},
 ): ListrTask<object> => ({
-  // A title that names what preflight found (the slot) is made when the step starts.
-  title: typeof title === 'string' ? title : 'waiting for the steps before',
+  title,
   ...(options.skip ? { skip: options.skip } : {}),
   ...(options.enabled ? { enabled: options.enabled } : {}),
   task: async (_c, t) => {
-    if (typeof title !== 'string') t.title = title();
     const [only] = ctxs;
     if (only && ctxs.length === 1) return step(only);
     const failures = new Map<T, unknown>();
@@ -138,7 +136,9 @@ export const onEachHost = <T extends Session>(
       // Every undo runs whatever another one does; each failure is reported beside the first error.
       await Promise.all(others.map((c) => options.undo?.(c, reason).catch((e: unknown) => void undoFailures.push({ host: c.host.name, error: e }))));
       const { observe } = options;
-      const observed = observe ? await Promise.all(ctxs.map((c) => observe(c))) : undefined;
+      // An observation that fails is a line of its own: it never replaces the error being reported.
+      const seen = (c: T) => (observe ? observe(c).catch((e: unknown) => `${c.host.name} could not be asked what it serves: ${firstLine(e)}`) : '');
+      const observed = observe ? await Promise.all(ctxs.map(seen)) : undefined;
       throw new HostFailedError(failedCtx.host.name, error, others.map((c) => c.host.name), undoFailures, observed);
     }
     throw new HostFailedError(failedCtx.host.name, error, []);
@@ -153,7 +153,8 @@ export const prepareRun = async (env: string, options: RunOptions) => {
   }
   const cfg: Config = loadConfig(env);
   checkSupported(cfg);
-  options.check?.(cfg, runtimeFor(cfg));
+  const runtime = runtimeFor(cfg);
+  options.check?.(cfg, runtime);
   const facts = options.needsVersion === false ? undefined : await readGitFacts(cfg.app.dir, cfg.root);
   const version = facts ? formatVersion(facts) : '';
   const dryRun = options.dryRun ?? false;
@@ -163,7 +164,6 @@ export const prepareRun = async (env: string, options: RunOptions) => {
   const l = layout(cfg.path);
   const port = cfg.ports[0] as number;
   const url = cfg.publicUrl ?? `http://${target.kind === 'local' ? '127.0.0.1' : target.host}:${port}/`;
-  const runtime = runtimeFor(cfg);
   const sessions: Session[] = hosts.map((host) => ({
     cfg,
     host,
@@ -237,7 +237,6 @@ export const prepareRun = async (env: string, options: RunOptions) => {
         await closeAll();
       }
     },
-    done: (line: string) => say(dryRun ? `dry run: nothing was changed (${line.replace(/^deployed/, 'would deploy')})` : line),
     /**
      * Ends a deploy or rollback from what each host is seen to serve now: `line` when every host
      * serves its run's release and answers healthy (with several hosts, a line for each); else what

@@ -109,6 +109,8 @@ export const swapInData = (dir: string, shared: string, dbs: readonly (readonly 
       'if [ "$#" -gt 0 ]; then',
       '  tmp="$shared/.restore-tmp"; rm -rf "$tmp" && mkdir -p "$tmp" && tar -x -f "$dir/files.tar" -C "$tmp" || exit 1',
       '  for p in "$@"; do',
+      // A link where a path should be would send the app's writes outside shared/.
+      '    if [ -L "$tmp/$p" ]; then echo "$p is a symbolic link in the backup: refused" >&2; exit 1; fi',
       '    rm -rf "$shared/$p.before-restore"',
       '    if [ -e "$shared/$p" ]; then mv "$shared/$p" "$shared/$p.before-restore" || exit 1; fi',
       '    mkdir -p "$(dirname "$shared/$p")" && mv "$tmp/$p" "$shared/$p" || exit 1',

@@ -95,18 +95,22 @@ export const verifyAgainst = (m: BackupManifest, checkOutput: string): string[] 
  * own BACKUP_SQLITE and BACKUP_PATHS say, so each entry's kind must match its file and its sources
  * must be ones the env names. Returns a description of each entry that fails.
  */
-export const foreignEntries = (m: BackupManifest, sqlite: readonly string[], paths: readonly string[]): string[] =>
+const isStringList = (x: unknown): x is string[] => Array.isArray(x) && x.every((v) => typeof v === 'string');
+
+export const foreignEntries = (m: BackupManifest, sqlite: readonly string[], paths: readonly string[], postgres: boolean): string[] =>
   m.entries.flatMap((e) => {
-    const sources = Array.isArray(e.sources) ? e.sources : [];
+    const raw: unknown = e.sources;
+    const sources = isStringList(raw) ? raw : undefined;
     const ok =
-      e.kind === 'sqlite'
-        ? /^sqlite\/\d+\.db$/.test(e.path) && sources.length === 1 && sqlite.includes(String(sources[0]))
+      sources !== undefined &&
+      (e.kind === 'sqlite'
+        ? /^sqlite\/\d+\.db$/.test(e.path) && sources.length === 1 && sqlite.includes(sources[0] ?? '')
         : e.kind === 'paths'
-          ? e.path === 'files.tar' && sources.every((p) => paths.includes(p))
+          ? e.path === 'files.tar' && sources.length > 0 && sources.every((p) => paths.includes(p))
           : e.kind === 'env'
             ? e.path === 'env'
-            : e.kind === 'postgres' && e.path === 'postgres.dump';
-    return ok ? [] : [`${String(e.path)} (${String(e.kind)}: ${sources.map(String).join(', ') || 'no source'})`];
+            : e.kind === 'postgres' && e.path === 'postgres.dump' && postgres);
+    return ok ? [] : [`${String(e.path)} (${String(e.kind)}: ${Array.isArray(raw) ? raw.map(String).join(', ') || 'no source' : 'no list of sources'})`];
   });
 
 /** Backups to delete after a new one: the oldest beyond `keep`. Never the newest, never all. */
@@ -227,10 +231,10 @@ export const verifyBackup = async (ctx: Session, name: string): Promise<BackupMa
   if (manifest.app !== cfg.app.name || manifest.env !== cfg.env) {
     throw new UsageError(`backup ${name} is of ${manifest.app} ${manifest.env}, not ${cfg.app.name} ${cfg.env}: restore it with that env`);
   }
-  const foreign = foreignEntries(manifest, cfg.backup.sqlite, cfg.backup.paths);
+  const foreign = foreignEntries(manifest, cfg.backup.sqlite, cfg.backup.paths, cfg.backup.postgresUrl !== undefined);
   if (foreign.length > 0) {
     throw new SkiffError(
-      `backup ${name} on ${host.name} would restore ${foreign.join(', ')}, which this env's BACKUP_SQLITE and BACKUP_PATHS do not name: ` +
+      `backup ${name} on ${host.name} would restore ${foreign.join(', ')}, which this env's BACKUP_SQLITE, BACKUP_PATHS and BACKUP_POSTGRES_URL do not name: ` +
         'a restore writes only where the env says; nothing was changed',
       2,
     );
@@ -309,12 +313,6 @@ export const restoreBackup = async (ctx: Session, name: string, manifest: Backup
       `restore of ${name} failed: ${firstLine(error)}; the data of before (safety backup ${safety.name}) is back and the app serves it`,
     );
   }
-};
-
-/** Whether the live slot runs (restore says what it will stop). */
-export const liveRunning = async (ctx: Session): Promise<boolean> => {
-  const state = await readState(ctx.host, ctx.l);
-  return state?.live ? (await ctx.runtime.find(ctx.host, ctx.l, state.live)).state === 'running' : false;
 };
 
 /**

@@ -19,8 +19,6 @@ import type { DeployCtx, Plan, Previous, Session } from './session.ts';
 /** With proxy `none` there is one slot, and it is called blue. */
 export const SINGLE_SLOT = 'blue';
 
-export type { DeployCtx };
-
 /** Times a step into ctx.run.durations. */
 export const timed = async <T>(ctx: DeployCtx, step: string, fn: () => Promise<T>): Promise<T> => {
   ctx.signal.throwIfAborted();
@@ -227,6 +225,7 @@ const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<{ left: 
 
 /** Which slot a release goes to, and its port: the one slot with proxy `none`, else the idle color. */
 export const targetSlot = (cfg: Config, previous: Previous | undefined): Plan['target'] => {
+  // The config holds one port with proxy none and two (blue, green) with a proxy.
   if (cfg.proxy === 'none') return { slot: SINGLE_SLOT, port: cfg.ports[0] as number };
   const idle = previous?.state.live === 'blue' ? 'green' : 'blue';
   return { slot: idle, port: cfg.ports[idle === 'blue' ? 0 : 1] as number };
@@ -303,10 +302,10 @@ export const switchBack = async (ctx: DeployCtx, reason: string): Promise<void> 
 export const retireOld = async (ctx: DeployCtx): Promise<void> => {
   const { host, l, cfg } = ctx;
   const { slot } = ctx.run.target;
-  const old = ctx.run.previous?.state.live;
-  if (!old || old === slot) return;
-  const oldPort = ctx.run.previous?.slot.port as number;
-  const waited = await drain(ctx, oldPort);
+  const prev = ctx.run.previous;
+  const old = prev?.state.live;
+  if (!prev || !old || old === slot) return;
+  const waited = await drain(ctx, prev.slot.port);
   const stopped = await ctx.runtime.halt(host, l, old, cfg.drainSeconds);
   ctx.log(`old slot ${old} drained in ${waited} ms, ${stopped}`);
 };

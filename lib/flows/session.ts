@@ -83,8 +83,6 @@ export class RunRecord {
   backupId: string | undefined;
   /** The port the proxy sent traffic to before this run switched it (to switch back). */
   switchedFrom: number | undefined;
-  /** What the run saw the host serve last: a line of the final message. */
-  serving: string | undefined;
 
   constructor(going: Going) {
     this.action = going.action;

@@ -175,7 +175,12 @@ export const observeServing = async (s: Session): Promise<{ line: string; releas
     const { release, version, port } = live.release;
     const routed = s.proxy ? await s.proxy.current(host) : port;
     const url = s.proxy && cfg.publicUrl ? `${cfg.publicUrl.replace(/\/$/, '')}${cfg.health.path}` : undefined;
-    const status = (await host.exec(url ? probeUrl(url, 5) : probeHealth(port, cfg.health.path, 5), { check: false })).stdout.trim();
+    // A few tries, as the verify after a switch makes: one slow answer is not a host that does not serve.
+    let status = '';
+    for (let attempt = 0; attempt < 5 && !isOkStatus(status); attempt++) {
+      if (attempt > 0) await s.clock.sleep(200);
+      status = (await host.exec(url ? probeUrl(url, 5) : probeHealth(port, cfg.health.path, 5), { check: false })).stdout.trim();
+    }
     const healthy = isOkStatus(status) && routed === port;
     const answer = isOkStatus(status) ? 'healthy' : `its health check answers ${status === '000' || status === '' ? 'nothing' : `HTTP ${status}`}`;
     const route = routed === port ? (s.proxy ? ` through ${s.proxy.kind}` : '') : `, but ${s.proxy?.kind ?? 'the proxy'} sends traffic to ${routed === undefined ? 'no port' : `port ${routed}`}, not ${port}`;

@@ -8,9 +8,10 @@
 import type { Config } from '../config/config.ts';
 import { containerLogs, containerName, containerStatus, runContainer, stopContainer, untagRelease } from '../commands/docker.ts';
 import { removeReleases } from '../commands/release.ts';
+import { firstLine, SkiffError } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
 import { buildImage, checkDockerfile } from '../ship/build.ts';
-import { checkHostDocker, readImageRelease, rememberImage, shipImage, type HostDocker } from '../ship/docker-ship.ts';
+import { checkHostDocker, readImageRelease, releaseJsonPath, rememberImage, shipImage, type HostDocker } from '../ship/docker-ship.ts';
 import type { Runtime, SlotRun } from './runtime.ts';
 
 /** Parses the line printed by `containerStatus`. */
@@ -49,14 +50,20 @@ export const dockerRuntime = (cfg: Config): Runtime => {
     // The images of releases that go lose their release tags; docker deletes an image once nothing uses it.
     removeReleases: async (host, l, ids) => {
       if (ids.length === 0) return;
-      let untagError: unknown;
+      const kept: string[] = [];
       for (const id of ids) {
-        const release = await readImageRelease(host, l, id).catch(() => undefined);
-        if (release) await host.exec(untagRelease(release.ref, release.image)).catch((e: unknown) => void (untagError ??= e));
+        try {
+          // A folder without release.json (a ship cut short) has no tag to remove.
+          if (!(await host.get(releaseJsonPath(l, id)))) continue;
+          const release = await readImageRelease(host, l, id);
+          await host.exec(untagRelease(release.ref, release.image));
+        } catch (error) {
+          kept.push(`release ${id}: ${firstLine(error)}`);
+        }
       }
-      // The folders go even when a tag stayed: the error says which, and a tag costs only its name.
+      // The folders go even when a tag stayed: a tag costs only its name, and the error says which.
       await host.exec(removeReleases(l, ids));
-      if (untagError) throw untagError;
+      if (kept.length > 0) throw new SkiffError(`removed the release folders, but not every image tag: ${kept.join('; ')}`);
     },
     find: async (host, _l, slot) => parseContainerStatus(name(slot), (await host.exec(containerStatus(name(slot)))).stdout),
     launch: async (host, l, s) => {

@@ -9,6 +9,8 @@
 import { Transform, type TransformCallback } from 'node:stream';
 
 const BLOCK = 512;
+/** The largest PAX or long-name body read (real ones are a few hundred bytes). */
+const MAX_META = 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
 
 /** A tar member as the reader sees it: its name, type flag and size. */
@@ -144,6 +146,8 @@ export class TarReader {
     const size = (meta ? undefined : this.#paxSize) ?? parseSize(header.subarray(124, 136));
     // A size that is no count left the body length NaN, and the filter spun on that header forever.
     if (!Number.isSafeInteger(size) || size < 0) throw new Error(`not a tar archive, or a damaged one: a header gives ${size} as its size`);
+    // A PAX or long-name body is held whole until its member comes: a huge one is no real archive.
+    if (meta && size > MAX_META) throw new Error(`not a tar archive, or a damaged one: a ${size}-byte extended header`);
     if (!meta) this.#paxSize = undefined;
     const left = size + ((BLOCK - (size % BLOCK)) % BLOCK);
     if (meta) {

@@ -165,7 +165,7 @@ describe('a crafted backup is refused before anything is written', () => {
       'an entry outside the backup folder',
       OLD,
       manifestFile(OLD, manifestOf(OLD, { entries: [{ ...(entry as BackupManifest['entries'][number]), path: '../../../root/sqlite/0.db' }] })),
-      /would restore \.\.\/\.\.\/\.\.\/root\/sqlite\/0\.db \(sqlite: data\/app\.db\), which this env's BACKUP_SQLITE and BACKUP_PATHS do not name: a restore writes only where the env says; nothing was changed$/,
+      /would restore \.\.\/\.\.\/\.\.\/root\/sqlite\/0\.db \(sqlite: data\/app\.db\), which this env's BACKUP_SQLITE, BACKUP_PATHS and BACKUP_POSTGRES_URL do not name: a restore writes only where the env says; nothing was changed$/,
     ],
     [
       'a database copy that would land outside shared/',

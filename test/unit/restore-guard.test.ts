@@ -19,7 +19,7 @@ describe('foreignEntries', () => {
 
   it('accepts what this env backs up', () => {
     const m = manifest({}, { path: 'files.tar', kind: 'paths', sources: ['uploads'] }, { path: 'env', kind: 'env', sources: ['.env'] }, { path: 'postgres.dump', kind: 'postgres', sources: ['BACKUP_POSTGRES_URL'] });
-    expect(foreignEntries(m, sqlite, paths)).toEqual([]);
+    expect(foreignEntries(m, sqlite, paths, true)).toEqual([]);
   });
 
   it.each([
@@ -31,9 +31,16 @@ describe('foreignEntries', () => {
     ['paths outside shared/', { path: 'files.tar', kind: 'paths' as const, sources: ['../../root/.ssh'] }],
     ['paths this env does not name', { path: 'files.tar', kind: 'paths' as const, sources: ['uploads', 'avatars'] }],
     ['an env entry under another name', { path: '../env', kind: 'env' as const, sources: ['.env'] }],
-    ['an unknown kind', { path: 'x', kind: 'shell' as unknown as BackupEntry['kind'] }],
+    ['an unknown kind', { path: 'x', kind: 'shell' as unknown as BackupEntry['kind'] }], // what a crafted file can say
+    ['sources that are a string, not a list', { path: 'files.tar', kind: 'paths' as const, sources: 'uploads' as unknown as string[] }],
+    ['a source that is not a string', { sources: [7] as unknown as string[] }],
+    ['paths with no source', { path: 'files.tar', kind: 'paths' as const, sources: [] }],
   ])('refuses %s', (_what, entry) => {
-    expect(foreignEntries(manifest(entry), sqlite, paths)).toHaveLength(1);
+    expect(foreignEntries(manifest(entry), sqlite, paths, true)).toHaveLength(1);
+  });
+
+  it('refuses a PostgreSQL dump when this env has no BACKUP_POSTGRES_URL to restore it into', () => {
+    expect(foreignEntries(manifest({ path: 'postgres.dump', kind: 'postgres', sources: ['BACKUP_POSTGRES_URL'] }), sqlite, paths, false)).toHaveLength(1);
   });
 });
 

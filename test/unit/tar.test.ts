@@ -145,4 +145,8 @@ describe('TarReader', () => {
   ])('refuses a header whose size is %s (the filter used to spin on one forever)', (_what, field) => {
     expect(() => new TarReader().read(header('x', '0', field))).toThrow('not a tar archive, or a damaged one');
   });
+
+  it.each(['L', 'x'])('refuses a %s header whose body would be over 1 MiB (it is held whole in memory)', (type) => {
+    expect(() => new TarReader().read(header('././@LongLink', type, 2 * 1024 * 1024))).toThrow('not a tar archive, or a damaged one');
+  });
 });
