@@ -147,14 +147,29 @@ export const KEYS = {
 } satisfies Record<string, KeySpec>;
 
 type Key = keyof typeof KEYS;
+/** The table as plain specs, for code that walks every key. */
+const SPECS: Readonly<Record<Key, KeySpec>> = KEYS;
+
+/** What each key of the table parses to; only a key without a default can be undefined. */
+type Parsed = {
+  readonly [K in Key]: z.output<(typeof KEYS)[K]['schema']> | ((typeof KEYS)[K] extends { default: string } ? never : undefined);
+};
+
 const isSkiffKey = (k: string): boolean => k === 'APP_NAME' || k === 'APP_DIR' || k.startsWith('DEPLOY_') || k.startsWith('BACKUP_');
 
+/** The layers of one environment: each key's value, the file it came from, and which came from the secrets file. */
 interface Source {
-  readonly values: Record<string, string>;
-  readonly origin: Record<string, string>;
+  readonly values: Readonly<Record<string, string>>;
+  readonly origin: Readonly<Record<string, string>>;
   readonly secretKeys: ReadonlySet<string>;
 }
 
+/** A Source while its layers are read in, later layers overwriting earlier ones. */
+interface SourceBeingRead {
+  values: Record<string, string>;
+  origin: Record<string, string>;
+  secretKeys: Set<string>;
+}
 
 /** A path as users know it: relative to the repo when inside it. */
 const shown = (path: string): string => (path.startsWith(`${REPO_ROOT}/`) ? relative(REPO_ROOT, path) : path);
@@ -173,7 +188,7 @@ export const checkEnvName = (env: string, dir: string): void => {
   }
 };
 
-const readEnvFile = (file: string, label: string, secret: boolean, into: Source): void => {
+const readEnvFile = (file: string, label: string, secret: boolean, into: SourceBeingRead): void => {
   if (!existsSync(file)) return;
   if (secret) {
     const mode = statSync(file).mode & 0o777;
@@ -187,14 +202,14 @@ const readEnvFile = (file: string, label: string, secret: boolean, into: Source)
   for (const [k, v] of Object.entries(parsed)) {
     into.values[k] = v;
     into.origin[k] = label;
-    if (secret) (into.secretKeys as Set<string>).add(k);
-    else (into.secretKeys as Set<string>).delete(k);
+    if (secret) into.secretKeys.add(k);
+    else into.secretKeys.delete(k);
   }
 };
 
 /** Reads the three layers for one environment. The process environment overrides skiff's keys and keys the files name. */
 export const readLayers = (env: string, dir: string, processEnv: NodeJS.ProcessEnv): Source => {
-  const source: Source = { values: {}, origin: {}, secretKeys: new Set() };
+  const source: SourceBeingRead = { values: {}, origin: {}, secretKeys: new Set() };
   readEnvFile(join(dir, `${env}.env`), `env/${env}.env`, false, source);
   readEnvFile(join(dir, `${env}.secrets.env`), `env/${env}.secrets.env`, true, source);
   for (const [k, v] of Object.entries(processEnv)) {
@@ -206,53 +221,73 @@ export const readLayers = (env: string, dir: string, processEnv: NodeJS.ProcessE
   return source;
 };
 
+/** The Levenshtein distance between two keys, computed one row of the table at a time. */
+const editDistance = (a: string, b: string): number => {
+  // above[j] is the distance from a's first i characters to b's first j; `distance` is the cell last
+  // written, so after both loops it is the one for all of a and all of b.
+  let above = Array.from({ length: b.length + 1 }, (_, j) => j);
+  let distance = b.length;
+  for (let i = 0; i < a.length; i++) {
+    let diagonal = i;
+    distance = i + 1;
+    const row = [distance];
+    for (const [j, up] of above.slice(1).entries()) {
+      distance = Math.min(up + 1, distance + 1, diagonal + (a[i] === b[j] ? 0 : 1));
+      diagonal = up;
+      row.push(distance);
+    }
+    above = row;
+  }
+  return distance;
+};
+
+/** The candidate nearest to a mistyped key, if one is at most three edits away (the first of equals). */
 const closest = (key: string, candidates: readonly string[]): string | undefined => {
-  const distance = (a: string, b: string): number => {
-    const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
-    for (let j = 1; j <= b.length; j++) (d[0] as number[])[j] = j;
-    for (let i = 1; i <= a.length; i++)
-      for (let j = 1; j <= b.length; j++) {
-        const row = d[i] as number[];
-        const prev = d[i - 1] as number[];
-        row[j] = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
-      }
-    return (d[a.length] as number[])[b.length] as number;
-  };
-  const best = candidates.map((c) => [c, distance(key, c)] as const).sort((x, y) => x[1] - y[1])[0];
-  return best && best[1] <= 3 ? best[0] : undefined;
+  const scored = candidates.map((candidate) => ({ candidate, distance: editDistance(key, candidate) }));
+  const best = scored.sort((x, y) => x.distance - y.distance)[0];
+  return best && best.distance <= 3 ? best.candidate : undefined;
 };
 
 const expandHome = (p: string, home: string): string => (p === '~' ? home : p.startsWith('~/') ? join(home, p.slice(2)) : p);
 
-/** Validates the layers into a frozen Config, or throws one ConfigError that lists every problem. */
-export const parseConfig = (env: string, source: Source, opts: { root: string; home: string }): Config => {
+type IssueOf = (key: string, expected: string, hint?: string) => ConfigIssue;
+
+/** Builds the issues of one environment: each names the file its value came from and hides a secret value. */
+const issuesOf = (env: string, source: Source): IssueOf => (key, expected, hint) => ({
+  key,
+  file: source.origin[key] ?? `env/${env}.env`,
+  value: source.values[key],
+  expected,
+  ...(hint ? { hint } : {}),
+  ...(source.secretKeys.has(key) ? { secret: true } : {}),
+});
+
+/**
+ * Parses every key of the table, with an issue for each bad value. A bad value is replaced by the
+ * key's default, like an absent one, so the checks across keys still run with the value skiff would use.
+ */
+const parseKeys = (source: Source, issue: IssueOf): { values: Parsed; issues: ConfigIssue[] } => {
+  const values: Record<string, unknown> = {};
   const issues: ConfigIssue[] = [];
-  const get = (k: string) => source.values[k];
-  const where = (k: string) => source.origin[k] ?? `env/${env}.env`;
-  const issue = (key: string, expected: string, hint?: string): ConfigIssue => ({
-    key,
-    file: where(key),
-    value: get(key),
-    expected,
-    ...(hint ? { hint } : {}),
-    ...(source.secretKeys.has(key) ? { secret: true } : {}),
-  });
-  const parsed: Partial<Record<Key, unknown>> = {};
-
-  for (const [key, spec] of Object.entries(KEYS) as [Key, KeySpec][]) {
-    const value = get(key) ?? spec.default;
-    if (value === undefined) continue;
-    const result = spec.schema.safeParse(value);
-    if (result.success) parsed[key] = result.data;
-    else issues.push(issue(key, spec.expected, spec.hint));
+  for (const [key, spec] of Object.entries(SPECS)) {
+    const given = source.values[key];
+    const result = given === undefined ? undefined : spec.schema.safeParse(given);
+    if (result?.success) {
+      values[key] = result.data;
+      continue;
+    }
+    if (result) issues.push(issue(key, spec.expected, spec.hint));
+    // A default that fails its own schema is a bug in the table, not in the config: let zod throw.
+    values[key] = spec.default === undefined ? undefined : spec.schema.parse(spec.default);
   }
-  const bad = (key: Key, expected: string, hint?: string) => issues.push(issue(key, expected, hint));
-  const has = (key: Key) => key in parsed;
+  // TypeScript cannot follow a loop over the table to each key's own output type; the loop sets every
+  // key from its own schema, and every key with a default to a value.
+  return { values: values as Parsed, issues };
+};
 
-  for (const key of ['APP_NAME', 'DEPLOY_PATH'] as const) if (get(key) === undefined) bad(key, KEYS[key].expected, KEYS[key].hint);
-  const runtime = (parsed.DEPLOY_RUNTIME ?? 'process') as Config['runtime'];
-  if (runtime === 'process' && get('DEPLOY_START') === undefined) bad('DEPLOY_START', KEYS.DEPLOY_START.expected, KEYS.DEPLOY_START.hint);
-
+/** Issues with keys that are not skiff's own: unknown skiff keys, reserved and badly named app keys. */
+const keyNameIssues = (source: Source, runtime: Config['runtime'], issue: IssueOf): ConfigIssue[] => {
+  const issues: ConfigIssue[] = [];
   for (const key of Object.keys(source.values)) {
     if (isSkiffKey(key) && !(key in KEYS)) {
       const guess = closest(key, Object.keys(KEYS));
@@ -266,72 +301,98 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
       issues.push({ ...issue(key, ''), problem: 'is not a valid variable name: use letters, digits and _' });
     }
   }
+  return issues;
+};
 
-  const hostsList = (parsed.DEPLOY_HOSTS ?? [{ kind: 'local' }]) as Target[];
-  const local = hostsList.every((h) => h.kind === 'local');
-  let path = get('DEPLOY_PATH') ?? '';
-  if (has('DEPLOY_PATH')) {
-    if (local) path = expandHome(path, opts.home);
-    path = path.replace(/\/+$/, '');
-    if (!isAbsolute(path) || path === '' || path.split('/').includes('..')) {
-      bad('DEPLOY_PATH', KEYS.DEPLOY_PATH.expected, local ? 'e.g. ~/.local/share/skiff/hello' : 'e.g. /srv/hello');
-    }
-  }
+/** DEPLOY_PATH as the hosts use it: ~ expanded for the local host, no trailing slash. */
+const deployPath = (given: string, local: boolean, home: string): string => (local ? expandHome(given, home) : given).replace(/\/+$/, '');
+const isDeployPath = (path: string): boolean => isAbsolute(path) && path !== '' && !path.split('/').includes('..');
 
-  const proxy = (parsed.DEPLOY_PROXY ?? 'none') as Config['proxy'];
-  const portList = parsed.DEPLOY_PORTS as number[] | undefined;
-  if (portList && proxy === 'none' && portList.length !== 1) bad('DEPLOY_PORTS', 'one port with DEPLOY_PROXY=none', 'or set DEPLOY_PROXY');
-  if (portList && proxy !== 'none' && portList.length !== 2) bad('DEPLOY_PORTS', `two ports (blue,green) with DEPLOY_PROXY=${proxy}`);
-  if (get('DEPLOY_PORTS') === undefined) bad('DEPLOY_PORTS', KEYS.DEPLOY_PORTS.expected, KEYS.DEPLOY_PORTS.hint);
-  if (proxy !== 'none' && get('DEPLOY_PUBLIC_URL') === undefined) bad('DEPLOY_PUBLIC_URL', `the URL the ${proxy} proxy serves`, 'e.g. http://127.0.0.1:8080');
-
-  const appDirRaw = (parsed.APP_DIR as string | undefined) ?? 'example';
-  const appDir = resolve(opts.root, expandHome(appDirRaw, opts.home));
-  if (has('APP_DIR') && !existsSync(appDir)) bad('APP_DIR', 'an existing folder', `${appDir} does not exist`);
-  const releaseDir = join(appDir, (parsed.DEPLOY_RELEASE_DIR as string | undefined) ?? '.');
-
-  if (issues.length > 0) throw new ConfigError(issues);
-
+/** The app's environment: every key that is not skiff's, the secret ones wrapped. */
+const appEnvOf = (source: Source): Record<string, string | Secret> => {
   const appEnv: Record<string, string | Secret> = {};
   for (const [k, v] of Object.entries(source.values)) {
     if (!isSkiffKey(k)) appEnv[k] = source.secretKeys.has(k) ? new Secret(v) : v;
   }
-  const pgUrl = parsed.BACKUP_POSTGRES_URL as string | undefined;
+  return appEnv;
+};
 
+/** Validates the layers into a frozen Config, or throws one ConfigError that lists every problem. */
+export const parseConfig = (env: string, source: Source, opts: { root: string; home: string }): Config => {
+  const issue = issuesOf(env, source);
+  const table = parseKeys(source, issue);
+  const { values } = table;
+  const issues = [...table.issues];
+  const bad = (key: Key, expected: string, hint?: string) => issues.push(issue(key, expected, hint));
+  const missing = (key: Key): void => {
+    if (source.values[key] === undefined) bad(key, SPECS[key].expected, SPECS[key].hint);
+  };
+
+  missing('APP_NAME');
+  missing('DEPLOY_PATH');
+  const runtime = values.DEPLOY_RUNTIME;
+  if (runtime === 'process') missing('DEPLOY_START');
+  issues.push(...keyNameIssues(source, runtime, issue));
+
+  const local = values.DEPLOY_HOSTS.every((h) => h.kind === 'local');
+  const path = values.DEPLOY_PATH === undefined ? undefined : deployPath(values.DEPLOY_PATH, local, opts.home);
+  if (path !== undefined && !isDeployPath(path)) bad('DEPLOY_PATH', KEYS.DEPLOY_PATH.expected, local ? 'e.g. ~/.local/share/skiff/hello' : 'e.g. /srv/hello');
+
+  const proxy = values.DEPLOY_PROXY;
+  const ports = values.DEPLOY_PORTS;
+  if (ports && proxy === 'none' && ports.length !== 1) bad('DEPLOY_PORTS', 'one port with DEPLOY_PROXY=none', 'or set DEPLOY_PROXY');
+  if (ports && proxy !== 'none' && ports.length !== 2) bad('DEPLOY_PORTS', `two ports (blue,green) with DEPLOY_PROXY=${proxy}`);
+  missing('DEPLOY_PORTS');
+  if (proxy !== 'none' && source.values.DEPLOY_PUBLIC_URL === undefined) bad('DEPLOY_PUBLIC_URL', `the URL the ${proxy} proxy serves`, 'e.g. http://127.0.0.1:8080');
+
+  const appDir = resolve(opts.root, expandHome(values.APP_DIR, opts.home));
+  // A bad APP_DIR has its issue already; the default folder it fell back to is not checked too.
+  const appDirValid = !table.issues.some((i) => i.key === 'APP_DIR');
+  if (appDirValid && !existsSync(appDir)) bad('APP_DIR', 'an existing folder', `${appDir} does not exist`);
+
+  const name = values.APP_NAME;
+  // Each of these is undefined only when an issue above says why; testing them lets TypeScript see it.
+  if (issues.length > 0 || name === undefined || path === undefined || ports === undefined) throw new ConfigError(issues);
+
+  const pgUrl = values.BACKUP_POSTGRES_URL;
+  const inHome = (file: string | undefined) => (file === undefined ? undefined : expandHome(file, opts.home));
+  const ageIdentity = inHome(values.BACKUP_AGE_IDENTITY);
   return deepFreeze({
     env,
     root: opts.root,
-    app: { name: parsed.APP_NAME as string, dir: appDir, releaseDir },
-    hosts: hostsList,
+    app: { name, dir: appDir, releaseDir: join(appDir, values.DEPLOY_RELEASE_DIR) },
+    hosts: values.DEPLOY_HOSTS,
     path,
     runtime,
-    supervisor: (parsed.DEPLOY_SUPERVISOR ?? 'pidfile') as Config['supervisor'],
+    supervisor: values.DEPLOY_SUPERVISOR,
     proxy,
-    ports: portList as number[],
-    publicUrl: parsed.DEPLOY_PUBLIC_URL as string | undefined,
-    caddyAdmin: parsed.DEPLOY_CADDY_ADMIN as string,
-    nginxConfDir: parsed.DEPLOY_NGINX_CONF_DIR as string,
-    nginxCmd: parsed.DEPLOY_NGINX_CMD as string,
-    health: { path: parsed.DEPLOY_HEALTH_PATH as string, timeoutSeconds: parsed.DEPLOY_HEALTH_TIMEOUT as number },
-    keepReleases: parsed.DEPLOY_KEEP_RELEASES as number,
-    build: (parsed.DEPLOY_BUILD as string) || undefined,
-    start: (parsed.DEPLOY_START as string | undefined) ?? '',
-    dockerfile: parsed.DEPLOY_DOCKERFILE as string,
-    dockerBuildArgs: parsed.DEPLOY_DOCKER_BUILD_ARGS as string[],
-    drainSeconds: parsed.DEPLOY_DRAIN_SECONDS as number,
-    sshKey: parsed.DEPLOY_SSH_KEY ? expandHome(parsed.DEPLOY_SSH_KEY as string, opts.home) : undefined,
-    knownHosts: parsed.DEPLOY_KNOWN_HOSTS ? expandHome(parsed.DEPLOY_KNOWN_HOSTS as string, opts.home) : undefined,
-    confirm: (parsed.DEPLOY_CONFIRM as boolean | undefined) ?? env === 'production',
+    ports,
+    publicUrl: values.DEPLOY_PUBLIC_URL,
+    caddyAdmin: values.DEPLOY_CADDY_ADMIN,
+    nginxConfDir: values.DEPLOY_NGINX_CONF_DIR,
+    nginxCmd: values.DEPLOY_NGINX_CMD,
+    health: { path: values.DEPLOY_HEALTH_PATH, timeoutSeconds: values.DEPLOY_HEALTH_TIMEOUT },
+    keepReleases: values.DEPLOY_KEEP_RELEASES,
+    // An empty DEPLOY_BUILD (its default) means there is nothing to build.
+    build: values.DEPLOY_BUILD || undefined,
+    // Only the docker runtime may leave DEPLOY_START unset; it starts what the image says.
+    start: values.DEPLOY_START ?? '',
+    dockerfile: values.DEPLOY_DOCKERFILE,
+    dockerBuildArgs: values.DEPLOY_DOCKER_BUILD_ARGS,
+    drainSeconds: values.DEPLOY_DRAIN_SECONDS,
+    sshKey: inHome(values.DEPLOY_SSH_KEY),
+    knownHosts: inHome(values.DEPLOY_KNOWN_HOSTS),
+    confirm: values.DEPLOY_CONFIRM ?? env === 'production',
     backup: {
-      paths: parsed.BACKUP_PATHS as string[],
-      sqlite: parsed.BACKUP_SQLITE as string[],
+      paths: values.BACKUP_PATHS,
+      sqlite: values.BACKUP_SQLITE,
       postgresUrl: pgUrl === undefined ? undefined : new Secret(pgUrl),
-      keep: parsed.BACKUP_KEEP as number,
-      beforeDeploy: parsed.DEPLOY_BACKUP_BEFORE as boolean,
-      encryptTo: parsed.BACKUP_ENCRYPT_TO as string | undefined,
-      ageIdentity: parsed.BACKUP_AGE_IDENTITY ? resolve(opts.root, expandHome(parsed.BACKUP_AGE_IDENTITY as string, opts.home)) : undefined,
+      keep: values.BACKUP_KEEP,
+      beforeDeploy: values.DEPLOY_BACKUP_BEFORE,
+      encryptTo: values.BACKUP_ENCRYPT_TO,
+      ageIdentity: ageIdentity === undefined ? undefined : resolve(opts.root, ageIdentity),
     },
-    appEnv,
+    appEnv: appEnvOf(source),
   });
 };
 
@@ -352,7 +413,7 @@ export const loadConfig = (env: string, processEnv: NodeJS.ProcessEnv = process.
 
 /** Validates one file on its own (the example files), as if it were an environment. */
 export const validateFile = (file: string, processEnv: NodeJS.ProcessEnv = {}): Config => {
-  const source: Source = { values: {}, origin: {}, secretKeys: new Set() };
+  const source: SourceBeingRead = { values: {}, origin: {}, secretKeys: new Set() };
   readEnvFile(file, file, false, source);
   for (const [k, v] of Object.entries(processEnv)) if (v !== undefined) source.values[k] = v;
   return parseConfig('example', source, { root: REPO_ROOT, home: processEnv.HOME ?? homedir() });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Secret } from '../../lib/core/cmd.ts';
-import { checkEnvName, loadConfig, parseConfig, readLayers, type Config } from '../../lib/config/config.ts';
+import { checkEnvName, KEYS, loadConfig, parseConfig, readLayers, type Config } from '../../lib/config/config.ts';
 import { ConfigError, UsageError } from '../../lib/core/errors.ts';
 
 type EnvLines = Readonly<Record<string, string | undefined>>;
@@ -257,6 +257,102 @@ describe('parseConfig: invalid configurations', () => {
     const e = configError(() => load(BASE, { secrets: { BACKUP_POSTGRES_URL: 'mysql://app:hunter2secret@db/app' } }));
     expect(e.issues.map((i) => i.key)).toEqual(['BACKUP_POSTGRES_URL']);
     expect(e.message).not.toContain('hunter2secret');
+  });
+});
+
+describe('parseConfig: each default of KEYS', () => {
+  beforeAll(() => {
+    fresh();
+    mkdirSync(join(root, 'example'));
+  });
+
+  const defaults = Object.entries(KEYS).flatMap(([key, spec]) => ('default' in spec ? [{ key, spec }] : []));
+  const keysWithDefault = defaults.map(({ key }) => key);
+
+  /** Key, where Config keeps it, what it is when the key is absent, and a given value that differs (plus what else that value needs). */
+  const rows: [string, (cfg: Config) => unknown, () => unknown, EnvLines, () => unknown][] = [
+    ['APP_DIR', (c) => c.app.dir, () => join(root, 'example'), { APP_DIR: 'app' }, () => join(root, 'app')],
+    ['DEPLOY_HOSTS', (c) => c.hosts, () => [{ kind: 'local' }], { DEPLOY_HOSTS: 'deploy@h' }, () => [{ kind: 'ssh', user: 'deploy', host: 'h', port: 22 }]],
+    ['DEPLOY_RUNTIME', (c) => c.runtime, () => 'process', { DEPLOY_RUNTIME: 'docker' }, () => 'docker'],
+    ['DEPLOY_SUPERVISOR', (c) => c.supervisor, () => 'pidfile', { DEPLOY_SUPERVISOR: 'systemd' }, () => 'systemd'],
+    [
+      'DEPLOY_PROXY',
+      (c) => c.proxy,
+      () => 'none',
+      { DEPLOY_PROXY: 'nginx', DEPLOY_PORTS: '3001,3002', DEPLOY_PUBLIC_URL: 'http://127.0.0.1:8080' },
+      () => 'nginx',
+    ],
+    ['DEPLOY_CADDY_ADMIN', (c) => c.caddyAdmin, () => '127.0.0.1:2019', { DEPLOY_CADDY_ADMIN: 'localhost:2020' }, () => 'localhost:2020'],
+    ['DEPLOY_NGINX_CONF_DIR', (c) => c.nginxConfDir, () => '/etc/nginx/conf.d', { DEPLOY_NGINX_CONF_DIR: '/etc/nginx/sites' }, () => '/etc/nginx/sites'],
+    ['DEPLOY_NGINX_CMD', (c) => c.nginxCmd, () => 'nginx', { DEPLOY_NGINX_CMD: 'sudo nginx' }, () => 'sudo nginx'],
+    ['DEPLOY_HEALTH_PATH', (c) => c.health.path, () => '/api/health', { DEPLOY_HEALTH_PATH: '/up' }, () => '/up'],
+    ['DEPLOY_HEALTH_TIMEOUT', (c) => c.health.timeoutSeconds, () => 60, { DEPLOY_HEALTH_TIMEOUT: '5' }, () => 5],
+    ['DEPLOY_KEEP_RELEASES', (c) => c.keepReleases, () => 3, { DEPLOY_KEEP_RELEASES: '7' }, () => 7],
+    ['DEPLOY_BUILD', (c) => c.build, () => undefined, { DEPLOY_BUILD: 'npm ci' }, () => 'npm ci'],
+    ['DEPLOY_RELEASE_DIR', (c) => c.app.releaseDir, () => join(root, 'app'), { DEPLOY_RELEASE_DIR: 'dist' }, () => join(root, 'app', 'dist')],
+    ['DEPLOY_DOCKERFILE', (c) => c.dockerfile, () => 'Dockerfile', { DEPLOY_DOCKERFILE: 'ops/Dockerfile' }, () => 'ops/Dockerfile'],
+    ['DEPLOY_DOCKER_BUILD_ARGS', (c) => c.dockerBuildArgs, () => [], { DEPLOY_DOCKER_BUILD_ARGS: 'A=1' }, () => ['A=1']],
+    ['DEPLOY_DRAIN_SECONDS', (c) => c.drainSeconds, () => 10, { DEPLOY_DRAIN_SECONDS: '0' }, () => 0],
+    ['DEPLOY_BACKUP_BEFORE', (c) => c.backup.beforeDeploy, () => false, { DEPLOY_BACKUP_BEFORE: 'true' }, () => true],
+    ['BACKUP_PATHS', (c) => c.backup.paths, () => [], { BACKUP_PATHS: 'uploads' }, () => ['uploads']],
+    ['BACKUP_SQLITE', (c) => c.backup.sqlite, () => [], { BACKUP_SQLITE: 'data/app.db' }, () => ['data/app.db']],
+    ['BACKUP_KEEP', (c) => c.backup.keep, () => 10, { BACKUP_KEEP: '30' }, () => 30],
+  ];
+
+  it('has a row for every key with a default', () => {
+    expect(rows.map(([key]) => key).sort()).toEqual(keysWithDefault.sort());
+  });
+
+  it.each(defaults)('the default of $key passes its own schema', ({ spec }) => {
+    expect(spec.schema.safeParse(spec.default).success).toBe(true);
+  });
+
+  it.each(rows)('%s absent takes its default', (key, field, absent) => {
+    // APP_DIR absent means the default folder, which this root has; the other rows keep BASE's APP_DIR.
+    expect(field(load({ ...BASE, [key]: undefined }))).toEqual(absent());
+  });
+
+  it.each(rows)('%s given overrides the default', (_key, field, _absent, given, expected) => {
+    expect(field(load({ ...BASE, ...given }))).toEqual(expected());
+  });
+});
+
+describe('parseConfig: a bad value with a default', () => {
+  // The checks across keys use the default in place of a bad value: one issue for the bad key, and
+  // those the default itself brings, nothing more.
+  beforeAll(fresh);
+
+  it.each<[string, EnvLines, string[]]>([
+    ['a bad DEPLOY_RUNTIME still needs DEPLOY_START (process)', { DEPLOY_RUNTIME: 'k8s', DEPLOY_START: undefined }, ['DEPLOY_RUNTIME', 'DEPLOY_START']],
+    ['a bad DEPLOY_PROXY asks for one port and no URL (none)', { DEPLOY_PROXY: 'traefik' }, ['DEPLOY_PROXY']],
+    ['a bad DEPLOY_HOSTS expands ~ in DEPLOY_PATH (local)', { DEPLOY_HOSTS: 'not a host', DEPLOY_PATH: '~/x' }, ['DEPLOY_HOSTS']],
+    ['an empty APP_DIR is one issue, the default folder is not checked', { APP_DIR: '' }, ['APP_DIR']],
+    ['a bad DEPLOY_RELEASE_DIR is one issue', { DEPLOY_RELEASE_DIR: '/abs' }, ['DEPLOY_RELEASE_DIR']],
+  ])('%s', (_name, overrides, keys) => {
+    expect(configError(() => load({ ...BASE, ...overrides })).issues.map((i) => i.key)).toEqual(keys);
+  });
+
+  it('a key without a default stays unset when its value is bad', () => {
+    const e = configError(() => load({ ...BASE, DEPLOY_PORTS: 'abc', DEPLOY_PROXY: 'caddy' }));
+    // No ports parsed, so no "two ports with caddy" issue on top of the bad value.
+    expect(e.issues.map((i) => [i.key, i.expected])).toEqual([
+      ['DEPLOY_PORTS', KEYS.DEPLOY_PORTS.expected],
+      ['DEPLOY_PUBLIC_URL', 'the URL the caddy proxy serves'],
+    ]);
+  });
+});
+
+describe('parseConfig: unknown skiff keys', () => {
+  beforeAll(fresh);
+
+  it.each([
+    ['DEPLOY_PAHT', 'did you mean DEPLOY_PATH?'],
+    ['BACKUP_KEP', 'did you mean BACKUP_KEEP?'],
+    ['DEPLOY_HEALTH_TIMEOT', 'did you mean DEPLOY_HEALTH_TIMEOUT?'],
+    ['DEPLOY_SOMETHING_ELSE', 'see docs/configuration.md'],
+  ])('%s: %s', (key, hint) => {
+    const e = configError(() => load({ ...BASE, [key]: '1' }));
+    expect(e.issues.map((i) => [i.key, i.hint])).toEqual([[key, hint]]);
   });
 });
 
