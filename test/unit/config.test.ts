@@ -251,8 +251,8 @@ describe('parseConfig: invalid configurations', () => {
     for (const line of lines) expect(line).toMatch(/^env\/t\.env: [A-Z_]+ is /);
   });
 
-  // BUG lib/config/config.ts:233 (and :246): a bad value is printed as it is, even when it came from the
-  // secrets file, whose values "reach the app but never the output" (env/local.secrets.env.example).
+  // Once, a bad value was printed as it was, even when it came from the secrets file, whose values
+  // "reach the app but never the output" (env/local.secrets.env.example).
   it('does not print a value from the secrets file', () => {
     const e = configError(() => load(BASE, { secrets: { BACKUP_POSTGRES_URL: 'mysql://app:hunter2secret@db/app' } }));
     expect(e.issues.map((i) => i.key)).toEqual(['BACKUP_POSTGRES_URL']);
@@ -465,8 +465,8 @@ describe('process environment', () => {
     expect(e.message).toContain('environment: DEPLOY_PORT is not a key skiff knows (did you mean DEPLOY_PORTS?)');
   });
 
-  // BUG lib/config/config.ts:195: `k in source.values` is true for Object.prototype's names, so variables
-  // such as `constructor` or `toString` in the process environment become app keys though no file names them.
+  // Once, `k in source.values` was true for Object.prototype's names, so variables such as
+  // `constructor` or `toString` in the process environment became app keys though no file named them.
   it('does not take variables named like Object.prototype members', () => {
     const cfg = load(BASE, { processEnv: { constructor: 'x', toString: 'y' } });
     expect(Object.keys(cfg.appEnv)).toEqual([]);
