@@ -10,7 +10,7 @@ import { connectionsTo, probeUrl } from '../commands/proxy.ts';
 import { isOkStatus, portStatus, probeHealth } from '../commands/supervisor.ts';
 import type { Config } from '../config/config.ts';
 import { firstLine, HealthCheckError, SkiffError } from '../core/errors.ts';
-import { waitHealthy } from './health.ts';
+import { askUntilOk, publicHealthUrl, waitHealthy } from './health.ts';
 import type { Proxy } from '../proxy/proxy.ts';
 import type { Host } from '../host/host.ts';
 import { appendHistory, audit, liveSlot, readHistory, readState, releasesToPrune, writeState } from '../state/state.ts';
@@ -312,14 +312,9 @@ export const retireOld = async (ctx: DeployCtx): Promise<void> => {
 
 /** Through the proxy: the public health URL answers 2xx (a few tries; the switch is already done). */
 const verifyThroughProxy = async (ctx: DeployCtx): Promise<void> => {
-  const url = `${(ctx.cfg.publicUrl ?? '').replace(/\/$/, '')}${ctx.cfg.health.path}`;
-  const clock = ctx.clock;
-  let status = '';
-  for (let attempt = 0; attempt < 5; attempt++) {
-    status = (await ctx.host.exec(probeUrl(url, 5), { check: false })).stdout.trim();
-    if (isOkStatus(status)) return;
-    await clock.sleep(200);
-  }
+  const url = publicHealthUrl(ctx.cfg);
+  const status = await askUntilOk(ctx.host, probeUrl(url, 5), ctx.clock);
+  if (isOkStatus(status)) return;
   throw new HealthCheckError(
     `${ctx.host.name}: the new release passed its direct health check but ${url} answers ${status === '000' ? 'nothing' : `HTTP ${status}`} through the proxy; switched back`,
   );

@@ -2,6 +2,8 @@
 import { isOkStatus, probeHealth } from '../commands/supervisor.ts';
 import { realClock, type Clock } from '../core/clock.ts';
 import { HealthCheckError } from '../core/errors.ts';
+import type { Config } from '../config/config.ts';
+import type { Cmd } from '../core/cmd.ts';
 import type { Host } from '../host/host.ts';
 
 export type { Clock };
@@ -41,3 +43,20 @@ export const waitHealthy = async (host: Host, o: GateOptions): Promise<{ ms: num
 
 const failure = (host: Host, o: GateOptions, why: string, tail: string): HealthCheckError =>
   new HealthCheckError(`${host.name}: port ${o.port}: ${why}${tail.trim() ? `\n  last log lines:\n    ${tail.trim().split('\n').join('\n    ')}` : ''}`);
+
+/** The health URL as the public sees it: DEPLOY_PUBLIC_URL and DEPLOY_HEALTH_PATH. */
+export const publicHealthUrl = (cfg: Config): string => `${(cfg.publicUrl ?? '').replace(/\/$/, '')}${cfg.health.path}`;
+
+/**
+ * Runs a probe that prints an HTTP status up to `tries` times, 200 ms apart, until it is 2xx; returns
+ * the last status. One slow answer right after a switch is not a release that does not serve.
+ */
+export const askUntilOk = async (host: Host, probe: Cmd, clock: Clock, tries = 5): Promise<string> => {
+  let status = '';
+  for (let attempt = 0; attempt < tries; attempt++) {
+    status = (await host.exec(probe, { check: false })).stdout.trim();
+    if (isOkStatus(status)) return status;
+    await clock.sleep(200);
+  }
+  return status;
+};

@@ -5,6 +5,7 @@ import { exists } from '../commands/release.ts';
 import { firstLine, NotDeployedError } from '../core/errors.ts';
 import type { Session } from './session.ts';
 import { gateSlot } from './deploy.ts';
+import { askUntilOk, publicHealthUrl } from './health.ts';
 import type { SlotRun } from '../runtime/runtime.ts';
 import { liveSlot, readHistory, readState, audit, type ReleaseRecord, type SlotState } from '../state/state.ts';
 
@@ -174,13 +175,7 @@ export const observeServing = async (s: Session): Promise<{ line: string; releas
     if (!live) return { line: `${host.name} serves no release (none is recorded live)`, release: undefined, healthy: false };
     const { release, version, port } = live.release;
     const routed = s.proxy ? await s.proxy.current(host) : port;
-    const url = s.proxy && cfg.publicUrl ? `${cfg.publicUrl.replace(/\/$/, '')}${cfg.health.path}` : undefined;
-    // A few tries, as the verify after a switch makes: one slow answer is not a host that does not serve.
-    let status = '';
-    for (let attempt = 0; attempt < 5 && !isOkStatus(status); attempt++) {
-      if (attempt > 0) await s.clock.sleep(200);
-      status = (await host.exec(url ? probeUrl(url, 5) : probeHealth(port, cfg.health.path, 5), { check: false })).stdout.trim();
-    }
+    const status = await askUntilOk(host, s.proxy && cfg.publicUrl ? probeUrl(publicHealthUrl(cfg), 5) : probeHealth(port, cfg.health.path, 5), s.clock);
     const healthy = isOkStatus(status) && routed === port;
     const answer = isOkStatus(status) ? 'healthy' : `its health check answers ${status === '000' || status === '' ? 'nothing' : `HTTP ${status}`}`;
     const route = routed === port ? (s.proxy ? ` through ${s.proxy.kind}` : '') : `, but ${s.proxy?.kind ?? 'the proxy'} sends traffic to ${routed === undefined ? 'no port' : `port ${routed}`}, not ${port}`;

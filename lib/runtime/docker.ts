@@ -11,7 +11,7 @@ import { removeReleases } from '../commands/release.ts';
 import { firstLine, SkiffError } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
 import { buildImage, checkDockerfile } from '../ship/build.ts';
-import { checkHostDocker, readImageRelease, releaseJsonPath, rememberImage, shipImage, type HostDocker } from '../ship/docker-ship.ts';
+import { checkHostDocker, findImageRelease, readImageRelease, rememberImage, shipImage, type HostDocker } from '../ship/docker-ship.ts';
 import type { Runtime, SlotRun } from './runtime.ts';
 
 /** Parses the line printed by `containerStatus`. */
@@ -30,7 +30,6 @@ export const dockerRuntime = (cfg: Config): Runtime => {
   /** Each host's Docker, as preflight found it. */
   const dockers = new WeakMap<Host, HostDocker>();
   return {
-    kind: 'docker',
     unit: 'container',
     haltedWord: 'container',
     buildTitle: (version) => `Build the image ${cfg.app.name}:${version}`,
@@ -53,10 +52,9 @@ export const dockerRuntime = (cfg: Config): Runtime => {
       const kept: string[] = [];
       for (const id of ids) {
         try {
+          const release = await findImageRelease(host, l, id);
           // A folder without release.json (a ship cut short) has no tag to remove.
-          if (!(await host.get(releaseJsonPath(l, id)))) continue;
-          const release = await readImageRelease(host, l, id);
-          await host.exec(untagRelease(release.ref, release.image));
+          if (release) await host.exec(untagRelease(release.ref, release.image));
         } catch (error) {
           kept.push(`release ${id}: ${firstLine(error)}`);
         }

@@ -21,7 +21,6 @@ export const parseSlotStatus = (line: string): SlotRun => {
 
 /** The process runtime of an environment (its name reaches the app as APP_ENV). */
 export const processRuntime = (cfg: Config): Runtime => ({
-  kind: 'process',
   unit: 'process',
   haltedWord: 'pid',
   buildTitle: (version) => `Build ${version}`,

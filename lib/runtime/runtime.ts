@@ -49,7 +49,6 @@ export interface Built {
 }
 
 export interface Runtime {
-  readonly kind: Config['runtime'];
   /** What a slot runs, in the user's words: `process` or `container`. */
   readonly unit: string;
   /** The word before what `halt` names: `pid` (123) or `container` (hello-staging-blue). */

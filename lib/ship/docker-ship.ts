@@ -46,11 +46,17 @@ export interface ImageRelease {
 
 export const releaseJsonPath = (l: Layout, id: string): string => `${l.release(id)}/release.json`;
 
+/** Reads release.json of a docker release; undefined when the folder has none (a ship cut short, a process release). */
+export const findImageRelease = async (host: Host, l: Layout, id: string): Promise<ImageRelease | undefined> => {
+  const text = await host.get(releaseJsonPath(l, id));
+  return text ? (JSON.parse(text.toString()) as ImageRelease) : undefined; // written by shipImage below; a release folder is skiff's own
+};
+
 /** Reads release.json of a docker release; a clear error when it is missing. */
 export const readImageRelease = async (host: Host, l: Layout, id: string): Promise<ImageRelease> => {
-  const text = await host.get(releaseJsonPath(l, id));
-  if (!text) throw new SkiffError(`${host.name}: release ${id} has no release.json: it was not deployed with DEPLOY_RUNTIME=docker`);
-  return JSON.parse(text.toString()) as ImageRelease; // written by shipImage below; a release folder is skiff's own
+  const release = await findImageRelease(host, l, id);
+  if (!release) throw new SkiffError(`${host.name}: release ${id} has no release.json: it was not deployed with DEPLOY_RUNTIME=docker`);
+  return release;
 };
 
 /** What the host's Docker is: its storage and whether `docker load` there skips layers it has. */
