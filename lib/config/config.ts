@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { isAbsolute, join, posix, relative, resolve } from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
 import { Secret } from '../core/cmd.ts';
@@ -74,8 +74,17 @@ const int = (min: number, max: number) =>
     .pipe(z.number().int().min(min).max(max));
 const bool = z.enum(['true', 'false']).transform((v) => v === 'true');
 const list = z.string().transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean));
-/** Paths under shared/: relative, no `..`, not shared/ itself. */
-const sharedPaths = list.refine((ps) => ps.every((p) => !p.startsWith('/') && !p.split('/').includes('..') && p !== '.' && p !== ''), 'outside shared/');
+/**
+ * Paths under shared/: relative, no `..`, not shared/ itself (`.`, `./`, `./.`), each written once in
+ * its plain form (`./uploads/` becomes `uploads`), none inside another (the restore swaps each one whole).
+ */
+const sharedPaths = list
+  .refine((ps) => ps.every((p) => !p.startsWith('/') && !p.split('/').includes('..')), 'outside shared/')
+  .transform((ps) => ps.map((p) => posix.normalize(p).replace(/\/+$/, '')))
+  .refine((ps) => ps.every((p) => p !== '.' && p !== ''), 'all of shared/')
+  .refine((ps) => ps.every((p, i) => ps.every((q, j) => i === j || (p !== q && !q.startsWith(`${p}/`)))), 'one inside another');
+/** BACKUP_PATHS: as above, and never shared/.env, which every backup holds already (as `env`) and restore leaves alone. */
+const backupPaths = sharedPaths.refine((ps) => ps.every((p) => p !== '.env'), '.env');
 
 const port = int(1, 65535);
 const ports = z
@@ -138,8 +147,13 @@ export const KEYS = {
   DEPLOY_KNOWN_HOSTS: { schema: nonEmpty, expected: 'a known_hosts file' },
   DEPLOY_CONFIRM: { schema: bool, expected: '`true` or `false`' },
   DEPLOY_BACKUP_BEFORE: { schema: bool, expected: '`true` or `false`', default: 'false' },
-  BACKUP_PATHS: { schema: sharedPaths, expected: 'comma-separated paths under shared/ (relative, no ..)', default: '' },
-  BACKUP_SQLITE: { schema: sharedPaths, expected: 'comma-separated SQLite files under shared/ (relative, no ..)', default: '' },
+  BACKUP_PATHS: {
+    schema: backupPaths,
+    expected: 'comma-separated files or folders inside shared/ (relative, no .., not shared/ itself, not .env, none inside another)',
+    hint: 'e.g. BACKUP_PATHS=uploads; shared/.env is always backed up',
+    default: '',
+  },
+  BACKUP_SQLITE: { schema: sharedPaths, expected: 'comma-separated SQLite files under shared/ (relative, no .., each once)', default: '' },
   BACKUP_POSTGRES_URL: { schema: str.regex(/^postgres(ql)?:\/\//), expected: 'a postgres:// URL' },
   BACKUP_KEEP: { schema: int(1, 1000), expected: 'a whole number of at least 1', default: '10' },
   BACKUP_ENCRYPT_TO: { schema: str.regex(/^age1[0-9a-z]{20,}$/), expected: 'an age recipient (age1...)', hint: 'make one with age-keygen, or see docs/backups.md' },

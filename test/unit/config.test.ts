@@ -487,3 +487,28 @@ describe('loadConfig', () => {
     expect(usageError(() => loadConfig('../t', { HOME: home, SKIFF_ENV_DIR: envDir })).exitCode).toBe(2);
   });
 });
+
+describe('parseConfig: BACKUP_PATHS and BACKUP_SQLITE name things inside shared/', () => {
+  // A path naming all of shared/ (or .env, backed up already) made every restore fail and leave the app stopped.
+  beforeAll(fresh);
+
+  it.each(['./', '.', './.', 'uploads/..', 'uploads/../', '.env', './.env', 'uploads,./uploads/', 'uploads,uploads/big', '/etc', '../x'])(
+    'refuses BACKUP_PATHS=%s with a line naming the key (exit 2)',
+    (value) => {
+      const e = configError(() => load({ ...BASE, BACKUP_PATHS: value }));
+      expect(e.exitCode).toBe(2);
+      expect(e.issues.map((i) => i.key)).toEqual(['BACKUP_PATHS']);
+      expect(e.message).toContain(`BACKUP_PATHS is "${value}", expected comma-separated files or folders inside shared/`);
+    },
+  );
+
+  it.each(['.', './', 'data/app.db,./data/app.db'])('refuses BACKUP_SQLITE=%s', (value) => {
+    expect(configError(() => load({ ...BASE, BACKUP_SQLITE: value })).issues.map((i) => i.key)).toEqual(['BACKUP_SQLITE']);
+  });
+
+  it('keeps each path in its plain form', () => {
+    const c = load({ ...BASE, BACKUP_PATHS: './uploads/, data/./files, .well-known', BACKUP_SQLITE: './data/app.db' });
+    expect(c.backup.paths).toEqual(['uploads', 'data/files', '.well-known']);
+    expect(c.backup.sqlite).toEqual(['data/app.db']);
+  });
+});
