@@ -6,12 +6,13 @@ import { listReleases } from '../commands/release.ts';
 import type { Config } from '../config/config.ts';
 import type { Going, Session } from './session.ts';
 import { SkiffError, UsageError } from '../core/errors.ts';
-import { appendHistory, liveSlot, readHistory, readState, type ReleaseRecord } from '../state/state.ts';
+import { appendHistory, liveBefore, liveSlot, readHistory, readState, type ReleaseRecord } from '../state/state.ts';
 import { isReleaseId } from '../release/version.ts';
 
 /**
- * The release to go back to: the requested one, or the newest release before the live one that went
- * live and was not marked bad since. Only releases whose folder is still on the host qualify.
+ * The release to go back to: the requested one, or the one that was live just before the live one
+ * went live and was not marked bad since (liveBefore). Only releases whose folder is still on the
+ * host qualify.
  */
 export const chooseTarget = (
   history: readonly ReleaseRecord[],
@@ -29,9 +30,7 @@ export const chooseTarget = (
     }
     return found;
   }
-  const liveIndex = history.findIndex((r) => r.id === liveId);
-  const candidates = history.slice(0, liveIndex === -1 ? history.length : liveIndex).filter((r) => r.status === 'live' && onHost.includes(r.id));
-  const target = candidates.at(-1);
+  const target = liveBefore(history, liveId, onHost);
   if (!target) throw new SkiffError(`no earlier good release of ${env} is on the host to go back to: see --list`, 2);
   return target;
 };
@@ -56,7 +55,7 @@ export const chooseTargetOnAll = (
   return target;
 };
 
-/** The table of `--list`: newest first, the live release marked with `*`. */
+/** The table of `--list`: the most recently live first (foldHistory's order, reversed), the live release marked with `*`. */
 export const formatHistory = (history: readonly ReleaseRecord[], liveId: string | undefined, onHost: readonly string[]): string => {
   if (history.length === 0) return 'no releases yet';
   const rows = [...history].reverse().map((r) => {

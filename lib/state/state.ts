@@ -74,7 +74,13 @@ const parseEntry = (text: string): (Partial<ReleaseRecord> & { id?: string }) | 
   }
 };
 
-/** Folds the history lines into one record per release, oldest first; later lines update status. */
+/**
+ * Folds the history lines into one record per release, in the order releases were last live: a
+ * release goes where its last `live` line is (a rollback to it appends one), one that never went
+ * live stays where it was first recorded. Later lines update status. The order is the order of the
+ * lines, which the host appends under the deploy lock: the times in them come from the clocks of
+ * the machines that deployed, which may disagree.
+ */
 export const foldHistory = (text: string): ReleaseRecord[] => {
   const byId = new Map<string, ReleaseRecord>();
   for (const line of text.split('\n')) {
@@ -82,15 +88,32 @@ export const foldHistory = (text: string): ReleaseRecord[] => {
     const entry = parseEntry(line) ?? parseEntry(line.slice(line.lastIndexOf('{"id":')));
     if (!entry?.id) continue; // a line cut by a crash mid-append is skipped, not fatal
     const prev = byId.get(entry.id);
-    if (prev) byId.set(entry.id, { ...prev, status: entry.status ?? prev.status, ...(entry.reason ? { reason: entry.reason } : {}) });
-    else if (entry.version) byId.set(entry.id, entry as ReleaseRecord);
+    if (prev) {
+      // Going live again moves the release last (a Map keeps the order of insertion).
+      if (entry.status === 'live') byId.delete(entry.id);
+      byId.set(entry.id, { ...prev, status: entry.status ?? prev.status, ...(entry.reason ? { reason: entry.reason } : {}) });
+    } else if (entry.version) byId.set(entry.id, entry as ReleaseRecord);
   }
   return [...byId.values()];
 };
 
 /**
- * Release ids to delete so that `keep` remain: the oldest first, never the live release nor the
- * newest good one before it (the rollback target).
+ * The release that was live just before `liveId` went live (the default rollback target): the
+ * newest in `history` (foldHistory's order) before it that went live, was not marked bad since, and
+ * is still on the host. With no live release known, the newest such release.
+ */
+export const liveBefore = (history: readonly ReleaseRecord[], liveId: string | undefined, onHost: readonly string[]): ReleaseRecord | undefined => {
+  const liveIndex = history.findIndex((r) => r.id === liveId);
+  return history
+    .slice(0, liveIndex === -1 ? history.length : liveIndex)
+    .filter((r) => r.status === 'live' && onHost.includes(r.id))
+    .at(-1);
+};
+
+/**
+ * Release ids to delete so that `keep` remain: the oldest first, never the live release, the one
+ * live just before it (the default rollback target, see liveBefore), nor the one that served until
+ * this run.
  */
 export const releasesToPrune = (
   onHost: readonly string[],
@@ -101,11 +124,7 @@ export const releasesToPrune = (
   servedBefore?: string,
 ): string[] => {
   const sorted = [...onHost].sort();
-  const liveIndex = history.findIndex((r) => r.id === liveId);
-  const previousGood = history
-    .slice(0, liveIndex === -1 ? history.length : liveIndex)
-    .filter((r) => r.status === 'live' && onHost.includes(r.id))
-    .at(-1)?.id;
+  const previousGood = liveBefore(history, liveId, onHost)?.id;
   const protectedIds = new Set([liveId, previousGood, servedBefore].filter((x): x is string => x !== undefined && onHost.includes(x)));
   const excess = sorted.length - Math.max(keep, protectedIds.size);
   if (excess <= 0) return [];

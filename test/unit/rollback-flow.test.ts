@@ -68,6 +68,14 @@ describe('chooseTarget', () => {
   });
 });
 
+describe('chooseTarget after a rollback by id and a new deploy', () => {
+  it('goes back to the release the live one replaced, not to the newest older one', () => {
+    // A, B, C deployed; `rollback A` (by id) appended A's record again; D deployed.
+    const text = [release(A), release(B), release(C), release(A), release(D)].map((r) => JSON.stringify(r)).join('\n');
+    expect(chooseTarget(foldHistory(text), D, [A, B, C, D], undefined, 'staging').id).toBe(A);
+  });
+});
+
 describe('chooseTargetOnAll', () => {
   const web = (host: string, onHost: string[]) => ({ host, history: [release(A), release(B), release(C)], liveId: C, onHost });
 

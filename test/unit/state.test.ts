@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { foldHistory, parseState, releasesToPrune, type HostState, type ReleaseRecord, type ReleaseStatus } from '../../lib/state/state.ts';
+import { foldHistory, liveBefore, parseState, releasesToPrune, type HostState, type ReleaseRecord, type ReleaseStatus } from '../../lib/state/state.ts';
 
 const record = (id: string, status: ReleaseStatus, extra: Partial<ReleaseRecord> = {}): ReleaseRecord => ({
   id,
@@ -194,6 +194,48 @@ describe('parseState', () => {
 
   it('a corrupt file throws instead of reading as nothing deployed', () => {
     expect(() => parseState('{"app": "hel')).toThrow(SyntaxError);
+  });
+});
+
+describe('history in the order releases were live', () => {
+  const rec = (id: string, status: ReleaseStatus = 'live', at = '2026-12-01T00:00:00Z'): ReleaseRecord => ({ id, version: id, gitSha: undefined, start: 'node server.js', who: 'me', at, status });
+  // A, B and C deployed; `rollback A` (by id: C is not marked bad) appends A's record again; D deployed.
+  const text = lines(rec('a'), rec('b'), rec('c'), rec('a', 'live', '2026-12-01T03:00:00Z'), rec('d'));
+
+  it('a release that goes live again moves after the others; its first record is kept', () => {
+    const folded = foldHistory(text);
+    expect(folded.map((r) => r.id)).toEqual(['b', 'c', 'a', 'd']);
+    expect(folded.find((r) => r.id === 'a')?.at).toBe('2026-12-01T00:00:00Z');
+  });
+
+  it('a status line that is not live keeps the place; failed releases stay where they were recorded', () => {
+    const folded = foldHistory(lines(rec('a'), rec('b'), rec('c', 'failed'), { id: 'a', status: 'bad', at: 'x' }, rec('d')));
+    expect(folded.map((r) => [r.id, r.status])).toEqual([['a', 'bad'], ['b', 'live'], ['c', 'failed'], ['d', 'live']]);
+  });
+
+  it('the line order decides, not the times of machines whose clocks disagree', () => {
+    const folded = foldHistory(lines(rec('a', 'live', '2026-12-01T10:00:00Z'), rec('b', 'live', '2026-12-01T09:00:00Z'), rec('a', 'live', '2026-12-01T08:00:00Z')));
+    expect(folded.map((r) => r.id)).toEqual(['b', 'a']);
+  });
+
+  it('liveBefore is the release D replaced: A, not the newer C', () => {
+    expect(liveBefore(foldHistory(text), 'd', ['a', 'b', 'c', 'd'])?.id).toBe('a');
+  });
+
+  it('after a rollback without an id from D to A (D marked bad), the next one goes to C', () => {
+    const after = foldHistory(`${text}${lines(rec('a', 'live', 'later'), { id: 'd', status: 'bad', at: 'later' })}`);
+    expect(after.map((r) => r.id)).toEqual(['b', 'c', 'd', 'a']);
+    expect(liveBefore(after, 'a', ['a', 'b', 'c', 'd'])?.id).toBe('c');
+  });
+
+  it.each([1, 2])('retention with keep=%i keeps D and A (the release D replaced), with or without servedBefore', (keep) => {
+    const folded = foldHistory(text);
+    for (const servedBefore of [undefined, 'a']) {
+      const doomed = releasesToPrune(['a', 'b', 'c', 'd'], folded, 'd', keep, servedBefore);
+      expect(doomed).not.toContain('a');
+      expect(doomed).not.toContain('d');
+      expect(doomed).toEqual(['b', 'c']);
+    }
   });
 });
 
