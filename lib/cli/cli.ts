@@ -4,6 +4,7 @@
  * Kept light (node built-ins only) so `--help` starts fast; scripts import heavy modules lazily.
  */
 import { parseArgs } from 'node:util';
+import { holdsKnownSecret, redactKnown } from '../core/cmd.ts';
 import { EXIT, SkiffError, UsageError } from '../core/errors.ts';
 
 type FlagSpec = { readonly type: 'boolean' | 'string'; readonly short?: string; readonly description: string };
@@ -101,9 +102,39 @@ const installSignals = (): void => {
   }
 };
 
+type Write = NodeJS.WriteStream['write'];
+
+/**
+ * Scrubs every chunk written to a stream of the secret values this process knows: the progress
+ * list, plain lines, --json, a followed log and the error handler all write through it, so no
+ * layer has to remember to. A chunk without a known secret passes untouched (a Buffer is not even
+ * decoded). Returns what puts the stream back.
+ */
+export const redactOutput = (stream: NodeJS.WriteStream): (() => void) => {
+  const original: Write = stream.write;
+  const guarded = function (this: NodeJS.WriteStream, chunk: string | Uint8Array, ...rest: unknown[]): boolean {
+    const safe = holdsKnownSecret(chunk) ? redactKnown(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString()) : chunk;
+    return Reflect.apply(original, this, [safe, ...rest]);
+  };
+  // Both overloads of write take the chunk first and pass the rest on as given: so does `guarded`.
+  stream.write = guarded as Write;
+  return () => {
+    stream.write = original;
+  };
+};
+
+let outputGuarded = false;
+const guardOutput = (): void => {
+  if (outputGuarded) return;
+  outputGuarded = true;
+  redactOutput(process.stdout);
+  redactOutput(process.stderr);
+};
+
 /**
  * The one place a script exits. Prints `--help`, or runs `main` and maps errors to exit codes:
- * a SkiffError prints its message; anything else is a bug and prints its stack.
+ * a SkiffError prints its message; anything else is a bug and prints its stack. Everything the
+ * script writes to stdout and stderr is scrubbed of known secret values (`redactOutput`).
  */
 export const runMain = async <F extends Record<string, FlagSpec>>(
   spec: CommandSpec<F>,
@@ -111,6 +142,8 @@ export const runMain = async <F extends Record<string, FlagSpec>>(
   argv: readonly string[] = process.argv.slice(2),
 ): Promise<never> => {
   let code: number = EXIT.ok;
+  // Before anything prints or a list captures the streams: every line after this is scrubbed.
+  guardOutput();
   try {
     const parsed = parseCommand(spec, argv);
     if (parsed === 'help') {

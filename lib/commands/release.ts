@@ -2,9 +2,9 @@
 import { cmd, script, seq, type Cmd } from '../core/cmd.ts';
 import type { Layout } from '../core/paths.ts';
 
-/** Creates the folders of the layout; the bookkeeping folder is private. */
+/** Creates the folders of the layout; the bookkeeping folder and the app's logs (which may print its secrets) are private. */
 export const prepareLayout = (l: Layout): Cmd =>
-  seq(['mkdir', '-p', l.releases, l.data, l.logs, `${l.skiff}/env`, `${l.skiff}/manifests`], ['chmod', '700', l.skiff, `${l.skiff}/env`]);
+  seq(['mkdir', '-p', l.releases, l.data, l.logs, `${l.skiff}/env`, `${l.skiff}/manifests`], ['chmod', '700', l.skiff, `${l.skiff}/env`, l.logs]);
 
 /** Makes a release's env snapshot the live shared/.env (copy beside it, then rename). */
 export const publishEnv = (l: Layout, id: string): Cmd =>

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { Secret } from '../core/cmd.ts';
 import { ConfigError, UsageError, type ConfigIssue } from '../core/errors.ts';
 import { REPO_ROOT } from '../core/paths.ts';
-import { ENV_NAME, envDir, listEnvs } from './env-files.ts';
+import { ENV_NAME, envDir, isSecretSetting, listEnvs } from './env-files.ts';
 
 export { ENV_NAME, envDir, listEnvs };
 
@@ -273,7 +273,7 @@ const issuesOf = (env: string, source: Source): IssueOf => (key, expected, hint)
   value: source.values[key],
   expected,
   ...(hint ? { hint } : {}),
-  ...(source.secretKeys.has(key) ? { secret: true } : {}),
+  ...(source.secretKeys.has(key) || isSecretSetting(key, source.values[key]) ? { secret: true } : {}),
 });
 
 /**
@@ -326,7 +326,7 @@ const isDeployPath = (path: string): boolean => isAbsolute(path) && path !== '' 
 const appEnvOf = (source: Source): Record<string, string | Secret> => {
   const appEnv: Record<string, string | Secret> = {};
   for (const [k, v] of Object.entries(source.values)) {
-    if (!isSkiffKey(k)) appEnv[k] = source.secretKeys.has(k) ? new Secret(v) : v;
+    if (!isSkiffKey(k)) appEnv[k] = source.secretKeys.has(k) || isSecretSetting(k, v) ? new Secret(v) : v;
   }
   return appEnv;
 };

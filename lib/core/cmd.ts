@@ -1,15 +1,53 @@
 /**
  * Commands as data. Builders in lib/commands return `Cmd` values; only `render()` turns them into
  * shell text, and only a Host executes them. Nothing here reads files, the environment or the clock.
+ * Every Secret made in this process is remembered, so `redactKnown` can scrub free text (a remote
+ * command's stderr, an error message, a line of output) of every secret value the config holds.
  */
 
 const REDACTED = '[REDACTED]';
+
+/** Values shorter than this are not replaced in free text: they would blank out ordinary words. */
+const MIN_REDACTED = 4;
+
+/** A scheme (perhaps mistyped, perhaps without its colon) and `//`: what reads as a URL. */
+const URL_LIKE = /^[A-Za-z][A-Za-z0-9+.-]*:?\/\//;
+
+/** Every secret value this process holds, and the passwords inside secret URLs. */
+const known = new Set<string>();
+
+/**
+ * The password of each URL-like part of a value (`scheme://user:password@host`, also when the
+ * scheme is mistyped or the password holds `@` or spaces), raw and percent-decoded, and the value
+ * of a `password=` query parameter: a tool's error may quote a password without its URL.
+ */
+export const secretParts = (value: string): string[] => {
+  const parts: string[] = [];
+  const at = value.lastIndexOf('@');
+  if (at > 0 && URL_LIKE.test(value)) {
+    // The scheme and its slashes (however mistyped), then user:password up to the last @.
+    const userinfo = value.slice(0, at).replace(/^[A-Za-z][A-Za-z0-9+.-]*:?\/*/, '');
+    const colon = userinfo.indexOf(':');
+    parts.push(colon >= 0 ? userinfo.slice(colon + 1) : userinfo);
+  }
+  for (const m of value.matchAll(/[?&]password=([^&#\s]+)/gi)) parts.push(m[1] ?? '');
+  const decoded = parts.map((p) => {
+    try {
+      return decodeURIComponent(p);
+    } catch {
+      return p;
+    }
+  });
+  return [...new Set([...parts, ...decoded])].filter((p) => p.length >= MIN_REDACTED);
+};
 
 /** A value that prints as [REDACTED] everywhere; `reveal()` is called only where a command is executed. */
 export class Secret {
   readonly #value: string;
   constructor(value: string) {
     this.#value = value;
+    if (value.length >= MIN_REDACTED) known.add(value);
+    for (const part of secretParts(value)) known.add(part);
   }
   reveal(): string {
     return this.#value;
@@ -104,10 +142,37 @@ export const render = (c: Cmd): string => renderIn(c, 'display');
 /** Shell text for execution only: secrets revealed. Never log the result. */
 export const renderForExec = (c: Cmd): string => renderIn(c, 'exec');
 
-/** Replaces every secret's value in free text (stderr, error messages) with [REDACTED]. */
-export const redact = (text: string, secrets: readonly Secret[]): string =>
-  [...secrets]
-    .map((s) => s.reveal())
-    .filter((v) => v.length >= 4) // shorter values would blank out ordinary words
+const redactValues = (text: string, values: Iterable<string>): string =>
+  [...values]
+    .filter((v) => v.length >= MIN_REDACTED) // shorter values would blank out ordinary words
     .sort((a, b) => b.length - a.length) // longest first: a secret containing another goes whole
-    .reduce((t, v) => t.replaceAll(v, REDACTED), text);
+    .reduce((t, v) => (t.includes(v) ? t.replaceAll(v, REDACTED) : t), text);
+
+/** Replaces every secret's value in free text (stderr, error messages) with [REDACTED]. */
+export const redact = (text: string, secrets: readonly Secret[]): string => redactValues(text, secrets.map((s) => s.reveal()));
+
+/**
+ * Replaces every secret value this process knows (each Secret made so far, and the passwords in
+ * secret URLs) with [REDACTED]: for any text on its way to the user, a log or a host's audit file.
+ */
+export const redactKnown = (text: string): string => (known.size === 0 ? text : redactValues(text, known));
+
+/** Whether a chunk of output holds a known secret value (checked before a Buffer is decoded). */
+export const holdsKnownSecret = (chunk: string | Uint8Array): boolean => {
+  if (known.size === 0) return false;
+  const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  for (const v of known) if (text.includes(v)) return true;
+  return false;
+};
+
+/**
+ * A secret value shown so its shape can be checked and nothing of it read: a URL with its password
+ * replaced (`postgress://u:[REDACTED]@db/x`), else nothing at all.
+ */
+export const maskedForDisplay = (value: string): string | undefined => {
+  if (!URL_LIKE.test(value)) return undefined;
+  const parts = secretParts(value);
+  if (parts.length === 0) return undefined;
+  const masked = redactValues(value, parts);
+  return masked === value ? undefined : masked;
+};

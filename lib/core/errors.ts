@@ -1,7 +1,10 @@
 /**
  * Typed errors and the exit codes of the contract. Each message is one line that names the problem
- * and what to do; `runMain` in lib/cli/cli.ts is the one place that prints them and exits.
+ * and what to do; `runMain` in lib/cli/cli.ts is the one place that prints them and exits. Every
+ * message is scrubbed of the secret values the config holds when the error is made, so a secret a
+ * failing command printed reaches neither the output nor a host's history and audit lines.
  */
+import { maskedForDisplay, redactKnown } from './cmd.ts';
 
 /** 0 done; 1 failed but still serving a healthy version; 2 usage or configuration; 3 locked. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, locked: 3 } as const;
@@ -11,7 +14,7 @@ export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 export class SkiffError extends Error {
   readonly exitCode: ExitCode;
   constructor(message: string, exitCode: ExitCode = EXIT.failed) {
-    super(message);
+    super(redactKnown(message));
     this.name = new.target.name;
     this.exitCode = exitCode;
   }
@@ -40,6 +43,13 @@ export interface ConfigIssue {
 const showValue = (value: string | undefined): string =>
   value === undefined ? 'missing' : value === '' ? 'empty' : JSON.stringify(value);
 
+/** A secret value: a URL with its password masked, so a mistyped scheme can still be seen; else not shown. */
+const showSecret = (value: string | undefined): string => {
+  if (value === undefined || value === '') return showValue(value);
+  const masked = maskedForDisplay(value);
+  return masked === undefined ? 'a secret value (not shown)' : `${JSON.stringify(masked)} (a secret: its password not shown)`;
+};
+
 /** Invalid env files. Lists every bad key with its file, its value, what was expected and a hint. */
 export class ConfigError extends SkiffError {
   readonly issues: readonly ConfigIssue[];
@@ -49,7 +59,7 @@ export class ConfigError extends SkiffError {
       typeof issues === 'string'
         ? issues
         : list
-            .map((i) => `${i.file}: ${i.key} ${i.problem ?? `is ${i.secret && i.value !== undefined ? 'a secret value (not shown)' : showValue(i.value)}, expected ${i.expected}`}${i.hint ? ` (${i.hint})` : ''}`)
+            .map((i) => `${i.file}: ${i.key} ${i.problem ?? `is ${i.secret ? showSecret(i.value) : showValue(i.value)}, expected ${i.expected}`}${i.hint ? ` (${i.hint})` : ''}`)
             .join('\n'),
       EXIT.usage,
     );
@@ -67,9 +77,10 @@ export class RemoteCommandError extends SkiffError {
     const tail = stderrTail.trim().split('\n').slice(-3).join(' | ');
     super(`${host}: command failed (exit ${status ?? 'signal'}): ${command}${tail ? `: ${tail}` : ''}`);
     this.host = host;
-    this.command = command;
+    // Kept for callers that read them (a rethrow under another host name): scrubbed like the message.
+    this.command = redactKnown(command);
     this.status = status;
-    this.stderrTail = stderrTail;
+    this.stderrTail = redactKnown(stderrTail);
   }
 }
 
@@ -125,4 +136,4 @@ export class HostFailedError extends SkiffError {
 }
 
 /** The first line of an error's message: what a task title, a history record or a joined message shows. */
-export const firstLine = (error: unknown): string => (error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error));
+export const firstLine = (error: unknown): string => redactKnown(error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error));

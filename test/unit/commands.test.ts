@@ -46,7 +46,7 @@ describe('release builders: exact text', () => {
     [
       'prepareLayout',
       prepareLayout(l),
-      "mkdir -p '/srv/a b/releases' '/srv/a b/shared/data' '/srv/a b/shared/logs' '/srv/a b/.skiff/env' '/srv/a b/.skiff/manifests' && chmod 700 '/srv/a b/.skiff' '/srv/a b/.skiff/env'",
+      "mkdir -p '/srv/a b/releases' '/srv/a b/shared/data' '/srv/a b/shared/logs' '/srv/a b/.skiff/env' '/srv/a b/.skiff/manifests' && chmod 700 '/srv/a b/.skiff' '/srv/a b/.skiff/env' '/srv/a b/shared/logs'",
     ],
     [
       'publishEnv',
@@ -78,7 +78,7 @@ describe('release builders: a hostile release id stays one word', () => {
     ],
     ['a path with quotes', prepareLayout(layout(`/srv/it's "x"`)), [
       'mkdir', '-p', `/srv/it's "x"/releases`, `/srv/it's "x"/shared/data`, `/srv/it's "x"/shared/logs`, `/srv/it's "x"/.skiff/env`, `/srv/it's "x"/.skiff/manifests`, '&&',
-      'chmod', '700', `/srv/it's "x"/.skiff`, `/srv/it's "x"/.skiff/env`,
+      'chmod', '700', `/srv/it's "x"/.skiff`, `/srv/it's "x"/.skiff/env`, `/srv/it's "x"/shared/logs`,
     ]],
   ])('%s', (_name, c, expected) => {
     expect(words(render(c))).toEqual(expected);

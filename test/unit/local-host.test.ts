@@ -190,7 +190,7 @@ describe('LocalHost', () => {
   it('an error shows the redacted command, not the executed text', async () => {
     const e = await host.exec(script('echo "no $1" >&2; exit 4', new Secret('hunter2'))).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(RemoteCommandError);
-    expect((e as Error).message).toBe(`local: command failed (exit 4): sh -c 'echo "no $1" >&2; exit 4' sh [REDACTED]: no hunter2`);
+    expect((e as Error).message).toBe(`local: command failed (exit 4): sh -c 'echo "no $1" >&2; exit 4' sh [REDACTED]: no [REDACTED]`);
     expect((e as RemoteCommandError).command).not.toContain('hunter2');
   });
 
