@@ -29,8 +29,9 @@ export const backupSpace = (backups: string, shared: string, sources: readonly s
  * Makes the snapshot in `stage`: each SQLite file through the online backup API (`.backup`, never a
  * file copy of a live database) with `PRAGMA integrity_check` on the copy, BACKUP_PATHS in one tar,
  * shared/.env; then prints `sha256 size name` per entry, and `missing <path>` for each of
- * BACKUP_PATHS that does not exist (left out). Exit 3: a database is missing; 4: a copy fails its
- * integrity check.
+ * BACKUP_PATHS that does not exist (left out). `stage` is the backup's folder with `.partial`
+ * added. Exit 3: a database is missing; 4: a copy fails its integrity check; 6: the backup or its
+ * stage exists already (nothing is touched).
  */
 export const takeSnapshot = (shared: string, stage: string, sqlite: readonly string[], paths: readonly string[]): Cmd =>
   script(
@@ -38,7 +39,9 @@ export const takeSnapshot = (shared: string, stage: string, sqlite: readonly str
       'shared=$1; stage=$2; n=$3; shift 3',
       'umask 077',
       SUM,
-      'rm -rf "$stage" && mkdir -p "$stage/sqlite" || exit 1',
+      // A name in use is left alone (exit 6): another backup's folder, or one being made.
+      'if [ -e "${stage%.partial}" ] || [ -e "$stage" ]; then echo "$stage exists" >&2; exit 6; fi',
+      'mkdir "$stage" && mkdir "$stage/sqlite" || exit 1',
       'i=0',
       'while [ "$i" -lt "$n" ]; do',
       '  src=$1; shift',
@@ -65,14 +68,25 @@ export const takeSnapshot = (shared: string, stage: string, sqlite: readonly str
     ...paths,
   );
 
-/** Syncs the staged backup to disk and renames it into place: a backup is whole or absent. */
+/**
+ * Syncs the staged backup to disk and renames it into place: a backup is whole or absent. Never over
+ * another backup of that name; exit 0 only when the sealed folder holds its manifest.
+ */
 export const sealBackup = (stage: string, final: string): Cmd =>
   // A rename that fails is a failed backup: the half-made one must not look sealed.
-  script('sync 2>/dev/null; mv -T "$1" "$2" || exit 1; sync 2>/dev/null; exit 0', stage, final);
+  script(
+    [
+      'if [ -e "$2" ]; then echo "$2 exists already: not replaced" >&2; exit 1; fi',
+      'sync 2>/dev/null; mv -T "$1" "$2" || exit 1; sync 2>/dev/null',
+      '[ -f "$2/manifest.json" ] && [ ! -e "$1" ] || { echo "$2 is not sealed after the rename" >&2; exit 1; }',
+    ].join('\n'),
+    stage,
+    final,
+  );
 
 /** Backup names, one a line, sorted (names start with their UTC time). Half-made ones are skipped. */
 export const listBackups = (backups: string): Cmd =>
-  script('cd "$1" 2>/dev/null || exit 0; for d in *; do [ -f "$d/manifest.json" ] && echo "$d"; done; exit 0', backups);
+  script('cd "$1" 2>/dev/null || exit 0; for d in *; do case $d in *.partial) continue ;; esac; [ -f "$d/manifest.json" ] && echo "$d"; done; exit 0', backups);
 
 /** Prints `sha256 size name` for each entry of a backup, and `ok` or the problem for each SQLite copy. */
 export const checkBackup = (dir: string): Cmd =>

@@ -31,21 +31,25 @@ export interface BackupManifest {
   readonly entries: readonly BackupEntry[];
 }
 
-const NAME = /^\d{8}-\d{6}(-[a-z0-9][a-z0-9-]{0,39})?$/;
+/** `YYYYMMDD-HHMMSS.mmm[-label]`; names made before milliseconds were added (`YYYYMMDD-HHMMSS[-label]`) stay valid. */
+const NAME = /^\d{8}-\d{6}(\.\d{3})?(-[a-z0-9][a-z0-9-]{0,39})?$/;
 
-/** `YYYYMMDD-HHMMSS[-label]` in UTC: names sort by time. */
+/**
+ * `YYYYMMDD-HHMMSS.mmm[-label]` in UTC: names sort by time, and two backups in one second get two
+ * names (a name taken already is never reused: see takeBackup).
+ */
 export const backupName = (now: Date, label?: string): string => {
   if (label !== undefined && !/^[a-z0-9][a-z0-9-]{0,39}$/.test(label)) {
     throw new UsageError(`backup label "${label}" must be 1-40 of a-z, 0-9 and -, starting with a letter or digit`);
   }
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 19);
   return label ? `${stamp}-${label}` : stamp;
 };
 
 /** Refuses a backup name that could leave the backups folder (`/`, `..`) or is not one of skiff's. */
 export const checkBackupName = (name: string, env: string): void => {
   if (!NAME.test(name)) {
-    throw new UsageError(`"${name}" is not a backup name (like 20261123-041500 or 20261123-041500-label): see \`npx tsx scripts/backup.ts ${env} --list\``);
+    throw new UsageError(`"${name}" is not a backup name (like 20261123-041500.123 or 20261123-041500.123-label): see \`npx tsx scripts/backup.ts ${env} --list\``);
   }
 };
 
@@ -113,6 +117,9 @@ export const foreignEntries = (m: BackupManifest, sqlite: readonly string[], pat
     return ok ? [] : [`${String(e.path)} (${String(e.kind)}: ${Array.isArray(raw) ? raw.map(String).join(', ') || 'no source' : 'no list of sources'})`];
   });
 
+/** takeSnapshot's exit status when the backup's name or its stage exists already. */
+const NAME_TAKEN = 6;
+
 /** Backups to delete after a new one: the oldest beyond `keep`. Never the newest, never all. */
 export const backupsToPrune = (names: readonly string[], keep: number, spare: readonly string[] = []): string[] => {
   const sorted = [...names].sort();
@@ -164,13 +171,26 @@ export const takeBackup = async (
 ): Promise<{ name: string; manifest: BackupManifest; pruned: string[]; missing: string[] }> => {
   const { host, cfg, l } = ctx;
   await preflight(ctx);
-  const name = backupName(ctx.now(), label);
-  const stage = `${backupDir(ctx, name)}.partial`;
   const live = liveSlot(await readState(host, l))?.release;
+  const at = ctx.now();
+  let name = backupName(at, label);
+  let stage = `${backupDir(ctx, name)}.partial`;
   let manifest: BackupManifest;
   let missing: string[] = [];
+  /** Whether `stage` is this backup's own (else it is another's, and must stay). */
+  let ours = true;
   try {
-    const snapshot = await host.exec(takeSnapshot(l.shared, stage, cfg.backup.sqlite, cfg.backup.paths), { check: false });
+    let snapshot = await host.exec(takeSnapshot(l.shared, stage, cfg.backup.sqlite, cfg.backup.paths), { check: false });
+    // A name in use (sealed, or being made) is never touched: the next millisecond's name is taken instead.
+    for (let later = 1; snapshot.code === NAME_TAKEN && later <= 10; later++) {
+      name = backupName(new Date(at.getTime() + later), label);
+      stage = `${backupDir(ctx, name)}.partial`;
+      snapshot = await host.exec(takeSnapshot(l.shared, stage, cfg.backup.sqlite, cfg.backup.paths), { check: false });
+    }
+    if (snapshot.code === NAME_TAKEN) {
+      ours = false;
+      throw new SkiffError(`${host.name}: backup failed: the names ${backupName(at, label)} and the 10 after it are all taken under ${backupsDir(ctx)}`);
+    }
     if (snapshot.code !== 0) {
       const why = snapshot.stderr.trim().split('\n').at(-1) ?? `exit ${snapshot.code}`;
       throw new SkiffError(`${host.name}: backup failed: ${why}`, snapshot.code === 3 ? 2 : 1);
@@ -194,7 +214,7 @@ export const takeBackup = async (
     await host.put(`${stage}/manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
     await host.exec(sealBackup(stage, backupDir(ctx, name)));
   } catch (error) {
-    await host.exec(cmd('rm', '-rf', stage), { check: false });
+    if (ours) await host.exec(cmd('rm', '-rf', stage), { check: false });
     throw error;
   }
   const all = (await host.exec(listBackups(backupsDir(ctx)))).stdout.split('\n').filter(Boolean);
@@ -206,7 +226,8 @@ export const takeBackup = async (
 
 /** Every backup on the host with its manifest, oldest first. */
 export const readBackups = async (ctx: Session): Promise<{ name: string; manifest: BackupManifest | undefined }[]> => {
-  const names = (await ctx.host.exec(listBackups(backupsDir(ctx)))).stdout.split('\n').filter(Boolean);
+  // Sorted here, not by the host's shell: a glob's order follows the host's locale.
+  const names = (await ctx.host.exec(listBackups(backupsDir(ctx)))).stdout.split('\n').filter(Boolean).sort();
   return Promise.all(names.map(async (name) => ({ name, manifest: parseBackupManifest((await ctx.host.get(`${backupDir(ctx, name)}/manifest.json`))?.toString()) })));
 };
 

@@ -41,7 +41,7 @@ describe.each([
     const r = await s.run('backup', ['t', ...(label ? [label] : [])]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const name = /backup (\d{8}-\d{6}(?:-[a-z0-9-]+)?) \(/.exec(r.stdout)?.[1];
+    const name = /backup (\d{8}-\d{6}\.\d{3}(?:-[a-z0-9-]+)?) \(/.exec(r.stdout)?.[1];
     if (!name) throw new Error(`no backup name in ${r.stdout}`);
     return name;
   };
@@ -96,7 +96,7 @@ describe.each([
     const r = await s.run('restore', ['t', name, '--yes']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(new RegExp(`restored ${name}; the data of before is backup \\d{8}-\\d{6}-before-restore`));
+    expect(r.stdout).toMatch(new RegExp(`restored ${name}; the data of before is backup \\d{8}-\\d{6}\\.\\d{3}-before-restore`));
     expect(await count()).toBe(rows);
     expect(readFileSync(join(shared(), 'uploads', 'logo.txt'), 'utf8')).toBe('the first logo\n');
     expect(existsSync(join(shared(), 'uploads', 'extra.txt'))).toBe(false);
@@ -158,21 +158,30 @@ describe.each([
     const rows = await count();
     const r = await s.run('restore', ['t', name, '--yes']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/restore of .* failed: .*; the data of before \(safety backup \d{8}-\d{6}-before-restore\) is back and the app serves it/);
+    expect(r.stderr).toMatch(/restore of .* failed: .*; the data of before \(safety backup \d{8}-\d{6}\.\d{3}-before-restore\) is back and the app serves it/);
     expect(await count()).toBe(rows);
     expect(JSON.parse((await get(`${base}/api/health`)).text)).toMatchObject({ status: 'ok' });
   });
 
-  it('keeps exactly BACKUP_KEEP backups, the newest ones', async () => {
-    for (let i = 0; i < 3; i++) {
-      await backup(`keep-${i}`);
-      await new Promise((r) => setTimeout(r, 1000)); // names are per second
-    }
+  it('keeps exactly BACKUP_KEEP backups, the newest ones, taken back to back (several in one second)', async () => {
+    for (let i = 0; i < 3; i++) await backup(`keep-${i}`);
     const kept = backups();
     expect(kept).toHaveLength(4);
     expect(kept.at(-1)).toMatch(/-keep-2$/);
     const list = await s.run('backup', ['t', '--list']);
     expect(list.stdout.split('\n')[1]).toMatch(/-keep-2 /);
+  });
+
+  it('a backup named as before milliseconds were added (YYYYMMDD-HHMMSS-label) still restores', async () => {
+    const name = await backup('legacy');
+    const old = '20261123-041509-legacy';
+    execFileSync('cp', ['-a', join(s.deployPath, 'backups', name), join(s.deployPath, 'backups', old)]);
+    const file = join(s.deployPath, 'backups', old, 'manifest.json');
+    writeFileSync(file, readFileSync(file, 'utf8').replace(`"name": "${name}"`, `"name": "${old}"`));
+    const r = await s.run('restore', ['t', old, '--test']);
+    rmSync(join(s.deployPath, 'backups', old), { recursive: true });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
   });
 
   it.each([
@@ -233,7 +242,7 @@ describe.each([
     const r = await s.run('deploy-vps', ['t']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const name = /backup (\d{8}-\d{6}-before-deploy)/.exec(r.stdout)?.[1];
+    const name = /backup (\d{8}-\d{6}\.\d{3}-before-deploy)/.exec(r.stdout)?.[1];
     expect(name).toBeDefined();
     const history = readFileSync(join(s.deployPath, '.skiff/releases.jsonl'), 'utf8').trim().split('\n');
     expect(JSON.parse(history.at(-1) as string)).toMatchObject({ version: '1.1.0', status: 'live', backupId: name });

@@ -298,7 +298,7 @@ describe('docker runtime over SSH', () => {
     for (let i = 0; i < 5; i++) expect((await fetch(api, { method: 'POST', body: JSON.stringify({ body: `note ${i}` }) })).status).toBe(201);
     const b = await s.run('backup', ['n', 'kept']);
     expect(b.code, b.stderr).toBe(0);
-    const name = /backup (\d{8}-\d{6}-kept) \(/.exec(b.stdout)?.[1] as string;
+    const name = /backup (\d{8}-\d{6}(?:\.\d{3})?-kept) \(/.exec(b.stdout)?.[1] as string;
     const rows = await count();
     await fetch(api, { method: 'POST', body: JSON.stringify({ body: 'after the backup' }) });
     const r = await s.run('restore', ['n', name, '--yes']);

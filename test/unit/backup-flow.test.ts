@@ -13,8 +13,8 @@ import { words } from './shell-words.ts';
 const cfg = testConfig({ BACKUP_SQLITE: 'data/app.db', BACKUP_PATHS: 'uploads,avatars', BACKUP_KEEP: '2' });
 const LIVE = '20261130-090000-1.1.0';
 const state = hostState('blue', { blue: slot(LIVE, 3001, 'node server.js --data') });
-const NAME = '20261201-100000';
-const SAFETY = '20261201-100000-before-restore';
+const NAME = '20261201-100000.000';
+const SAFETY = '20261201-100000.000-before-restore';
 const OLD = '20261125-030000';
 const BACKUPS = '/srv/hello/backups';
 
@@ -107,6 +107,24 @@ describe('takeBackup', () => {
     expect(host.commands.at(-1)).toBe(`rm -rf ${BACKUPS}/${NAME}.partial`);
     expect(host.puts).toEqual([]);
     expect(host.commands.some((c) => c.includes(CMD.seal) || c.includes(CMD.append))).toBe(false);
+  });
+
+  it('a name in use is left alone: the next millisecond gets the backup, and no stage of another is removed', async () => {
+    const { session, host } = backupHost([inTurn(CMD.snapshot, [failed(6, 'exists'), ok(SUMS)])]);
+    const result = await takeBackup(session);
+    expect(result.name).toBe('20261201-100000.001');
+    const snapshots = host.commands.filter((c) => c.includes(CMD.snapshot)).map((c) => words(c).slice(-6)[1]);
+    expect(snapshots).toEqual([`${BACKUPS}/${NAME}.partial`, `${BACKUPS}/20261201-100000.001.partial`]);
+    expect(host.commands.some((c) => c === `rm -rf ${BACKUPS}/${NAME}.partial`)).toBe(false);
+    expect(words(host.commands.find((c) => c.includes(CMD.seal)) ?? '').slice(-1)).toEqual([`${BACKUPS}/20261201-100000.001`]);
+  });
+
+  it('when every name near now is taken the backup fails (exit 1) and removes nothing', async () => {
+    const { session, host } = backupHost([when(CMD.snapshot, failed(6, 'exists'))]);
+    const error = await rejection(takeBackup(session));
+    expect(error).toMatchObject({ exitCode: 1 });
+    expect(error.message).toBe(`web1: backup failed: the names ${NAME} and the 10 after it are all taken under ${BACKUPS}`);
+    expect(host.commands.some((c) => c.startsWith('rm -rf') || c.includes(CMD.seal) || c.includes(CMD.append))).toBe(false);
   });
 
   it('a seal that fails removes the stage; nothing is pruned or audited', async () => {

@@ -1,5 +1,9 @@
 /** The pure parts of backups: names, manifests, verification, retention, and the builders' arguments. */
-import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { backupName, backupsToPrune, checkBackupName, composeManifest, formatBackups, parseSums, verifyAgainst } from '../../lib/flows/backup.ts';
 import { render } from '../../lib/core/cmd.ts';
 import { backupSpace, checkBackup, listBackups, sealBackup, swapInData, takeSnapshot } from '../../lib/commands/backup.ts';
@@ -14,13 +18,22 @@ const manifest = composeManifest(facts, parseSums(`${A} 4096 sqlite/0.db\n${B} 1
 describe('backup names', () => {
   it('are the UTC time, with an optional label', () => {
     const now = new Date('2026-11-23T04:15:09.123Z');
-    expect(backupName(now)).toBe('20261123-041509');
-    expect(backupName(now, 'before-migration')).toBe('20261123-041509-before-migration');
+    expect(backupName(now)).toBe('20261123-041509.123');
+    expect(backupName(now, 'before-migration')).toBe('20261123-041509.123-before-migration');
+  });
+  it('two backups in one second get two names, in the order they were taken', () => {
+    const first = backupName(new Date('2026-11-23T04:15:09.001Z'), 'x');
+    const second = backupName(new Date('2026-11-23T04:15:09.002Z'), 'x');
+    expect(first).not.toBe(second);
+    expect([second, first, backupName(new Date('2026-11-23T04:15:08.999Z'))].sort()).toEqual(['20261123-041508.999', first, second]);
+  });
+  it.each(['20261123-041509', '20261123-041509-nightly', '20261123-041509.123', '20261123-041509.123-nightly'])('accepts the name %j (old names too)', (name) => {
+    expect(() => checkBackupName(name, 'prod')).not.toThrow();
   });
   it.each(['Bad', 'a b', '../x', '-x', 'x'.repeat(41), ''])('refuses the label %j', (label) => {
     expect(() => backupName(new Date(), label)).toThrow(UsageError);
   });
-  it.each(['../etc', '20261123-041509/..', '20261123-041509-..', 'x', '20261123-041509-a/b', '20261123-041509 '])('refuses the name %j', (name) => {
+  it.each(['../etc', '20261123-041509/..', '20261123-041509-..', 'x', '20261123-041509-a/b', '20261123-041509 ', '20261123-041509.12', '20261123-041509..123', '20261123-041509.123.partial'])('refuses the name %j', (name) => {
     expect(() => checkBackupName(name, 'prod')).toThrow(/is not a backup name/);
   });
   it('accepts the names it makes', () => expect(() => checkBackupName('20261123-041509-nightly', 'prod')).not.toThrow());
@@ -159,5 +172,61 @@ describe('PostgreSQL targets', () => {
     expect(pgpassLine(pg?.target as never, pg?.password as string)).toBe('db.internal:6543:shop:app:p\\:w\\\\d x\n');
     expect(pgOf('postgresql://app@127.0.0.1/app')?.target.port).toBe('5432');
     expect(render(dumpPostgres('/b/x.partial', pg?.target as never))).not.toContain('p:w');
+  });
+});
+
+describe('a backup never replaces another of the same name (run by sh)', () => {
+  const run = (c: ReturnType<typeof takeSnapshot>) => {
+    if (c.kind !== 'script') throw new Error('a script');
+    return spawnSync('sh', ['-c', c.text, 'sh', ...c.args.map(String)], { encoding: 'utf8' });
+  };
+  let dir = '';
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'skiff-names-'));
+    mkdirSync(join(dir, 'shared/uploads'), { recursive: true });
+    writeFileSync(join(dir, 'shared/uploads/a.txt'), 'a\n');
+    mkdirSync(join(dir, 'backups/20261123-041509.123'), { recursive: true });
+    writeFileSync(join(dir, 'backups/20261123-041509.123/manifest.json'), '{"first":true}');
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a snapshot into the stage of a sealed backup exits 6 and touches nothing', () => {
+    const r = run(takeSnapshot(join(dir, 'shared'), join(dir, 'backups/20261123-041509.123.partial'), [], ['uploads']));
+    expect(r.status).toBe(6);
+    expect(readdirSync(join(dir, 'backups'))).toEqual(['20261123-041509.123']);
+    expect(readFileSync(join(dir, 'backups/20261123-041509.123/manifest.json'), 'utf8')).toBe('{"first":true}');
+  });
+
+  it('a snapshot into a stage another backup is making exits 6 and leaves it', () => {
+    mkdirSync(join(dir, 'backups/20261123-041509.124.partial/sqlite'), { recursive: true });
+    writeFileSync(join(dir, 'backups/20261123-041509.124.partial/files.tar'), 'being written');
+    expect(run(takeSnapshot(join(dir, 'shared'), join(dir, 'backups/20261123-041509.124.partial'), [], ['uploads'])).status).toBe(6);
+    expect(readFileSync(join(dir, 'backups/20261123-041509.124.partial/files.tar'), 'utf8')).toBe('being written');
+  });
+
+  it('a seal over a backup of the same name fails (exit 1) and leaves both as they were', () => {
+    mkdirSync(join(dir, 'backups/20261123-041509.123.partial'));
+    writeFileSync(join(dir, 'backups/20261123-041509.123.partial/manifest.json'), '{"second":true}');
+    const r = run(sealBackup(join(dir, 'backups/20261123-041509.123.partial'), join(dir, 'backups/20261123-041509.123')));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('exists already: not replaced');
+    expect(readFileSync(join(dir, 'backups/20261123-041509.123/manifest.json'), 'utf8')).toBe('{"first":true}');
+  });
+
+  it('a seal whose folder has no manifest fails (exit 1): a backup is sealed only when whole', () => {
+    mkdirSync(join(dir, 'backups/x.partial'));
+    expect(run(sealBackup(join(dir, 'backups/x.partial'), join(dir, 'backups/x'))).status).toBe(1);
+  });
+
+  it('a sound snapshot and seal make the backup, and listBackups skips stages', () => {
+    const stage = join(dir, 'backups/20261123-041510.000.partial');
+    expect(run(takeSnapshot(join(dir, 'shared'), stage, [], ['uploads'])).status).toBe(0);
+    writeFileSync(join(stage, 'manifest.json'), '{}');
+    // A stage already holds its manifest just before it is sealed: still not a backup.
+    mkdirSync(join(dir, 'backups/20261123-041509.999.partial'));
+    writeFileSync(join(dir, 'backups/20261123-041509.999.partial/manifest.json'), '{}');
+    expect(run(listBackups(join(dir, 'backups'))).stdout).toBe('20261123-041509.123\n');
+    expect(run(sealBackup(stage, join(dir, 'backups/20261123-041510.000'))).status).toBe(0);
+    expect(run(listBackups(join(dir, 'backups'))).stdout).toBe('20261123-041509.123\n20261123-041510.000\n');
   });
 });
