@@ -1,19 +1,34 @@
 /** Builders for the proxy drivers: Caddy's admin API (through curl on the host) and nginx files and signals. */
 import { script, type Cmd } from '../core/cmd.ts';
 
-/** One request to Caddy's admin API; prints the body, then the HTTP status on a line of its own. Body on stdin. */
-export const caddyRequest = (admin: string, method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string): Cmd =>
+/** Seconds curl waits for Caddy's admin API: to connect, and for the whole answer. */
+export const CADDY_CONNECT_SECONDS = 5;
+export const CADDY_ANSWER_SECONDS = 15;
+
+/**
+ * One request to Caddy's admin API; prints the body, then the HTTP status on a line of its own. Body
+ * on stdin. An API that accepts the connection and never answers fails curl (exit 28) in
+ * `answerSeconds`.
+ */
+export const caddyRequest = (
+  admin: string,
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
+  path: string,
+  answerSeconds: number = CADDY_ANSWER_SECONDS,
+): Cmd =>
   script(
     [
       'if [ "$1" = GET ] || [ "$1" = DELETE ]; then',
-      '  curl -sS -X "$1" -o - -w "\\n%{http_code}" "http://$2$3"',
+      '  curl -sS --connect-timeout "$4" --max-time "$5" -X "$1" -o - -w "\\n%{http_code}" "http://$2$3"',
       'else',
-      '  curl -sS -X "$1" -H "Content-Type: application/json" --data-binary @- -o - -w "\\n%{http_code}" "http://$2$3"',
+      '  curl -sS --connect-timeout "$4" --max-time "$5" -X "$1" -H "Content-Type: application/json" --data-binary @- -o - -w "\\n%{http_code}" "http://$2$3"',
       'fi',
     ].join('\n'),
     method,
     admin,
     path,
+    String(Math.min(CADDY_CONNECT_SECONDS, answerSeconds)),
+    String(answerSeconds),
   );
 
 /**
@@ -57,9 +72,12 @@ export const connectionsTo = (port: number): Cmd =>
     String(port),
   );
 
-/** One GET through the proxy, from the host; prints the HTTP status (000 when nothing answers). */
+/**
+ * One GET through the proxy, from the host; prints the HTTP status, 000 when nothing answers or the
+ * answer does not end within `timeoutSeconds` (curl prints the status of a cut answer too).
+ */
 export const probeUrl = (url: string, timeoutSeconds: number): Cmd =>
-  script('curl -s -o /dev/null -w "%{http_code}" -m "$2" "$1" || true', url, String(timeoutSeconds));
+  script('c=$(curl -s -o /dev/null -w "%{http_code}" -m "$2" "$1") || c=000; echo "$c"', url, String(timeoutSeconds));
 
 /** Linux's net.ipv4.tcp_migrate_req (0 or 1; nothing on older kernels). */
 export const tcpMigrateReq = (): Cmd => script('cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null; exit 0');

@@ -105,13 +105,24 @@ export const portStatus = (port: number): Cmd =>
     String(port),
   );
 
-/** One GET of the health URL on the host itself; prints the HTTP status (000 when nothing answers). */
+/**
+ * One GET of the health URL on the host itself; prints the HTTP status, 000 when nothing answers or
+ * the answer does not end within `timeoutSeconds`. The limit is on the whole request, so an endpoint
+ * that trickles a byte a second cannot hold the probe: curl's -m; wget's -T only bounds each read,
+ * so wget runs under `timeout` where the host has it.
+ */
 export const probeHealth = (port: number, path: string, timeoutSeconds: number): Cmd =>
   script(
     [
       'url="http://127.0.0.1:$1$2"',
-      'if command -v curl >/dev/null 2>&1; then curl -s -o /dev/null -w "%{http_code}" -m "$3" "$url" || true',
-      'elif command -v wget >/dev/null 2>&1; then wget -q -S -O /dev/null -T "$3" "$url" 2>&1 | awk "/^  HTTP/ { c = \\$2 } END { print c ? c : \\"000\\" }"',
+      'if command -v curl >/dev/null 2>&1; then',
+      '  c=$(curl -s -o /dev/null -w "%{http_code}" -m "$3" "$url") || c=000; echo "$c"',
+      'elif command -v wget >/dev/null 2>&1; then',
+      '  if command -v timeout >/dev/null 2>&1; then h=$(timeout "$3" wget -q -S -O /dev/null -T "$3" "$url" 2>&1); s=$?',
+      '  else h=$(wget -q -S -O /dev/null -T "$3" "$url" 2>&1); s=$?; fi',
+      // 124: timeout stopped it. wget prints the headers of each answer (redirects too): the last counts.
+      '  [ "$s" = 124 ] && h=',
+      '  printf "%s\\n" "$h" | awk "/^  HTTP/ { c = \\$2 } END { print c ? c : \\"000\\" }"',
       'else echo "no-client"; fi',
     ].join('\n'),
     String(port),

@@ -12,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import type { BackupManifest } from './backup.ts';
 import { checkBackupName } from './backup.ts';
 import { script } from '../core/cmd.ts';
+import { DEADLINE } from '../host/host.ts';
 import type { Session } from './session.ts';
 import { ConfigError, SkiffError, UsageError } from '../core/errors.ts';
 import { TarReader, type TarEvent } from '../ship/tar.ts';
@@ -92,6 +93,7 @@ export const downloadBackup = async (ctx: Session, name: string, manifest: Backu
       discardStdout: true,
       check: false,
       signal: stopped.signal,
+      timeoutMs: DEADLINE.transfer,
     });
     source.push(null);
     await written;
@@ -150,7 +152,7 @@ export const uploadBackup = async (ctx: Session, path: string): Promise<string> 
   const stage = `${backups}/.upload-${name}`;
   const r = await host.exec(
     script('mkdir -p "$1" && chmod 700 "$1" && rm -rf "$2" && mkdir -p "$2" && tar -x -f - -C "$2" && [ -f "$2/$3/manifest.json" ] && rm -rf "$1/$3" && mv -T "$2/$3" "$1/$3"; s=$?; rm -rf "$2"; exit $s', backups, stage, name),
-    { stdin: input, check: false },
+    { stdin: input, check: false, timeoutMs: DEADLINE.transfer },
   );
   if (r.code !== 0) throw new SkiffError(`${host.name}: could not upload ${basename(path)}: ${r.stderr.trim().split('\n').at(-1) || 'not a backup archive'}`);
   return name;

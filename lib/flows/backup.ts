@@ -4,6 +4,7 @@
  */
 import { backupSpace, checkBackup, drillRestore, dumpPostgres, listBackups, pgpassLine, restorePostgres, sealBackup, swapInData, takeSnapshot, type PgTarget } from '../commands/backup.ts';
 import { cmd } from '../core/cmd.ts';
+import { DEADLINE } from '../host/host.ts';
 import { gateSlot, missingOn } from './deploy.ts';
 import type { Session } from './session.ts';
 import { firstLine, SkiffError, UsageError } from '../core/errors.ts';
@@ -180,12 +181,12 @@ export const takeBackup = async (
   /** Whether `stage` is this backup's own (else it is another's, and must stay). */
   let ours = true;
   try {
-    let snapshot = await host.exec(takeSnapshot(l.shared, stage, cfg.backup.sqlite, cfg.backup.paths), { check: false });
+    let snapshot = await host.exec(takeSnapshot(l.shared, stage, cfg.backup.sqlite, cfg.backup.paths), { check: false, timeoutMs: DEADLINE.transfer });
     // A name in use (sealed, or being made) is never touched: the next millisecond's name is taken instead.
     for (let later = 1; snapshot.code === NAME_TAKEN && later <= 10; later++) {
       name = backupName(new Date(at.getTime() + later), label);
       stage = `${backupDir(ctx, name)}.partial`;
-      snapshot = await host.exec(takeSnapshot(l.shared, stage, cfg.backup.sqlite, cfg.backup.paths), { check: false });
+      snapshot = await host.exec(takeSnapshot(l.shared, stage, cfg.backup.sqlite, cfg.backup.paths), { check: false, timeoutMs: DEADLINE.transfer });
     }
     if (snapshot.code === NAME_TAKEN) {
       ours = false;
@@ -198,7 +199,7 @@ export const takeBackup = async (
     let sums = snapshot.stdout;
     const pg = pgOf(cfg.backup.postgresUrl?.reveal());
     if (pg) {
-      const dump = await host.exec(dumpPostgres(stage, pg.target), { stdin: pgpassLine(pg.target, pg.password), check: false });
+      const dump = await host.exec(dumpPostgres(stage, pg.target), { stdin: pgpassLine(pg.target, pg.password), check: false, timeoutMs: DEADLINE.transfer });
       if (dump.code !== 0) {
         throw new SkiffError(`${host.name}: backup failed: PostgreSQL ${pg.target.db} on ${pg.target.host}:${pg.target.port}: ${(dump.stderr.trim().split('\n').at(-1) ?? `exit ${dump.code}`).replace(/^pg_dump: error: /, '')}`);
       }
@@ -260,7 +261,7 @@ export const verifyBackup = async (ctx: Session, name: string): Promise<BackupMa
       2,
     );
   }
-  const problems = verifyAgainst(manifest, (await host.exec(checkBackup(backupDir(ctx, name)))).stdout);
+  const problems = verifyAgainst(manifest, (await host.exec(checkBackup(backupDir(ctx, name)), { timeoutMs: DEADLINE.transfer })).stdout);
   if (problems.length > 0) throw new SkiffError(`backup ${name} on ${host.name} is damaged: ${problems.join('; ')}; nothing was changed`);
   return manifest;
 };
@@ -284,11 +285,12 @@ const swapIn = async (ctx: Session, name: string, m: BackupManifest): Promise<vo
       m.entries.filter((e) => e.kind === 'sqlite').map((e) => [e.path, e.sources[0] as string] as const),
       m.entries.find((e) => e.kind === 'paths')?.sources ?? [],
     ),
+    { timeoutMs: DEADLINE.transfer },
   );
   const pg = pgOf(ctx.cfg.backup.postgresUrl?.reveal());
   if (m.entries.some((e) => e.kind === 'postgres')) {
     if (!pg) throw new SkiffError(`backup ${name} holds a PostgreSQL dump, and BACKUP_POSTGRES_URL is not set: set it to the database to restore into`, 2);
-    const r = await ctx.host.exec(restorePostgres(`${backupDir(ctx, name)}/postgres.dump`, pg.target), { stdin: pgpassLine(pg.target, pg.password), check: false });
+    const r = await ctx.host.exec(restorePostgres(`${backupDir(ctx, name)}/postgres.dump`, pg.target), { stdin: pgpassLine(pg.target, pg.password), check: false, timeoutMs: DEADLINE.transfer });
     if (r.code !== 0) throw new SkiffError(`PostgreSQL restore failed (nothing of it was applied): ${r.stderr.trim().split('\n').at(-1) ?? `exit ${r.code}`}`);
   }
 };
@@ -341,7 +343,7 @@ export const restoreBackup = async (ctx: Session, name: string, manifest: Backup
  * touching nothing live. Returns one line per entry.
  */
 export const drillBackup = async (ctx: Session, name: string, m: BackupManifest): Promise<string[]> => {
-  const out = (await ctx.host.exec(drillRestore(backupDir(ctx, name), `${backupsDir(ctx)}/.drill-${name}`))).stdout;
+  const out = (await ctx.host.exec(drillRestore(backupDir(ctx, name), `${backupsDir(ctx)}/.drill-${name}`), { timeoutMs: DEADLINE.transfer })).stdout;
   const field = (kind: string, entry: string) => new RegExp(`^${kind} ${entry.replace(/[./]/g, '\\$&')} (.*)$`, 'm').exec(out)?.[1];
   const problems: string[] = [];
   const lines = m.entries.map((e) => {

@@ -8,6 +8,14 @@ import type { Host } from '../host/host.ts';
 
 export type { Clock };
 
+/**
+ * A probe limits its own request (curl -m, timeout wget); the deadline of its command is that plus
+ * this, for a host where neither limit holds (a wget without `timeout`, a slow login).
+ */
+const PROBE_SLACK_MS = 10_000;
+/** The deadline of one probe of askUntilOk, whose probes limit their requests to a few seconds. */
+const ASK_DEADLINE_MS = 30_000;
+
 export interface GateOptions {
   readonly port: number;
   readonly path: string;
@@ -29,7 +37,8 @@ export const waitHealthy = async (host: Host, o: GateOptions): Promise<{ ms: num
   for (let attempt = 0; ; attempt++) {
     o.signal?.throwIfAborted();
     const left = Math.max(1, Math.ceil((deadline - clock.now()) / 1000));
-    const status = (await host.exec(probeHealth(o.port, o.path, Math.min(5, left)), { check: false })).stdout.trim();
+    const seconds = Math.min(5, left);
+    const status = (await host.exec(probeHealth(o.port, o.path, seconds), { check: false, timeoutMs: seconds * 1000 + PROBE_SLACK_MS })).stdout.trim();
     if (status === 'no-client') throw new HealthCheckError(`${host.name} has neither curl nor wget for the health check: install curl`);
     if (isOkStatus(status)) return { ms: clock.now() - started };
     last = status === '000' || status === '' ? 'no answer' : `HTTP ${status}`;
@@ -54,7 +63,7 @@ export const publicHealthUrl = (cfg: Config): string => `${(cfg.publicUrl ?? '')
 export const askUntilOk = async (host: Host, probe: Cmd, clock: Clock, tries = 5): Promise<string> => {
   let status = '';
   for (let attempt = 0; attempt < tries; attempt++) {
-    status = (await host.exec(probe, { check: false })).stdout.trim();
+    status = (await host.exec(probe, { check: false, timeoutMs: ASK_DEADLINE_MS })).stdout.trim();
     if (isOkStatus(status)) return status;
     await clock.sleep(200);
   }

@@ -3,20 +3,46 @@
  * over SSH. Flows are written once against it and run unchanged on both.
  */
 import type { Readable } from 'node:stream';
-import type { Cmd } from '../core/cmd.ts';
+import { render, script, type Cmd } from '../core/cmd.ts';
+import { SkiffError } from '../core/errors.ts';
+
+/**
+ * Deadlines of Host.exec in milliseconds. Nothing may hang forever while it holds the deploy lock,
+ * so every command has one: `command` unless the step names another.
+ */
+export const DEADLINE = {
+  /** Any command that names none: checks, starts, stops, proxy changes, state writes. */
+  command: 5 * 60_000,
+  /** Work that grows with the data: shipping a release, loading an image, a backup, a restore, a download. */
+  transfer: 2 * 60 * 60_000,
+  /** No deadline: only `logs --follow`, which runs until the user stops it. */
+  none: Number.POSITIVE_INFINITY,
+} as const;
+
+/** What a streamed output (onStdout, onStderr) keeps in the result: its last 64 KiB. */
+export const STREAM_TAIL_BYTES = 64 * 1024;
 
 export interface ExecOptions {
   /** Bytes for the command's standard input: how file contents and secrets travel (never argv). */
   readonly stdin?: string | Buffer | Readable;
   /** Throw RemoteCommandError on a non-zero exit (default true). */
   readonly check?: boolean;
-  /** Called with output as it arrives (logs --follow); the result still holds all of it. */
+  /**
+   * Called with output as it arrives (logs --follow); the result then holds only the last
+   * STREAM_TAIL_BYTES of stdout, so a stream that never ends keeps memory bounded.
+   */
   readonly onStdout?: (chunk: Buffer) => void;
   /** Keep no stdout in the result (a download handed to onStdout can be larger than memory). */
   readonly discardStdout?: boolean;
+  /** As onStdout, for stderr: the result holds its last STREAM_TAIL_BYTES. */
   readonly onStderr?: (chunk: Buffer) => void;
   /** Ends the command (SIGTERM locally, channel close over SSH). */
   readonly signal?: AbortSignal;
+  /**
+   * Milliseconds the command may run (default DEADLINE.command; DEADLINE.none for no limit). Past
+   * it the command is stopped and exec rejects with DeadlineError.
+   */
+  readonly timeoutMs?: number;
 }
 
 export interface ExecResult {
@@ -44,4 +70,80 @@ export interface Host {
   get(path: string): Promise<Buffer | undefined>;
   /** Ends the connection; safe to call twice. */
   close(): Promise<void>;
+}
+
+/** A command that ran past its deadline and was stopped. One line: the host, the command (shortened, redacted), the deadline. */
+export class DeadlineError extends SkiffError {
+  readonly host: string;
+  readonly command: string;
+  readonly timeoutMs: number;
+  constructor(host: string, command: Cmd, timeoutMs: number) {
+    super(
+      `${host}: stopped a command still running after ${showMs(timeoutMs)}, its deadline: ${shortCommand(command)}; ` +
+        'check what it waits for on the host (an app, the proxy, a database, the network), then run again',
+    );
+    this.host = host;
+    this.command = render(command);
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+const showMs = (ms: number): string => (ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(1)}s`);
+
+const cut = (text: string, max: number): string => (text.length <= max ? text : `${text.slice(0, max - 1)}…`);
+
+/**
+ * A command as one short line for messages: secrets redacted, white space (the newlines of a
+ * script) folded, a script's text cut to its start so that its arguments, which say what it
+ * worked on, still show.
+ */
+export const shortCommand = (command: Cmd, max = 160): string => {
+  const fold = (text: string) => text.replace(/\s+/g, ' ').trim();
+  const shown = command.kind === 'script' ? script(cut(fold(command.text), 48), ...command.args) : command;
+  return cut(fold(render(shown)), max);
+};
+
+/** Validates a deadline of ExecOptions; undefined means none. */
+export const deadlineOf = (options: ExecOptions): number | undefined => {
+  const ms = options.timeoutMs ?? DEADLINE.command;
+  if (ms === Number.POSITIVE_INFINITY) return undefined;
+  // setTimeout fires at once for values it cannot hold (above 2^31 - 1 ms, or not a number).
+  if (!Number.isFinite(ms) || ms <= 0 || ms > 2 ** 31 - 1) throw new RangeError(`timeoutMs must be 1 to ${2 ** 31 - 1} ms or DEADLINE.none, not ${ms}`);
+  return ms;
+};
+
+/**
+ * The output of one stream of a command: all of it, or with `tailOnly` (the stream is also handed
+ * to a callback) only its last `limit` bytes, starting at a whole UTF-8 character.
+ */
+export class OutputBuffer {
+  readonly #tailOnly: boolean;
+  readonly #limit: number;
+  #chunks: Buffer[] = [];
+  #size = 0;
+  constructor(tailOnly: boolean, limit = STREAM_TAIL_BYTES) {
+    this.#tailOnly = tailOnly;
+    this.#limit = limit;
+  }
+  push(chunk: Buffer): void {
+    this.#chunks.push(chunk);
+    this.#size += chunk.length;
+    // Compacting at twice the limit copies each byte at most twice.
+    if (this.#tailOnly && this.#size > 2 * this.#limit) {
+      const tail = this.#tail();
+      this.#chunks = [tail];
+      this.#size = tail.length;
+    }
+  }
+  toBuffer(): Buffer {
+    return this.#tailOnly ? this.#tail() : Buffer.concat(this.#chunks);
+  }
+  #tail(): Buffer {
+    const all = Buffer.concat(this.#chunks);
+    if (all.length <= this.#limit) return all;
+    let start = all.length - this.#limit;
+    // Skip UTF-8 continuation bytes (10xxxxxx): a character cut in two would decode as U+FFFD.
+    for (let i = 0; i < 3 && start < all.length && ((all[start] ?? 0) & 0xc0) === 0x80; i++) start++;
+    return Buffer.from(all.subarray(start)); // a copy: the big buffer can go
+  }
 }

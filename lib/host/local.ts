@@ -20,9 +20,9 @@ import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Options as ZxOptions, ProcessOutput, ProcessPromise } from 'zx';
-import { quote, renderForExec, render, type Cmd } from '../core/cmd.ts';
+import { cmd, quote, renderForExec, render, type Cmd } from '../core/cmd.ts';
 import { RemoteCommandError } from '../core/errors.ts';
-import type { ExecOptions, ExecResult, Host, PutOptions } from './host.ts';
+import { DEADLINE, DeadlineError, OutputBuffer, deadlineOf, type ExecOptions, type ExecResult, type Host, type PutOptions } from './host.ts';
 
 // DOCKER_HOST: the daemon this machine's docker commands talk to (rootless Docker, a remote engine).
 const PASSED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'SHELL', 'DOCKER_HOST'];
@@ -36,6 +36,13 @@ interface SpawnOptions extends ExecOptions {
   readonly env?: Record<string, string>;
   /** Name for error messages. */
   readonly label: string;
+  /**
+   * The command as messages show it (secrets redacted); default argv. With it the process also gets
+   * a process group of its own, which an abort or the deadline ends whole: what a host command
+   * started (a curl under a script) goes with it, and the terminal's Ctrl-C reaches only skiff,
+   * which stops at a safe point, as it does over SSH.
+   */
+  readonly shown?: Cmd;
 }
 
 type Zx = typeof import('zx');
@@ -55,20 +62,23 @@ interface Start {
   readonly env: NodeJS.ProcessEnv;
   readonly signal?: AbortSignal | undefined;
   readonly stdio?: 'pipe' | 'inherit';
+  /** A process group of its own (setsid), ended by killGroup. */
+  readonly group?: boolean;
 }
 
 /**
  * Starts argv through zx with no shell. The ProcessPromise comes wrapped, since an async function
  * would wait for a thenable it returns; it resolves to zx's ProcessOutput and never rejects.
  */
-const start = async ({ argv, cwd, env, signal, stdio = 'pipe' }: Start): Promise<{ readonly running: ProcessPromise }> => {
+const start = async ({ argv, cwd, env, signal, stdio = 'pipe', group = false }: Start): Promise<{ readonly running: ProcessPromise }> => {
   const { $ } = await loadZx();
   const [file = '', ...args] = argv;
   const spawn = $.spawn;
   const noShell = ((_cmd: string, _args: readonly string[], opts: object) =>
     // The abort signal goes to spawn itself, not to zx: spawn kills the program with SIGTERM and lets
-    // its last output through, where zx would also cut its stdout and stderr at the exit.
-    spawn(file, args, { ...opts, shell: false, killSignal: 'SIGTERM', ...(signal ? { signal } : {}) })) as ZxOptions['spawn'];
+    // its last output through, where zx would also cut its stdout and stderr at the exit. A group's
+    // abort is run's own: it signals the whole group.
+    spawn(file, args, { ...opts, shell: false, killSignal: 'SIGTERM', detached: group, ...(signal && !group ? { signal } : {}) })) as ZxOptions['spawn'];
   const zxOptions: Partial<ZxOptions> = {
     cwd, // zx would otherwise use the folder it was imported in
     env,
@@ -88,13 +98,62 @@ const start = async ({ argv, cwd, env, signal, stdio = 'pipe' }: Start): Promise
   return { running: $(zxOptions)`${argv}` };
 };
 
-/** Runs argv (no shell) and collects its output. */
+// Time a process group has after SIGTERM before SIGKILL, when the deadline has passed.
+const KILL_AFTER_MS = 2000;
+
+/** Groups of processes that run now; skiff's exit ends them (a second Ctrl-C exits at once). */
+const groups = new Set<number>();
+let exitHook = false;
+const watchGroup = (pid: number): void => {
+  groups.add(pid);
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const g of groups) killGroup(g, 'SIGTERM');
+  });
+};
+
+const killGroup = (pid: number, sig: NodeJS.Signals): void => {
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    // ESRCH: the whole group has ended
+  }
+};
+
+/** The process zx started (its type from zx: only zx's module may name child_process). */
+type Child = NonNullable<ProcessPromise['child']>;
+
+/** SIGTERM to the group, up to KILL_AFTER_MS for its leader to exit, then SIGKILL to what is left. */
+const stopGroup = async (child: Child): Promise<void> => {
+  const pid = child.pid;
+  if (pid === undefined) return;
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  });
+  killGroup(pid, 'SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([exited, new Promise<void>((resolve) => (timer = setTimeout(resolve, KILL_AFTER_MS)))]);
+  clearTimeout(timer);
+  killGroup(pid, 'SIGKILL');
+  // A process that left the group (setsid) may still hold the pipes: stop reading them.
+  child.stdout?.destroy();
+  child.stderr?.destroy();
+};
+
+/**
+ * Runs argv (no shell) and collects its output. `timeoutMs` here has no default (a build takes what
+ * it takes); past it the process group is stopped and run rejects with DeadlineError.
+ */
 export const run = async (argv: readonly string[], options: SpawnOptions): Promise<ExecResult> => {
   const [file] = argv;
   if (file === undefined) throw new Error('run: empty argv');
-  const { running: p } = await start({ argv, cwd: options.cwd ?? process.cwd(), env: options.env ?? baseEnv(), signal: options.signal });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
+  const limit = options.timeoutMs === undefined ? undefined : deadlineOf(options);
+  const group = options.shown !== undefined || limit !== undefined;
+  const { running: p } = await start({ argv, cwd: options.cwd ?? process.cwd(), env: options.env ?? baseEnv(), signal: options.signal, group });
+  const out = new OutputBuffer(options.onStdout !== undefined);
+  const err = new OutputBuffer(options.onStderr !== undefined);
   const child = p.child;
   child?.stdout?.on('data', (b: Buffer) => {
     if (!options.discardStdout) out.push(b);
@@ -108,15 +167,45 @@ export const run = async (argv: readonly string[], options: SpawnOptions): Promi
     child.stdin.on('error', () => {}); // a command that exits before reading all stdin is judged by its status
     feed(child.stdin, options.stdin);
   }
-  const o: ProcessOutput = await p;
+  const pid = group ? child?.pid : undefined;
+  if (pid !== undefined) watchGroup(pid);
+  const abort = () => child && void stopGroup(child);
+  if (pid !== undefined) {
+    options.signal?.addEventListener('abort', abort, { once: true });
+    if (options.signal?.aborted) abort();
+  }
+  // Once the deadline has passed, the end of the process is that stop, whatever it exits with.
+  let stopping: Promise<void> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    if (limit === undefined || !child) return;
+    timer = setTimeout(() => {
+      // Nothing reads the rest of a stream fed to the command now: let its source go.
+      const input = options.stdin;
+      if (input !== undefined && typeof input !== 'string' && !Buffer.isBuffer(input)) input.destroy();
+      stopping = stopGroup(child);
+      void stopping.then(resolve);
+    }, limit);
+  });
+  let o: ProcessOutput | void;
+  try {
+    o = await Promise.race([p, late]);
+    if (stopping) await stopping;
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener('abort', abort);
+    if (pid !== undefined) groups.delete(pid);
+  }
+  if (stopping || !o) throw new DeadlineError(options.label, options.shown ?? cmd(...argv), limit ?? 0);
+  const shown = options.shown ? render(options.shown) : argv.join(' ');
   const e = o.cause as NodeJS.ErrnoException | null;
   // An abort's AbortError is no failure: the status (or the signal) reports the end.
   if (e && e.name !== 'AbortError') {
-    throw e.code === 'ENOENT' ? new RemoteCommandError(options.label, argv.join(' '), 127, `${file}: not found`) : e;
+    throw e.code === 'ENOENT' ? new RemoteCommandError(options.label, shown, 127, `${file}: not found`) : e;
   }
-  const result = { code: o.exitCode, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+  const result = { code: o.exitCode, stdout: out.toBuffer().toString(), stderr: err.toBuffer().toString() };
   if ((options.check ?? true) && result.code !== 0 && !options.signal?.aborted) {
-    throw new RemoteCommandError(options.label, argv.join(' '), result.code, result.stderr);
+    throw new RemoteCommandError(options.label, shown, result.code, result.stderr);
   }
   return result;
 };
@@ -168,11 +257,8 @@ export class LocalHost implements Host {
   readonly name = 'local';
 
   exec(command: Cmd, options: ExecOptions = {}): Promise<ExecResult> {
-    return run(['/bin/sh', '-c', renderForExec(command)], { ...options, label: this.name }).catch((e: unknown) => {
-      // The error must show the redacted command, not the executed text.
-      if (e instanceof RemoteCommandError) throw new RemoteCommandError(this.name, render(command), e.status, e.stderrTail);
-      throw e;
-    });
+    // Messages show `command` redacted, never the executed text.
+    return run(['/bin/sh', '-c', renderForExec(command)], { ...options, timeoutMs: options.timeoutMs ?? DEADLINE.command, label: this.name, shown: command });
   }
 
   async put(path: string, content: string | Buffer, options: PutOptions = {}): Promise<void> {

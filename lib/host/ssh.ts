@@ -12,7 +12,7 @@ import ssh2 from 'ssh2';
 import type { ClientChannel, ClientErrorExtensions, ConnectConfig, ParsedKey, ServerHostKeyAlgorithm } from 'ssh2';
 import { quote, render, renderForExec, script, type Cmd } from '../core/cmd.ts';
 import { EXIT, RemoteCommandError, SkiffError } from '../core/errors.ts';
-import type { ExecOptions, ExecResult, Host, PutOptions } from './host.ts';
+import { DeadlineError, OutputBuffer, deadlineOf, type ExecOptions, type ExecResult, type Host, type PutOptions } from './host.ts';
 import { checkHostKey, fingerprint, hostName, keyTypeOf, knownKeyTypes, readKnownHosts, type KnownHost } from './known-hosts.ts';
 
 // ssh2 is CommonJS without static exports: Node refuses `import { Client } from 'ssh2'`.
@@ -213,6 +213,8 @@ interface RawResult {
   readonly stderr: Buffer;
 }
 
+const isStream = (input: ExecOptions['stdin']): input is Readable => input !== undefined && typeof input !== 'string' && !Buffer.isBuffer(input);
+
 /** Lets at most `size` callers in at once; the rest wait in order. */
 class Slots {
   #free: number;
@@ -280,11 +282,12 @@ export class SshHost implements Host {
   }
 
   async #run(command: Cmd, options: ExecOptions): Promise<RawResult> {
+    const limit = deadlineOf(options);
     if (options.signal?.aborted) return { code: null, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) };
     const release = await this.#slots.take();
     try {
       const channel = await this.#open(command);
-      const result = await this.#collect(channel, command, options);
+      const result = await this.#collect(channel, command, options, limit);
       if ((options.check ?? true) && result.code !== 0 && !options.signal?.aborted) {
         throw new RemoteCommandError(this.name, render(command), result.code, result.stderr.toString());
       }
@@ -307,24 +310,43 @@ export class SshHost implements Host {
     });
   }
 
-  /** Feeds stdin, gathers output, and settles once the channel and its stderr have both closed. */
-  #collect(channel: ClientChannel, command: Cmd, options: ExecOptions): Promise<RawResult> {
+  /**
+   * Feeds stdin, gathers output, and settles once the channel and its stderr have both closed. Past
+   * the deadline the command is signalled, the channel closed, and the run rejects at once: sshd
+   * answers the close only when the command has exited.
+   */
+  #collect(channel: ClientChannel, command: Cmd, options: ExecOptions, limit: number | undefined): Promise<RawResult> {
     return new Promise((resolve, reject) => {
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
+      const out = new OutputBuffer(options.onStdout !== undefined);
+      const err = new OutputBuffer(options.onStderr !== undefined);
       let exited = false;
       let code: number | null = null;
       let inputError: Error | undefined;
       let open = 2;
-      const result = () => ({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err) });
-      // sshd answers the close only when the command has exited, so an abort settles at once.
-      const abort = () => {
+      let timer: NodeJS.Timeout | undefined;
+      const result = () => ({ code, stdout: out.toBuffer(), stderr: err.toBuffer() });
+      const stop = () => {
+        clearTimeout(timer);
+        options.signal?.removeEventListener('abort', abort);
         signal(channel, 'TERM');
         channel.close();
+      };
+      // As with the deadline, an abort settles at once.
+      const abort = () => {
+        stop();
         resolve({ ...result(), code: null });
       };
+      if (limit !== undefined) {
+        timer = setTimeout(() => {
+          stop();
+          // Nothing reads the rest of a stream fed to the command now: let its source go.
+          if (isStream(options.stdin)) options.stdin.destroy();
+          reject(new DeadlineError(this.name, command, limit));
+        }, limit);
+      }
       const settle = () => {
         if (--open > 0) return;
+        clearTimeout(timer);
         options.signal?.removeEventListener('abort', abort);
         if (inputError) reject(inputError);
         else if (exited || options.signal?.aborted) resolve(result());

@@ -4,7 +4,7 @@
  * `nginx -t` before every reload) and changes only the upstream after the first deploy.
  */
 import { script } from '../core/cmd.ts';
-import { caddyRequest, nginx, nginxMaster, nginxWorkers, tcpMigrateReq } from '../commands/proxy.ts';
+import { CADDY_ANSWER_SECONDS, caddyRequest, nginx, nginxMaster, nginxWorkers, tcpMigrateReq } from '../commands/proxy.ts';
 import type { Config } from '../config/config.ts';
 import { SkiffError } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
@@ -41,14 +41,23 @@ interface CaddyServer {
 }
 
 const caddyApi = async (host: Host, cfg: Config, method: 'GET' | 'POST' | 'PUT' | 'PATCH', path: string, body?: unknown) => {
-  const r = await host.exec(caddyRequest(cfg.caddyAdmin, method, path), {
+  const r = await host.exec(caddyRequest(cfg.caddyAdmin, method, path, CADDY_ANSWER_SECONDS), {
     check: false,
+    // curl gives up first (--max-time); this is for a host where curl itself does not come back.
+    timeoutMs: (CADDY_ANSWER_SECONDS + 15) * 1000,
     ...(body === undefined ? {} : { stdin: JSON.stringify(body) }),
   });
   const lines = r.stdout.split('\n');
   const status = Number(lines.pop());
+  const why = r.stderr.trim().split('\n').at(-1) ?? '';
+  // curl's 28: connected (or tried to) but no whole answer within its limits.
+  if (r.code === 28) {
+    throw new SkiffError(
+      `${host.name}: Caddy's admin API at ${cfg.caddyAdmin} did not answer ${method} ${path} within ${CADDY_ANSWER_SECONDS}s: check that Caddy is not stuck (its log) and that DEPLOY_CADDY_ADMIN is its admin address (${why})`,
+    );
+  }
   if (r.code !== 0 || !status) {
-    throw new SkiffError(`${host.name}: Caddy's admin API at ${cfg.caddyAdmin} does not answer: start Caddy, or fix DEPLOY_CADDY_ADMIN (${r.stderr.trim().split('\n').at(-1) ?? ''})`);
+    throw new SkiffError(`${host.name}: Caddy's admin API at ${cfg.caddyAdmin} does not answer: start Caddy, or fix DEPLOY_CADDY_ADMIN (${why})`);
   }
   return { status, body: lines.join('\n') };
 };

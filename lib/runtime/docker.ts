@@ -9,7 +9,7 @@ import type { Config } from '../config/config.ts';
 import { containerLogs, containerName, containerStatus, runContainer, stopContainer, untagRelease } from '../commands/docker.ts';
 import { removeReleases } from '../commands/release.ts';
 import { firstLine, SkiffError } from '../core/errors.ts';
-import type { Host } from '../host/host.ts';
+import { DEADLINE, type Host } from '../host/host.ts';
 import { buildImage, checkDockerfile } from '../ship/build.ts';
 import { checkHostDocker, findImageRelease, readImageRelease, rememberImage, shipImage, type HostDocker } from '../ship/docker-ship.ts';
 import type { Runtime, SlotRun } from './runtime.ts';
@@ -79,10 +79,11 @@ export const dockerRuntime = (cfg: Config): Runtime => {
       );
       return `container ${name(s.slot)} ${out.stdout.trim().slice(0, 12)}`;
     },
-    halt: async (host, _l, slot, graceSeconds) => (await host.exec(stopContainer(name(slot), graceSeconds))).stdout.trim(),
+    // The stop may take its whole grace period (DEPLOY_DRAIN_SECONDS, up to an hour) before the deadline starts to count.
+    halt: async (host, _l, slot, graceSeconds) => (await host.exec(stopContainer(name(slot), graceSeconds), { timeoutMs: graceSeconds * 1000 + DEADLINE.command })).stdout.trim(),
     logTail: async (host, _l, slot, lines = 10) => (await host.exec(containerLogs(name(slot), lines, false))).stdout,
     showLog: async (host, _l, slot, lines, follow, write, signal) => {
-      await host.exec(containerLogs(name(slot), lines, follow), { onStdout: write, check: false, ...(signal ? { signal } : {}) });
+      await host.exec(containerLogs(name(slot), lines, follow), { onStdout: write, check: false, ...(follow ? { timeoutMs: DEADLINE.none } : {}), ...(signal ? { signal } : {}) });
     },
     logName: (_l, slot) => `docker logs ${name(slot)}`,
   };

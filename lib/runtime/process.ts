@@ -5,6 +5,7 @@
  */
 import type { Config } from '../config/config.ts';
 import { script } from '../core/cmd.ts';
+import { DEADLINE } from '../host/host.ts';
 import { removeReleases, tail } from '../commands/release.ts';
 import { slotStatus, startSlot, stopSlot } from '../commands/supervisor.ts';
 import { runBuild } from '../ship/build.ts';
@@ -44,11 +45,12 @@ export const processRuntime = (cfg: Config): Runtime => ({
     );
     return `pid ${out.stdout.trim().split('\n').at(-1) ?? ''}`;
   },
-  halt: async (host, l, slot, graceSeconds) => (await host.exec(stopSlot(l, slot, graceSeconds))).stdout.trim(),
+  // The stop may take its whole grace period (DEPLOY_DRAIN_SECONDS, up to an hour) before the deadline starts to count.
+  halt: async (host, l, slot, graceSeconds) => (await host.exec(stopSlot(l, slot, graceSeconds), { timeoutMs: graceSeconds * 1000 + DEADLINE.command })).stdout.trim(),
   logTail: async (host, l, slot, lines = 10) => (await host.exec(tail(l.log(slot), lines))).stdout,
   showLog: async (host, l, slot, lines, follow, write, signal) => {
     if (!follow) write(Buffer.from((await host.exec(tail(l.log(slot), lines))).stdout));
-    else await host.exec(script('exec tail -n "$2" -F "$1"', l.log(slot), String(lines)), { onStdout: write, check: false, ...(signal ? { signal } : {}) });
+    else await host.exec(script('exec tail -n "$2" -F "$1"', l.log(slot), String(lines)), { onStdout: write, check: false, timeoutMs: DEADLINE.none, ...(signal ? { signal } : {}) });
   },
   logName: (l, slot) => l.log(slot),
 });

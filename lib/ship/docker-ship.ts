@@ -25,7 +25,7 @@ import type { Config } from '../config/config.ts';
 import { formatBytes } from './delta.ts';
 import { SkiffError } from '../core/errors.ts';
 import type { Layout } from '../core/paths.ts';
-import type { Host } from '../host/host.ts';
+import { DEADLINE, type Host } from '../host/host.ts';
 import { learnLayerNames, missingBytes, needsLayerNames, parseHostLayers, planImageShip } from './image.ts';
 import { imageTag } from './build.ts';
 import type { Shipped, ShipSpec } from './folder-ship.ts';
@@ -210,7 +210,7 @@ export const shipImage = async (
     const filter = new TarFilter({ keep: (m) => plan.keep(m.name), capture: (m) => ARCHIVE_META(m.name) });
     const saved = save.done.then(() => undefined, (e: unknown) => e);
     // The host's answer says more than a broken pipe here: it is awaited first.
-    await host.exec(loadImage(), { stdin: save.stdout.pipe(filter) });
+    await host.exec(loadImage(), { stdin: save.stdout.pipe(filter), timeoutMs: DEADLINE.transfer });
     const saveError = await saved;
     if (saveError) throw saveError;
     const learned = learnLayerNames(filter.captured.get('manifest.json'), (p) => filter.captured.get(p));

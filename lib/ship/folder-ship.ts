@@ -12,7 +12,7 @@ import type { Config } from '../config/config.ts';
 import { cmd, seq } from '../core/cmd.ts';
 import { SkiffError } from '../core/errors.ts';
 import type { Layout } from '../core/paths.ts';
-import type { Host } from '../host/host.ts';
+import { DEADLINE, type Host } from '../host/host.ts';
 import { releaseEntriesTar, releaseTar } from './build.ts';
 import { formatBytes, manifestChanges, manifestTotals, nulList, parseManifest, planDelta, serializeManifest, type Manifest } from './delta.ts';
 import { buildManifest } from './manifest.ts';
@@ -68,17 +68,17 @@ export const shipFolder = async (host: Host, l: Layout, cfg: Config, spec: ShipS
     return b;
   };
   const sendTar = async (tar: { stream: Readable; done: Promise<void> }) => {
-    await Promise.all([host.exec(unpackInto(partial), { stdin: counting(tar.stream, counter) }), tar.done]);
+    await Promise.all([host.exec(unpackInto(partial), { stdin: counting(tar.stream, counter), timeoutMs: DEADLINE.transfer }), tar.done]);
   };
   let summary: string;
   let files: { files: number; reused: number };
   try {
     if (live && liveId) {
       const plan = planDelta(live, manifest);
-      await host.exec(seedFromLive(l.release(liveId), partial), { stdin: input(nulList(plan.remove)) });
+      await host.exec(seedFromLive(l.release(liveId), partial), { stdin: input(nulList(plan.remove)), timeoutMs: DEADLINE.transfer });
       if (plan.send.length > 0) await sendTar(releaseEntriesTar(cfg, plan.send));
       if (plan.link.length > 0) {
-        await host.exec(linkInto(partial), { stdin: input(nulList(plan.link.flatMap(([from, to]) => [`${l.release(liveId)}/${from}`, to]))) });
+        await host.exec(linkInto(partial), { stdin: input(nulList(plan.link.flatMap(([from, to]) => [`${l.release(liveId)}/${from}`, to]))), timeoutMs: DEADLINE.transfer });
       }
       const sentFiles = total.files - plan.reused;
       summary = `${sentFiles} of ${total.files} files sent, ${plan.reused} taken from the live release`;

@@ -123,7 +123,7 @@ describe('script builders: arguments cross as single quoted words', () => {
     ],
     ['portStatus', portStatus(3001), ['3001']],
     ['probeHealth', probeHealth(3001, `/api/health?q=a b'c"; rm -rf /`, 5), ['3001', `/api/health?q=a b'c"; rm -rf /`, '5']],
-    ['caddyRequest', caddyRequest('127.0.0.1:2019', 'PATCH', `/id/skiff-a-b/x'y`), ['PATCH', '127.0.0.1:2019', `/id/skiff-a-b/x'y`]],
+    ['caddyRequest', caddyRequest('127.0.0.1:2019', 'PATCH', `/id/skiff-a-b/x'y`), ['PATCH', '127.0.0.1:2019', `/id/skiff-a-b/x'y`, '5', '15']],
     ['nginx', nginx('nginx -p /srv/n x -c /srv/n/nginx.conf', '-s', 'reload'), ['nginx -p /srv/n x -c /srv/n/nginx.conf', '-s', 'reload']],
     ['nginxMaster', nginxMaster(`sudo nginx -c '/etc/n $(x).conf'`), [`sudo nginx -c '/etc/n $(x).conf'`]],
     ['nginxWorkers', nginxWorkers('1234'), ['1234']],
@@ -163,5 +163,28 @@ describe('script builders: arguments cross as single quoted words', () => {
 
   it('the slot marker names the deploy path and the slot', () => {
     expect(slotMarker(l, 'blue')).toBe('/srv/a b#blue');
+  });
+});
+
+describe('time limits inside remote scripts', () => {
+  it('every curl to Caddy\'s admin API has a connect timeout and a limit on the whole answer', () => {
+    const c = caddyRequest('127.0.0.1:2019', 'GET', '/config/');
+    if (c.kind !== 'script') throw new Error('not a script');
+    const curls = c.text.split('\n').filter((line) => line.includes('curl '));
+    expect(curls).toHaveLength(2);
+    for (const line of curls) expect(line).toContain('curl -sS --connect-timeout "$4" --max-time "$5" -X "$1"');
+    expect(scriptArgs(caddyRequest('a:1', 'PUT', '/x', 3)).slice(3)).toEqual(['3', '3']); // connecting never outlasts the answer
+    expect(scriptArgs(caddyRequest('a:1', 'PUT', '/x', 60)).slice(3)).toEqual(['5', '60']);
+  });
+
+  it('a health probe limits the whole request: curl -m, wget under timeout; a cut or late answer is 000', () => {
+    const c = probeHealth(3001, '/health', 4);
+    if (c.kind !== 'script') throw new Error('not a script');
+    expect(c.text).toContain('c=$(curl -s -o /dev/null -w "%{http_code}" -m "$3" "$url") || c=000; echo "$c"');
+    expect(c.text).toContain('h=$(timeout "$3" wget -q -S -O /dev/null -T "$3" "$url" 2>&1); s=$?');
+    expect(c.text).toContain('[ "$s" = 124 ] && h=');
+    const u = probeUrl('http://127.0.0.1:8080/health', 5);
+    if (u.kind !== 'script') throw new Error('not a script');
+    expect(u.text).toBe('c=$(curl -s -o /dev/null -w "%{http_code}" -m "$2" "$1") || c=000; echo "$c"');
   });
 });

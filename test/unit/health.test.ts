@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { HealthCheckError } from '../../lib/core/errors.ts';
-import { waitHealthy, type Clock, type GateOptions } from '../../lib/flows/health.ts';
+import { askUntilOk, waitHealthy, type Clock, type GateOptions } from '../../lib/flows/health.ts';
+import { probeUrl } from '../../lib/commands/proxy.ts';
 import { inTurn, ok, RecordingHost } from '../support/recording-host.ts';
 import { words } from './shell-words.ts';
 
@@ -132,5 +133,21 @@ describe('waitHealthy', () => {
     controller.abort(new Error('stopped by SIGINT'));
     await expect(waitHealthy(g.host, { ...g.options, signal: controller.signal })).rejects.toThrow('stopped by SIGINT');
     expect(g.probes()).toHaveLength(0);
+  });
+});
+
+describe('deadlines of the probes', () => {
+  it('each probe command has a deadline just past the time limit of its own request', async () => {
+    const g = gate({ statuses: ['000', '000', '200'], timeoutSeconds: 3 });
+    await waitHealthy(g.host, g.options);
+    const probes = g.host.execs.filter((e) => PROBE.test(e.command));
+    expect(probes.map((e) => words(e.command).at(-1))).toEqual(['3', '3', '3']); // curl -m, wget timeout
+    expect(probes.map((e) => e.options.timeoutMs)).toEqual([13_000, 13_000, 13_000]);
+  });
+
+  it('askUntilOk gives each try a deadline', async () => {
+    const host = new RecordingHost([inTurn(PROBE, [ok('000'), ok('200')])]);
+    expect(await askUntilOk(host, probeUrl('http://127.0.0.1:8080/h', 5), fakeClock())).toBe('200');
+    expect(host.execs.map((e) => e.options.timeoutMs)).toEqual([30_000, 30_000]);
   });
 });

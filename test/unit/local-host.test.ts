@@ -3,13 +3,14 @@
  * environment is exactly the one given, stdin in every form, check, streaming, abort, ENOENT, and
  * the stream of streamFrom. These pin the behaviour the callers (build, image ship, git) rely on.
  */
-import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cmd, script, Secret } from '../../lib/core/cmd.ts';
 import { RemoteCommandError } from '../../lib/core/errors.ts';
+import { DEADLINE, DeadlineError, OutputBuffer, STREAM_TAIL_BYTES, deadlineOf, shortCommand } from '../../lib/host/host.ts';
 import { LocalHost, baseEnv, run, runAttached, streamFrom } from '../../lib/host/local.ts';
 
 const dir = realpathSync(mkdtempSync(join(tmpdir(), 'skiff-local-')));
@@ -199,6 +200,144 @@ describe('LocalHost', () => {
     await host.put(p, 'x', { mode: 0o600 });
     expect((await host.get(p))?.toString()).toBe('x');
     expect(await host.get(join(dir, 'none'))).toBeUndefined();
+  });
+});
+
+/** Whether a process exists (a zombie is gone for this purpose: it holds nothing). */
+const exists = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+};
+
+/** Whether a process still exists half a second on (a SIGKILL takes effect a moment after it is sent). */
+const alive = async (pid: number): Promise<boolean> => {
+  for (let i = 0; i < 50 && exists(pid); i++) await new Promise((r) => setTimeout(r, 10));
+  return exists(pid);
+};
+
+describe('deadlines', () => {
+  const host = new LocalHost();
+
+  it('stops a command past its deadline, with what it started, and fails with one line naming host, command and deadline', async () => {
+    const pids = join(dir, 'pids');
+    const t0 = Date.now();
+    // A child in the background and one in the foreground: the whole group must go.
+    const e = await host
+      .exec(script('sleep 60 & echo $! >"$1"; echo $$ >>"$1"; sleep 60', pids), { timeoutMs: 300 })
+      .catch((x: unknown) => x);
+    expect(Date.now() - t0).toBeLessThan(2500);
+    expect(e).toBeInstanceOf(DeadlineError);
+    const message = (e as Error).message;
+    expect(message).not.toContain('\n');
+    expect(message).toBe(
+      `local: stopped a command still running after 0.3s, its deadline: sh -c 'sleep 60 & echo $! >"$1"; echo $$ >>"$1"; sleep…' sh ${join(dir, 'pids')}; ` +
+        'check what it waits for on the host (an app, the proxy, a database, the network), then run again',
+    );
+    expect((e as DeadlineError).exitCode).toBe(1);
+    const started = readFileSync(pids, 'utf8').split('\n').filter(Boolean).map(Number);
+    expect(started).toHaveLength(2);
+    for (const pid of started) expect(await alive(pid), `pid ${pid}`).toBe(false);
+  });
+
+  it('a command that ignores SIGTERM gets SIGKILL, at most two seconds later', async () => {
+    const pidFile = join(dir, 'stubborn');
+    const t0 = Date.now();
+    const e = await host.exec(script('trap "" TERM; echo $$ >"$1"; while :; do sleep 0.1; done', pidFile), { timeoutMs: 200 }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(DeadlineError);
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(await alive(Number(readFileSync(pidFile, 'utf8')))).toBe(false);
+  });
+
+  it('shows a secret of the command as [REDACTED]', async () => {
+    const e = await host.exec(script('sleep 5', new Secret('hunter2-deadline')), { timeoutMs: 100 }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(DeadlineError);
+    expect((e as Error).message).toContain("sh -c 'sleep 5' sh [REDACTED];");
+    expect((e as Error).message).not.toContain('hunter2');
+    expect((e as DeadlineError).command).not.toContain('hunter2');
+  });
+
+  it('a command within its deadline is not touched; DEADLINE.none sets no timer', async () => {
+    expect((await host.exec(script('sleep 0.2; echo done'), { timeoutMs: 5000 })).stdout).toBe('done\n');
+    expect((await host.exec(script('sleep 0.2; echo done'), { timeoutMs: DEADLINE.none })).stdout).toBe('done\n');
+  });
+
+  it('every command has one: a few minutes unless the step names another; nonsense is refused', () => {
+    expect(deadlineOf({})).toBe(DEADLINE.command);
+    expect(DEADLINE.command).toBe(5 * 60_000);
+    expect(deadlineOf({ timeoutMs: 1500 })).toBe(1500);
+    expect(deadlineOf({ timeoutMs: DEADLINE.none })).toBeUndefined();
+    expect(deadlineOf({ timeoutMs: DEADLINE.transfer })).toBe(2 * 60 * 60_000);
+    // setTimeout would fire at once for these.
+    for (const bad of [0, -1, Number.NaN, 2 ** 31]) expect(() => deadlineOf({ timeoutMs: bad })).toThrow(RangeError);
+  });
+
+  it('an abort ends the whole group of a host command too', async () => {
+    const pids = join(dir, 'abort-pids');
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 300);
+    const r = await host.exec(script('sleep 60 & echo $! >"$1"; sleep 60', pids), { signal: ac.signal });
+    expect(r.code).toBeNull();
+    const [child] = readFileSync(pids, 'utf8').split('\n').filter(Boolean).map(Number);
+    expect(await alive(child ?? 0)).toBe(false);
+  });
+});
+
+describe('streamed output', () => {
+  const host = new LocalHost();
+
+  it('200 MB through onStdout: memory stays bounded and the result holds the last 64 KiB', async () => {
+    global.gc?.();
+    const before = process.memoryUsage().rss;
+    let peak = before;
+    let bytes = 0;
+    const r = await host.exec(script('head -c 200000000 /dev/zero | tr "\\0" a; echo; echo END'), {
+      onStdout: (b) => {
+        bytes += b.length;
+        if (bytes % (16 * 1024 * 1024) < b.length) peak = Math.max(peak, process.memoryUsage().rss);
+      },
+      timeoutMs: 60_000,
+    });
+    peak = Math.max(peak, process.memoryUsage().rss);
+    expect(bytes).toBe(200_000_005);
+    // Kept whole, the output alone would be 200 MB twice over (chunks, then one Buffer and a string).
+    expect(peak - before).toBeLessThan(100 * 1024 * 1024);
+    expect(r.stdout.length).toBe(STREAM_TAIL_BYTES);
+    expect(r.stdout.endsWith('aaaa\nEND\n')).toBe(true);
+  });
+
+  it('stderr handed to onStderr is kept as its tail too; without a callback all of it is kept', async () => {
+    let seen = 0;
+    const r = await host.exec(script('head -c 300000 /dev/zero | tr "\\0" e >&2; head -c 300000 /dev/zero | tr "\\0" o'), {
+      onStderr: (b) => (seen += b.length),
+    });
+    expect(seen).toBe(300_000);
+    expect(r.stderr.length).toBe(STREAM_TAIL_BYTES);
+    expect(r.stdout.length).toBe(300_000);
+  });
+
+  it('the tail starts at a whole UTF-8 character', () => {
+    const buffer = new OutputBuffer(true, 10);
+    for (let i = 0; i < 50; i++) buffer.push(Buffer.from('é1')); // 3 bytes each: é is 2
+    const tail = buffer.toBuffer().toString();
+    expect(tail).not.toContain('\uFFFD');
+    expect(tail).toBe('1é1é1é1');
+    const whole = new OutputBuffer(false, 10);
+    for (let i = 0; i < 50; i++) whole.push(Buffer.from('é1'));
+    expect(whole.toBuffer().toString()).toBe('é1'.repeat(50));
+  });
+});
+
+describe('shortCommand', () => {
+  it('folds a script to one line, cuts its text and keeps its arguments, secrets redacted', () => {
+    const long = script(['if [ "$1" = GET ]; then', '  curl -sS -X "$1" "http://$2$3"', 'fi'].join('\n'), 'GET', '127.0.0.1:2019', new Secret('hunter2-x'));
+    expect(shortCommand(long)).toBe(`sh -c 'if [ "$1" = GET ]; then curl -sS -X "$1" "http:…' sh GET 127.0.0.1:2019 [REDACTED]`);
+    expect(shortCommand(cmd('echo', 'a'.repeat(300))).length).toBe(160);
+    expect(shortCommand(cmd('echo', 'a b'))).toBe("echo 'a b'");
   });
 });
 
