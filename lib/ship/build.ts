@@ -6,7 +6,6 @@ import { dockerBuild, imageId, imageLabels } from '../commands/docker.ts';
 import type { Config } from '../config/config.ts';
 import { SkiffError } from '../core/errors.ts';
 import { run, streamFrom } from '../host/local.ts';
-import { tarExcludes } from './manifest.ts';
 
 /** Runs the build command in APP_DIR, passing its output line by line to `onOutput`. */
 export const runBuild = async (cfg: Config, onOutput: (text: string) => void): Promise<void> => {
@@ -32,24 +31,13 @@ export const runBuild = async (cfg: Config, onOutput: (text: string) => void): P
 };
 
 /**
- * Some entries of the release folder as a tar stream, folders without their contents: what a delta
- * ship sends. Names go to tar NUL-separated on stdin, each starting with `./`.
+ * Entries of the release folder as a tar stream, folders without their contents: a delta ship sends
+ * the ones the host lacks, a whole ship every entry of the manifest (so what never ships stays out
+ * of both). Names go to tar NUL-separated on stdin, each starting with `./`.
  */
 export const releaseEntriesTar = (cfg: Config, paths: readonly string[]): { stream: Readable; done: Promise<void> } => {
   const list = Buffer.from(paths.map((p) => `./${p}\0`).join(''));
   const { stdout, done } = streamFrom(['tar', '-c', '-f', '-', '--no-recursion', '--null', '-T', '-'], cfg.app.releaseDir, list);
-  return { stream: stdout, done };
-};
-
-/** The release folder as a tar stream (no temporary archive on disk). Files like .git and data stay out. */
-export const releaseTar = (cfg: Config): { stream: Readable; done: Promise<void> } => {
-  if (!existsSync(cfg.app.releaseDir)) {
-    throw new SkiffError(`${cfg.app.releaseDir} does not exist: check APP_DIR and DEPLOY_RELEASE_DIR (or run the build)`);
-  }
-  const { stdout, done } = streamFrom(
-    ['tar', '-c', '-f', '-', ...tarExcludes(), '.'],
-    cfg.app.releaseDir,
-  );
   return { stream: stdout, done };
 };
 

@@ -13,9 +13,10 @@ import { cmd, seq } from '../core/cmd.ts';
 import { SkiffError } from '../core/errors.ts';
 import type { Layout } from '../core/paths.ts';
 import { DEADLINE, type Host } from '../host/host.ts';
-import { releaseEntriesTar, releaseTar } from './build.ts';
-import { formatBytes, manifestChanges, manifestTotals, nulList, parseManifest, planDelta, serializeManifest, type Manifest } from './delta.ts';
-import { buildManifest } from './manifest.ts';
+import { releaseEntriesTar } from './build.ts';
+import { describeLeftOut } from './ignore.ts';
+import { formatBytes, manifestChanges, manifestTotals, nulList, parseManifest, planDelta, serializeManifest } from './delta.ts';
+import { releaseRules, walkRelease, type ReleaseWalk } from './manifest.ts';
 
 /** What a ship sent: bytes (counted at the SSH channel), files or layers sent, and those the host had. */
 export interface Shipped {
@@ -32,11 +33,11 @@ export interface ShipSpec {
   readonly liveRelease: string | undefined;
 }
 
-/** The manifest of the build, made once however many hosts it ships to. */
-const manifests = new WeakMap<Config, Promise<Manifest>>();
-const manifestOfBuild = (cfg: Config): Promise<Manifest> => {
-  let m = manifests.get(cfg);
-  if (!m) manifests.set(cfg, (m = buildManifest(cfg.app.releaseDir)));
+/** The manifest of the build and what it left out, made once however many hosts it ships to. */
+const walks = new WeakMap<Config, Promise<ReleaseWalk>>();
+const walkOfBuild = (cfg: Config): Promise<ReleaseWalk> => {
+  let m = walks.get(cfg);
+  if (!m) walks.set(cfg, (m = releaseRules(cfg).then((rules) => walkRelease(cfg.app.releaseDir, rules))));
   return m;
 };
 
@@ -57,7 +58,9 @@ export const shipFolder = async (host: Host, l: Layout, cfg: Config, spec: ShipS
     throw new SkiffError(`${cfg.app.releaseDir} does not exist: check APP_DIR and DEPLOY_RELEASE_DIR (or run the build)`);
   }
   const { id, liveRelease: liveId } = spec;
-  const manifest = await manifestOfBuild(cfg);
+  const { manifest, leftOut } = await walkOfBuild(cfg);
+  // Said before anything travels, so a dry run lists it too.
+  log(describeLeftOut(leftOut));
   const total = manifestTotals(manifest);
   const live = liveId ? parseManifest((await host.get(l.manifestOf(liveId)))?.toString()) : undefined;
   const partial = `${l.release(id)}.partial`;
@@ -85,7 +88,7 @@ export const shipFolder = async (host: Host, l: Layout, cfg: Config, spec: ShipS
       files = { files: sentFiles, reused: plan.reused };
     } else {
       await host.exec(seq(cmd('rm', '-rf', partial), cmd('mkdir', '-p', partial)));
-      await sendTar(releaseTar(cfg));
+      await sendTar(releaseEntriesTar(cfg, manifest.entries.map((e) => e.path)));
       summary = `all ${total.files} files sent${liveId ? ` (the live release ${liveId} has no manifest)` : ''}`;
       files = { files: total.files, reused: 0 };
     }
