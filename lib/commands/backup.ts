@@ -5,6 +5,7 @@
  */
 import { script, type Cmd } from '../core/cmd.ts';
 import { FREE_KB } from '../core/disk.ts';
+import { PG_CONNECT_TIMEOUT, PG_VARIABLES } from '../config/pg-url.ts';
 
 /** sha256 of a file: OpenSSL where it is installed (several times faster), else coreutils. */
 const SUM = 'sha() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r <"$1" | cut -d" " -f1; else sha256sum <"$1" | cut -d" " -f1; fi; }';
@@ -88,7 +89,10 @@ export const sealBackup = (stage: string, final: string): Cmd =>
 export const listBackups = (backups: string): Cmd =>
   script('cd "$1" 2>/dev/null || exit 0; for d in *; do case $d in *.partial) continue ;; esac; [ -f "$d/manifest.json" ] && echo "$d"; done; exit 0', backups);
 
-/** Prints `sha256 size name` for each entry of a backup, and `ok` or the problem for each SQLite copy. */
+/**
+ * Prints `sha256 size name` for each entry of a backup, `ok` or the problem for each SQLite copy, and
+ * `member <tar -tv line>` for each member of files.tar, then `members ok` (or `members unreadable`).
+ */
 export const checkBackup = (dir: string): Cmd =>
   script(
     [
@@ -97,31 +101,61 @@ export const checkBackup = (dir: string): Cmd =>
       'for f in sqlite/*.db files.tar env postgres.dump; do [ -f "$f" ] && echo "$(sha "$f") $(wc -c <"$f" | tr -d " ") $f"; done',
       'if [ -f postgres.dump ]; then if pg_restore -l postgres.dump >/dev/null 2>&1; then echo "integrity postgres.dump ok"; else echo "integrity postgres.dump pg_restore cannot read it"; fi; fi',
       'for f in sqlite/*.db; do [ -f "$f" ] && echo "integrity $f $(sqlite3 "$f" "PRAGMA integrity_check;" 2>&1 | head -n 1)"; done',
+      // Every member of files.tar with its type and link target, one a line (C-quoted: a name with a
+      // newline stays on its line), for the checks before anything is unpacked.
+      'if [ -f files.tar ]; then',
+      '  if LC_ALL=C tar -t -v --numeric-owner --quoting-style=c -f files.tar >members.$$ 2>/dev/null; then sed "s/^/member /" members.$$; echo "members ok"; else echo "members unreadable"; fi',
+      '  rm -f members.$$',
+      'fi',
       'exit 0',
     ].join('\n'),
     dir,
   );
 
+/** `folder_of SHARED PATH`: prints where PATH's folder leads after links when that is outside SHARED, else nothing. */
+const INSIDE = [
+  'folder_of() {',
+  '  root=$(realpath -- "$1") && d=$(realpath -m -- "$(dirname -- "$1/$2")") || return 1',
+  '  case $d/ in "$root"/*) ;; *) echo "$d" ;; esac',
+  '}',
+].join('\n');
+
+/**
+ * Prints `outside <path> <where>` for each path under shared/ whose folder leads outside it through
+ * a link: asked before a restore stops anything, as the swap asks again before it writes.
+ */
+export const targetsOutside = (shared: string, paths: readonly string[]): Cmd =>
+  script([INSIDE, 'shared=$1; shift', 'for a in "$@"; do d=$(folder_of "$shared" "$a") || exit 1; [ -z "$d" ] || printf \'outside %s\\t%s\\n\' "$a" "$d"; done; exit 0'].join('\n'), shared, ...paths);
+
 /**
  * Puts the data of a backup in place: each SQLite copy beside its file then renamed over it (stale
  * -wal and -shm removed), each path of files.tar unpacked beside shared/ and swapped in. The app
  * must be stopped. Arguments: backup folder, shared, n, then n pairs (copy, target), then paths.
+ * Exit 7, before anything is written: a target's folder leads outside shared/ through a link.
  */
 export const swapInData = (dir: string, shared: string, dbs: readonly (readonly [string, string])[], paths: readonly string[]): Cmd =>
   script(
     [
       'dir=$1; shared=$2; n=$3; shift 3',
       'umask 077',
+      // Before anything is written: every target's folder, after links, is inside shared/ (a link
+      // there to elsewhere would send the restore's writes outside it). Exit 7 names it.
+      INSIDE,
+      'i=0; for a in "$@"; do',
+      '  i=$((i + 1)); [ "$i" -le $((2 * n)) ] && [ $((i % 2)) -eq 1 ] && continue',
+      '  d=$(folder_of "$shared" "$a") || exit 1',
+      '  [ -z "$d" ] || { echo "$a: its folder in shared/ leads to $d, outside shared/: refused" >&2; exit 7; }',
+      'done',
       'i=0',
       'while [ "$i" -lt "$n" ]; do',
       '  copy=$1; target=$2; shift 2',
       '  mkdir -p "$(dirname "$shared/$target")" || exit 1',
-      '  cp "$dir/$copy" "$shared/$target.restore" && mv -f "$shared/$target.restore" "$shared/$target" || exit 1',
+      '  rm -f "$shared/$target.restore" && cp "$dir/$copy" "$shared/$target.restore" && mv -f "$shared/$target.restore" "$shared/$target" || exit 1',
       '  rm -f "$shared/$target-wal" "$shared/$target-shm"',
       '  i=$((i + 1))',
       'done',
       'if [ "$#" -gt 0 ]; then',
-      '  tmp="$shared/.restore-tmp"; rm -rf "$tmp" && mkdir -p "$tmp" && tar -x -f "$dir/files.tar" -C "$tmp" || exit 1',
+      '  tmp="$shared/.restore-tmp"; rm -rf "$tmp" && mkdir -p "$tmp" && tar -x --no-same-owner -f "$dir/files.tar" -C "$tmp" -- "$@" || exit 1',
       '  for p in "$@"; do',
       // A link where a path should be would send the app's writes outside shared/.
       '    if [ -L "$tmp/$p" ]; then echo "$p is a symbolic link in the backup: refused" >&2; exit 1; fi',
@@ -164,49 +198,46 @@ export const drillRestore = (dir: string, scratch: string): Cmd =>
     scratch,
   );
 
-/** Where a PostgreSQL database is; the password travels apart, as a pgpass line on stdin. */
-export interface PgTarget {
-  readonly host: string;
-  readonly port: string;
-  readonly user: string;
-  readonly db: string;
-}
-
-/** The pgpass line for a target (`:` and `\` escaped, as libpq reads them). */
-export const pgpassLine = (t: PgTarget, password: string): string =>
-  `${[t.host, t.port, t.db, t.user, password].map((f) => f.replace(/[\\:]/g, (c) => `\\${c}`)).join(':')}\n`;
-
-/** Runs a PostgreSQL client with a private pgpass file made from stdin (never the password in argv). */
-const withPgpass = (lines: readonly string[]): string =>
-  ['umask 077', 'pass=$(mktemp) || exit 1', 'trap \'rm -f "$pass"\' EXIT', 'cat >"$pass" && export PGPASSFILE="$pass" || exit 1', ...lines].join('\n');
+/**
+ * Runs a PostgreSQL client with the connection read from stdin (pgStdin in lib/config/pg-url.ts):
+ * each `PG*=value` line exported, the password into a private pgpass file, every other PG* variable
+ * of the host's environment unset, and a connect timeout unless the URL set one. Never the password
+ * in argv or the environment.
+ */
+const withConnection = (lines: readonly string[]): string =>
+  [
+    'umask 077',
+    `unset PGPASSWORD PGPASSFILE PGSERVICEFILE ${PG_VARIABLES.join(' ')}`,
+    'pass=$(mktemp) || exit 1',
+    'trap \'rm -f "$pass"\' EXIT',
+    `export PGPASSFILE="$pass" PGCONNECT_TIMEOUT=${PG_CONNECT_TIMEOUT}`,
+    'while IFS= read -r line; do',
+    '  case $line in',
+    '    PASSWORD=*) printf \'*:*:*:*:%s\\n\' "${line#PASSWORD=}" >"$pass" || exit 1 ;;',
+    `    ${PG_VARIABLES.map((v) => `${v}=*`).join('|')}) export "$line" ;;`,
+    '    *) echo "a connection line skiff does not send" >&2; exit 2 ;;',
+    '  esac',
+    'done',
+    ...lines,
+  ].join('\n');
 
 /**
  * `pg_dump -Fc` into the staged backup, checked with `pg_restore -l`; prints the dump's
- * `sha256 size postgres.dump`. Exit 5: pg_dump failed (its last line on stderr).
+ * `sha256 size postgres.dump`. The connection comes on stdin. Exit 5: pg_dump failed (its first line on stderr).
  */
-export const dumpPostgres = (stage: string, t: PgTarget): Cmd =>
+export const dumpPostgres = (stage: string): Cmd =>
   script(
-    withPgpass([
+    withConnection([
       SUM,
-      'pg_dump -Fc -h "$2" -p "$3" -U "$4" -d "$5" -f "$1/postgres.dump" 2>"$1/pg.err" || { head -n 1 "$1/pg.err" >&2; rm -f "$1/pg.err"; exit 5; }',
+      'pg_dump -Fc -f "$1/postgres.dump" 2>"$1/pg.err" || { head -n 1 "$1/pg.err" >&2; rm -f "$1/pg.err"; exit 5; }',
       'rm -f "$1/pg.err"',
       'pg_restore -l "$1/postgres.dump" >/dev/null || { echo "pg_restore -l cannot read the dump" >&2; exit 4; }',
       'cd "$1" && echo "$(sha postgres.dump) $(wc -c <postgres.dump | tr -d " ") postgres.dump"',
     ]),
     stage,
-    t.host,
-    t.port,
-    t.user,
-    t.db,
   );
 
-/** Restores a dump in one transaction: the database ends as in the dump, or as it was. */
-export const restorePostgres = (dump: string, t: PgTarget): Cmd =>
-  script(
-    withPgpass(['pg_restore --clean --if-exists --single-transaction --no-owner -h "$2" -p "$3" -U "$4" -d "$5" "$1"']),
-    dump,
-    t.host,
-    t.port,
-    t.user,
-    t.db,
-  );
+/** Restores a dump in one transaction: the database ends as in the dump, or as it was. The connection comes on stdin. */
+export const restorePostgres = (dump: string): Cmd =>
+  // pg_restore takes the database from -d only; PGDATABASE names it (the user's name when unset, as libpq does).
+  script(withConnection(['pg_restore --clean --if-exists --single-transaction --no-owner -d "${PGDATABASE:-${PGUSER:-$(id -un)}}" "$1"']), dump);

@@ -11,6 +11,7 @@ import { Secret } from '../core/cmd.ts';
 import { ConfigError, UsageError, type ConfigIssue } from '../core/errors.ts';
 import { REPO_ROOT } from '../core/paths.ts';
 import { ENV_NAME, envDir, isSecretSetting, listEnvs } from './env-files.ts';
+import { parsePgUrl } from './pg-url.ts';
 
 export { ENV_NAME, envDir, listEnvs };
 
@@ -154,7 +155,19 @@ export const KEYS = {
     default: '',
   },
   BACKUP_SQLITE: { schema: sharedPaths, expected: 'comma-separated SQLite files under shared/ (relative, no .., each once)', default: '' },
-  BACKUP_POSTGRES_URL: { schema: str.regex(/^postgres(ql)?:\/\//), expected: 'a postgres:// URL' },
+  BACKUP_POSTGRES_URL: {
+    // Read as libpq reads it (lib/config/pg-url.ts): what pg_dump gets is what the URL says, or the env is refused.
+    schema: str.refine((u) => {
+      try {
+        parsePgUrl(u);
+        return true;
+      } catch {
+        return false;
+      }
+    }),
+    expected: 'a postgres:// URL as libpq reads it: postgres://user:password@host:port/db?sslmode=...',
+    hint: 'percent-encode @ : / % in the user and password; a socket is ?host=/var/run/postgresql; parameters: host, port, sslmode, sslrootcert, connect_timeout ...',
+  },
   BACKUP_KEEP: { schema: int(1, 1000), expected: 'a whole number of at least 1', default: '10' },
   BACKUP_ENCRYPT_TO: { schema: str.regex(/^age1[0-9a-z]{20,}$/), expected: 'an age recipient (age1...)', hint: 'make one with age-keygen, or see docs/backups.md' },
   BACKUP_AGE_IDENTITY: { schema: nonEmpty, expected: 'the file of an age identity (AGE-SECRET-KEY-1...)' },

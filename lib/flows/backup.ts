@@ -2,7 +2,9 @@
  * Backups and restores of an environment's data on its host (docs/backups.md). The pure parts
  * (names, manifests, verification, retention) are exported for tests; the flows take a Session.
  */
-import { backupSpace, checkBackup, drillRestore, dumpPostgres, listBackups, pgpassLine, restorePostgres, sealBackup, swapInData, takeSnapshot, type PgTarget } from '../commands/backup.ts';
+import { backupSpace, checkBackup, drillRestore, dumpPostgres, listBackups, restorePostgres, sealBackup, swapInData, takeSnapshot, targetsOutside } from '../commands/backup.ts';
+import { parsePgUrl, pgStdin, type PgConnection } from '../config/pg-url.ts';
+import { posix } from 'node:path';
 import { cmd } from '../core/cmd.ts';
 import { DEADLINE } from '../host/host.ts';
 import { gateSlot, missingOn } from './deploy.ts';
@@ -121,6 +123,64 @@ export const foreignEntries = (m: BackupManifest, sqlite: readonly string[], pat
 /** takeSnapshot's exit status when the backup's name or its stage exists already. */
 const NAME_TAKEN = 6;
 
+/** A C-quoted name as `tar --quoting-style=c` prints it, unquoted. */
+const unquoteC = (text: string): string =>
+  text.replace(/\\([0-7]{1,3}|.)/g, (_all, c: string) => {
+    if (/^[0-7]+$/.test(c)) return String.fromCharCode(parseInt(c, 8));
+    const named: Record<string, string> = { n: '\n', t: '\t', r: '\r', a: '\x07', b: '\b', f: '\f', v: '\v' };
+    return named[c] ?? c;
+  });
+
+const MEMBER = /^(\S)\S*\s+\S+\s+[\d,]+\s+\S+\s+\S+\s+"((?:[^"\\]|\\.)*)"(?:\s+(->|link to)\s+"((?:[^"\\]|\\.)*)")?$/;
+
+/**
+ * What files.tar must not hold, from its `tar -tv --quoting-style=c` lines: a restore unpacks it
+ * inside shared/, so every member must be one of BACKUP_PATHS or under one (no absolute names, no
+ * `..`, nothing else), a file, folder or link only; a symbolic link must point inside shared/ and
+ * nothing may sit below one (`uploads/x -> /etc` then `uploads/x/passwd`); a hard link must name a
+ * member. Returns one description per problem, empty when the archive is safe to unpack.
+ */
+export const unsafeMembers = (lines: readonly string[], paths: readonly string[]): string[] => {
+  const problems: string[] = [];
+  const links: string[] = [];
+  const names: string[] = [];
+  const plain = (name: string) => name.replace(/^(\.\/)+/, '').replace(/\/+$/, '');
+  const badName = (name: string): string | undefined =>
+    name === '' || name.startsWith('/') ? 'an absolute name' : name.split('/').includes('..') ? 'a name with ..' : !paths.some((p) => name === p || name.startsWith(`${p}/`)) ? 'not under BACKUP_PATHS' : undefined;
+  for (const line of lines) {
+    const m = MEMBER.exec(line);
+    if (!m) {
+      problems.push(`a member tar lists as ${JSON.stringify(line.slice(0, 80))}`);
+      continue;
+    }
+    const [, type, quoted, how, quotedTarget] = m;
+    const name = plain(unquoteC(quoted ?? ''));
+    const shown = JSON.stringify(name);
+    const why = badName(name);
+    if (why) {
+      problems.push(`${shown} (${why})`);
+      continue;
+    }
+    names.push(name);
+    const target = quotedTarget === undefined ? undefined : unquoteC(quotedTarget);
+    if (type === 'l' && how === '->' && target !== undefined) {
+      links.push(name);
+      const resolved = posix.normalize(posix.join(posix.dirname(name), target));
+      if (target.startsWith('/') || resolved === '..' || resolved.startsWith('../')) problems.push(`${shown} (a link to ${JSON.stringify(target)}, outside shared/)`);
+    } else if (type === 'h' && how === 'link to' && target !== undefined) {
+      const linkWhy = badName(plain(target));
+      if (linkWhy) problems.push(`${shown} (a hard link to ${JSON.stringify(target)}: ${linkWhy})`);
+    } else if (type !== '-' && type !== 'd') {
+      problems.push(`${shown} (not a file, folder or link)`);
+    }
+  }
+  for (const name of names) {
+    const under = links.find((l) => name.startsWith(`${l}/`));
+    if (under) problems.push(`${JSON.stringify(name)} (below the link ${JSON.stringify(under)})`);
+  }
+  return problems;
+};
+
 /** Backups to delete after a new one: the oldest beyond `keep`. Never the newest, never all. */
 export const backupsToPrune = (names: readonly string[], keep: number, spare: readonly string[] = []): string[] => {
   const sorted = [...names].sort();
@@ -199,9 +259,9 @@ export const takeBackup = async (
     let sums = snapshot.stdout;
     const pg = pgOf(cfg.backup.postgresUrl?.reveal());
     if (pg) {
-      const dump = await host.exec(dumpPostgres(stage, pg.target), { stdin: pgpassLine(pg.target, pg.password), check: false, timeoutMs: DEADLINE.transfer });
+      const dump = await host.exec(dumpPostgres(stage), { stdin: pgStdin(pg), check: false, timeoutMs: DEADLINE.transfer });
       if (dump.code !== 0) {
-        throw new SkiffError(`${host.name}: backup failed: PostgreSQL ${pg.target.db} on ${pg.target.host}:${pg.target.port}: ${(dump.stderr.trim().split('\n').at(-1) ?? `exit ${dump.code}`).replace(/^pg_dump: error: /, '')}`);
+        throw new SkiffError(`${host.name}: backup failed: PostgreSQL ${pg.where}: ${(dump.stderr.trim().split('\n').at(-1) ?? `exit ${dump.code}`).replace(/^pg_dump: error: /, '')}`);
       }
       sums += dump.stdout;
     }
@@ -253,6 +313,9 @@ export const verifyBackup = async (ctx: Session, name: string): Promise<BackupMa
   if (manifest.app !== cfg.app.name || manifest.env !== cfg.env) {
     throw new UsageError(`backup ${name} is of ${manifest.app} ${manifest.env}, not ${cfg.app.name} ${cfg.env}: restore it with that env`);
   }
+  if (manifest.name !== name) {
+    throw new UsageError(`backup ${name} on ${host.name} says it is ${String(manifest.name)}: a renamed or crafted copy is refused; restore it under its own name`);
+  }
   const foreign = foreignEntries(manifest, cfg.backup.sqlite, cfg.backup.paths, cfg.backup.postgresUrl !== undefined);
   if (foreign.length > 0) {
     throw new SkiffError(
@@ -261,20 +324,32 @@ export const verifyBackup = async (ctx: Session, name: string): Promise<BackupMa
       2,
     );
   }
-  const problems = verifyAgainst(manifest, (await host.exec(checkBackup(backupDir(ctx, name)), { timeoutMs: DEADLINE.transfer })).stdout);
+  const checked = (await host.exec(checkBackup(backupDir(ctx, name)), { timeoutMs: DEADLINE.transfer })).stdout;
+  const problems = verifyAgainst(manifest, checked);
   if (problems.length > 0) throw new SkiffError(`backup ${name} on ${host.name} is damaged: ${problems.join('; ')}; nothing was changed`);
+  const tar = manifest.entries.find((e) => e.kind === 'paths');
+  if (tar) {
+    if (!/^members ok$/m.test(checked)) throw new SkiffError(`backup ${name} on ${host.name} is damaged: tar cannot read files.tar; nothing was changed`);
+    const members = checked.split('\n').flatMap((l) => (l.startsWith('member ') ? [l.slice('member '.length)] : []));
+    const unsafe = unsafeMembers(members, tar.sources);
+    if (unsafe.length > 0) {
+      const more = unsafe.length > 3 ? ` and ${unsafe.length - 3} more` : '';
+      throw new SkiffError(`backup ${name} on ${host.name}: files.tar holds ${unsafe.slice(0, 3).join(', ')}${more}, which a restore must not unpack: refused; nothing was changed`, 2);
+    }
+  }
+  const targets = manifest.entries.flatMap((e) => (e.kind === 'sqlite' || e.kind === 'paths' ? e.sources : []));
+  const outside = [...(await host.exec(targetsOutside(ctx.l.shared, targets))).stdout.matchAll(/^outside ([^\t]*)\t(.*)$/gm)];
+  if (outside.length > 0) {
+    throw new SkiffError(
+      `${host.name}: ${outside.map((m) => `${m[1]} would be written to ${m[2]}`).join(', ')}, outside ${ctx.l.shared}, through a symbolic link there: restore refused; nothing was changed (replace the link with a folder)`,
+      2,
+    );
+  }
   return manifest;
 };
 
-/** Splits BACKUP_POSTGRES_URL into where the database is and its password (which travels apart). */
-export const pgOf = (url: string | undefined): { target: PgTarget; password: string } | undefined => {
-  if (!url) return undefined;
-  const u = new URL(url);
-  return {
-    target: { host: u.hostname || '127.0.0.1', port: u.port || '5432', user: decodeURIComponent(u.username), db: decodeURIComponent(u.pathname.replace(/^\//, '')) || decodeURIComponent(u.username) },
-    password: decodeURIComponent(u.password),
-  };
-};
+/** BACKUP_POSTGRES_URL as libpq reads it (checked when the config loaded), or undefined. */
+export const pgOf = (url: string | undefined): PgConnection | undefined => (url ? parsePgUrl(url) : undefined);
 
 /** Puts a verified backup's data in place (the app must be stopped); PostgreSQL in one transaction. */
 const swapIn = async (ctx: Session, name: string, m: BackupManifest): Promise<void> => {
@@ -290,7 +365,7 @@ const swapIn = async (ctx: Session, name: string, m: BackupManifest): Promise<vo
   const pg = pgOf(ctx.cfg.backup.postgresUrl?.reveal());
   if (m.entries.some((e) => e.kind === 'postgres')) {
     if (!pg) throw new SkiffError(`backup ${name} holds a PostgreSQL dump, and BACKUP_POSTGRES_URL is not set: set it to the database to restore into`, 2);
-    const r = await ctx.host.exec(restorePostgres(`${backupDir(ctx, name)}/postgres.dump`, pg.target), { stdin: pgpassLine(pg.target, pg.password), check: false, timeoutMs: DEADLINE.transfer });
+    const r = await ctx.host.exec(restorePostgres(`${backupDir(ctx, name)}/postgres.dump`), { stdin: pgStdin(pg), check: false, timeoutMs: DEADLINE.transfer });
     if (r.code !== 0) throw new SkiffError(`PostgreSQL restore failed (nothing of it was applied): ${r.stderr.trim().split('\n').at(-1) ?? `exit ${r.code}`}`);
   }
 };

@@ -3,7 +3,8 @@
  * scripts, on this machine and over a real sshd. Every backup here is restored.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -139,6 +140,83 @@ describe.each([
     expect(truncated.stderr).toContain('files.tar has 512 bytes');
     expect(slotPid()).toBe(pid);
     expect(await count()).toBe(rows);
+  });
+
+  /** Rewrites an entry's size and sha256 in a backup's manifest, so that the backup itself is sound. */
+  const reseal = (dir: string, entry: string) => {
+    const file = join(dir, 'manifest.json');
+    const m = JSON.parse(readFileSync(file, 'utf8')) as { entries: { path: string; size: number; sha256: string }[] };
+    const e = m.entries.find((x) => x.path === entry);
+    if (!e) throw new Error(`no ${entry} in the manifest`);
+    const content = readFileSync(join(dir, entry));
+    e.size = content.length;
+    e.sha256 = createHash('sha256').update(content).digest('hex');
+    writeFileSync(file, JSON.stringify(m, null, 2));
+  };
+
+  it.each([
+    ['a link below the top level with a file through it (uploads/x -> outside, uploads/x/passwd)', 'below'],
+    ['an absolute member name', 'absolute'],
+    ['a hard link to an outside path', 'hard'],
+  ])('a files.tar holding %s is refused before anything stops (exit 2, one line)', async (_what, kind) => {
+    const name = await backup(`crafted-${kind}`);
+    const dir = join(s.deployPath, 'backups', name);
+    const outside = join(s.dir, `outside-${kind}`);
+    const craft = join(s.dir, `craft-${kind}`);
+    mkdirSync(outside, { recursive: true });
+    writeFileSync(join(outside, 'keep.txt'), 'theirs\n');
+    mkdirSync(join(craft, 'a/uploads'), { recursive: true });
+    mkdirSync(join(craft, 'b/uploads/x'), { recursive: true });
+    writeFileSync(join(craft, 'a/uploads/logo.txt'), 'crafted\n');
+    writeFileSync(join(craft, 'b/uploads/x/passwd'), 'owned\n');
+    const tarFile = join(dir, 'files.tar');
+    if (kind === 'below') {
+      symlinkSync(outside, join(craft, 'a/uploads/x'));
+      execFileSync('tar', ['-c', '-f', tarFile, '-C', join(craft, 'a'), 'uploads']);
+      execFileSync('tar', ['-c', '-f', join(craft, 'b.tar'), '-C', join(craft, 'b'), 'uploads/x/passwd']);
+      execFileSync('tar', ['-A', '-f', tarFile, join(craft, 'b.tar')]);
+    } else if (kind === 'absolute') {
+      execFileSync('tar', ['-c', '-P', '-f', tarFile, '-C', join(craft, 'a'), 'uploads', join(outside, 'keep.txt')]);
+    } else {
+      // The outside file first, then uploads/h, a hard link to it: tar records it as `link to /.../keep.txt`.
+      linkSync(join(outside, 'keep.txt'), join(craft, 'a/uploads/h'));
+      execFileSync('tar', ['-c', '-P', '-f', tarFile, join(outside, 'keep.txt'), '-C', join(craft, 'a'), 'uploads']);
+    }
+    reseal(dir, 'files.tar');
+    const pid = slotPid();
+    const logo = readFileSync(join(shared(), 'uploads', 'logo.txt'), 'utf8');
+    for (const args of [['--yes'], ['--test']]) {
+      const r = await s.run('restore', ['t', name, ...args]);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toContain(`backup ${name} on`);
+      expect(r.stderr).toMatch(/files\.tar holds .*(outside shared\/|an absolute name|below the link).*, which a restore must not unpack: refused; nothing was changed/);
+    }
+    expect(readdirSync(outside)).toEqual(['keep.txt']);
+    expect(readFileSync(join(outside, 'keep.txt'), 'utf8')).toBe('theirs\n');
+    expect(readFileSync(join(shared(), 'uploads', 'logo.txt'), 'utf8')).toBe(logo);
+    expect(slotPid()).toBe(pid);
+    rmSync(dir, { recursive: true });
+  });
+
+  it('a database whose folder in shared/ is a link out of shared/ is refused before anything stops (exit 2)', async () => {
+    mkdirSync(join(shared(), 'side'), { recursive: true });
+    execFileSync('sqlite3', [join(shared(), 'side/x.db'), 'CREATE TABLE t (a); INSERT INTO t VALUES (1);']);
+    s.writeEnv('t.env', env('BACKUP_SQLITE=data/app.db,side/x.db'));
+    const name = await backup('side');
+    const outside = join(s.dir, 'outside-side');
+    execFileSync('mv', [join(shared(), 'side'), outside]);
+    symlinkSync(outside, join(shared(), 'side'));
+    const before = readFileSync(join(outside, 'x.db'));
+    const pid = slotPid();
+    const r = await s.run('restore', ['t', name, '--yes']);
+    rmSync(join(shared(), 'side'));
+    s.writeEnv('t.env', env());
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain(`side/x.db would be written to ${outside}, outside`);
+    expect(readFileSync(join(outside, 'x.db')).equals(before)).toBe(true);
+    expect(slotPid()).toBe(pid);
   });
 
   it('a restore after which the app is not healthy puts the data of before back, and the app serves it (exit 1)', async () => {

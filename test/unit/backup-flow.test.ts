@@ -22,6 +22,8 @@ const S1 = '1'.repeat(64);
 const S2 = '2'.repeat(64);
 const S3 = '3'.repeat(64);
 const SUMS = `${S1} 4096 sqlite/0.db\n${S2} 10240 files.tar\n${S3} 12 env\n`;
+/** files.tar's members as checkBackup prints them. */
+const MEMBERS = 'member drwxr-xr-x 0/0 0 2026-12-01 10:00 "uploads/"\nmember -rw-r--r-- 0/0 15 2026-12-01 10:00 "uploads/logo.txt"\nmembers ok\n';
 
 /** A backup's manifest as takeBackup writes it. */
 const manifestOf = (name: string, over: Partial<BackupManifest> = {}): BackupManifest => ({
@@ -40,7 +42,7 @@ const backupHost = (rules: Rule[] = [], over: FlowSetup = {}) =>
       when(CMD.space, ok('1000000 5000')),
       when(CMD.snapshot, ok(`${SUMS}missing avatars\n`)),
       when(CMD.listBackups, ok(`20261129-000000\n20261130-000000\n${NAME}\n`)),
-      when(CMD.check, ok(`${SUMS}integrity sqlite/0.db ok\n`)),
+      when(CMD.check, ok(`${SUMS}integrity sqlite/0.db ok\n${MEMBERS}`)),
     ],
     ...over,
   });
@@ -192,6 +194,7 @@ describe('a crafted backup is refused before anything is written', () => {
       /would restore sqlite\/0\.db \(sqlite: \.\.\/\.\.\/\.\.\/etc\/cron\.d\/evil\)/,
     ],
     ['a manifest of another format', OLD, manifestFile(OLD, { ...manifestOf(OLD), format: 2 }), /^there is no backup 20261125-030000 of staging/],
+    ['a manifest of another backup (a renamed copy)', OLD, manifestFile(OLD, manifestOf('20261126-000000')), /^backup 20261125-030000 on web1 says it is 20261126-000000: a renamed or crafted copy is refused/],
   ])('%s', async (_name, name, files, message) => {
     const { session, host } = backupHost([], { files });
     const error = await rejection(verifyBackup(session, name));
@@ -199,6 +202,36 @@ describe('a crafted backup is refused before anything is written', () => {
     expect(writes(host)).toEqual({ puts: [], changes: [] });
     // A name that is not a backup's is refused before the host is asked anything.
     if (name !== OLD) expect(host.events).toEqual([]);
+  });
+});
+
+describe('files.tar that would write outside shared/ is refused before anything is unpacked (exit 2)', () => {
+  const member = (line: string) => `member ${line}\n`;
+  it.each<[string, string, string]>([
+    ['a link below the top level, then a file through it', member('lrwxrwxrwx 0/0 0 2026-12-01 10:00 "uploads/x" -> "/etc"') + member('-rw-r--r-- 0/0 9 2026-12-01 10:00 "uploads/x/passwd"'), '"uploads/x" (a link to "/etc", outside shared/), "uploads/x/passwd" (below the link "uploads/x")'],
+    ['a hard link to an outside path', member('hrw-r--r-- 0/0 0 2026-12-01 10:00 "uploads/h" link to "/etc/shadow"'), '"uploads/h" (a hard link to "/etc/shadow": an absolute name)'],
+    ['an absolute member', member('-rw-r--r-- 0/0 9 2026-12-01 10:00 "/etc/cron.d/x"'), '"/etc/cron.d/x" (an absolute name)'],
+    ['a .. member', member('-rw-r--r-- 0/0 9 2026-12-01 10:00 "uploads/../../x"'), '"uploads/../../x" (a name with ..)'],
+    ['an extra entry', member('-rw-r--r-- 0/0 9 2026-12-01 10:00 "data/app.db"'), '"data/app.db" (not under BACKUP_PATHS)'],
+  ])('%s', async (_name, members, what) => {
+    const { session, host } = backupHost([when(CMD.check, ok(`${SUMS}integrity sqlite/0.db ok\n${members}members ok\n`))], { files: manifestFile(OLD, manifestOf(OLD)) });
+    const error = await rejection(verifyBackup(session, OLD));
+    expect(error).toMatchObject({ exitCode: 2, message: `backup ${OLD} on web1: files.tar holds ${what}, which a restore must not unpack: refused; nothing was changed` });
+    expect(writes(host)).toEqual({ puts: [], changes: [] });
+  });
+
+  it('a database or path whose folder in shared/ is a link out of it (exit 2)', async () => {
+    const { session, host } = backupHost([when('folder_of', ok('outside data/app.db\t/etc\n'))], { files: manifestFile(OLD, manifestOf(OLD)) });
+    const error = await rejection(verifyBackup(session, OLD));
+    expect(error).toMatchObject({ exitCode: 2 });
+    expect(error.message).toBe('web1: data/app.db would be written to /etc, outside /srv/hello/shared, through a symbolic link there: restore refused; nothing was changed (replace the link with a folder)');
+    expect(words(host.commands.find((c) => c.includes('folder_of')) ?? '').slice(-3)).toEqual(['/srv/hello/shared', 'data/app.db', 'uploads']);
+    expect(writes(host)).toEqual({ puts: [], changes: [] });
+  });
+
+  it('an archive tar cannot read is damaged (exit 1)', async () => {
+    const { session } = backupHost([when(CMD.check, ok(`${SUMS}integrity sqlite/0.db ok\nmembers unreadable\n`))], { files: manifestFile(OLD, manifestOf(OLD)) });
+    expect(await rejection(verifyBackup(session, OLD))).toMatchObject({ exitCode: 1, message: `backup ${OLD} on web1 is damaged: tar cannot read files.tar; nothing was changed` });
   });
 });
 

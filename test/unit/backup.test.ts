@@ -1,10 +1,10 @@
 /** The pure parts of backups: names, manifests, verification, retention, and the builders' arguments. */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { backupName, backupsToPrune, checkBackupName, composeManifest, formatBackups, parseSums, verifyAgainst } from '../../lib/flows/backup.ts';
+import { backupName, backupsToPrune, checkBackupName, composeManifest, formatBackups, parseSums, unsafeMembers, verifyAgainst } from '../../lib/flows/backup.ts';
 import { render } from '../../lib/core/cmd.ts';
 import { backupSpace, checkBackup, listBackups, sealBackup, swapInData, takeSnapshot } from '../../lib/commands/backup.ts';
 import { UsageError } from '../../lib/core/errors.ts';
@@ -163,18 +163,6 @@ describe('TarDigest', () => {
   });
 });
 
-describe('PostgreSQL targets', () => {
-  it('split the URL; the password travels apart, escaped for pgpass', async () => {
-    const { pgOf } = await import('../../lib/flows/backup.ts');
-    const { pgpassLine, dumpPostgres } = await import('../../lib/commands/backup.ts');
-    const pg = pgOf('postgres://app:p%3Aw%5Cd%20x@db.internal:6543/shop');
-    expect(pg).toEqual({ target: { host: 'db.internal', port: '6543', user: 'app', db: 'shop' }, password: 'p:w\\d x' });
-    expect(pgpassLine(pg?.target as never, pg?.password as string)).toBe('db.internal:6543:shop:app:p\\:w\\\\d x\n');
-    expect(pgOf('postgresql://app@127.0.0.1/app')?.target.port).toBe('5432');
-    expect(render(dumpPostgres('/b/x.partial', pg?.target as never))).not.toContain('p:w');
-  });
-});
-
 describe('a backup never replaces another of the same name (run by sh)', () => {
   const run = (c: ReturnType<typeof takeSnapshot>) => {
     if (c.kind !== 'script') throw new Error('a script');
@@ -218,6 +206,23 @@ describe('a backup never replaces another of the same name (run by sh)', () => {
     expect(run(sealBackup(join(dir, 'backups/x.partial'), join(dir, 'backups/x'))).status).toBe(1);
   });
 
+  it('a swap whose target folder in shared/ is a link out of it exits 7 before writing anything', () => {
+    mkdirSync(join(dir, 'outside'));
+    writeFileSync(join(dir, 'outside/app.db'), 'theirs');
+    symlinkSync(join(dir, 'outside'), join(dir, 'shared/data'));
+    mkdirSync(join(dir, 'backups/b/sqlite'), { recursive: true });
+    writeFileSync(join(dir, 'backups/b/sqlite/0.db'), 'restored');
+    writeFileSync(join(dir, 'shared/uploads/a.txt'), 'live');
+    for (const [dbs, paths] of [[[['sqlite/0.db', 'data/app.db']], []], [[], ['data/more']], [[['sqlite/0.db', 'ok.db']], ['data/deep/er']]] as const) {
+      const r = run(swapInData(join(dir, 'backups/b'), join(dir, 'shared'), dbs, paths));
+      expect(r.status).toBe(7);
+      expect(r.stderr).toMatch(/: its folder in shared\/ leads to .*outside.*, outside shared\/: refused/);
+    }
+    expect(readFileSync(join(dir, 'outside/app.db'), 'utf8')).toBe('theirs');
+    expect(readdirSync(join(dir, 'outside'))).toEqual(['app.db']);
+    expect(existsSync(join(dir, 'shared/ok.db'))).toBe(false);
+  });
+
   it('a sound snapshot and seal make the backup, and listBackups skips stages', () => {
     const stage = join(dir, 'backups/20261123-041510.000.partial');
     expect(run(takeSnapshot(join(dir, 'shared'), stage, [], ['uploads'])).status).toBe(0);
@@ -228,5 +233,55 @@ describe('a backup never replaces another of the same name (run by sh)', () => {
     expect(run(listBackups(join(dir, 'backups'))).stdout).toBe('20261123-041509.123\n');
     expect(run(sealBackup(stage, join(dir, 'backups/20261123-041510.000'))).status).toBe(0);
     expect(run(listBackups(join(dir, 'backups'))).stdout).toBe('20261123-041509.123\n20261123-041510.000\n');
+  });
+});
+
+describe('unsafeMembers: what files.tar may hold, from real tar -tv listings', () => {
+  // Archives made with GNU tar itself, listed the way checkBackup lists them.
+  let dir = '';
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'skiff-members-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  const list = (args: string[]) => {
+    spawnSync('tar', ['-c', '-f', join(dir, 't.tar'), ...args], { cwd: join(dir, 'src') });
+    return spawnSync('tar', ['-t', '-v', '--numeric-owner', '--quoting-style=c', '-f', join(dir, 't.tar')], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } }).stdout.split('\n').filter(Boolean);
+  };
+  const src = (files: Record<string, string>, links: Record<string, string> = {}) => {
+    for (const [f, text] of Object.entries(files)) {
+      mkdirSync(join(dir, 'src', f, '..'), { recursive: true });
+      writeFileSync(join(dir, 'src', f), text);
+    }
+    for (const [l, to] of Object.entries(links)) {
+      mkdirSync(join(dir, 'src', l, '..'), { recursive: true });
+      symlinkSync(to, join(dir, 'src', l));
+    }
+  };
+
+  it('accepts files, folders, links inside shared/, hard links between members and odd names', () => {
+    src({ 'uploads/a.txt': 'a', 'uploads/sub/new\nline "q".txt': 'b', 'uploads/sub/b.txt': 'b' }, { 'uploads/sub/up': '../a.txt', 'uploads/data': '../data' });
+    linkSync(join(dir, 'src/uploads/a.txt'), join(dir, 'src/uploads/hard.txt'));
+    expect(unsafeMembers(list(['uploads']), ['uploads'])).toEqual([]);
+  });
+
+  it('refuses a link out of shared/, a member below a link, a fifo, and a member no BACKUP_PATHS names', () => {
+    src({ 'uploads/a.txt': 'a', 'data/app.db': 'db' }, { 'uploads/x': '/etc', 'uploads/up': '../../outside' });
+    spawnSync('mkfifo', [join(dir, 'src/uploads/fifo')]);
+    // A member below a link cannot be made by tar (it follows no link while creating): its line is added.
+    const problems = unsafeMembers([...list(['uploads', 'data']), '-rw-r--r-- 0/0 9 2026-12-01 10:00 "uploads/x/passwd"'], ['uploads']);
+    expect([...problems].sort()).toEqual(
+      [
+        '"uploads/x" (a link to "/etc", outside shared/)',
+        '"uploads/up" (a link to "../../outside", outside shared/)',
+        '"uploads/fifo" (not a file, folder or link)',
+        '"data" (not under BACKUP_PATHS)',
+        '"data/app.db" (not under BACKUP_PATHS)',
+        '"uploads/x/passwd" (below the link "uploads/x")',
+      ].sort(),
+    );
+  });
+
+  it('refuses a line it cannot read rather than passing it', () => {
+    expect(unsafeMembers(['?rw-r--r-- garbage'], ['uploads'])).toEqual(['a member tar lists as "?rw-r--r-- garbage"']);
   });
 });

@@ -460,6 +460,12 @@ describe('process environment', () => {
     expect([...source.secretKeys]).toEqual(['TOKEN']);
   });
 
+  // Once, the deploying shell's PATH and HOME replaced the app's own (and shipped this machine's PATH).
+  it("an app key named like the shell's own variables keeps the file's value", () => {
+    const cfg = load({ ...BASE, HOME: '/app', PATH: '/app/bin:/usr/bin', LANG: 'C.UTF-8', GREETING: 'file' }, { processEnv: { HOME: '/root', PATH: '/usr/bin', LANG: 'de_DE', GREETING: 'env' } });
+    expect(cfg.appEnv).toMatchObject({ HOME: '/app', PATH: '/app/bin:/usr/bin', LANG: 'C.UTF-8', GREETING: 'env' });
+  });
+
   it('an unknown DEPLOY_ variable in the environment is an error naming the environment', () => {
     const e = configError(() => load(BASE, { processEnv: { DEPLOY_PORT: '1' } }));
     expect(e.message).toContain('environment: DEPLOY_PORT is not a key skiff knows (did you mean DEPLOY_PORTS?)');
@@ -510,5 +516,22 @@ describe('parseConfig: BACKUP_PATHS and BACKUP_SQLITE name things inside shared/
     const c = load({ ...BASE, BACKUP_PATHS: './uploads/, data/./files, .well-known', BACKUP_SQLITE: './data/app.db' });
     expect(c.backup.paths).toEqual(['uploads', 'data/files', '.well-known']);
     expect(c.backup.sqlite).toEqual(['data/app.db']);
+  });
+});
+
+describe('parseConfig: BACKUP_POSTGRES_URL is read as libpq reads it', () => {
+  beforeAll(fresh);
+
+  it.each(['postgres://app:pw@h/d?host=/var/run/postgresql', 'postgres://app@/app?host=%2Ftmp', 'postgresql://a:p%40ss@[::1]/d?sslmode=verify-full&sslrootcert=/ca.pem'])('accepts %s', (url) => {
+    expect(load(BASE, { secrets: { BACKUP_POSTGRES_URL: url } }).backup.postgresUrl?.reveal()).toBe(url);
+  });
+
+  it.each(['postgres://app:hunter2secret@h:99999/d', 'postgres://app:hunter2secret@h/d?sslmod=require', 'postgres://app:hunter2%zzsecret@h/d'])('refuses %s in one line that names the key and not the password (exit 2)', (url) => {
+    const e = configError(() => load(BASE, { secrets: { BACKUP_POSTGRES_URL: url } }));
+    expect(e.exitCode).toBe(2);
+    expect(e.issues.map((i) => i.key)).toEqual(['BACKUP_POSTGRES_URL']);
+    expect(e.message).toContain('BACKUP_POSTGRES_URL');
+    expect(e.message).toContain('a postgres:// URL as libpq reads it');
+    expect(e.message).not.toContain('hunter2');
   });
 });
