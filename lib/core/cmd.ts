@@ -23,12 +23,14 @@ const known = new Set<string>();
  */
 export const secretParts = (value: string): string[] => {
   const parts: string[] = [];
-  const at = value.lastIndexOf('@');
-  if (at > 0 && URL_LIKE.test(value)) {
-    // The scheme and its slashes (however mistyped), then user:password up to the last @.
-    const userinfo = value.slice(0, at).replace(/^[A-Za-z][A-Za-z0-9+.-]*:?\/*/, '');
-    const colon = userinfo.indexOf(':');
-    parts.push(colon >= 0 ? userinfo.slice(colon + 1) : userinfo);
+  if (URL_LIKE.test(value)) {
+    // After the scheme and its slashes (however mistyped): user:password up to an @. A password may
+    // hold an @ of its own and a query may hold one too, so the text up to each @ is a candidate.
+    const rest = value.replace(/^[A-Za-z][A-Za-z0-9+.-]*:?\/*/, '');
+    const colon = rest.indexOf(':');
+    for (let at = rest.indexOf('@'); at > 0; at = rest.indexOf('@', at + 1)) {
+      parts.push(colon >= 0 && colon < at ? rest.slice(colon + 1, at) : rest.slice(0, at));
+    }
   }
   for (const m of value.matchAll(/[?&]password=([^&#\s]+)/gi)) parts.push(m[1] ?? '');
   const decoded = parts.map((p) => {
