@@ -196,7 +196,9 @@ describe('deploy on the local host', () => {
     expect(held.code).toBe(3);
     expect(held.stderr.trim()).toMatch(new RegExp(`^error: local is locked by ci@.* pid ${process.pid} \\(deploy 9\\.9\\.9`));
 
-    writeFileSync(join(lock, 'holder.json'), JSON.stringify({ ...holder, pid: 999_999 }));
+    // A dead pid is proof only for a holder that ran on this machine (the same machine id).
+    const { machineId } = await import('../../lib/state/lock.ts');
+    writeFileSync(join(lock, 'holder.json'), JSON.stringify({ ...holder, pid: 999_999, machine: machineId() }));
     const stale = await s.run('stop', ['t']);
     expect(stale.code).toBe(0);
     expect(stale.stdout).toContain('breaking a stale lock');
@@ -212,6 +214,9 @@ describe('deploy on the local host', () => {
     const old = new Date(Date.now() - 120_000).toISOString();
     const holder = { user: 'ci', host: 'elsewhere', pid: 4242, command: 'deploy', version: '9.9.9', started_at: old, heartbeat_at: old, token: 't' };
     writeFileSync(join(lock, 'holder.json'), JSON.stringify(holder));
+    // The age is holder.json's mtime by the host's clock, not the heartbeat_at it carries.
+    const { utimesSync } = await import('node:fs');
+    utimesSync(join(lock, 'holder.json'), new Date(old), new Date(old));
     const refused = await s.run('deploy-vps', ['t']);
     expect(refused.code).toBe(3);
     expect(refused.stderr.trim()).toMatch(/has not updated it for 1\d\ds\): pass --force-unlock to break it$/);

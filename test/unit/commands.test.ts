@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { render, type Cmd } from '../../lib/core/cmd.ts';
-import { acquireLock, breakLock, releaseLock } from '../../lib/commands/lock.ts';
+import { acquireLock, breakAndTake, releaseLock } from '../../lib/commands/lock.ts';
 import {
   appendLine,
   exists,
@@ -97,9 +97,9 @@ const spec: SlotSpec = {
 
 describe('script builders: arguments cross as single quoted words', () => {
   it.each<[string, Cmd, string[]]>([
-    ['acquireLock', acquireLock(l), ['/srv/a b/.skiff/lock', '/srv/a b/.skiff/lock/holder.json', '/srv/a b/.skiff']],
-    ['releaseLock', releaseLock(l, `tok'en "x" ${EVIL}`), ['/srv/a b/.skiff/lock', '/srv/a b/.skiff/lock/holder.json', `tok'en "x" ${EVIL}`]],
-    ['breakLock', breakLock(l), ['/srv/a b/.skiff/lock']],
+    ['acquireLock', acquireLock(l, EVIL), ['/srv/a b/.skiff', '/srv/a b/.skiff/lock', '/srv/a b/.skiff/lock/holder.json', '/srv/a b/.skiff/lock.mutex', EVIL]],
+    ['releaseLock', releaseLock(l, `tok'en ${EVIL}`), ['/srv/a b/.skiff', '/srv/a b/.skiff/lock', '/srv/a b/.skiff/lock/holder.json', '/srv/a b/.skiff/lock.mutex', `"token": "tok'en ${EVIL}"`]],
+    ['breakAndTake', breakAndTake(l, EVIL, `t ${EVIL}`, `{${EVIL}}`), ['/srv/a b/.skiff', '/srv/a b/.skiff/lock', '/srv/a b/.skiff/lock/holder.json', '/srv/a b/.skiff/lock.mutex', EVIL, `t ${EVIL}`, `{${EVIL}}`]],
     ['listReleases', listReleases(l), ['/srv/a b/releases']],
     ['exists', exists(l.release(EVIL)), [`/srv/a b/releases/${EVIL}`]],
     ['tail', tail(l.log('blue'), 10), ['/srv/a b/shared/logs/blue.log', '10']],
@@ -139,8 +139,8 @@ describe('script builders: arguments cross as single quoted words', () => {
   });
 
   it.each<[string, Cmd, string]>([
-    ['acquireLock', acquireLock(l), " sh '/srv/a b/.skiff/lock' '/srv/a b/.skiff/lock/holder.json' '/srv/a b/.skiff'"],
-    ['releaseLock', releaseLock(l, "it's"), " sh '/srv/a b/.skiff/lock' '/srv/a b/.skiff/lock/holder.json' 'it'\\''s'"],
+    ['acquireLock', acquireLock(l, "it's"), " sh '/srv/a b/.skiff' '/srv/a b/.skiff/lock' '/srv/a b/.skiff/lock/holder.json' '/srv/a b/.skiff/lock.mutex' 'it'\\''s'"],
+    ['releaseLock', releaseLock(l, "it's"), " sh '/srv/a b/.skiff' '/srv/a b/.skiff/lock' '/srv/a b/.skiff/lock/holder.json' '/srv/a b/.skiff/lock.mutex' '\"token\": \"it'\\''s\"'"],
     ['probeHealth', probeHealth(8080, '/health', 3), ' sh 8080 /health 3'],
     ['stopSlot', stopSlot(layout('/srv/app'), 'blue', 0), " sh /srv/app/.skiff/blue.pid '/srv/app#blue' 0"],
   ])('%s: rendered arguments', (_name, c, suffix) => {
@@ -149,7 +149,7 @@ describe('script builders: arguments cross as single quoted words', () => {
   });
 
   it.each<[string, Cmd]>([
-    ['acquireLock', acquireLock(l)],
+    ['acquireLock', acquireLock(l, '{}')],
     ['releaseLock', releaseLock(l, 't')],
     ['slotStatus', slotStatus(l, 'blue')],
     ['startSlot', startSlot(l, spec)],
