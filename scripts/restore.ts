@@ -8,7 +8,7 @@ const spec = {
   usage: '<env> <backup> [--test] [--yes] [--force-unlock] [--lock-wait SECONDS]',
   positionals: [
     { name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env' },
-    { name: '<backup>', required: true, description: 'a backup name from `backup.ts <env> --list`, or a downloaded copy (backups/<env>/<name>.tar[.age]), uploaded first' },
+    { name: '<backup>', required: true, description: 'a backup name from `backup.ts <env> --list` (always the host\'s), or the path of a downloaded copy (backups/<env>/<name>.tar[.age]), uploaded first' },
   ],
   flags: {
     test: { type: 'boolean', description: 'restore into a scratch folder on the host and check it; nothing live is touched' },
@@ -25,18 +25,33 @@ await runMain(spec, async ({ args: [env, name], flags }) => {
   const b = await import('../lib/flows/backup.ts');
   const { say } = await import('../lib/cli/ui.ts');
   const { existsSync } = await import('node:fs');
-  const local = existsSync(name as string) ? (name as string) : undefined;
+  // A backup name is always the host's backup, whatever files lie here; a local copy is used only when
+  // named as a file (backups/<env>/<name>.tar[.age], or any path with / or ending in .tar[.age]).
+  const asked = name as string;
+  const isCopy = asked.includes('/') || /\.tar(\.age)?$/.test(asked);
+  if (isCopy && !existsSync(asked)) {
+    const { UsageError } = await import('../lib/core/errors.ts');
+    throw new UsageError(`no file ${asked}: give a backup name from \`backup.ts ${env} --list\`, or the path of a downloaded copy`);
+  }
+  const local = isCopy ? asked : undefined;
   const copy = local ? await import('../lib/flows/backup-copy.ts') : undefined;
-  const backup = copy && local ? copy.backupNameOfFile(local, env as string) : (name as string);
+  const backup = copy && local ? copy.backupNameOfFile(local, env as string) : asked;
   b.checkBackupName(backup, env as string);
   const run = await prepareRun(env as string, { command: 'restore', needsVersion: false, forceUnlock: flags['force-unlock'], lockWait: flags['lock-wait'] });
+  const on = (c: (typeof run.sessions)[number]) => (run.sessions.length > 1 ? ` on ${c.host.name}` : '');
   if (flags.test) {
     try {
       for (const c of run.sessions) {
-        if (copy && local) await copy.uploadBackup(c, local);
-        const lines = await b.drillBackup(c, backup, await b.verifyBackup(c, backup));
-        say(`${env}${run.sessions.length > 1 ? ` on ${c.host.name}` : ''}: restore test of ${backup} passed (nothing live was touched)`);
-        for (const line of lines) say(`  ${line}`);
+        // A copy is drilled where it landed, a scratch folder: never in place of the host's backup of that name.
+        const up = copy && local ? await copy.uploadBackup(c, local, true) : undefined;
+        if (up) say(`${env}${on(c)}: testing the local copy ${local} (uploaded to a scratch folder)`);
+        try {
+          const lines = await b.drillBackup(c, backup, await b.verifyBackup(c, backup, up?.dir), up?.dir);
+          say(`${env}${on(c)}: restore test of ${backup} passed (nothing live was touched)`);
+          for (const line of lines) say(`  ${line}`);
+        } finally {
+          await up?.remove();
+        }
       }
     } finally {
       await run.close();
@@ -48,7 +63,7 @@ await runMain(spec, async ({ args: [env, name], flags }) => {
     // Every host's copy is checked before any app stops.
     const manifests = [];
     for (const c of all) {
-      if (copy && local) say(`${env}${all.length > 1 ? ` on ${c.host.name}` : ''}: uploaded ${await copy.uploadBackup(c, local)}`);
+      if (copy && local) say(`${env}${on(c)}: uploaded ${(await copy.uploadBackup(c, local)).name} from the local copy ${local}`);
       manifests.push(await b.verifyBackup(c, backup));
     }
     // Restoring replaces live data: asked every time, not only in production.

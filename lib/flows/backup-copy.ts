@@ -11,7 +11,7 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BackupManifest } from './backup.ts';
 import { checkBackupName } from './backup.ts';
-import { script } from '../core/cmd.ts';
+import { cmd, script } from '../core/cmd.ts';
 import { DEADLINE } from '../host/host.ts';
 import type { Session } from './session.ts';
 import { ConfigError, SkiffError, UsageError } from '../core/errors.ts';
@@ -120,11 +120,43 @@ export const backupNameOfFile = (path: string, env: string): string => {
 };
 
 /**
- * Uploads a downloaded copy into the host's backups folder (decrypting it with BACKUP_AGE_IDENTITY
- * when it ends in .age), under a temporary name, then renamed. The restore that follows verifies
- * it like any backup on the host.
+ * Passes a copy's tar stream on unchanged while refusing, before the host unpacks it, any member that
+ * is not a file or folder of the backup `name` (`name/manifest.json`, `name/sqlite/0.db` ...): a copy
+ * from elsewhere must not write anywhere else on the host, through a link or otherwise.
  */
-export const uploadBackup = async (ctx: Session, path: string): Promise<string> => {
+export class CopyMembers extends Transform {
+  readonly #reader = new TarReader();
+  readonly #allowed: RegExp;
+  constructor(name: string) {
+    super();
+    this.#allowed = new RegExp(`^${name.replace(/[.]/g, '\\.')}(/(manifest\\.json|env|files\\.tar|postgres\\.dump|sqlite|sqlite/\\d+\\.db))?$`);
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    try {
+      for (const event of this.#reader.read(chunk)) {
+        if (event.kind !== 'member') continue;
+        const { name, type } = event.member;
+        const plain = name.replace(/\/+$/, '');
+        if ((type !== '0' && type !== '5') || !this.#allowed.test(plain)) {
+          throw new UsageError(`the copy holds ${JSON.stringify(name)}${type !== '0' && type !== '5' ? ' (not a file or folder)' : ''}, which no backup holds: refused, nothing was uploaded`);
+        }
+      }
+      done(null, chunk);
+    } catch (error) {
+      done(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+}
+
+/**
+ * Uploads a downloaded copy (decrypting it with BACKUP_AGE_IDENTITY when it ends in .age), its
+ * members checked on the way. For a restore it goes into the host's backups folder, but never over a
+ * backup of that name there (exit 2: restore that one by name); for a drill (`scratch`) it stays in a
+ * scratch folder the caller removes, so a damaged copy cannot replace anything. The restore or
+ * drill that follows verifies it like any backup on the host.
+ */
+export const uploadBackup = async (ctx: Session, path: string, scratch = false): Promise<{ name: string; dir: string; remove: () => Promise<void> }> => {
   const { host, cfg } = ctx;
   const name = backupNameOfFile(path, cfg.env);
   let input: Readable = createReadStream(path);
@@ -149,11 +181,39 @@ export const uploadBackup = async (ctx: Session, path: string): Promise<string> 
     }
   }
   const backups = `${ctx.l.root}/backups`;
-  const stage = `${backups}/.upload-${name}`;
+  const stage = `${backups}/.${scratch ? 'test' : 'upload'}-${name}`;
+  const checked = input.pipe(new CopyMembers(name));
+  let refused: unknown;
+  checked.on('error', (error) => {
+    refused = error;
+  });
   const r = await host.exec(
-    script('mkdir -p "$1" && chmod 700 "$1" && rm -rf "$2" && mkdir -p "$2" && tar -x -f - -C "$2" && [ -f "$2/$3/manifest.json" ] && rm -rf "$1/$3" && mv -T "$2/$3" "$1/$3"; s=$?; rm -rf "$2"; exit $s', backups, stage, name),
-    { stdin: input, check: false, timeoutMs: DEADLINE.transfer },
+    script(
+      [
+        'mkdir -p "$1" && chmod 700 "$1" || exit 1',
+        // Exit 8: the host has a backup of that name, which an upload never replaces.
+        'if [ "$4" = restore ] && [ -e "$1/$3" ]; then exit 8; fi',
+        'rm -rf "$2" && mkdir -p "$2" && tar -x --no-same-owner -f - -C "$2" && [ -f "$2/$3/manifest.json" ] || { s=$?; rm -rf "$2"; exit "$s"; }',
+        '[ "$4" = test ] && exit 0',
+        'mv -T "$2/$3" "$1/$3"; s=$?; rm -rf "$2"; exit $s',
+      ].join('\n'),
+      backups,
+      stage,
+      name,
+      scratch ? 'test' : 'restore',
+    ),
+    { stdin: checked, check: false, timeoutMs: DEADLINE.transfer },
   );
+  if (refused) {
+    await host.exec(cmd('rm', '-rf', stage), { check: false });
+    throw refused;
+  }
+  if (r.code === 8) {
+    throw new UsageError(`${host.name} has a backup ${name} already: restore it by name (\`restore.ts ${cfg.env} ${name}\`), or remove it there first to restore this copy; nothing was uploaded`);
+  }
   if (r.code !== 0) throw new SkiffError(`${host.name}: could not upload ${basename(path)}: ${r.stderr.trim().split('\n').at(-1) || 'not a backup archive'}`);
-  return name;
+  const remove = async () => {
+    if (scratch) await host.exec(cmd('rm', '-rf', stage), { check: false });
+  };
+  return { name, dir: scratch ? `${stage}/${name}` : `${backups}/${name}`, remove };
 };

@@ -305,10 +305,15 @@ const parseBackupManifest = (text: string | undefined): BackupManifest | undefin
  * Reads and checks a backup before anything stops: its manifest names this app and env, every entry
  * has its size and sha256, and every SQLite copy passes integrity_check.
  */
-export const verifyBackup = async (ctx: Session, name: string): Promise<BackupManifest> => {
+export const verifyBackup = async (
+  ctx: Session,
+  name: string,
+  /** Where the backup is: its folder in backups/ unless an uploaded copy is checked where it landed. */
+  dir: string = backupDir(ctx, name),
+): Promise<BackupManifest> => {
   const { host, cfg } = ctx;
   checkBackupName(name, cfg.env);
-  const manifest = parseBackupManifest((await host.get(`${backupDir(ctx, name)}/manifest.json`))?.toString());
+  const manifest = parseBackupManifest((await host.get(`${dir}/manifest.json`))?.toString());
   if (!manifest) throw new UsageError(`there is no backup ${name} of ${cfg.env} on ${host.name}: see \`npx tsx scripts/backup.ts ${cfg.env} --list\``);
   if (manifest.app !== cfg.app.name || manifest.env !== cfg.env) {
     throw new UsageError(`backup ${name} is of ${manifest.app} ${manifest.env}, not ${cfg.app.name} ${cfg.env}: restore it with that env`);
@@ -324,7 +329,7 @@ export const verifyBackup = async (ctx: Session, name: string): Promise<BackupMa
       2,
     );
   }
-  const checked = (await host.exec(checkBackup(backupDir(ctx, name)), { timeoutMs: DEADLINE.transfer })).stdout;
+  const checked = (await host.exec(checkBackup(dir), { timeoutMs: DEADLINE.transfer })).stdout;
   const problems = verifyAgainst(manifest, checked);
   if (problems.length > 0) throw new SkiffError(`backup ${name} on ${host.name} is damaged: ${problems.join('; ')}; nothing was changed`);
   const tar = manifest.entries.find((e) => e.kind === 'paths');
@@ -417,8 +422,8 @@ export const restoreBackup = async (ctx: Session, name: string, manifest: Backup
  * `restore --test`: restores a verified backup into a scratch folder on the host and checks it,
  * touching nothing live. Returns one line per entry.
  */
-export const drillBackup = async (ctx: Session, name: string, m: BackupManifest): Promise<string[]> => {
-  const out = (await ctx.host.exec(drillRestore(backupDir(ctx, name), `${backupsDir(ctx)}/.drill-${name}`), { timeoutMs: DEADLINE.transfer })).stdout;
+export const drillBackup = async (ctx: Session, name: string, m: BackupManifest, dir: string = backupDir(ctx, name)): Promise<string[]> => {
+  const out = (await ctx.host.exec(drillRestore(dir, `${backupsDir(ctx)}/.drill-${name}`), { timeoutMs: DEADLINE.transfer })).stdout;
   const field = (kind: string, entry: string) => new RegExp(`^${kind} ${entry.replace(/[./]/g, '\\$&')} (.*)$`, 'm').exec(out)?.[1];
   const problems: string[] = [];
   const lines = m.entries.map((e) => {

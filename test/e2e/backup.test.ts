@@ -376,6 +376,28 @@ describe.each([
       expect(await count()).toBe(rows);
     });
 
+    it('restore --test of a damaged copy drills it in a scratch folder and leaves the host\'s good backup of that name; a copy never replaces it', async () => {
+      const r = await s.run('backup', ['t', 'twin', '--download'], opts());
+      expect(r.code).toBe(0);
+      const name = /downloaded (\S+) to /.exec(r.stdout)?.[1] as string;
+      const file = join(local(), `${name}.tar`);
+      const bytes = readFileSync(file);
+      const at = bytes.indexOf(Buffer.from('SQLite format 3')) + 200;
+      bytes[at] = (bytes[at] as number) ^ 0xff;
+      writeFileSync(file, bytes);
+      const good = readFileSync(join(s.deployPath, 'backups', name, 'sqlite/0.db'));
+      const drill = await s.run('restore', ['t', file, '--test'], opts());
+      expect(drill.code).toBe(1);
+      expect(drill.stderr).toContain('sqlite/0.db does not match its sha256 (corrupted)');
+      expect(readFileSync(join(s.deployPath, 'backups', name, 'sqlite/0.db')).equals(good)).toBe(true);
+      expect(readdirSync(join(s.deployPath, 'backups')).filter((n) => n.startsWith('.test-') || n.startsWith('.upload-'))).toEqual([]);
+      expect((await s.run('restore', ['t', name, '--test'], opts())).code).toBe(0);
+      const over = await s.run('restore', ['t', file, '--yes'], opts());
+      expect(over.code).toBe(2);
+      expect(over.stderr).toContain(`has a backup ${name} already: restore it by name`);
+      expect(readFileSync(join(s.deployPath, 'backups', name, 'sqlite/0.db')).equals(good)).toBe(true);
+    });
+
     it('with BACKUP_ENCRYPT_TO the copy is age-encrypted, and restore decrypts it with BACKUP_AGE_IDENTITY', async () => {
       s.writeEnv('t.env', env(`BACKUP_ENCRYPT_TO=${recipient}`));
       const r = await s.run('backup', ['t', 'sealed', '--download'], opts());

@@ -109,3 +109,37 @@ describe('downloadBackup', () => {
     expect(copies()).toEqual([]);
   });
 });
+
+describe('CopyMembers: an uploaded copy may hold only the files of its own backup', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'skiff-copy-members-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const through = async (archive: Buffer): Promise<Buffer> => {
+    const { CopyMembers } = await import('../../lib/flows/backup-copy.ts');
+    const { Readable } = await import('node:stream');
+    const parts: Buffer[] = [];
+    const t = Readable.from([archive]).pipe(new CopyMembers(NAME));
+    for await (const c of t) parts.push(c as Buffer);
+    return Buffer.concat(parts);
+  };
+  const make = (files: Record<string, string>, links: Record<string, string> = {}) => {
+    const src = mkdtempSync(join(dir, 'src-'));
+    for (const [f, text] of Object.entries(files)) {
+      mkdirSync(join(src, f, '..'), { recursive: true });
+      writeFileSync(join(src, f), text);
+    }
+    for (const [l, to] of Object.entries(links)) execFileSync('ln', ['-s', to, join(src, l)]);
+    return execFileSync('tar', ['-c', '-f', '-', '-C', src, NAME]);
+  };
+
+  it('passes a backup folder through unchanged', async () => {
+    const archive = make({ [`${NAME}/manifest.json`]: '{}', [`${NAME}/sqlite/0.db`]: 'db', [`${NAME}/files.tar`]: 't', [`${NAME}/env`]: 'A=1' });
+    expect((await through(archive)).equals(archive)).toBe(true);
+  });
+
+  it.each<[string, Record<string, string>, Record<string, string>, string]>([
+    ['a symbolic link', { [`${NAME}/manifest.json`]: '{}' }, { [`${NAME}/sqlite`]: '/etc' }, 'not a file or folder'],
+    ['a file no backup holds', { [`${NAME}/manifest.json`]: '{}', [`${NAME}/.ssh/authorized_keys`]: 'k' }, {}, `"${NAME}/.ssh/`],
+  ])('refuses %s before the host unpacks it', async (_what, files, links, message) => {
+    await expect(through(make(files, links))).rejects.toThrow(message);
+  });
+});
