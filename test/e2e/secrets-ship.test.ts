@@ -58,10 +58,13 @@ describe('secrets and what never ships, over SSH', () => {
     mkdirSync(dirname(join(s.appDir, rel)), { recursive: true });
     writeFileSync(join(s.appDir, rel), text);
   };
-  const liveDir = () => {
+  /** The live release's id, as state.json on the host records it. */
+  const liveId = (): string => {
+    // The host's state.json as lib/state/state.ts writes it; a missing field fails the test below.
     const state = JSON.parse(readFileSync(join(s.deployPath, '.skiff/state.json'), 'utf8')) as { live: string; slots: Record<string, { release: string }> };
-    return join(s.deployPath, 'releases', state.slots[state.live]?.release as string);
+    return state.slots[state.live]?.release ?? 'none';
   };
+  const liveDir = () => join(s.deployPath, 'releases', liveId());
 
   beforeAll(() => {
     s = makeSandbox('secrets-ship');
@@ -122,7 +125,7 @@ describe('secrets and what never ships, over SSH', () => {
     for (const p of NEVER_ON_HOST) expect(existsSync(join(live, p)), p).toBe(false);
     for (const p of ['server.js', 'certs/chain.pem', 'vendor/dep/index.js', '.skiffignore']) expect(existsSync(join(live, p)), p).toBe(true);
     // The manifest on the host lists what the tar carried, and no more.
-    const manifest = readFileSync(join(s.deployPath, '.skiff/manifests', `${live.split('/').at(-1) as string}.json`), 'utf8');
+    const manifest = readFileSync(join(s.deployPath, '.skiff/manifests', `${liveId()}.json`), 'utf8');
     for (const p of NEVER_ON_HOST) expect(manifest).not.toContain(`"${p}"`);
   });
 
