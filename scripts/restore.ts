@@ -5,13 +5,14 @@ import { runMain } from '../lib/cli/cli.ts';
 const spec = {
   name: 'restore',
   summary: 'Restore a backup on the host. It is checked before anything stops; if the app is not healthy after, the data of before comes back.',
-  usage: '<env> <backup> [--test] [--yes] [--force-unlock] [--lock-wait SECONDS]',
+  usage: '<env> <backup> [--test] [--yes] [--trust-copy] [--force-unlock] [--lock-wait SECONDS]',
   positionals: [
     { name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env' },
     { name: '<backup>', required: true, description: 'a backup name from `backup.ts <env> --list` (always the host\'s), or the path of a downloaded copy (backups/<env>/<name>.tar[.age]), uploaded first' },
   ],
   flags: {
     test: { type: 'boolean', description: 'restore into a scratch folder on the host and check it; nothing live is touched' },
+    'trust-copy': { type: 'boolean', description: 'restore a local copy whose MAC (BACKUP_SIGNING_KEY) is missing or wrong; a warning says so' },
     yes: { type: 'boolean', short: 'y', description: 'do not ask for confirmation' },
     'force-unlock': { type: 'boolean', description: 'break a lock whose holder is gone or has not shown a heartbeat for a minute' },
     'lock-wait': { type: 'string', description: 'wait up to SECONDS for a running deploy to finish (default: refuse at once, exit 3)' },
@@ -43,7 +44,8 @@ await runMain(spec, async ({ args: [env, name], flags }) => {
     try {
       for (const c of run.sessions) {
         // A copy is drilled where it landed, a scratch folder: never in place of the host's backup of that name.
-        const up = copy && local ? await copy.uploadBackup(c, local, true) : undefined;
+        const up = copy && local ? await copy.uploadBackup(c, local, true, flags['trust-copy']) : undefined;
+        if (up?.untrusted) say(`warning: ${up.untrusted}; testing it anyway (--trust-copy)`);
         if (up) say(`${env}${on(c)}: testing the local copy ${local} (uploaded to a scratch folder)`);
         try {
           const lines = await b.drillBackup(c, backup, await b.verifyBackup(c, backup, up?.dir), up?.dir);
@@ -63,7 +65,11 @@ await runMain(spec, async ({ args: [env, name], flags }) => {
     // Every host's copy is checked before any app stops.
     const manifests = [];
     for (const c of all) {
-      if (copy && local) say(`${env}${on(c)}: uploaded ${(await copy.uploadBackup(c, local)).name} from the local copy ${local}`);
+      if (copy && local) {
+        const up = await copy.uploadBackup(c, local, false, flags['trust-copy']);
+        if (up.untrusted) say(`warning: ${up.untrusted}; restoring it anyway (--trust-copy)`);
+        say(`${env}${on(c)}: uploaded ${up.name} from the local copy ${local}`);
+      }
       manifests.push(await b.verifyBackup(c, backup));
     }
     // Restoring replaces live data: asked every time, not only in production.

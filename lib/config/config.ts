@@ -55,6 +55,8 @@ export interface Config {
     readonly encryptTo: string | undefined;
     /** BACKUP_AGE_IDENTITY: the file of the age identity that decrypts them (restore). */
     readonly ageIdentity: string | undefined;
+    /** BACKUP_SIGNING_KEY: the operator's key of the MAC over each backup's manifest (checked before a copy is restored). */
+    readonly signingKey: Secret | undefined;
   };
   /** Every key that is not skiff's: the app's environment, written to shared/.env. */
   readonly appEnv: Readonly<Record<string, string | Secret>>;
@@ -171,6 +173,7 @@ export const KEYS = {
   BACKUP_KEEP: { schema: int(1, 1000), expected: 'a whole number of at least 1', default: '10' },
   BACKUP_ENCRYPT_TO: { schema: str.regex(/^age1[0-9a-z]{20,}$/), expected: 'an age recipient (age1...)', hint: 'make one with age-keygen, or see docs/backups.md' },
   BACKUP_AGE_IDENTITY: { schema: nonEmpty, expected: 'the file of an age identity (AGE-SECRET-KEY-1...)' },
+  BACKUP_SIGNING_KEY: { schema: str.regex(/^\S{32,}$/), expected: 'a random key of at least 32 characters, no spaces', hint: 'make one with `openssl rand -hex 32`; keep it in the secrets file' },
 } satisfies Record<string, KeySpec>;
 
 type Key = keyof typeof KEYS;
@@ -418,6 +421,7 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
       beforeDeploy: values.DEPLOY_BACKUP_BEFORE,
       encryptTo: values.BACKUP_ENCRYPT_TO,
       ageIdentity: ageIdentity === undefined ? undefined : resolve(opts.root, ageIdentity),
+      signingKey: values.BACKUP_SIGNING_KEY === undefined ? undefined : new Secret(values.BACKUP_SIGNING_KEY),
     },
     appEnv: appEnvOf(source),
   });

@@ -4,13 +4,13 @@
  * it arrives, encrypted with age (the age-encryption library) when BACKUP_ENCRYPT_TO is set.
  * `restore <env> <file>` decrypts and uploads such a copy into the host's backups folder first.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, timingSafeEqual, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BackupManifest } from './backup.ts';
-import { checkBackupName } from './backup.ts';
+import { checkBackupName, manifestMac } from './backup.ts';
 import { cmd, script } from '../core/cmd.ts';
 import { DEADLINE } from '../host/host.ts';
 import type { Session } from './session.ts';
@@ -127,20 +127,34 @@ export const backupNameOfFile = (path: string, env: string): string => {
 export class CopyMembers extends Transform {
   readonly #reader = new TarReader();
   readonly #allowed: RegExp;
+  readonly #name: string;
+  /** The bytes of the copy's manifest.json and manifest.mac, kept as they pass (for the MAC check). */
+  readonly kept = new Map<string, Buffer>();
+  #keeping: string | undefined;
   constructor(name: string) {
     super();
-    this.#allowed = new RegExp(`^${name.replace(/[.]/g, '\\.')}(/(manifest\\.json|env|files\\.tar|postgres\\.dump|sqlite|sqlite/\\d+\\.db))?$`);
+    this.#name = name;
+    this.#allowed = new RegExp(`^${name.replace(/[.]/g, '\\.')}(/(manifest\\.json|manifest\\.mac|env|files\\.tar|postgres\\.dump|sqlite|sqlite/\\d+\\.db))?$`);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     try {
       for (const event of this.#reader.read(chunk)) {
+        if (event.kind === 'body' && this.#keeping) {
+          const before = this.kept.get(this.#keeping) ?? Buffer.alloc(0);
+          // A manifest is a few KB; more than 16 MiB is no manifest skiff wrote.
+          if (before.length + event.data.length > 16 * 1024 * 1024) throw new UsageError(`the copy's ${this.#keeping} is too large to be a manifest: refused, nothing was uploaded`);
+          this.kept.set(this.#keeping, Buffer.concat([before, event.data]));
+        }
         if (event.kind !== 'member') continue;
         const { name, type } = event.member;
         const plain = name.replace(/\/+$/, '');
         if ((type !== '0' && type !== '5') || !this.#allowed.test(plain)) {
           throw new UsageError(`the copy holds ${JSON.stringify(name)}${type !== '0' && type !== '5' ? ' (not a file or folder)' : ''}, which no backup holds: refused, nothing was uploaded`);
         }
+        const leaf = plain.slice(this.#name.length + 1);
+        this.#keeping = leaf === 'manifest.json' || leaf === 'manifest.mac' ? leaf : undefined;
+        if (this.#keeping) this.kept.set(this.#keeping, Buffer.alloc(0));
       }
       done(null, chunk);
     } catch (error) {
@@ -156,7 +170,26 @@ export class CopyMembers extends Transform {
  * scratch folder the caller removes, so a damaged copy cannot replace anything. The restore or
  * drill that follows verifies it like any backup on the host.
  */
-export const uploadBackup = async (ctx: Session, path: string, scratch = false): Promise<{ name: string; dir: string; remove: () => Promise<void> }> => {
+/**
+ * Why a copy's MAC does not prove it was made with this operator's BACKUP_SIGNING_KEY, or undefined
+ * when it does. An age-encrypted copy proves nothing by itself: anyone can encrypt to a recipient.
+ */
+export const copyMacProblem = (file: string, key: string | undefined, manifest: Buffer | undefined, mac: Buffer | undefined): string | undefined => {
+  if (!key) return `cannot tell who made ${file}: set BACKUP_SIGNING_KEY in the secrets file to the key the backup was made with`;
+  if (!manifest) return `${file} holds no manifest.json`;
+  if (!mac) return `${file} carries no MAC (manifest.mac): it was made without BACKUP_SIGNING_KEY, or elsewhere`;
+  const want = Buffer.from(manifestMac(key, manifest), 'hex');
+  const got = Buffer.from(mac.toString('utf8').trim(), 'hex');
+  return got.length === want.length && timingSafeEqual(got, want) ? undefined : `the MAC of ${file} does not match: the copy was changed, or made with another BACKUP_SIGNING_KEY`;
+};
+
+export const uploadBackup = async (
+  ctx: Session,
+  path: string,
+  scratch = false,
+  /** --trust-copy: restore a copy without a valid MAC (the caller prints the warning it gets back). */
+  trust = false,
+): Promise<{ name: string; dir: string; remove: () => Promise<void>; untrusted: string | undefined }> => {
   const { host, cfg } = ctx;
   const name = backupNameOfFile(path, cfg.env);
   let input: Readable = createReadStream(path);
@@ -182,11 +215,14 @@ export const uploadBackup = async (ctx: Session, path: string, scratch = false):
   }
   const backups = `${ctx.l.root}/backups`;
   const stage = `${backups}/.${scratch ? 'test' : 'upload'}-${name}`;
-  const checked = input.pipe(new CopyMembers(name));
+  const members = new CopyMembers(name);
+  const checked = input.pipe(members);
   let refused: unknown;
   checked.on('error', (error) => {
     refused = error;
   });
+  const mode = scratch ? 'test' : 'restore';
+  // First the copy is unpacked into its stage; it moves into place only once its MAC is checked.
   const r = await host.exec(
     script(
       [
@@ -194,26 +230,35 @@ export const uploadBackup = async (ctx: Session, path: string, scratch = false):
         // Exit 8: the host has a backup of that name, which an upload never replaces.
         'if [ "$4" = restore ] && [ -e "$1/$3" ]; then exit 8; fi',
         'rm -rf "$2" && mkdir -p "$2" && tar -x --no-same-owner -f - -C "$2" && [ -f "$2/$3/manifest.json" ] || { s=$?; rm -rf "$2"; exit "$s"; }',
-        '[ "$4" = test ] && exit 0',
-        'mv -T "$2/$3" "$1/$3"; s=$?; rm -rf "$2"; exit $s',
       ].join('\n'),
       backups,
       stage,
       name,
-      scratch ? 'test' : 'restore',
+      mode,
     ),
     { stdin: checked, check: false, timeoutMs: DEADLINE.transfer },
   );
+  const drop = () => host.exec(cmd('rm', '-rf', stage), { check: false });
   if (refused) {
-    await host.exec(cmd('rm', '-rf', stage), { check: false });
+    await drop();
     throw refused;
   }
   if (r.code === 8) {
     throw new UsageError(`${host.name} has a backup ${name} already: restore it by name (\`restore.ts ${cfg.env} ${name}\`), or remove it there first to restore this copy; nothing was uploaded`);
   }
   if (r.code !== 0) throw new SkiffError(`${host.name}: could not upload ${basename(path)}: ${r.stderr.trim().split('\n').at(-1) || 'not a backup archive'}`);
+  const untrusted = copyMacProblem(basename(path), cfg.backup.signingKey?.reveal(), members.kept.get('manifest.json'), members.kept.get('manifest.mac'));
+  if (untrusted && !trust) {
+    await drop();
+    throw new UsageError(`${untrusted}; nothing was touched (pass --trust-copy to restore it anyway)`);
+  }
+  if (!scratch) {
+    const moved = await host.exec(script('if [ -e "$1/$3" ]; then s=8; else mv -T "$2/$3" "$1/$3"; s=$?; fi; rm -rf "$2"; exit $s', backups, stage, name), { check: false });
+    if (moved.code === 8) throw new UsageError(`${host.name} has a backup ${name} already: restore it by name; nothing was uploaded`);
+    if (moved.code !== 0) throw new SkiffError(`${host.name}: could not put the copy ${name} in place: ${moved.stderr.trim().split('\n').at(-1) ?? ''}`);
+  }
   const remove = async () => {
-    if (scratch) await host.exec(cmd('rm', '-rf', stage), { check: false });
+    if (scratch) await drop();
   };
-  return { name, dir: scratch ? `${stage}/${name}` : `${backups}/${name}`, remove };
+  return { name, dir: scratch ? `${stage}/${name}` : `${backups}/${name}`, remove, untrusted };
 };

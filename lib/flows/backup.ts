@@ -4,6 +4,7 @@
  */
 import { backupSpace, checkBackup, drillRestore, dumpPostgres, listBackups, restorePostgres, sealBackup, swapInData, takeSnapshot, targetsOutside } from '../commands/backup.ts';
 import { parsePgUrl, pgStdin, type PgConnection } from '../config/pg-url.ts';
+import { createHmac } from 'node:crypto';
 import { posix } from 'node:path';
 import { cmd } from '../core/cmd.ts';
 import { DEADLINE } from '../host/host.ts';
@@ -119,6 +120,13 @@ export const foreignEntries = (m: BackupManifest, sqlite: readonly string[], pat
             : e.kind === 'postgres' && e.path === 'postgres.dump' && postgres);
     return ok ? [] : [`${String(e.path)} (${String(e.kind)}: ${Array.isArray(raw) ? raw.map(String).join(', ') || 'no source' : 'no list of sources'})`];
   });
+
+/**
+ * The MAC of a manifest: HMAC-SHA256 with BACKUP_SIGNING_KEY over its exact bytes, hex. The manifest
+ * holds every entry's size and sha256, so a valid MAC vouches for the whole backup.
+ */
+export const manifestMac = (key: string, manifestText: string | Buffer): string =>
+  createHmac('sha256', key).update('skiff backup manifest 1\n').update(manifestText).digest('hex');
 
 /** takeSnapshot's exit status when the backup's name or its stage exists already. */
 const NAME_TAKEN = 6;
@@ -272,7 +280,11 @@ export const takeBackup = async (
       cfg.backup.sqlite,
       cfg.backup.paths.filter((p) => !missing.includes(p)),
     );
-    await host.put(`${stage}/manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
+    const text = `${JSON.stringify(manifest, null, 2)}\n`;
+    await host.put(`${stage}/manifest.json`, text, { mode: 0o600 });
+    // The MAC travels with every copy: a restore of a copy from elsewhere checks it (backup-copy.ts).
+    const key = cfg.backup.signingKey;
+    if (key) await host.put(`${stage}/manifest.mac`, `${manifestMac(key.reveal(), text)}\n`, { mode: 0o600 });
     await host.exec(sealBackup(stage, backupDir(ctx, name)));
   } catch (error) {
     if (ours) await host.exec(cmd('rm', '-rf', stage), { check: false });

@@ -3,7 +3,7 @@
  * scripts, on this machine and over a real sshd. Every backup here is restored.
  */
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { get, localEnv, makeSandbox, ROOT, type Sandbox } from '../support/sandbox.ts';
 
 const SSH = { ip: '127.0.0.11', port: 2231 };
+/** The operator's key of the manifests' MACs (`openssl rand -hex 32`). */
+const KEY = 'a3f1c9d27be04e6a8f5d1c2b3a4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f61';
 
 describe.each([
   { where: 'local', port: 18691 },
@@ -30,6 +32,7 @@ describe.each([
         'BACKUP_SQLITE=data/app.db',
         'BACKUP_PATHS=uploads',
         'BACKUP_KEEP=4',
+        `BACKUP_SIGNING_KEY=${KEY}`,
         extra,
       ].join('\n'),
     );
@@ -398,6 +401,48 @@ describe.each([
       expect(readFileSync(join(s.deployPath, 'backups', name, 'sqlite/0.db')).equals(good)).toBe(true);
     });
 
+    it('a copy without a valid MAC is refused before anything is touched (exit 2) unless --trust-copy, which warns', async () => {
+      const r = await s.run('backup', ['t', 'signed', '--download'], opts());
+      expect(r.code).toBe(0);
+      const name = /downloaded (\S+) to /.exec(r.stdout)?.[1] as string;
+      const file = join(local(), `${name}.tar`);
+      expect(execFileSync('tar', ['-t', '-f', file], { encoding: 'utf8' })).toContain(`${name}/manifest.mac`);
+      rmSync(join(s.deployPath, 'backups', name), { recursive: true });
+      const work = join(s.dir, 'mac-work');
+      const variants: [string, (d: string) => void, string][] = [
+        ['no MAC', (d) => rmSync(join(d, 'manifest.mac')), 'carries no MAC (manifest.mac)'],
+        ['a manifest changed after signing', (d) => writeFileSync(join(d, 'manifest.json'), readFileSync(join(d, 'manifest.json'), 'utf8').replace('"version"', '"version" ')), 'does not match: the copy was changed'],
+        ['a MAC made with another key', (d) => writeFileSync(join(d, 'manifest.mac'), `${createHmac('sha256', 'another key of at least 32 characters').update('skiff backup manifest 1\n').update(readFileSync(join(d, 'manifest.json'))).digest('hex')}\n`), 'does not match'],
+      ];
+      for (const [what, change, message] of variants) {
+        rmSync(work, { recursive: true, force: true });
+        mkdirSync(work);
+        execFileSync('tar', ['-x', '-f', file, '-C', work]);
+        change(join(work, name));
+        const forged = join(s.dir, `forged-${variants.findIndex((v) => v[0] === what)}`, `${name}.tar`);
+        mkdirSync(join(forged, '..'), { recursive: true });
+        execFileSync('tar', ['-c', '-f', forged, '-C', work, name]);
+        const rows = await count();
+        const pid = slotPid();
+        for (const args of [['--yes'], ['--test']]) {
+          const refused = await s.run('restore', ['t', forged, ...args], opts());
+          expect(refused.code, what).toBe(2);
+          expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+          expect(refused.stderr).toContain(message);
+          expect(refused.stderr).toContain('nothing was touched (pass --trust-copy to restore it anyway)');
+        }
+        expect(existsSync(join(s.deployPath, 'backups', name))).toBe(false);
+        expect(readdirSync(join(s.deployPath, 'backups')).filter((n) => n.startsWith('.'))).toEqual([]);
+        expect(await count()).toBe(rows);
+        expect(slotPid()).toBe(pid);
+      }
+      const trusted = await s.run('restore', ['t', join(s.dir, 'forged-0', `${name}.tar`), '--test', '--trust-copy'], opts());
+      expect(trusted.code).toBe(0);
+      expect(trusted.stdout).toContain('warning: ');
+      expect(trusted.stdout).toContain('carries no MAC');
+      expect(trusted.stdout).toContain(`restore test of ${name} passed`);
+    });
+
     it('with BACKUP_ENCRYPT_TO the copy is age-encrypted, and restore decrypts it with BACKUP_AGE_IDENTITY', async () => {
       s.writeEnv('t.env', env(`BACKUP_ENCRYPT_TO=${recipient}`));
       const r = await s.run('backup', ['t', 'sealed', '--download'], opts());
@@ -453,6 +498,54 @@ describe.each([
       expect(psql(`SELECT string_agg(name, ',' ORDER BY id) FROM items_${where}`)).toBe('one,two');
       for (const out of [r.stdout, drill.stdout, back.stdout, readFileSync(join(s.deployPath, '.skiff/audit.log'), 'utf8')]) expect(out).not.toContain('app pw');
       expect(readFileSync(join(s.deployPath, 'backups', name, 'manifest.json'), 'utf8')).not.toContain('app pw');
+    });
+
+    it.each([
+      ['a unix socket as ?host=', `postgres://app:app%20pw@/app?host=${PG.dir}&port=${PG.port}`],
+      ['a unix socket as a percent-encoded host', `postgres://app:app%20pw@${encodeURIComponent(PG.dir)}:${PG.port}/app`],
+      ['sslmode and a percent-encoded password', `postgresql://app:app%20pw@127.0.0.1:${PG.port}/app?sslmode=disable&application_name=skiff`],
+    ])('reaches PostgreSQL through %s: backup and restore round trip', async (_what, form) => {
+      s.writeEnv('t.secrets.env', `BACKUP_POSTGRES_URL=${form}\n`, 0o600);
+      psql(`DELETE FROM items_${where}; INSERT INTO items_${where} (name) VALUES ('socket')`);
+      const r = await s.run('backup', ['t', 'pg-form']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const name = /backup (\S+) \(/.exec(r.stdout)?.[1] as string;
+      psql(`DELETE FROM items_${where}`);
+      const back = await s.run('restore', ['t', name, '--yes']);
+      s.writeEnv('t.secrets.env', `BACKUP_POSTGRES_URL=${url}\n`, 0o600);
+      expect(back.stderr).toBe('');
+      expect(back.code).toBe(0);
+      expect(psql(`SELECT string_agg(name, ',') FROM items_${where}`)).toBe('socket');
+    });
+
+    it('a database host that accepts and never answers: the backup gives up after connect_timeout (exit 1, one line)', async () => {
+      const { createServer } = await import('node:net');
+      const held: import('node:net').Socket[] = [];
+      const server = createServer((c) => held.push(c));
+      await new Promise<void>((r) => server.listen(PG.port + 2, '127.0.0.1', () => r()));
+      s.writeEnv('t.secrets.env', `BACKUP_POSTGRES_URL=postgres://app:app%20pw@127.0.0.1:${PG.port + 2}/app?connect_timeout=2\n`, 0o600);
+      const started = Date.now();
+      const r = await s.run('backup', ['t']);
+      const took = Date.now() - started;
+      for (const c of held) c.destroy();
+      server.close();
+      s.writeEnv('t.secrets.env', `BACKUP_POSTGRES_URL=${url}\n`, 0o600);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(/backup failed: PostgreSQL app on 127\.0\.0\.1:\d+: .*timeout/);
+      expect(r.stderr).not.toContain('app pw');
+      expect(took).toBeLessThan(30_000);
+    });
+
+    it('a BACKUP_POSTGRES_URL libpq would read differently is refused when the env loads (exit 2), without the password', async () => {
+      s.writeEnv('t.secrets.env', 'BACKUP_POSTGRES_URL=postgres://app:app%20pw@127.0.0.1:99999/app\n', 0o600);
+      const r = await s.run('backup', ['t']);
+      s.writeEnv('t.secrets.env', `BACKUP_POSTGRES_URL=${url}\n`, 0o600);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('BACKUP_POSTGRES_URL');
+      expect(r.stderr).not.toContain('app pw');
+      expect(r.stderr).not.toContain('TypeError');
     });
 
     it('PostgreSQL unreachable: one clear line, no backup left (exit 1)', async () => {

@@ -143,3 +143,25 @@ describe('CopyMembers: an uploaded copy may hold only the files of its own backu
     await expect(through(make(files, links))).rejects.toThrow(message);
   });
 });
+
+describe('copyMacProblem: a copy from elsewhere is used only with a MAC made with the operator\'s key', () => {
+  const key = 'k'.repeat(40);
+  const manifest = Buffer.from('{"format":1}\n');
+  it('accepts the MAC takeBackup writes', async () => {
+    const { manifestMac } = await import('../../lib/flows/backup.ts');
+    const { copyMacProblem } = await import('../../lib/flows/backup-copy.ts');
+    expect(copyMacProblem('x.tar', key, manifest, Buffer.from(`${manifestMac(key, manifest)}\n`))).toBeUndefined();
+  });
+  it.each<[string, string | undefined, Buffer | undefined, (mac: string) => Buffer | undefined, string]>([
+    ['no key here', undefined, manifest, (m) => Buffer.from(m), 'cannot tell who made x.tar: set BACKUP_SIGNING_KEY'],
+    ['no MAC', key, manifest, () => undefined, 'x.tar carries no MAC'],
+    ['a changed manifest', key, Buffer.from('{"format":1} \n'), (m) => Buffer.from(m), 'the MAC of x.tar does not match'],
+    ['another key', 'o'.repeat(40), manifest, (m) => Buffer.from(m), 'the MAC of x.tar does not match'],
+    ['a MAC that is not hex', key, manifest, () => Buffer.from('zz'), 'does not match'],
+    ['no manifest', key, undefined, (m) => Buffer.from(m), 'x.tar holds no manifest.json'],
+  ])('refuses %s', async (_what, k, m, mac, message) => {
+    const { manifestMac } = await import('../../lib/flows/backup.ts');
+    const { copyMacProblem } = await import('../../lib/flows/backup-copy.ts');
+    expect(copyMacProblem('x.tar', k, m, mac(manifestMac(key, manifest)))).toContain(message);
+  });
+});

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { SkiffError, UsageError } from '../../lib/core/errors.ts';
-import { backupOfRelease, composeManifest, drillBackup, parseSums, readBackups, restoreBackup, takeBackup, verifyBackup, type BackupManifest } from '../../lib/flows/backup.ts';
+import { backupOfRelease, composeManifest, drillBackup, manifestMac, parseSums, readBackups, restoreBackup, takeBackup, verifyBackup, type BackupManifest } from '../../lib/flows/backup.ts';
 import { auditAppended, CMD, flowSession, forPort, hostState, NOW, rejection, slot, testConfig, type FlowSetup } from '../support/flow-ctx.ts';
 import { failed, inOrder, inTurn, ok, when, type Rule } from '../support/recording-host.ts';
 import { words } from './shell-words.ts';
@@ -77,6 +77,21 @@ describe('takeBackup', () => {
       ['files.tar', 'paths', ['uploads']],
       ['env', 'env', ['.env']],
     ]);
+  });
+
+  it('with BACKUP_SIGNING_KEY writes manifest.mac, the HMAC of the manifest\'s exact bytes, before the seal', async () => {
+    const key = 'k'.repeat(40);
+    const { session, host } = flowSession({
+      cfg: testConfig({ BACKUP_SQLITE: 'data/app.db', BACKUP_SIGNING_KEY: key }),
+      state,
+      rules: [when(CMD.space, ok('1000000 5000')), when(CMD.snapshot, ok(SUMS)), when(CMD.listBackups, ok(''))],
+    });
+    await takeBackup(session);
+    const stage = `${BACKUPS}/${NAME}.partial`;
+    const text = host.files.get(`${stage}/manifest.json`)?.content ?? Buffer.alloc(0);
+    expect(host.files.get(`${stage}/manifest.mac`)).toMatchObject({ mode: 0o600, content: Buffer.from(`${manifestMac(key, text)}\n`) });
+    expect(inOrder(host.events, [`put ${stage}/manifest.json`, `put ${stage}/manifest.mac`, CMD.seal])).toHaveLength(3);
+    expect(host.events.join('\n')).not.toContain(key);
   });
 
   it('refuses when the disk is short, before anything is made', async () => {
