@@ -13,7 +13,8 @@ import { firstLine, HealthCheckError, SkiffError } from '../core/errors.ts';
 import { askUntilOk, publicHealthUrl, waitHealthy } from './health.ts';
 import type { Proxy } from '../proxy/proxy.ts';
 import type { Host } from '../host/host.ts';
-import { appendHistory, audit, liveSlot, readHistory, readState, releasesToPrune, writeState } from '../state/state.ts';
+import { appendHistory, audit, liveSlot, readHistory, releasesToPrune, writeState } from '../state/state.ts';
+import { loadState } from './state-repair.ts';
 import type { DeployCtx, Plan, Previous, Session } from './session.ts';
 
 /** With proxy `none` there is one slot, and it is called blue. */
@@ -43,7 +44,9 @@ export const preflight = async (ctx: DeployCtx): Promise<void> => {
   const missing = await missingOn(host, ['sh', 'tar', 'setsid', 'grep', 'awk']);
   if (missing.length > 0) throw new SkiffError(`${host.name} lacks ${missing.join(', ')}: install them (Debian: apt-get install coreutils tar util-linux)`);
   await ctx.runtime.preflight(host);
-  const state = await readState(host, l);
+  // A damaged state.json is rebuilt from the history and what runs, and rewritten (the lock is held).
+  const { state, damaged } = await loadState(ctx, { repair: true });
+  if (damaged) ctx.log(damaged);
   const live = liveSlot(state);
   const previous = state && live ? { state, slot: live.release } : undefined;
   ctx.run.fix({ previous, target: targetSlot(ctx.cfg, previous) });

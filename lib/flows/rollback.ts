@@ -6,7 +6,8 @@ import { listReleases } from '../commands/release.ts';
 import type { Config } from '../config/config.ts';
 import type { Going, Session } from './session.ts';
 import { SkiffError, UsageError } from '../core/errors.ts';
-import { appendHistory, liveBefore, liveSlot, readHistory, readState, type ReleaseRecord } from '../state/state.ts';
+import { appendHistory, liveBefore, liveSlot, readHistory, type ReleaseRecord } from '../state/state.ts';
+import { loadState } from './state-repair.ts';
 import { isReleaseId } from '../release/version.ts';
 
 /**
@@ -68,7 +69,8 @@ export const formatHistory = (history: readonly ReleaseRecord[], liveId: string 
 
 /** Reads what rollback needs from the host. */
 export const readRollbackFacts = async (ctx: Session) => {
-  const liveId = liveSlot(await readState(ctx.host, ctx.l))?.release.release;
+  // A damaged state.json is read as rebuilt here; the rollback's preflight rewrites it under the lock.
+  const liveId = liveSlot((await loadState(ctx)).state)?.release.release;
   const history = await readHistory(ctx.host, ctx.l);
   const onHost = (await ctx.host.exec(listReleases(ctx.l))).stdout.split('\n').filter(Boolean);
   return { liveId, history, onHost };

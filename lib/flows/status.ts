@@ -7,6 +7,7 @@ import type { Session } from './session.ts';
 import { gateSlot } from './deploy.ts';
 import { askUntilOk, publicHealthUrl } from './health.ts';
 import type { SlotRun } from '../runtime/runtime.ts';
+import { loadState } from './state-repair.ts';
 import { liveSlot, readHistory, readState, audit, type ReleaseRecord, type SlotState } from '../state/state.ts';
 
 export interface StatusReport {
@@ -25,12 +26,15 @@ export interface StatusReport {
   readonly log: string;
   readonly lock: unknown;
   readonly history: readonly ReleaseRecord[];
+  /** When state.json was damaged: what was wrong, and that the rest is as rebuilt from the history and the running slots. */
+  readonly stateDamaged?: string;
 }
 
 /** Reads the state of the environment on its host. */
 export const gatherStatus = async (ctx: Session, url: string): Promise<StatusReport> => {
   const { host, l, cfg } = ctx;
-  const { slot, release } = liveSlot(await readState(host, l)) ?? {};
+  const { state, damaged } = await loadState(ctx);
+  const { slot, release } = liveSlot(state) ?? {};
   const proc: SlotRun = slot ? await ctx.runtime.find(host, l, slot) : { state: 'stopped' };
   const health =
     proc.state === 'running' && release
@@ -58,6 +62,7 @@ export const gatherStatus = async (ctx: Session, url: string): Promise<StatusRep
     log: slot ? ctx.runtime.logName(l, slot) : '',
     lock: holder ? (JSON.parse(holder.toString()) as unknown) : null,
     history: (await readHistory(host, l)).slice(-5),
+    ...(damaged ? { stateDamaged: damaged } : {}),
   };
 };
 
@@ -89,10 +94,12 @@ const proxyLine = (p: NonNullable<StatusReport['proxy']>, livePort: number): str
 
 /** The text form of `status`. */
 export const formatStatus = (r: StatusReport): string => {
-  if (!r.deployed) return `${r.app} ${r.env} on ${r.host}: nothing deployed yet: run \`npx tsx scripts/deploy-vps.ts ${r.env}\` first`;
+  const note = r.stateDamaged ? [`  state     ${r.stateDamaged}`] : [];
+  if (!r.deployed) return [`${r.app} ${r.env} on ${r.host}: nothing deployed yet: run \`npx tsx scripts/deploy-vps.ts ${r.env}\` first`, ...note].join('\n');
   const rel = r.release as SlotState;
   const lines = [
     `${r.app} ${r.env} on ${r.host}`,
+    ...note,
     `  release   ${rel.release} (version ${rel.version})`,
     `  slot      ${r.slot}, port ${rel.port}`,
     `  process   ${processLine(r.process)}`,

@@ -3,7 +3,9 @@
  * `.skiff/releases.jsonl` (one line per event, folded by release id). Parsing is pure; reading and
  * writing go through a Host.
  */
+import { z } from 'zod';
 import { appendLine } from '../commands/release.ts';
+import { SkiffError } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
 import type { Layout } from '../core/paths.ts';
 
@@ -59,10 +61,103 @@ export const liveSlot = (state: HostState | undefined): { readonly slot: string;
   return slot && release ? { slot, release } : undefined;
 };
 
-/** Parses state.json; a missing file means nothing is deployed. */
+const slotSchema = z.object({
+  release: z.string().min(1),
+  version: z.string().min(1),
+  port: z.number().int().min(1).max(65535),
+  start: z.string(),
+  startedAt: z.string(),
+});
+
+const stateSchema = z
+  .object({
+    app: z.string().min(1),
+    env: z.string().min(1),
+    live: z.string().min(1).optional(),
+    slots: z.record(z.string(), slotSchema),
+    updatedAt: z.string(),
+  })
+  .refine((s) => s.live === undefined || s.slots[s.live] !== undefined, { message: 'the live slot has no entry in slots', path: ['live'] });
+
+/** state.json is there but cannot be read as a state: cut short by a crash or a full disk, or edited. */
+export class StateDamagedError extends SkiffError {
+  /** What is wrong with it, in a few words. */
+  readonly problem: string;
+  constructor(problem: string, where = 'state.json') {
+    super(
+      `${where} is damaged (${problem}); nothing was changed: \`status\` shows what runs, rebuilt from releases.jsonl and the running slots, and the next deploy or rollback rewrites it`,
+    );
+    this.problem = problem;
+  }
+}
+
+/** Parses state.json; a missing file means nothing is deployed, a damaged one throws StateDamagedError. */
 export const parseState = (text: string | undefined): HostState | undefined => {
-  if (text === undefined || text.trim() === '') return undefined;
-  return JSON.parse(text) as HostState;
+  if (text === undefined) return undefined;
+  if (text.trim() === '') throw new StateDamagedError(text === '' ? 'empty' : 'only blanks');
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new StateDamagedError(`not JSON, ${text.length} bytes: cut short?`);
+  }
+  const parsed = stateSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new StateDamagedError(issue ? `${issue.path.join('.') || 'the file'}: ${issue.message}` : 'not a state');
+  }
+  return { ...parsed.data, live: parsed.data.live };
+};
+
+/** What a damaged state.json is rebuilt from: the history, the `current` link and what runs in each slot. */
+export interface RebuildFacts {
+  readonly app: string;
+  readonly env: string;
+  readonly history: readonly ReleaseRecord[];
+  /** The release `current` points at (commit points it before it writes state.json), if any. */
+  readonly current: string | undefined;
+  readonly onHost: readonly string[];
+  /** The slots of the config, each with its port and whether a process runs there. */
+  readonly slots: readonly { readonly slot: string; readonly port: number; readonly running: boolean }[];
+  /** The port the proxy sends traffic to; undefined without a proxy or when it cannot say. */
+  readonly routed: number | undefined;
+  /** DEPLOY_START, for a release whose record is lost with the start command it ran with. */
+  readonly start: string;
+  readonly now: string;
+}
+
+/**
+ * The state a damaged state.json stood for: the live release is the one `current` points at (else
+ * the last one the history records live), its slot the one the proxy sends traffic to (else the
+ * only slot, or the only running one). Slots other than the live one are left out: what they ran is
+ * not known, and the next deploy starts its release in one of them anyway. Returns a reason when it
+ * cannot tell; undefined state when nothing was ever deployed.
+ */
+export const rebuildState = (f: RebuildFacts): { readonly state: HostState | undefined } | { readonly unknown: string } => {
+  const fromLink = f.current !== undefined && f.onHost.includes(f.current) ? f.current : undefined;
+  const liveId = fromLink ?? f.history.filter((r) => r.status === 'live' && f.onHost.includes(r.id)).at(-1)?.id;
+  if (liveId === undefined) {
+    return f.onHost.length === 0 ? { state: undefined } : { unknown: 'neither `current` nor releases.jsonl names a release on the host that went live' };
+  }
+  const routedSlot = f.routed === undefined ? undefined : f.slots.find((s) => s.port === f.routed);
+  if (f.routed !== undefined && !routedSlot) return { unknown: `the proxy sends traffic to port ${f.routed}, which is no slot's` };
+  const running = f.slots.filter((s) => s.running);
+  const slot = routedSlot ?? (f.slots.length === 1 ? f.slots[0] : running.length === 1 ? running[0] : undefined);
+  if (!slot) {
+    return { unknown: `the proxy sends traffic nowhere and ${running.length === 0 ? 'no slot runs' : 'both slots run'}, so which slot serves ${liveId} cannot be told` };
+  }
+  const record = f.history.find((r) => r.id === liveId);
+  // A release id is <date>-<time>-<version>: the version, when the record is lost too.
+  const version = record?.version ?? liveId.split('-').slice(2).join('-');
+  return {
+    state: {
+      app: f.app,
+      env: f.env,
+      live: slot.slot,
+      slots: { [slot.slot]: { release: liveId, version, port: slot.port, start: record?.start ?? f.start, startedAt: record?.at ?? f.now } },
+      updatedAt: f.now,
+    },
+  };
 };
 
 const parseEntry = (text: string): (Partial<ReleaseRecord> & { id?: string }) | undefined => {
@@ -131,8 +226,16 @@ export const releasesToPrune = (
   return sorted.filter((id) => !protectedIds.has(id)).slice(0, excess);
 };
 
-export const readState = async (host: Host, l: Layout): Promise<HostState | undefined> =>
-  parseState((await host.get(l.state))?.toString());
+/** Reads state.json; throws StateDamagedError (naming the host and the file) when it is damaged. */
+export const readState = async (host: Host, l: Layout): Promise<HostState | undefined> => {
+  const text = (await host.get(l.state))?.toString();
+  try {
+    return parseState(text);
+  } catch (error) {
+    if (error instanceof StateDamagedError) throw new StateDamagedError(error.problem, `${host.name}: ${l.state}`);
+    throw error;
+  }
+};
 
 export const writeState = (host: Host, l: Layout, state: HostState): Promise<void> =>
   host.put(l.state, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });

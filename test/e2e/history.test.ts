@@ -3,7 +3,7 @@
  * to after a rollback by id and a new deploy, and what retention keeps then.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -79,5 +79,43 @@ describe('history and state over SSH', () => {
     expect(back.stdout).toContain(`rolled t back to ${a}`);
     expect(liveId()).toBe(a);
     expect(await served()).toBe('hello 1.0.0 (t)\n');
+  });
+
+  it('an emptied state.json: status says so and shows what runs, stop refuses, a deploy rebuilds and rewrites it', async () => {
+    const a = liveId();
+    writeFileSync(stateFile(), '');
+    const status = await s.run('status', ['t']);
+    expect(status.stderr).toBe('');
+    expect(status.code).toBe(0);
+    expect(status.stdout).toContain(`state     ${s.deployPath}/.skiff/state.json is damaged (empty): rebuilt from releases.jsonl and the running slots (${a} live in slot blue); the next deploy or rollback rewrites it`);
+    expect(status.stdout).toContain(`release   ${a} (version 1.0.0)`);
+    expect(status.stdout).toMatch(/process   running \(pid \d+\)/);
+    expect(status.stdout).toMatch(/health +ok/);
+    expect(readFileSync(stateFile(), 'utf8')).toBe(''); // status only reads
+
+    const stop = await s.run('stop', ['t']);
+    expect(stop.code).toBe(1);
+    expect(stop.stderr.trim().split('\n')).toHaveLength(1);
+    expect(stop.stderr).toContain('state.json is damaged (empty); nothing was changed');
+    expect(await served()).toBe('hello 1.0.0 (t)\n');
+
+    // Cut short mid-write, as a crash leaves a file whose data had not all reached the disk.
+    const d = await deploy('1.4.0'); // the deploy above of 1.3.0 was rolled back from
+    writeFileSync(stateFile(), readFileSync(stateFile(), 'utf8').slice(0, 50));
+    s.setVersion('1.5.0');
+    const processes = s.slotPids().length;
+    const r = await s.run('deploy-vps', ['t']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`state.json is damaged (not JSON, 50 bytes: cut short?): rebuilt from releases.jsonl and the running slots (${d} live in slot blue), and rewritten`);
+    expect(await served()).toBe('hello 1.5.0 (t)\n');
+    expect(s.slotPids()).toHaveLength(processes); // the release it replaced was stopped, not left running
+    expect(JSON.parse(readFileSync(stateFile(), 'utf8'))).toMatchObject({ live: 'blue', slots: { blue: { version: '1.5.0', port: PORT } } });
+    const back = await s.run('rollback', ['t']);
+    expect(back.code).toBe(0);
+    expect(liveId()).toBe(d);
+    expect(await served()).toBe('hello 1.4.0 (t)\n');
+    const audit = readFileSync(join(s.deployPath, '.skiff/audit.log'), 'utf8');
+    expect(audit).toContain('repair: ');
   });
 });

@@ -12,6 +12,8 @@ import {
   auditAppended,
   CMD,
   deployCtx,
+  fakeProxy,
+  forSlot,
   flowSession,
   historyAppended,
   hostState,
@@ -201,5 +203,47 @@ describe('markBad', () => {
     const folded = foldHistory(`${history.map((r) => JSON.stringify(r)).join('\n')}\n${JSON.stringify(release(B))}\n${line}`);
     expect(folded.find((r) => r.id === C)).toMatchObject({ status: 'bad', reason: 'rolled back by me@here' });
     expect(chooseTarget(folded, B, [A, B, C], undefined, 'staging').id).toBe(A);
+  });
+});
+
+describe('a damaged state.json', () => {
+  const STATE = '/srv/hello/.skiff/state.json';
+  const history = [release(A), release(B), release(C)];
+  // C went live in green: `current` points at it, the proxy sends traffic to green, green runs.
+  const setup = (stateText: string) => ({
+    history,
+    files: { [STATE]: stateText },
+    proxy: (h: Parameters<typeof fakeProxy>[0]) => fakeProxy(h, { at: 3002 }),
+    rules: [when('readlink', ok(`releases/${C}\n`)), when(CMD.listReleases, ok(`${A}\n${B}\n${C}\n`)), forSlot(CMD.find, 'green', ok('running 42 pidfile'))],
+  });
+
+  it('a deploy says so in one line, rebuilds it from the history and what runs, rewrites it, and deploys to the idle slot', async () => {
+    const { ctx, host, logs } = deployCtx({ ...setup(''), plan: 'unfixed' });
+    await preflight(ctx);
+    expect(logs).toContain(`${STATE} is damaged (empty): rebuilt from releases.jsonl and the running slots (${C} live in slot green), and rewritten`);
+    expect(ctx.run.previous?.slot).toMatchObject({ release: C, port: 3002 });
+    expect(ctx.run.target).toEqual({ slot: 'blue', port: 3001 });
+    const written = JSON.parse(host.files.get(STATE)?.content.toString() ?? '') as { live: string; slots: Record<string, { release: string }> };
+    expect(written.live).toBe('green');
+    expect(written.slots.green?.release).toBe(C);
+    expect(auditAppended(host)).toEqual([`repair: ${STATE} was damaged (empty), rewritten (${C} live in slot green)`]);
+  });
+
+  it('a rollback reads it as rebuilt (the live release is C) and writes nothing before its lock', async () => {
+    const { session, host } = flowSession(setup('{"app": "hello", "env": "stag'));
+    expect((await readRollbackFacts(session)).liveId).toBe(C);
+    expect(host.puts).toEqual([]);
+  });
+
+  it('when which slot serves cannot be told, the deploy refuses in one line and changes nothing', async () => {
+    const s = setup('');
+    const { ctx, host } = deployCtx({ ...s, plan: 'unfixed', proxy: (h) => fakeProxy(h), rules: [...s.rules, forSlot(CMD.find, 'blue', ok('running 41 pidfile'))] });
+    const error = await rejection(preflight(ctx));
+    expect(error.message).toBe(
+      `web1: ${STATE} is damaged (empty) and cannot be rebuilt: the proxy sends traffic nowhere and both slots run, so which slot serves ${C} cannot be told; nothing was changed: ` +
+        'delete it, then roll back to the release that should serve (`npx tsx scripts/rollback.ts staging --list`) or deploy',
+    );
+    expect(host.puts).toEqual([]);
+    expect(auditAppended(host)).toEqual([]);
   });
 });

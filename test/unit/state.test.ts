@@ -1,5 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import { foldHistory, liveBefore, parseState, releasesToPrune, type HostState, type ReleaseRecord, type ReleaseStatus } from '../../lib/state/state.ts';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { currentRelease } from '../../lib/commands/state.ts';
+import { render } from '../../lib/core/cmd.ts';
+import { layout } from '../../lib/core/paths.ts';
+import {
+  foldHistory,
+  liveBefore,
+  parseState,
+  rebuildState,
+  releasesToPrune,
+  StateDamagedError,
+  type HostState,
+  type RebuildFacts,
+  type ReleaseRecord,
+  type ReleaseStatus,
+} from '../../lib/state/state.ts';
+import { thrown } from '../support/flow-ctx.ts';
 
 const record = (id: string, status: ReleaseStatus, extra: Partial<ReleaseRecord> = {}): ReleaseRecord => ({
   id,
@@ -184,16 +203,102 @@ describe('parseState', () => {
 
   it.each<[string, string | undefined, HostState | undefined]>([
     ['a missing file', undefined, undefined],
-    ['an empty file', '', undefined],
-    ['whitespace', ' \n\t', undefined],
     ['a state', `${JSON.stringify(state, null, 2)}\n`, state],
     ['before the first deploy', JSON.stringify({ ...state, live: undefined, slots: {} }), { ...state, live: undefined, slots: {} }],
   ])('%s', (_name, text, expected) => {
     expect(parseState(text)).toEqual(expected);
   });
 
-  it('a corrupt file throws instead of reading as nothing deployed', () => {
-    expect(() => parseState('{"app": "hel')).toThrow(SyntaxError);
+  // An empty state.json (a crash before the data reached the disk, a full disk) read as "nothing
+  // deployed" before: the next deploy would start in the live slot's place.
+  it.each<[string, string, string]>([
+    ['an empty file', '', 'empty'],
+    ['blanks', ' \n\t', 'only blanks'],
+    ['a file cut short', JSON.stringify(state).slice(0, 40), 'not JSON, 40 bytes: cut short?'],
+    ['JSON that is not an object', '[]', 'the file: Invalid input: expected object, received array'],
+    ['null', 'null', 'the file: Invalid input: expected object, received null'],
+    ['a slot without its port', JSON.stringify({ ...state, slots: { blue: { ...state.slots.blue, port: undefined } } }), 'slots.blue.port: Invalid input: expected number, received undefined'],
+    ['a port out of range', JSON.stringify({ ...state, slots: { blue: { ...state.slots.blue, port: 70000 } } }), 'slots.blue.port: Too big: expected number to be <=65535'],
+    ['a live slot with no entry', JSON.stringify({ ...state, live: 'green' }), 'live: the live slot has no entry in slots'],
+  ])('%s is damaged, never read as nothing deployed', (_name, text, problem) => {
+    const error = thrown(() => parseState(text));
+    expect(error).toBeInstanceOf(StateDamagedError);
+    expect(error).toMatchObject({ problem, exitCode: 1 });
+    expect(error.message.split('\n')).toHaveLength(1);
+    expect(error.message).toContain('`status` shows what runs');
+  });
+});
+
+describe('rebuildState', () => {
+  const rec = (id: string, status: ReleaseStatus = 'live'): ReleaseRecord => ({ id, version: id.split('-').slice(2).join('-'), gitSha: undefined, start: `node ${id}.js`, who: 'me', at: `at-${id}`, status });
+  const A = '20261201-000000-1.0.0';
+  const B = '20261202-000000-1.1.0';
+  const C = '20261203-000000-1.2.0';
+  const two = (blue: boolean, green: boolean) => [
+    { slot: 'blue', port: 3001, running: blue },
+    { slot: 'green', port: 3002, running: green },
+  ];
+  const facts = (over: Partial<RebuildFacts> = {}): RebuildFacts => ({
+    app: 'hello',
+    env: 'staging',
+    history: [rec(A), rec(B)],
+    current: B,
+    onHost: [A, B],
+    slots: two(false, true),
+    routed: 3002,
+    start: 'node server.js',
+    now: 'now',
+    ...over,
+  });
+  const live = (r: ReturnType<typeof rebuildState>) => ('state' in r ? r.state && { live: r.state.live, ...r.state.slots[r.state.live ?? ''] } : r);
+
+  it('the live release is the one `current` points at, in the slot the proxy sends traffic to', () => {
+    expect(rebuildState(facts())).toEqual({
+      state: { app: 'hello', env: 'staging', live: 'green', slots: { green: { release: B, version: '1.1.0', port: 3002, start: `node ${B}.js`, startedAt: `at-${B}` } }, updatedAt: 'now' },
+    });
+  });
+
+  it.each<[string, Partial<RebuildFacts>, unknown]>([
+    ['no `current` link: the last release the history records live', { current: undefined, history: [rec(B), rec(A)] }, { live: 'green', release: A }],
+    ['`current` names a release that is gone: the history decides', { current: C }, { live: 'green', release: B }],
+    ['no route: the only running slot', { routed: undefined, slots: two(true, false) }, { live: 'blue', release: B, port: 3001 }],
+    ['proxy none: the one slot, running or not', { routed: undefined, slots: [{ slot: 'blue', port: 3001, running: false }] }, { live: 'blue', release: B }],
+    [
+      'a release whose record is lost (a crash between state.json and releases.jsonl): version from its id, DEPLOY_START',
+      { current: C, onHost: [A, B, C] },
+      { live: 'green', release: C, version: '1.2.0', start: 'node server.js', startedAt: 'now' },
+    ],
+    ['nothing ever deployed: nothing deployed', { current: undefined, history: [], onHost: [] }, undefined],
+    ['both slots run and no route', { routed: undefined, slots: two(true, true) }, { unknown: `the proxy sends traffic nowhere and both slots run, so which slot serves ${B} cannot be told` }],
+    ['no slot runs and no route', { routed: undefined, slots: two(false, false) }, { unknown: `the proxy sends traffic nowhere and no slot runs, so which slot serves ${B} cannot be told` }],
+    ['the proxy sends traffic to another port', { routed: 9999 }, { unknown: 'the proxy sends traffic to port 9999, which is no slot\'s' }],
+    ['releases, but none went live', { current: undefined, history: [rec(A, 'failed')], onHost: [A] }, { unknown: 'neither `current` nor releases.jsonl names a release on the host that went live' }],
+  ])('%s', (_name, over, expected) => {
+    const got = live(rebuildState(facts(over)));
+    if (expected && typeof expected === 'object' && !('unknown' in expected)) expect(got).toMatchObject(expected);
+    else expect(got).toEqual(expected);
+  });
+
+  it('what it rebuilds reads back as a valid state.json', () => {
+    const r = rebuildState(facts());
+    expect('state' in r && parseState(JSON.stringify(r.state))).toEqual('state' in r && r.state);
+  });
+});
+
+describe('currentRelease', () => {
+  it('prints the id `current` points at, and nothing without a link', () => {
+    const root = mkdtempSync(join(tmpdir(), 'skiff-current-'));
+    try {
+      const l = layout(`${root}/it's $(x)`);
+      const sh = () => execFileSync('sh', ['-c', render(currentRelease(l))]).toString();
+      expect(sh()).toBe('');
+      mkdirSync(l.root);
+      symlinkSync('releases/20261201-000000-1.0.0', l.current);
+      expect(sh()).toBe('20261201-000000-1.0.0\n');
+      expect(render(currentRelease(l))).toContain(`'${root}/it'\\''s $(x)/current'`);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 
