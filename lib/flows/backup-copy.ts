@@ -71,7 +71,17 @@ export const downloadBackup = async (ctx: Session, name: string, manifest: Backu
   const file = join(dir, `${name}.tar${recipient ? '.age' : ''}`);
   const partial = `${file}.partial`;
   const digest = new TarDigest();
-  const source = new Readable({ read() {} });
+  // The host's stream waits while the disk (or the encryption) is behind: memory stays bounded
+  // whatever the backup's size (a 300 MB backup reached 336 MB RSS when every chunk was queued here).
+  let drained: (() => void) | undefined;
+  const source = new Readable({
+    highWaterMark: 1024 * 1024,
+    read() {
+      drained?.();
+      drained = undefined;
+    },
+  });
+  const take = (b: Buffer): Promise<void> | undefined => (source.push(b) ? undefined : new Promise<void>((resolve) => (drained = resolve)));
   const out = createWriteStream(partial, { mode: 0o600 });
   let written: Promise<void>;
   if (recipient) {
@@ -89,7 +99,7 @@ export const downloadBackup = async (ctx: Session, name: string, manifest: Backu
   written.catch(() => stopped.abort());
   try {
     const r = await host.exec(script('cd "$1" && tar -c -f - "$2"', `${ctx.l.root}/backups`, name), {
-      onStdout: (b) => source.push(b),
+      onStdout: take,
       discardStdout: true,
       check: false,
       signal: stopped.signal,

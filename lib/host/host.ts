@@ -29,9 +29,11 @@ export interface ExecOptions {
   readonly check?: boolean;
   /**
    * Called with output as it arrives (logs --follow); the result then holds only the last
-   * STREAM_TAIL_BYTES of stdout, so a stream that never ends keeps memory bounded.
+   * STREAM_TAIL_BYTES of stdout, so a stream that never ends keeps memory bounded. A promise
+   * returned (not merely a value: callers may return anything) pauses the output until it settles:
+   * back-pressure from a slower consumer (a download written to disk) reaches the command.
    */
-  readonly onStdout?: (chunk: Buffer) => void;
+  readonly onStdout?: (chunk: Buffer) => void | Promise<void>;
   /** Keep no stdout in the result (a download handed to onStdout can be larger than memory). */
   readonly discardStdout?: boolean;
   /** As onStdout, for stderr: the result holds its last STREAM_TAIL_BYTES. */

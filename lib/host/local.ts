@@ -157,7 +157,15 @@ export const run = async (argv: readonly string[], options: SpawnOptions): Promi
   const child = p.child;
   child?.stdout?.on('data', (b: Buffer) => {
     if (!options.discardStdout) out.push(b);
-    options.onStdout?.(b);
+    const later = options.onStdout?.(b);
+    // A paused pipe fills, and the command blocks on its next write: back-pressure from the consumer.
+    if (later instanceof Promise) {
+      child.stdout?.pause();
+      later.then(
+        () => child.stdout?.resume(),
+        () => child.stdout?.resume(),
+      );
+    }
   });
   child?.stderr?.on('data', (b: Buffer) => {
     err.push(b);

@@ -354,7 +354,15 @@ export class SshHost implements Host {
       };
       channel.on('data', (b: Buffer) => {
         if (!options.discardStdout) out.push(b);
-        options.onStdout?.(b);
+        const later = options.onStdout?.(b);
+        // A paused channel stops widening its SSH window: the remote command waits for the consumer.
+        if (later instanceof Promise) {
+          channel.pause();
+          later.then(
+            () => channel.resume(),
+            () => channel.resume(),
+          );
+        }
       });
       channel.stderr.on('data', (b: Buffer) => {
         err.push(b);

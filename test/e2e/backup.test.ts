@@ -8,7 +8,7 @@ import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, sta
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { get, localEnv, makeSandbox, ROOT, type Sandbox } from '../support/sandbox.ts';
+import { get, localEnv, makeSandbox, ROOT, startProcess, type Sandbox } from '../support/sandbox.ts';
 
 const SSH = { ip: '127.0.0.11', port: 2231 };
 /** The operator's key of the manifests' MACs (`openssl rand -hex 32`). */
@@ -400,6 +400,49 @@ describe.each([
       expect(over.stderr).toContain(`has a backup ${name} already: restore it by name`);
       expect(readFileSync(join(s.deployPath, 'backups', name, 'sqlite/0.db')).equals(good)).toBe(true);
     });
+
+    it('a 300 MB backup downloads with bounded memory: the host waits for the disk (peak RSS under 150 MB)', async () => {
+      const big = join(shared(), 'uploads', 'big.bin');
+      execFileSync('sh', ['-c', `head -c 300000000 /dev/urandom >"${big}"`]);
+      // The largest resident set of the script and its children (tsx runs node under it), polled.
+      const treeRss = (root: number): number => {
+        const kids = new Map<number, number[]>();
+        for (const e of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+          try {
+            const ppid = Number(readFileSync(`/proc/${e}/stat`, 'utf8').split(') ')[1]?.split(' ')[1]);
+            kids.set(ppid, [...(kids.get(ppid) ?? []), Number(e)]);
+          } catch {
+            // gone
+          }
+        }
+        let most = 0;
+        const walk = (pid: number) => {
+          try {
+            most = Math.max(most, Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0));
+          } catch {
+            // gone
+          }
+          for (const k of kids.get(pid) ?? []) walk(k);
+        };
+        walk(root);
+        return most;
+      };
+      const p = startProcess([join(ROOT, 'node_modules/.bin/tsx'), join(ROOT, 'scripts/backup.ts'), 't', 'big', '--download'], { cwd: ROOT, env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DEPLOY_|BACKUP_|APP_NAME$|APP_DIR$)/.test(k))), SKIFF_ENV_DIR: s.envDir, HOME: s.home, ...opts().env } });
+      let peakKb = 0;
+      const poll = setInterval(() => (peakKb = Math.max(peakKb, p.child.pid ? treeRss(p.child.pid) : 0)), 50);
+      const r = await p.result;
+      clearInterval(poll);
+      rmSync(big);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const name = /downloaded (\S+) to /.exec(r.stdout)?.[1] as string;
+      const file = join(local(), `${name}.tar`);
+      expect(statSync(file).size).toBeGreaterThan(300_000_000);
+      rmSync(file);
+      rmSync(join(s.deployPath, 'backups', name), { recursive: true });
+      console.log(`backup --download of 300 MB (${where}): peak RSS ${Math.round(peakKb / 1024)} MB`);
+      expect(peakKb / 1024).toBeLessThan(150);
+    }, 120_000);
 
     it('a copy without a valid MAC is refused before anything is touched (exit 2) unless --trust-copy, which warns', async () => {
       const r = await s.run('backup', ['t', 'signed', '--download'], opts());

@@ -77,6 +77,35 @@ describe('downloadBackup', () => {
     rmSync(file);
   });
 
+  it('asks the host to wait while more than about a megabyte is queued, so memory stays bounded', async () => {
+    // A host that sends 64 MiB as fast as it may: it stops whenever onStdout hands back a promise.
+    const big = Buffer.concat([archive, Buffer.alloc(64 * 1024 * 1024)]);
+    let waits = 0;
+    let mostAhead = 0;
+    const eager: Host = {
+      ...streamingHost(archive),
+      exec: async (_c: Cmd, options: ExecOptions = {}): Promise<ExecResult> => {
+        let ahead = 0;
+        for (let i = 0; i < big.length; i += 65536) {
+          const later = options.onStdout?.(big.subarray(i, i + 65536));
+          ahead += 65536;
+          mostAhead = Math.max(mostAhead, ahead);
+          if (later instanceof Promise) {
+            waits++;
+            await later;
+            ahead = 0;
+          }
+        }
+        return { code: 0, stdout: '', stderr: '' };
+      },
+    };
+    // Zeros after the archive's members read as its end: the copy is sound and kept.
+    const { file } = await downloadBackup(session(eager), NAME, manifest);
+    rmSync(file);
+    expect(waits).toBeGreaterThan(0);
+    expect(mostAhead).toBeLessThanOrEqual(2 * 1024 * 1024);
+  });
+
   it('keeps nothing when an entry arrives damaged', async () => {
     const damaged = Buffer.from(archive);
     damaged[damaged.indexOf(db.subarray(0, 64)) + 100] = 8;
