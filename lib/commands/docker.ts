@@ -102,34 +102,63 @@ export interface ContainerSpec {
   readonly env: Readonly<Record<string, string>>;
 }
 
+/** App keys that steer the docker client itself: a value of several lines under one of them is refused. */
+const CLIENT_KEYS = 'HOME | PATH | TMPDIR | SHELL | USER | LD_* | DOCKER_* | GO* | *_PROXY | *_proxy | SSL_CERT_* | XDG_*';
+
 /**
  * Starts a slot's container (a stopped one of the same name goes first) and prints its id. The
- * app's values are sourced from the env file into this shell and passed as `-e NAME`, so they reach
- * the container whole (newlines too, which docker's --env-file cannot carry) and never appear in a
- * process's arguments. shared/data (with what is in it) is handed to the image's user when that
- * user is numeric.
+ * app's values never reach the docker client's own environment, so an app key such as HOME, PATH,
+ * DOCKER_HOST or HTTPS_PROXY cannot steer it: the release's env file is read in a subshell that runs
+ * only shell builtins, and its values are written to a private `--env-file` (0600, in a 0700 folder
+ * beside the env files, removed when docker has read it). A value of several lines, which docker's
+ * env file cannot carry, is the one exception: it is exported by name alone (`-e NAME`) unless its
+ * name is one the docker client reads. shared/data (with what is in it) is handed to the image's
+ * user when that user is numeric. Exit 6: such a value under a client key.
  */
 export const runContainer = (s: ContainerSpec): Cmd =>
   script(
     [
-      'name=$1 image=$2 envfile=$3 data=$4; shift 4',
+      'name=$1 image=$2 envfile=$3 data=$4 n=$5; shift 5',
       'docker=$(command -v docker) || { echo "docker: not found" >&2; exit 127; }',
       // The image is checked before the slot's old container goes.
       'user=$("$docker" image inspect --format "{{.Config.User}}" "$image") || exit 1',
+      'umask 077; tmp=$(mkdir -p "${envfile%/*}" && mktemp -d "${envfile%/*}/.run.XXXXXX") || exit 1',
+      'trap \'rm -rf "$tmp"\' EXIT',
+      'i=0; : >"$tmp/keys"',
+      String.raw`while [ "$i" -lt "$n" ]; do printf "%s\n" "$1" >>"$tmp/keys"; shift; i=$((i + 1)); done`,
+      // After the app's file is sourced nothing but builtins runs and no variable is assigned: its PATH
+      // or IFS changes nothing, and each value is read under its own name (the keys are in "$@").
+      '(',
+      '  set --; while IFS= read -r key; do set -- "$@" "$key"; done <"$tmp/keys"',
+      '  if [ -f "$envfile" ]; then . "$envfile" || exit 1; fi',
+      '  while [ "$#" -gt 0 ]; do',
+      '    case "$1" in "" | [0-9]* | *[!A-Za-z0-9_]*) shift; continue ;; esac',
+      String.raw`    if eval "[ -z \"\${$1+x}\" ]"; then shift; continue; fi`,
+      String.raw`    if eval "case \"\${$1}\" in *'${'\n'}'*) false ;; esac"; then`,
+      String.raw`      eval "printf '%s=%s\n' \"\$1\" \"\${$1}\""`,
+      '    else',
+      `      case "$1" in ${CLIENT_KEYS}) echo "app key $1 has a value of several lines, which docker takes only from its own environment, where $1 would steer the docker client: put the value on one line" >&2; exit 6 ;; esac`,
+      // A value of several lines is written as a quoted assignment, in a subshell of its own.
+      '      (eval "r=\\${$1}"; q=; while :; do case "$r" in *"\'"*) q="$q${r%%"\'"*}\'\\\'\'"; r=${r#*"\'"} ;; *) q="$q$r"; break ;; esac; done; printf "export %s=\'%s\'\\n" "$1" "$q" >&3)',
+      '    fi',
+      '    shift',
+      '  done',
+      ') >"$tmp/env" 3>"$tmp/multi" || exit $?',
+      String.raw`for k in $(sed -n "s/^export \([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p" "$tmp/multi"); do set -- -e "$k" "$@"; done`,
       '"$docker" rm -f "$name" >/dev/null 2>&1',
       'u=${user%%:*}; g=${user#*:}; [ "$g" = "$user" ] && g=$u',
       // Files a restore wrote (as the SSH user) are handed over too.
       'case "$u$g" in "" | *[!0-9]*) ;; *) [ -z "$(find "$data" ! -user "$u" -print 2>/dev/null | head -n 1)" ] || chown -R "$u:$g" "$data" 2>/dev/null || echo "warning: $data is not owned by the image user $u and cannot be handed to it" >&2 ;; esac',
-      // Every word is fixed before the app's values are sourced: a key named like a variable here changes nothing.
-      'set -- "$envfile" "$docker" run -d --name "$name" --network host --restart unless-stopped -v "$data:/data" "$@" "$image"',
-      'if [ -f "$1" ]; then set -a; . "$1"; set +a; fi',
-      'shift; exec "$@"',
+      // Every word is fixed before the values of several lines are exported (in a subshell: $tmp stays).
+      'set -- "$docker" run -d --name "$name" --network host --restart unless-stopped -v "$data:/data" --env-file "$tmp/env" "$@" "$image"',
+      '(. "$tmp/multi" && "$@")',
     ].join('\n'),
     s.name,
     s.image,
     s.envFile,
     s.dataDir,
-    ...s.envKeys.flatMap((k) => ['-e', k]),
+    String(s.envKeys.length),
+    ...s.envKeys,
     ...Object.entries(s.env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
     ...Object.entries(s.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
   );

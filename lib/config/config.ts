@@ -237,13 +237,19 @@ const readEnvFile = (file: string, label: string, secret: boolean, into: SourceB
   }
 };
 
+/**
+ * Variables every shell sets for itself: a file's HOME or PATH is the app's, and the deploying
+ * shell's own value must not replace it (it would ship this machine's PATH to the host).
+ */
+const SHELL_OWN = /^(HOME|PATH|USER|LOGNAME|SHELL|PWD|OLDPWD|SHLVL|TERM|LANG|LANGUAGE|LC_[A-Z]+|TMPDIR|HOSTNAME|MAIL|_)$/;
+
 /** Reads the three layers for one environment. The process environment overrides skiff's keys and keys the files name. */
 export const readLayers = (env: string, dir: string, processEnv: NodeJS.ProcessEnv): Source => {
   const source: SourceBeingRead = { values: {}, origin: {}, secretKeys: new Set() };
   readEnvFile(join(dir, `${env}.env`), `env/${env}.env`, false, source);
   readEnvFile(join(dir, `${env}.secrets.env`), `env/${env}.secrets.env`, true, source);
   for (const [k, v] of Object.entries(processEnv)) {
-    if (v !== undefined && (isSkiffKey(k) || Object.hasOwn(source.values, k))) {
+    if (v !== undefined && (isSkiffKey(k) || (Object.hasOwn(source.values, k) && !SHELL_OWN.test(k)))) {
       source.values[k] = v;
       source.origin[k] = 'environment';
     }

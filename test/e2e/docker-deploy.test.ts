@@ -308,4 +308,21 @@ describe('docker runtime over SSH', () => {
     expect(docker2('inspect', '--format', '{{.State.Status}}', `${APP}-n-blue`)).toBe('running');
     expect((await s.run('stop', ['n'])).code).toBe(0);
   });
+  it('app keys named HOME, PATH and HTTPS_PROXY reach the container, not the docker client on the host', async () => {
+    // A HOME whose docker config sets a proxy: a docker client that read it would put it into the container.
+    const home = join(s.dir, 'app-home');
+    mkdirSync(join(home, '.docker'), { recursive: true });
+    writeFileSync(join(home, '.docker', 'config.json'), '{"proxies": {"default": {"httpProxy": "http://127.0.0.1:8"}}}\n');
+    const keys = [`HOME=${home}`, 'HTTPS_PROXY=http://127.0.0.1:9', 'PATH=/usr/local/bin:/usr/bin:/bin:/app-bin'];
+    s.writeEnv('n.env', base(18740, [ssh(SSH), `DEPLOY_PATH=${join(s.dir, 'none-srv')}`, ...keys].join('\n')));
+    const r = await s.run('deploy-vps', ['n']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await get('http://127.0.0.1:18740/')).text.trim()).toMatch(/^hello .* \(n\)$/);
+    const inside = docker2('inspect', '--format', '{{range .Config.Env}}{{println .}}{{end}}', `${APP}-n-blue`).split('\n');
+    for (const k of keys) expect(inside).toContain(k);
+    expect(inside.filter((e) => /^http_proxy=/i.test(e))).toEqual([]);
+    // The private env file docker read is gone once the container runs.
+    expect(readdirSync(join(s.dir, 'none-srv', '.skiff', 'env')).filter((f) => f.startsWith('.run.'))).toEqual([]);
+    expect((await s.run('stop', ['n'])).code).toBe(0);
+  });
 });

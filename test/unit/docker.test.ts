@@ -1,7 +1,7 @@
 /** Docker command builders: argument lists, one word per argument. */
 import { describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { render, renderForExec } from '../../lib/core/cmd.ts';
@@ -47,9 +47,8 @@ describe('docker host commands, rendered', () => {
       'sha256:abc',
       '/srv/a b/.skiff/env/1.env',
       '/srv/a b/shared/data',
-      '-e',
+      '2',
       'API_TOKEN',
-      '-e',
       'GREETING',
       '-e',
       'PORT=3001',
@@ -58,22 +57,72 @@ describe('docker host commands, rendered', () => {
       '--label',
       "skiff.release=r;1'",
     ]);
-    expect(w[2]).toContain('"$docker" run -d --name "$name" --network host --restart unless-stopped -v "$data:/data" "$@" "$image"');
+    expect(w[2]).toContain('"$docker" run -d --name "$name" --network host --restart unless-stopped -v "$data:/data" --env-file "$tmp/env" "$@" "$image"');
   });
-  it('an app key named like a variable of the script changes none of its words (run by sh with a stand-in docker)', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'skiff-run-'));
-    try {
-      writeFileSync(join(dir, 'docker'), '#!/bin/sh\n[ "$1" = run ] && printf "%s\\n" "$@" && printf "GREETING=%s\\n" "$GREETING"; exit 0\n', { mode: 0o755 });
-      writeFileSync(join(dir, 'app.env'), "image='evil:latest'\nname='other'\ndata='/'\ndocker='/bin/false'\nGREETING='it'\\''s $(x)'\n");
+  describe('run by sh with a stand-in docker', () => {
+    // The stand-in prints its arguments, the env file it was given, and what of its own environment the app could have set.
+    const STAND_IN = [
+      '#!/bin/sh',
+      '[ "$1" = run ] || exit 0',
+      'printf "arg %s\\n" "$@"',
+      'while [ "$#" -gt 0 ]; do [ "$1" = --env-file ] && { ls -l "$2" | cut -c1-10 | sed "s/^/mode /"; sed "s/^/file /" "$2"; }; shift; done',
+      'printf "client HOME=%s PATH=%s DOCKER_HOST=%s HTTPS_PROXY=%s\\n" "$HOME" "$PATH" "${DOCKER_HOST-unset}" "${HTTPS_PROXY-unset}"',
+      'printf "client PEM=%s\\n" "$PEM"',
+    ].join('\n');
+    const runWith = (envText: string, keys: readonly string[]): { out: string[]; dir: string; code: number } => {
+      const dir = mkdtempSync(join(tmpdir(), 'skiff-run-'));
+      writeFileSync(join(dir, 'docker'), `${STAND_IN}\n`, { mode: 0o755 });
+      mkdirSync(join(dir, 'env'));
+      writeFileSync(join(dir, 'env', 'app.env'), envText);
       mkdirSync(join(dir, 'data'));
       const text = renderForExec(
-        runContainer({ name: 'hello-p-blue', image: 'sha256:good', envFile: join(dir, 'app.env'), envKeys: ['GREETING'], dataDir: join(dir, 'data'), env: {}, labels: {} }),
+        runContainer({ name: 'hello-p-blue', image: 'sha256:good', envFile: join(dir, 'env', 'app.env'), envKeys: keys, dataDir: join(dir, 'data'), env: {}, labels: {} }),
       );
-      const out = execFileSync('/bin/sh', ['-c', text], { encoding: 'utf8', env: { PATH: `${dir}:/usr/bin:/bin` } }).trim().split('\n');
-      expect(out).toEqual(['run', '-d', '--name', 'hello-p-blue', '--network', 'host', '--restart', 'unless-stopped', '-v', `${join(dir, 'data')}:/data`, '-e', 'GREETING', 'sha256:good', "GREETING=it's $(x)"]);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+      const r = spawnSync('/bin/sh', ['-c', text], { encoding: 'utf8', env: { PATH: `${dir}:/usr/bin:/bin`, HOME: '/home/deployer' } });
+      return { out: `${r.stdout}${r.stderr}`.trim().split('\n'), dir, code: r.status ?? -1 };
+    };
+    it('an app key named like a variable of the script changes none of its words', () => {
+      const { out, dir } = runWith("image='evil:latest'\nname='other'\ndata='/'\ndocker='/bin/false'\nkey='k'\nv='v'\nGREETING='it'\\''s $(x)'\n", ['GREETING', 'data', 'docker', 'image', 'key', 'name', 'v']);
+      try {
+        const args = out.filter((l) => l.startsWith('arg ')).map((l) => l.slice(4));
+        expect(args).toEqual(['run', '-d', '--name', 'hello-p-blue', '--network', 'host', '--restart', 'unless-stopped', '-v', `${join(dir, 'data')}:/data`, '--env-file', expect.stringMatching(/\/env\/\.run\.\w+\/env$/), 'sha256:good']);
+        expect(out.filter((l) => l.startsWith('file '))).toEqual(["file GREETING=it's $(x)", 'file data=/', 'file docker=/bin/false', 'file image=evil:latest', 'file key=k', 'file name=other', 'file v=v']);
+        expect(out).toContain('mode -rw-------');
+        // The private env file is gone once docker has read it.
+        expect(readdirSync(join(dir, 'env'))).toEqual(['app.env']);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+    it('app keys such as HOME, PATH, DOCKER_HOST and HTTPS_PROXY reach the container but never the docker client', () => {
+      const { out, dir } = runWith("DOCKER_HOST='tcp://evil:2375'\nHOME='/nowhere'\nHTTPS_PROXY='http://evil:3128'\nPATH='/evil/bin'\n", ['DOCKER_HOST', 'HOME', 'HTTPS_PROXY', 'PATH']);
+      try {
+        expect(out).toContain(`client HOME=/home/deployer PATH=${dir}:/usr/bin:/bin DOCKER_HOST=unset HTTPS_PROXY=unset`);
+        expect(out.filter((l) => l.startsWith('file '))).toEqual(['file DOCKER_HOST=tcp://evil:2375', 'file HOME=/nowhere', 'file HTTPS_PROXY=http://evil:3128', 'file PATH=/evil/bin']);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+    it('a value of several lines goes by name through the environment, whole; under a client key it is refused (exit 6)', () => {
+      const pem = "-----BEGIN KEY-----\nab'c $(x)\n-----END KEY-----";
+      const ok = runWith(`PEM=${"'" + pem.replaceAll("'", "'\\''") + "'"}\nONE='1'\n`, ['ONE', 'PEM']);
+      try {
+        const args = ok.out.filter((l) => l.startsWith('arg ')).map((l) => l.slice(4));
+        expect(args.slice(-3)).toEqual(['-e', 'PEM', 'sha256:good']);
+        expect(ok.out.filter((l) => l.startsWith('file '))).toEqual(['file ONE=1']);
+        expect(ok.out.join('\n')).toContain(`client PEM=${pem}`);
+      } finally {
+        rmSync(ok.dir, { recursive: true, force: true });
+      }
+      const bad = runWith("HOME='a\nb'\n", ['HOME']);
+      try {
+        expect(bad.code).toBe(6);
+        expect(bad.out.join('\n')).toMatch(/^app key HOME has a value of several lines.*put the value on one line$/);
+        expect(bad.out.join('\n')).not.toContain('arg run');
+      } finally {
+        rmSync(bad.dir, { recursive: true, force: true });
+      }
+    });
   });
   it('stops with a grace period and tells a kill from a stop', () => {
     expect(render(stopContainer('hello-prod-blue', 10))).toMatch(/docker stop -t "\$2" "\$1".* sh hello-prod-blue 10$/s);
