@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cmd, script, Secret } from '../../lib/core/cmd.ts';
 import { EXIT, RemoteCommandError, SkiffError } from '../../lib/core/errors.ts';
 import { fingerprint } from '../../lib/host/known-hosts.ts';
+import { DeadlineError, STREAM_TAIL_BYTES } from '../../lib/host/host.ts';
 import { connectSsh, type SshHost, type SshOptions } from '../../lib/host/ssh.ts';
 import { ROOT } from '../support/sandbox.ts';
 
@@ -149,6 +150,67 @@ describe.skipIf(skip)('SshHost on a real sshd', () => {
       expect(Date.now() - started).toBeLessThan(1500);
       await expect(host.exec(cmd('touch', join(dir, 'never')), { signal: AbortSignal.abort() })).resolves.toMatchObject({ code: null });
       expect(existsSync(join(dir, 'never'))).toBe(false);
+    });
+  });
+
+  describe('deadlines and streamed output', () => {
+    it('stops a command past its deadline: one line naming the host, the command and the deadline; the connection serves on', async () => {
+      const started = Date.now();
+      const loop = script('while :; do echo tick; sleep 0.1; done # skiff-deadline-test');
+      const e = await host.exec(loop, { timeoutMs: 500 }).catch((err: unknown) => err);
+      expect(Date.now() - started).toBeLessThan(2000);
+      expect(e).toBeInstanceOf(DeadlineError);
+      expect((e as DeadlineError).exitCode).toBe(EXIT.failed);
+      expect((e as Error).message).toBe(
+        `${host.name}: stopped a command still running after 0.5s, its deadline: sh -c 'while :; do echo tick; sleep 0.1; done # skiff-…' sh; ` +
+          'check what it waits for on the host (an app, the proxy, a database, the network), then run again',
+      );
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(spawnSync('pgrep', ['-f', 'skiff-deadline-test']).status).toBe(1); // it ended at its next write
+      await expect(host.exec(cmd('echo', 'still here'))).resolves.toMatchObject({ stdout: 'still here\n' });
+    });
+
+    it('a silent command past its deadline fails at once too (sshd sends root sessions no signal: it runs out its time)', async () => {
+      const started = Date.now();
+      await expect(host.exec(cmd('sleep', '3'), { timeoutMs: 300 })).rejects.toBeInstanceOf(DeadlineError);
+      expect(Date.now() - started).toBeLessThan(1500);
+    });
+
+    it('200 MB through onStdout: memory stays bounded and the result holds the last 64 KiB', async () => {
+      const before = process.memoryUsage().rss;
+      let peak = before;
+      let bytes = 0;
+      const r = await host.exec(script('head -c 200000000 /dev/zero | tr "\\0" a; echo; echo END'), {
+        onStdout: (b) => {
+          bytes += b.length;
+          if (bytes % (16 * 1024 * 1024) < b.length) peak = Math.max(peak, process.memoryUsage().rss);
+        },
+        timeoutMs: 120_000,
+      });
+      peak = Math.max(peak, process.memoryUsage().rss);
+      expect(bytes).toBe(200_000_005);
+      expect(peak - before).toBeLessThan(100 * 1024 * 1024);
+      expect(r.stdout.length).toBe(STREAM_TAIL_BYTES);
+      expect(r.stdout.endsWith('aaaa\nEND\n')).toBe(true);
+    });
+
+    it('reads a stdin stream only as fast as a slow command takes it', async () => {
+      let produced = 0;
+      const total = 64 * 1024 * 1024;
+      const chunk = Buffer.alloc(64 * 1024, 1);
+      const source = new Readable({
+        read() {
+          if (produced >= total) return void this.push(null);
+          produced += chunk.length;
+          this.push(chunk);
+        },
+      });
+      const running = host.exec(script('sleep 2; cat >/dev/null'), { stdin: source });
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      // What sits in the SSH window and the stream buffers while the command sleeps: a few MB.
+      expect(produced).toBeLessThan(16 * 1024 * 1024);
+      await running;
+      expect(produced).toBe(total);
     });
   });
 
