@@ -401,7 +401,7 @@ describe.each([
       expect(readFileSync(join(s.deployPath, 'backups', name, 'sqlite/0.db')).equals(good)).toBe(true);
     });
 
-    it('a 300 MB backup downloads with bounded memory: the host waits for the disk (peak RSS under 150 MB)', async () => {
+    it('a 300 MB backup downloads with bounded memory: the host waits for the disk (peak RSS under 180 MB)', async () => {
       const big = join(shared(), 'uploads', 'big.bin');
       execFileSync('sh', ['-c', `head -c 300000000 /dev/urandom >"${big}"`]);
       // The largest resident set of the script and its children (tsx runs node under it), polled.
@@ -441,7 +441,9 @@ describe.each([
       rmSync(file);
       rmSync(join(s.deployPath, 'backups', name), { recursive: true });
       console.log(`backup --download of 300 MB (${where}): peak RSS ${Math.round(peakKb / 1024)} MB`);
-      expect(peakKb / 1024).toBeLessThan(150);
+      // Measured here: 382 MB (local) and 524 MB (ssh) when every chunk was queued in memory; 143 and
+      // 142 MB with back-pressure, of which most is the script's own node and modules, hence 180.
+      expect(peakKb / 1024).toBeLessThan(180);
     }, 120_000);
 
     it('a copy without a valid MAC is refused before anything is touched (exit 2) unless --trust-copy, which warns', async () => {
