@@ -29,7 +29,7 @@ export const unpackInto = (dir: string): Cmd => script('tar -x -f - -C "$1"', di
  * pairs (absolute source, path in `dir`). A plain copy where linking fails.
  */
 export const linkInto = (dir: string): Cmd =>
-  script('cd "$1" && xargs -0 -r -n 2 sh -c \'ln "$1" "$2" 2>/dev/null || cp -p "$1" "$2"\' sh', dir);
+  script('cd "$1" && xargs -0 -r -n 2 sh -c \'ln -- "$1" "$2" 2>/dev/null || cp -p -- "$1" "$2"\' sh', dir);
 
 /**
  * Checks that `partial` holds as many files as the manifest says, then renames it to the release:

@@ -77,7 +77,7 @@ export const connectionsTo = (port: number): Cmd =>
  * answer does not end within `timeoutSeconds` (curl prints the status of a cut answer too).
  */
 export const probeUrl = (url: string, timeoutSeconds: number): Cmd =>
-  script('c=$(curl -s -o /dev/null -w "%{http_code}" -m "$2" "$1") || c=000; echo "$c"', url, String(timeoutSeconds));
+  script('c=$(curl -g -s -o /dev/null -w "%{http_code}" -m "$2" "$1") || c=000; echo "$c"', url, String(timeoutSeconds));
 
 /** Linux's net.ipv4.tcp_migrate_req (0 or 1; nothing on older kernels). */
 export const tcpMigrateReq = (): Cmd => script('cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null; exit 0');

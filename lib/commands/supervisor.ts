@@ -116,7 +116,7 @@ export const probeHealth = (port: number, path: string, timeoutSeconds: number):
     [
       'url="http://127.0.0.1:$1$2"',
       'if command -v curl >/dev/null 2>&1; then',
-      '  c=$(curl -s -o /dev/null -w "%{http_code}" -m "$3" "$url") || c=000; echo "$c"',
+      '  c=$(curl -g -s -o /dev/null -w "%{http_code}" -m "$3" "$url") || c=000; echo "$c"',
       'elif command -v wget >/dev/null 2>&1; then',
       '  if command -v timeout >/dev/null 2>&1; then h=$(timeout "$3" wget -q -S -O /dev/null -T "$3" "$url" 2>&1); s=$?',
       '  else h=$(wget -q -S -O /dev/null -T "$3" "$url" 2>&1); s=$?; fi',

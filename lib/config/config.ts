@@ -342,7 +342,12 @@ const keyNameIssues = (source: Source, runtime: Config['runtime'], issue: IssueO
 
 /** DEPLOY_PATH as the hosts use it: ~ expanded for the local host, no trailing slash. */
 const deployPath = (given: string, local: boolean, home: string): string => (local ? expandHome(given, home) : given).replace(/\/+$/, '');
-const isDeployPath = (path: string): boolean => isAbsolute(path) && path !== '' && !path.split('/').includes('..');
+/**
+ * An absolute path below the root, with no `..` and no control character: `/.` is the root, and a
+ * newline in the path would split the host commands that name it (a stop could match another env).
+ */
+export const isDeployPath = (path: string): boolean =>
+  isAbsolute(path) && !path.split('/').includes('..') && posix.normalize(path) !== '/' && !/[\u0000-\u001f\u007f]/.test(path);
 
 /** The app's environment: every key that is not skiff's, the secret ones wrapped. */
 const appEnvOf = (source: Source): Record<string, string | Secret> => {

@@ -90,9 +90,31 @@ const matchesName = (hosts: HostField, name: string): boolean => {
   return matched;
 };
 
-const globMatch = (pattern: string, name: string): boolean => {
-  const source = [...pattern].map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[\\^$.|+()[\]{}]/g, '\\$&'))).join('');
-  return new RegExp(`^${source}$`).test(name);
+/**
+ * `*` and `?` as ssh matches them, in time linear in the pattern times the name: only the last `*`
+ * is ever retried (a regular expression of many `.*` backtracks for seconds on a long name).
+ */
+export const globMatch = (pattern: string, name: string): boolean => {
+  let p = 0;
+  let n = 0;
+  let star = -1; // the pattern position after the last `*` seen
+  let resume = 0; // the name position that `*` has swallowed up to
+  while (n < name.length) {
+    if (pattern[p] === '*') {
+      star = ++p;
+      resume = n;
+    } else if (p < pattern.length && (pattern[p] === '?' || pattern[p] === name[n])) {
+      p++;
+      n++;
+    } else if (star !== -1) {
+      p = star;
+      n = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (pattern[p] === '*') p++;
+  return p === pattern.length;
 };
 
 const linesFor = (entries: readonly KnownHost[], host: string, port: number): KnownHost[] => {

@@ -180,11 +180,11 @@ describe('time limits inside remote scripts', () => {
   it('a health probe limits the whole request: curl -m, wget under timeout; a cut or late answer is 000', () => {
     const c = probeHealth(3001, '/health', 4);
     if (c.kind !== 'script') throw new Error('not a script');
-    expect(c.text).toContain('c=$(curl -s -o /dev/null -w "%{http_code}" -m "$3" "$url") || c=000; echo "$c"');
+    expect(c.text).toContain('c=$(curl -g -s -o /dev/null -w "%{http_code}" -m "$3" "$url") || c=000; echo "$c"');
     expect(c.text).toContain('h=$(timeout "$3" wget -q -S -O /dev/null -T "$3" "$url" 2>&1); s=$?');
     expect(c.text).toContain('[ "$s" = 124 ] && h=');
     const u = probeUrl('http://127.0.0.1:8080/health', 5);
     if (u.kind !== 'script') throw new Error('not a script');
-    expect(u.text).toBe('c=$(curl -s -o /dev/null -w "%{http_code}" -m "$2" "$1") || c=000; echo "$c"');
+    expect(u.text).toBe('c=$(curl -g -s -o /dev/null -w "%{http_code}" -m "$2" "$1") || c=000; echo "$c"');
   });
 });
