@@ -60,7 +60,7 @@ if (values.processes) {
   const laterMs = (performance.now() - t1) / PROCESSES;
   let bytes = 0;
   const t2 = performance.now();
-  await run(['head', '-c', String(BYTES), '/dev/zero'], { label: 'local', discardStdout: true, onStdout: (b) => (bytes += b.length) });
+  await run(['head', '-c', String(BYTES), '/dev/zero'], { label: 'local', discardStdout: true, onStdout: (b) => void (bytes += b.length) });
   const mbPerS = bytes / 1e6 / ((performance.now() - t2) / 1000);
   const out = { node: process.version, cores: availableParallelism(), firstMs, laterMs, processes: PROCESSES, mbPerS, bytes };
   process.stdout.write(

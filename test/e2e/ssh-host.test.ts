@@ -106,7 +106,7 @@ describe.skipIf(skip)('SshHost on a real sshd', () => {
 
     it('hands output to onStdout as it arrives', async () => {
       const seen: string[] = [];
-      const r = await host.exec(script('echo a; sleep 0.2; echo b'), { onStdout: (b) => seen.push(b.toString()) });
+      const r = await host.exec(script('echo a; sleep 0.2; echo b'), { onStdout: (b) => void seen.push(b.toString()) });
       expect(seen.join('')).toBe('a\nb\n');
       expect(r.stdout).toBe('a\nb\n');
     });

@@ -100,7 +100,7 @@ describe('run', () => {
   it('streams output as it arrives and still returns all of it', async () => {
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    const r = await run(['sh', '-c', 'echo a; echo b >&2; echo c'], { ...opts, onStdout: (b) => out.push(b), onStderr: (b) => err.push(b) });
+    const r = await run(['sh', '-c', 'echo a; echo b >&2; echo c'], { ...opts, onStdout: (b) => void out.push(b), onStderr: (b) => void err.push(b) });
     expect(Buffer.concat(out).toString()).toBe('a\nc\n');
     expect(Buffer.concat(err).toString()).toBe('b\n');
     expect(r).toEqual({ code: 0, stdout: 'a\nc\n', stderr: 'b\n' });
@@ -108,7 +108,7 @@ describe('run', () => {
 
   it('discardStdout keeps no stdout in the result; onStdout still gets it', async () => {
     let bytes = 0;
-    const r = await run(['head', '-c', '3000000', '/dev/zero'], { ...opts, discardStdout: true, onStdout: (b) => (bytes += b.length) });
+    const r = await run(['head', '-c', '3000000', '/dev/zero'], { ...opts, discardStdout: true, onStdout: (b) => void (bytes += b.length) });
     expect(bytes).toBe(3_000_000);
     expect(r).toEqual({ code: 0, stdout: '', stderr: '' });
   });
@@ -116,7 +116,7 @@ describe('run', () => {
   it('decodes UTF-8 across chunk boundaries', async () => {
     const code = "const b=Buffer.from('é');process.stdout.write(b.subarray(0,1));setTimeout(()=>process.stdout.write(b.subarray(1)),100)";
     const chunks: Buffer[] = [];
-    const r = await run(node(code), { ...opts, env: { PATH }, onStdout: (b) => chunks.push(b) });
+    const r = await run(node(code), { ...opts, env: { PATH }, onStdout: (b) => void chunks.push(b) });
     expect(chunks.length).toBe(2);
     expect(r.stdout).toBe('é');
   });
@@ -124,7 +124,7 @@ describe('run', () => {
   it('an abort sends SIGTERM and resolves, even with check; output until the end is kept', async () => {
     const ac = new AbortController();
     const code = "process.on('SIGTERM',()=>{process.stdout.write('term\\n');process.exit(0)});process.stdout.write('ready\\n');setInterval(()=>{},1000)";
-    const r = await run(node(code), { ...opts, env: { PATH }, signal: ac.signal, onStdout: (b) => b.toString().includes('ready') && ac.abort() });
+    const r = await run(node(code), { ...opts, env: { PATH }, signal: ac.signal, onStdout: (b) => void (b.toString().includes('ready') && ac.abort()) });
     expect(r).toEqual({ code: 0, stdout: 'ready\nterm\n', stderr: '' });
   });
 
