@@ -386,6 +386,13 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
   missing('DEPLOY_PORTS');
   if (proxy !== 'none' && source.values.DEPLOY_PUBLIC_URL === undefined) bad('DEPLOY_PUBLIC_URL', `the URL the ${proxy} proxy serves`, 'e.g. http://127.0.0.1:8080');
 
+  // A database inside a folder of BACKUP_PATHS would come back twice, the raw file put back over its consistent copy.
+  const within = (file: string, folder: string) => file === folder || file.startsWith(`${folder}/`);
+  for (const db of values.BACKUP_SQLITE) {
+    const folder = values.BACKUP_PATHS.find((p) => within(db, p));
+    if (folder !== undefined) bad('BACKUP_PATHS', `paths that hold no BACKUP_SQLITE database (${folder} holds ${db})`, 'list only what lies beside the database, e.g. data/uploads: the database is copied on its own');
+  }
+
   const appDir = resolve(opts.root, expandHome(values.APP_DIR, opts.home));
   // A bad APP_DIR has its issue already; the default folder it fell back to is not checked too.
   const appDirValid = !table.issues.some((i) => i.key === 'APP_DIR');

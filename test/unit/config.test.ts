@@ -512,6 +512,20 @@ describe('parseConfig: BACKUP_PATHS and BACKUP_SQLITE name things inside shared/
     expect(configError(() => load({ ...BASE, BACKUP_SQLITE: value })).issues.map((i) => i.key)).toEqual(['BACKUP_SQLITE']);
   });
 
+  it.each([
+    ['data', 'data/app.db'],
+    ['data/app.db', 'data/app.db'],
+    ['uploads,data', 'data/sub/app.db'],
+  ])('refuses BACKUP_PATHS=%s holding BACKUP_SQLITE=%s: the raw file would be put back over its copy', (paths, sqlite) => {
+    const e = configError(() => load({ ...BASE, BACKUP_PATHS: paths, BACKUP_SQLITE: sqlite }));
+    expect(e.issues.map((i) => i.key)).toEqual(['BACKUP_PATHS']);
+    expect(e.message).toMatch(/paths that hold no BACKUP_SQLITE database \(data\S* holds data\S*app\.db\)/);
+  });
+
+  it('takes a folder beside the database', () => {
+    expect(load({ ...BASE, BACKUP_PATHS: 'data/uploads,database', BACKUP_SQLITE: 'data/app.db' }).backup.paths).toEqual(['data/uploads', 'database']);
+  });
+
   it('keeps each path in its plain form', () => {
     const c = load({ ...BASE, BACKUP_PATHS: './uploads/, data/./files, .well-known', BACKUP_SQLITE: './data/app.db' });
     expect(c.backup.paths).toEqual(['uploads', 'data/files', '.well-known']);
