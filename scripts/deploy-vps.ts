@@ -5,7 +5,7 @@ import { runMain } from '../lib/cli/cli.ts';
 const spec = {
   name: 'deploy-vps',
   summary: 'Build the app and deploy it to an environment, keeping the previous version serving if anything fails.',
-  usage: '<env> [--yes] [--dry-run] [--no-build] [--force-unlock] [--lock-wait SECONDS] [--verbose]',
+  usage: '<env> [--yes] [--dry-run] [--no-build] [--verify] [--force-unlock] [--lock-wait SECONDS] [--verbose]',
   positionals: [{ name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env (e.g. local, staging)' }],
   flags: {
     yes: { type: 'boolean', short: 'y', description: 'do not ask for confirmation (production)' },
@@ -13,6 +13,7 @@ const spec = {
     'lock-wait': { type: 'string', description: 'wait up to SECONDS for a running deploy to finish (default: refuse at once, exit 3)' },
     'dry-run': { type: 'boolean', description: 'print what would run on each host; change nothing' },
     'no-build': { type: 'boolean', description: 'ship APP_DIR as it is (already built by scripts/build.ts)' },
+    verify: { type: 'boolean', description: 'check the live release on each host by sha256 before reusing its files (by size otherwise)' },
     verbose: { type: 'boolean', short: 'v', description: 'print the stack trace of an unexpected error' },
   },
   examples: ['npx tsx scripts/deploy-vps.ts local', 'npx tsx scripts/deploy-vps.ts production --yes'],
@@ -45,7 +46,7 @@ await runMain(spec, async ({ args: [env], flags }) => {
         task: () => d.timed(ctx, 'build', () => d.build(ctx)),
         skip: () => ctx.runtime.noBuild ?? (flags['no-build'] ? 'built already (--no-build)' : dryRun()),
       },
-      onEachHost(all, ctx.runtime.shipTitle, (c) => d.timed(c, 'ship', () => d.ship(c)), {
+      onEachHost(all, ctx.runtime.shipTitle, (c) => d.timed(c, 'ship', () => d.ship(c, { verify: flags.verify })), {
         undo: d.unship,
         observe,
         ...(ctx.runtime.shipsInDryRun ? {} : { skip: dryRun }),

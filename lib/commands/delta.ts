@@ -61,3 +61,23 @@ export const updateManifest = (liveManifest: string, manifest: string): Cmd =>
     liveManifest,
     manifest,
   );
+
+/**
+ * Prints the live release's stored manifest, a NUL, then `<size>\t<path>` NUL-terminated for every
+ * file of the live release folder as it is on the host; with `verify`, a NUL, then sha256sum's
+ * `<sha256>  <path>` NUL-terminated for each. Nothing without a manifest. One round trip: the read of
+ * the manifest the delta needs anyway. GNU find and coreutils (Debian's): `-printf`, `sha256sum -z`.
+ */
+export const liveManifestAndFiles = (manifest: string, liveDir: string, verify: boolean): Cmd =>
+  script(
+    [
+      'cat "$1" 2>/dev/null || exit 0',
+      'printf "\\0"',
+      'cd "$2" 2>/dev/null || exit 0',
+      'find . -type f -printf "%s\\t%P\\0"',
+      'if [ "$3" = sha256 ]; then printf "\\0"; find . -type f -printf "%P\\0" | xargs -0 -r sha256sum -z -- || exit 1; fi',
+    ].join('\n'),
+    manifest,
+    liveDir,
+    verify ? 'sha256' : 'size',
+  );

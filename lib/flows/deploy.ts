@@ -112,13 +112,14 @@ const claimReleaseId = async (ctx: DeployCtx): Promise<string> => {
 
 /**
  * Ships the release to `releases/<id>`: the runtime sends what the host lacks (the changed files of
- * the release folder, or the image layers) and says what it sent.
+ * the release folder, or the image layers) and says what it sent. `verify`: the live release's files
+ * are checked by sha256 before any is reused (by size otherwise).
  */
-export const ship = async (ctx: DeployCtx): Promise<void> => {
+export const ship = async (ctx: DeployCtx, { verify = false } = {}): Promise<void> => {
   const { host, l } = ctx;
   await host.exec(seq(prepareLayout(l), removePartials(l)));
   const id = await claimReleaseId(ctx);
-  ctx.run.shipped = await ctx.runtime.ship(host, l, { id, version: ctx.run.version, liveRelease: ctx.run.previous?.slot.release }, ctx.log);
+  ctx.run.shipped = await ctx.runtime.ship(host, l, { id, version: ctx.run.version, liveRelease: ctx.run.previous?.slot.release, verify }, ctx.log);
 };
 
 /** Undo of ship when another host failed: the release folder goes, it never served. */

@@ -158,6 +158,62 @@ export const manifestChanges = (live: Manifest, next: Manifest): string => {
   return `${drop.join('')}#\n${add.join('')}`;
 };
 
+/** The files of the live release as they are on its host (liveManifestAndFiles): sizes, and sha256 with --verify. */
+export interface LiveListing {
+  readonly manifest: Manifest | undefined;
+  readonly sizes: ReadonlyMap<string, number>;
+  readonly hashes: ReadonlyMap<string, string> | undefined;
+}
+
+/** Reads what liveManifestAndFiles printed; no manifest when it printed nothing (or a dry run). */
+export const parseLiveListing = (out: string): LiveListing => {
+  const [manifestText, ...records] = out.split('\0');
+  const sizes = new Map<string, number>();
+  let hashes: Map<string, string> | undefined;
+  for (const record of records) {
+    if (record === '') {
+      hashes ??= new Map(); // the separator before the hashes (or the end of the output)
+      continue;
+    }
+    if (hashes) {
+      // sha256sum -z: 64 hex digits, two spaces (or a space and `*`), the path.
+      const m = /^([0-9a-f]{64}) [ *](.*)$/s.exec(record);
+      if (m?.[1] && m[2] !== undefined) hashes.set(m[2], m[1]);
+    } else {
+      const tab = record.indexOf('\t');
+      if (tab > 0) sizes.set(record.slice(tab + 1), Number(record.slice(0, tab)));
+    }
+  }
+  // Without the hash part the last NUL only ends the size records.
+  const verified = hashes && hashes.size > 0 ? hashes : undefined;
+  return { manifest: parseManifest(manifestText), sizes, hashes: verified };
+};
+
+/** The sha256 of an entry that cannot be taken from the live release: no content has it. */
+const NOT_ON_HOST = 'differs-on-host';
+
+/**
+ * The live manifest as far as the host bears it out: a file whose size (or, with hashes, sha256)
+ * on the host differs from its record, or that is gone, is marked so that planDelta removes it
+ * from the copy and sends it again, and never links other paths to it. `extra` are files the host
+ * has and the manifest does not: they are removed from the copy too.
+ */
+export const checkLiveAgainstHost = (live: Manifest, listing: LiveListing): { manifest: Manifest; differ: string[]; extra: string[] } => {
+  const differ: string[] = [];
+  const entries = live.entries.map((e): Entry => {
+    if (e.type !== 'file') return e;
+    const size = listing.sizes.get(e.path);
+    const hash = listing.hashes?.get(e.path);
+    const same = size === e.size && (listing.hashes === undefined || hash === e.sha256);
+    if (same) return e;
+    differ.push(e.path);
+    return { ...e, sha256: NOT_ON_HOST };
+  });
+  const known = new Set(live.entries.map((e) => e.path));
+  const extra = [...listing.sizes.keys()].filter((p) => !known.has(p)).sort();
+  return { manifest: { version: 1, entries }, differ, extra };
+};
+
 /** NUL-separated list, the only separator a file name cannot contain. */
 export const nulList = (items: readonly string[]): Buffer => Buffer.from(items.map((i) => `${i}\0`).join(''));
 

@@ -7,7 +7,7 @@
  */
 import { existsSync } from 'node:fs';
 import { Transform, type Readable } from 'node:stream';
-import { finishRelease, linkInto, seedFromLive, unpackInto, updateManifest } from '../commands/delta.ts';
+import { finishRelease, linkInto, liveManifestAndFiles, seedFromLive, unpackInto, updateManifest } from '../commands/delta.ts';
 import type { Config } from '../config/config.ts';
 import { cmd, seq } from '../core/cmd.ts';
 import { SkiffError } from '../core/errors.ts';
@@ -15,7 +15,7 @@ import type { Layout } from '../core/paths.ts';
 import { DEADLINE, type Host } from '../host/host.ts';
 import { releaseEntriesTar } from './build.ts';
 import { describeLeftOut } from './ignore.ts';
-import { formatBytes, manifestChanges, manifestTotals, nulList, parseManifest, planDelta, serializeManifest } from './delta.ts';
+import { checkLiveAgainstHost, formatBytes, manifestChanges, manifestTotals, nulList, parseLiveListing, parseManifest, planDelta, serializeManifest } from './delta.ts';
 import { releaseRules, walkRelease, type ReleaseWalk } from './manifest.ts';
 
 /** What a ship sent: bytes (counted at the SSH channel), files or layers sent, and those the host had. */
@@ -31,7 +31,27 @@ export interface ShipSpec {
   readonly version: string;
   /** The release that serves now, if any. */
   readonly liveRelease: string | undefined;
+  /** Check the live release's files by sha256 (`deploy-vps --verify`), not only by size. */
+  readonly verify?: boolean;
 }
+
+/**
+ * The live release's manifest, checked against its files on the host in the same round trip: what
+ * differs (edited by hand, damaged) or is not in the manifest is never taken from it.
+ */
+const checkedLiveManifest = async (host: Host, l: Layout, liveId: string, verify: boolean, log: (line: string) => void) => {
+  const listing = parseLiveListing((await host.exec(liveManifestAndFiles(l.manifestOf(liveId), l.release(liveId), verify), { timeoutMs: DEADLINE.transfer })).stdout);
+  if (!listing.manifest) {
+    // A dry run prints commands and reads files: the manifest alone, unchecked.
+    const stored = parseManifest((await host.get(l.manifestOf(liveId)))?.toString());
+    return stored && { manifest: stored, extra: [] };
+  }
+  const { manifest, differ, extra } = checkLiveAgainstHost(listing.manifest, listing);
+  const names = (paths: readonly string[]) => `${paths.slice(0, 3).join(', ')}${paths.length > 3 ? ` and ${paths.length - 3} more` : ''}`;
+  if (differ.length > 0) log(`${differ.length} file(s) of the live release differ on the host from its manifest (${verify ? 'sha256' : 'size'}), sent again: ${names(differ)}`);
+  if (extra.length > 0) log(`${extra.length} file(s) in the live release are not in its manifest, left out: ${names(extra)}`);
+  return { manifest, extra };
+};
 
 /** The manifest of the build and what it left out, made once however many hosts it ships to. */
 const walks = new WeakMap<Config, Promise<ReleaseWalk>>();
@@ -62,7 +82,7 @@ export const shipFolder = async (host: Host, l: Layout, cfg: Config, spec: ShipS
   // Said before anything travels, so a dry run lists it too.
   log(describeLeftOut(leftOut));
   const total = manifestTotals(manifest);
-  const live = liveId ? parseManifest((await host.get(l.manifestOf(liveId)))?.toString()) : undefined;
+  const live = liveId ? await checkedLiveManifest(host, l, liveId, spec.verify ?? false, log) : undefined;
   const partial = `${l.release(id)}.partial`;
   const counter = { bytes: 0 };
   const before = host.bytesSent;
@@ -77,8 +97,8 @@ export const shipFolder = async (host: Host, l: Layout, cfg: Config, spec: ShipS
   let files: { files: number; reused: number };
   try {
     if (live && liveId) {
-      const plan = planDelta(live, manifest);
-      await host.exec(seedFromLive(l.release(liveId), partial), { stdin: input(nulList(plan.remove)), timeoutMs: DEADLINE.transfer });
+      const plan = planDelta(live.manifest, manifest);
+      await host.exec(seedFromLive(l.release(liveId), partial), { stdin: input(nulList([...plan.remove, ...live.extra])), timeoutMs: DEADLINE.transfer });
       if (plan.send.length > 0) await sendTar(releaseEntriesTar(cfg, plan.send));
       if (plan.link.length > 0) {
         await host.exec(linkInto(partial), { stdin: input(nulList(plan.link.flatMap(([from, to]) => [`${l.release(liveId)}/${from}`, to]))), timeoutMs: DEADLINE.transfer });
@@ -98,7 +118,7 @@ export const shipFolder = async (host: Host, l: Layout, cfg: Config, spec: ShipS
     throw error;
   }
   // The manifest travels whole only with a whole release; after a delta, only its changes do.
-  if (live && liveId) await host.exec(updateManifest(l.manifestOf(liveId), l.manifestOf(id)), { stdin: input(Buffer.from(manifestChanges(live, manifest))) });
+  if (live && liveId) await host.exec(updateManifest(l.manifestOf(liveId), l.manifestOf(id)), { stdin: input(Buffer.from(manifestChanges(live.manifest, manifest))) });
   else await host.put(l.manifestOf(id), input(Buffer.from(serializeManifest(manifest))));
   const bytes = before !== undefined && host.bytesSent !== undefined ? host.bytesSent - before : counter.bytes;
   log(`shipped ${formatBytes(bytes)} for a ${formatBytes(total.bytes)} release: ${summary}`);

@@ -118,4 +118,32 @@ describe('history and state over SSH', () => {
     const audit = readFileSync(join(s.deployPath, '.skiff/audit.log'), 'utf8');
     expect(audit).toContain('repair: ');
   });
+
+  it('a file edited in the live release on the host does not survive a redeploy: by size, or by sha256 with --verify', async () => {
+    const original = readFileSync(join(s.appDir, 'README.md'), 'utf8');
+    const liveFile = () => join(s.deployPath, 'releases', liveId(), 'README.md');
+    const redeploy = async (args: readonly string[]) => {
+      const before = liveId();
+      const r = await s.run('deploy-vps', ['t', ...args]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(liveId()).not.toBe(before);
+      return r.stdout;
+    };
+
+    writeFileSync(liveFile(), 'edited by hand\n'); // another size
+    const bySize = await redeploy([]);
+    expect(bySize).toContain('1 file(s) of the live release differ on the host from its manifest (size), sent again: README.md');
+    // README.md, and package.json (the live release is 1.4.0 after the rollback above).
+    expect(bySize).toMatch(/: 2 of \d+ files sent/);
+    expect(readFileSync(liveFile(), 'utf8')).toBe(original);
+
+    const sameSize = original.replace(/[a-z]/, (c) => (c === 'x' ? 'y' : 'x'));
+    expect(sameSize).not.toBe(original);
+    writeFileSync(liveFile(), sameSize);
+    const verified = await redeploy(['--verify']);
+    expect(verified).toContain('1 file(s) of the live release differ on the host from its manifest (sha256), sent again: README.md');
+    expect(readFileSync(liveFile(), 'utf8')).toBe(original);
+    expect(await served()).toBe('hello 1.5.0 (t)\n');
+  });
 });

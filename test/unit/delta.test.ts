@@ -1,9 +1,25 @@
 /** Delta shipping: the plan against the live release's manifest, and the manifest of a folder. */
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { formatBytes, manifestChanges, manifestTotals, nulList, parseManifest, planDelta, serializeManifest, type Entry, type Manifest } from '../../lib/ship/delta.ts';
+import { liveManifestAndFiles } from '../../lib/commands/delta.ts';
+import { render } from '../../lib/core/cmd.ts';
+import {
+  checkLiveAgainstHost,
+  formatBytes,
+  manifestChanges,
+  manifestTotals,
+  nulList,
+  parseLiveListing,
+  parseManifest,
+  planDelta,
+  serializeManifest,
+  type Entry,
+  type Manifest,
+} from '../../lib/ship/delta.ts';
 import { buildManifest, isExcludedTop } from '../../lib/ship/manifest.ts';
 
 const file = (path: string, sha256: string, size = 100, mode = 0o644): Entry => ({ path, type: 'file', mode, size, sha256 });
@@ -146,3 +162,82 @@ describe('buildManifest', () => {
     ]);
   });
 });
+
+describe('the live release as its host has it', () => {
+  const listing = (sizes: Record<string, number>, hashes?: Record<string, string>) =>
+    parseLiveListing(`${serializeManifest(live)}\0${Object.entries(sizes).map(([p, n]) => `${n}\t${p}\0`).join('')}${hashes ? `\0${Object.entries(hashes).map(([p, h]) => `${h}  ${p}\0`).join('')}` : ''}`);
+  const asStored = { 'lib/a.js': 100, 'lib/b.js': 2000, 'old/x.js': 100, 'server.js': 500 };
+  const H = (c: string) => c.repeat(64);
+
+  it('reads the manifest, the sizes and, with --verify, the sha256 of every file', () => {
+    const l = listing({ 'a\tb\nc.txt': 3 }, { 'a\tb\nc.txt': H('f') });
+    expect(l.manifest?.entries).toEqual(sorted(live.entries));
+    expect([...l.sizes]).toEqual([['a\tb\nc.txt', 3]]);
+    expect(l.hashes && [...l.hashes]).toEqual([['a\tb\nc.txt', H('f')]]);
+    expect(listing({}).hashes).toBeUndefined();
+    expect(parseLiveListing('')).toEqual({ manifest: undefined, sizes: new Map(), hashes: undefined });
+  });
+
+  // Before, the stored manifest was trusted: a file edited on the host was "unchanged" and survived every deploy.
+  it('a file whose size differs on the host is removed from the copy and sent again, and nothing links to it', () => {
+    const checked = checkLiveAgainstHost(live, listing({ ...asStored, 'server.js': 17 }));
+    expect(checked.differ).toEqual(['server.js']);
+    const next = m(...live.entries, file('copy-of-server.js', 'S', 500));
+    const p = planDelta(checked.manifest, next);
+    expect(p.remove).toEqual(['server.js']);
+    expect([...p.send].sort()).toEqual(['copy-of-server.js', 'server.js']);
+    expect(p.link).toEqual([]);
+    // The stored manifest of the new release gets the build's entry for it.
+    expect(parseManifest(applyChanges(serializeManifest(live), manifestChanges(checked.manifest, next)))?.entries).toEqual(sorted(next.entries));
+  });
+
+  it('a file gone from the host is sent; a file the manifest does not know is left out', () => {
+    const { 'lib/a.js': _gone, ...rest } = asStored;
+    const checked = checkLiveAgainstHost(live, listing({ ...rest, 'cache/x.tmp': 4 }));
+    expect(checked.differ).toEqual(['lib/a.js']);
+    expect(checked.extra).toEqual(['cache/x.tmp']);
+  });
+
+  it('same size, other content: only --verify (sha256) tells', () => {
+    const real = m(file('a', H('a')), file('b', H('b')));
+    expect(checkLiveAgainstHost(real, parseLiveListing(`${serializeManifest(real)}\x00100\ta\x00100\tb\x00`)).differ).toEqual([]);
+    const l = parseLiveListing(`${serializeManifest(real)}\x00100\ta\x00100\tb\x00\x00${H('a')}  a\x00${H('c')}  b\x00`);
+    expect(checkLiveAgainstHost(real, l).differ).toEqual(['b']);
+  });
+
+  it('liveManifestAndFiles prints that listing from a real folder, names with quotes, tabs, newlines and $(...) included', () => {
+    const root = mkdtempSync(join(tmpdir(), 'skiff-listing-'));
+    try {
+      const rel = join(root, "it's $(touch pwned)");
+      mkdirSync(join(rel, 'sub'), { recursive: true });
+      const odd = 'a\tb\nc "$x".txt';
+      writeFileSync(join(rel, odd), 'abc');
+      writeFileSync(join(rel, 'sub', '-n'), 'hello\n');
+      symlinkSync('sub', join(rel, 'cur'));
+      const manifestFile = join(root, 'm.json');
+      writeFileSync(manifestFile, serializeManifest(m(file(odd, 'x', 3))));
+      const run = (verify: boolean) => parseLiveListing(execFileSync('sh', ['-c', render(liveManifestAndFiles(manifestFile, rel, verify))]).toString());
+      const plain = run(false);
+      expect(plain.manifest?.entries.map((e) => e.path)).toEqual([odd]);
+      expect(Object.fromEntries(plain.sizes)).toEqual({ [odd]: 3, 'sub/-n': 6 });
+      expect(plain.hashes).toBeUndefined();
+      const verified = run(true);
+      expect(verified.hashes?.get('sub/-n')).toBe(createHash('sha256').update('hello\n').digest('hex'));
+      expect(verified.hashes?.get(odd)).toBe(createHash('sha256').update('abc').digest('hex'));
+      expect(existsSync(join(root, 'pwned'))).toBe(false);
+      expect(run(false).sizes.size).toBe(2);
+      // No manifest: nothing, so the whole release is sent.
+      expect(execFileSync('sh', ['-c', render(liveManifestAndFiles(join(root, 'none.json'), rel, true))]).toString()).toBe('');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+/** What updateManifest does on the host, in JS: drop lines, then append. */
+const applyChanges = (stored: string, changes: string): string => {
+  const [drop = '', add = ''] = changes.split('#\n');
+  const dropped = new Set(drop.split('\n').filter(Boolean));
+  return `${stored.split('\n').filter((line) => line && !dropped.has(line.slice(0, line.indexOf('\t')))).map((line) => `${line}\n`).join('')}${add}`;
+};
+const sorted = (entries: readonly Entry[]) => [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
