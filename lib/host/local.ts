@@ -16,7 +16,7 @@
  * is fixed in `zxOptions`.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Options as ZxOptions, ProcessOutput, ProcessPromise } from 'zx';
@@ -272,8 +272,15 @@ export class LocalHost implements Host {
   async put(path: string, content: string | Buffer, options: PutOptions = {}): Promise<void> {
     const temp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`);
     try {
-      await writeFile(temp, content, { mode: options.mode ?? 0o644, flag: 'wx' });
-      await chmod(temp, options.mode ?? 0o644); // writeFile's mode is masked by the umask
+      const file = await open(temp, 'wx', options.mode ?? 0o644);
+      try {
+        await file.writeFile(content);
+        await file.chmod(options.mode ?? 0o644); // open's mode is masked by the umask
+        // On the disk before the rename: a crash then leaves the old file or the new one, never an empty one.
+        await file.sync();
+      } finally {
+        await file.close();
+      }
       await rename(temp, path);
     } catch (e) {
       await rm(temp, { force: true });

@@ -43,7 +43,9 @@ const DEFAULT_TIMEOUT_MS = 20_000;
 const MAX_CHANNELS = 8;
 const MISSING = 44;
 const GET_SCRIPT = `[ -e "$1" ] || exit ${MISSING}; exec cat -- "$1"`;
-const PUT_SCRIPT = 'umask 077; cat > "$2" && chmod "$3" "$2" && mv -f -- "$2" "$1" || { s=$?; rm -f -- "$2"; exit "$s"; }';
+// The temp file reaches the disk before the rename (a crash leaves the old file or the new one,
+// never an empty one); `sync FILE` needs coreutils 8.24, a plain `sync` where it is older.
+const PUT_SCRIPT = 'umask 077; cat > "$2" && chmod "$3" "$2" && { sync -- "$2" 2>/dev/null || sync; } && mv -f -- "$2" "$1" || { s=$?; rm -f -- "$2"; exit "$s"; }';
 
 /** ssh2's host key algorithms in its default order; `ssh-dss` left out, as OpenSSH does. */
 const HOST_KEY_ALGORITHMS: readonly ServerHostKeyAlgorithm[] = [
