@@ -150,7 +150,8 @@ export const swapInData = (dir: string, shared: string, dbs: readonly (readonly 
       'while [ "$i" -lt "$n" ]; do',
       '  copy=$1; target=$2; shift 2',
       '  mkdir -p "$(dirname "$shared/$target")" || exit 1',
-      '  rm -f "$shared/$target.restore" && cp "$dir/$copy" "$shared/$target.restore" && mv -f "$shared/$target.restore" "$shared/$target" || exit 1',
+      // -T: a link to a folder where the database should be is replaced, never followed into the folder.
+      '  rm -f "$shared/$target.restore" && cp "$dir/$copy" "$shared/$target.restore" && mv -f -T "$shared/$target.restore" "$shared/$target" || exit 1',
       '  rm -f "$shared/$target-wal" "$shared/$target-shm"',
       '  i=$((i + 1))',
       'done',

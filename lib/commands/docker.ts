@@ -139,12 +139,13 @@ export const runContainer = (s: ContainerSpec): Cmd =>
       '    else',
       `      case "$1" in ${CLIENT_KEYS}) echo "app key $1 has a value of several lines, which docker takes only from its own environment, where $1 would steer the docker client: put the value on one line" >&2; exit 6 ;; esac`,
       // A value of several lines is written as a quoted assignment, in a subshell of its own.
-      '      (eval "r=\\${$1}"; q=; while :; do case "$r" in *"\'"*) q="$q${r%%"\'"*}\'\\\'\'"; r=${r#*"\'"} ;; *) q="$q$r"; break ;; esac; done; printf "export %s=\'%s\'\\n" "$1" "$q" >&3)',
+      '      (eval "r=\\${$1}"; q=; while :; do case "$r" in *"\'"*) q="$q${r%%"\'"*}\'\\\'\'"; r=${r#*"\'"} ;; *) q="$q$r"; break ;; esac; done; printf "export %s=\'%s\'\\n" "$1" "$q" >&3; printf "%s\\n" "$1" >&4)',
       '    fi',
       '    shift',
       '  done',
-      ') >"$tmp/env" 3>"$tmp/multi" || exit $?',
-      String.raw`for k in $(sed -n "s/^export \([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p" "$tmp/multi"); do set -- -e "$k" "$@"; done`,
+      ') >"$tmp/env" 3>"$tmp/multi" 4>"$tmp/names" || exit $?',
+      // The names come from their own file: a line inside a value of several lines is never read as one.
+      'while IFS= read -r k; do set -- -e "$k" "$@"; done <"$tmp/names"',
       '"$docker" rm -f "$name" >/dev/null 2>&1',
       'u=${user%%:*}; g=${user#*:}; [ "$g" = "$user" ] && g=$u',
       // Files a restore wrote (as the SSH user) are handed over too.

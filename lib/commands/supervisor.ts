@@ -120,8 +120,9 @@ export const probeHealth = (port: number, path: string, timeoutSeconds: number):
       'elif command -v wget >/dev/null 2>&1; then',
       '  if command -v timeout >/dev/null 2>&1; then h=$(timeout "$3" wget -q -S -O /dev/null -T "$3" "$url" 2>&1); s=$?',
       '  else h=$(wget -q -S -O /dev/null -T "$3" "$url" 2>&1); s=$?; fi',
-      // 124: timeout stopped it. wget prints the headers of each answer (redirects too): the last counts.
-      '  [ "$s" = 124 ] && h=',
+      // Only a whole answer counts: 0, or 8 (the server answered with an error status). A cut one (4,
+      // 124 or 143 from a timeout) is none. wget prints the headers of each answer (redirects too): the last counts.
+      '  case "$s" in 0 | 8) ;; *) h= ;; esac',
       '  printf "%s\\n" "$h" | awk "/^  HTTP/ { c = \\$2 } END { print c ? c : \\"000\\" }"',
       'else echo "no-client"; fi',
     ].join('\n'),

@@ -118,4 +118,6 @@ export const pgStdin = (c: PgConnection): string =>
   [
     ...Object.entries(c.env).map(([k, v]) => `${k}=${v}`),
     ...(c.password === undefined ? [] : [`PASSWORD=${c.password.replace(/[\\:]/g, (ch) => `\\${ch}`)}`]),
-  ].join('\n') + '\n';
+  ]
+    .map((line) => `${line}\n`)
+    .join('');

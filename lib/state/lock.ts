@@ -280,9 +280,21 @@ const thisMachine = (): Here => ({ machine: machineId(), boot: bootId(), alive: 
  */
 const LAUNCHER: number | undefined = process.execArgv.some((a) => /[\\/]tsx[\\/]dist[\\/]preflight\.cjs$/.test(a)) ? process.ppid : undefined;
 
+/**
+ * Whether the parent is still tsx: a launcher killed before this module loaded left the child with
+ * init (or a subreaper) as its parent from the start. Where /proc is missing, the parent is trusted.
+ */
+const parentIsTsx = (): boolean => {
+  try {
+    return readFileSync(`/proc/${process.ppid}/cmdline`, 'utf8').includes('tsx');
+  } catch {
+    return true;
+  }
+};
+
 /** A run whose launcher was killed ends the way the launcher did (SIGKILL): as the user asked. */
 const exitIfOrphaned = (): void => {
-  if (LAUNCHER !== undefined && process.ppid !== LAUNCHER) process.kill(process.pid, 'SIGKILL');
+  if (LAUNCHER !== undefined && (process.ppid !== LAUNCHER || !parentIsTsx())) process.kill(process.pid, 'SIGKILL');
 };
 
 const watchLauncher = (): NodeJS.Timeout | undefined => {

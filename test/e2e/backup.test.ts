@@ -267,7 +267,9 @@ describe.each([
 
   it.each([
     ['an unknown backup', ['20990101-000000'], 2, 'there is no backup 20990101-000000 of t'],
-    ['a name with /', ['../../etc'], 2, 'is not a backup name'],
+    // A name with / is the path of a local copy: one that is not there, or one not named like a backup.
+    ['a path that is not there', ['../../no-such-backup'], 2, 'no file ../../no-such-backup: give a backup name'],
+    ['a path not named like a backup', ['/etc'], 2, '"etc" is not a backup name'],
     ['a name with ..', ['20261123-000000-..'], 2, 'is not a backup name'],
     ['no terminal and no --yes', [], 2, 'no terminal to ask on; pass --yes to confirm'],
   ])('restore refuses %s (one line, nothing changed)', async (_what, args, code, message) => {

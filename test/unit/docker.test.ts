@@ -114,6 +114,13 @@ describe('docker host commands, rendered', () => {
       } finally {
         rmSync(ok.dir, { recursive: true, force: true });
       }
+      // A line inside a value that looks like an assignment adds no name of its own.
+      const inner = runWith("MULTI='line1\nexport HOME=/evil\nexport SSH_AUTH_SOCK=x'\n", ['MULTI']);
+      try {
+        expect(inner.out.filter((l) => l.startsWith('arg ')).map((l) => l.slice(4)).filter((a, i, all) => all[i - 1] === '-e')).toEqual(['MULTI']);
+      } finally {
+        rmSync(inner.dir, { recursive: true, force: true });
+      }
       const bad = runWith("HOME='a\nb'\n", ['HOME']);
       try {
         expect(bad.code).toBe(6);
