@@ -62,22 +62,38 @@ await runMain(spec, async ({ args: [env, name], flags }) => {
   }
   await run.withHostLock(async () => {
     const all = run.sessions;
-    // Every host's copy is checked before any app stops.
-    const manifests = [];
-    for (const c of all) {
-      if (copy && local) {
-        const up = await copy.uploadBackup(c, local, false, flags['trust-copy']);
-        if (up.untrusted) say(`warning: ${up.untrusted}; restoring it anyway (--trust-copy)`);
-        say(`${env}${on(c)}: uploaded ${up.name} from the local copy ${local}`);
+    // Copies this run put in place, by host: removed from every host whose restore did not start.
+    const uploaded = new Map<(typeof all)[number], { name: string; remove: () => Promise<void> }>();
+    const started = new Set<(typeof all)[number]>();
+    try {
+      // Every host's copy is checked before any app stops.
+      const manifests = [];
+      for (const c of all) {
+        if (copy && local) {
+          const up = await copy.uploadBackup(c, local, false, flags['trust-copy']);
+          uploaded.set(c, up);
+          if (up.untrusted) say(`warning: ${up.untrusted}; restoring it anyway (--trust-copy)`);
+          say(`${env}${on(c)}: uploaded ${up.name} from the local copy ${local}`);
+        }
+        manifests.push(await b.verifyBackup(c, backup));
       }
-      manifests.push(await b.verifyBackup(c, backup));
-    }
-    // Restoring replaces live data: asked every time, not only in production.
-    await confirm(`Restore ${backup} over the data of ${env}${all.length > 1 ? ` on ${all.length} hosts` : ''} (the app stops while it runs)`, flags.yes);
-    for (const [i, c] of all.entries()) {
-      c.logTo((line) => say(`${all.length > 1 ? `${c.host.name}: ` : ''}${line}`));
-      const { safety } = await b.restoreBackup(c, backup, manifests[i] as NonNullable<(typeof manifests)[number]>);
-      say(`${env}${all.length > 1 ? ` on ${c.host.name}` : ''}: restored ${backup}; the data of before is backup ${safety}`);
+      // Restoring replaces live data: asked every time, not only in production.
+      await confirm(`Restore ${backup} over the data of ${env}${all.length > 1 ? ` on ${all.length} hosts` : ''} (the app stops while it runs)`, flags.yes);
+      for (const [i, c] of all.entries()) {
+        c.logTo((line) => say(`${all.length > 1 ? `${c.host.name}: ` : ''}${line}`));
+        // From here the copy is what this host's data comes from (restoreBackup names it if it fails): it stays.
+        started.add(c);
+        const { safety } = await b.restoreBackup(c, backup, manifests[i] as NonNullable<(typeof manifests)[number]>);
+        say(`${env}${all.length > 1 ? ` on ${c.host.name}` : ''}: restored ${backup}; the data of before is backup ${safety}`);
+      }
+    } finally {
+      for (const [c, up] of uploaded) {
+        if (started.has(c)) continue;
+        await up.remove().then(
+          () => say(`${env}${on(c)}: removed the uploaded copy ${up.name} (not restored)`),
+          (error: unknown) => say(`warning${on(c)}: could not remove the uploaded copy ${up.name}: ${error instanceof Error ? error.message : String(error)}; remove backups/${up.name} there by hand`),
+        );
+      }
     }
   });
 });

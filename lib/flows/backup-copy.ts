@@ -15,7 +15,7 @@ import { cmd, script } from '../core/cmd.ts';
 import { DEADLINE } from '../host/host.ts';
 import type { Session } from './session.ts';
 import { ConfigError, SkiffError, UsageError } from '../core/errors.ts';
-import { TarReader, type TarEvent } from '../ship/tar.ts';
+import { parseSize, TarReader, type TarEvent } from '../ship/tar.ts';
 
 /**
  * The sha256 and size of every file member of a tar stream, by name, as the stream passes through
@@ -129,10 +129,37 @@ export const backupNameOfFile = (path: string, env: string): string => {
   return name;
 };
 
+/** The PAX records that cannot give a file or folder another name or content than TarReader reads. */
+const PAX_KEYS = new Set(['path', 'size', 'linkpath', 'mtime', 'atime', 'ctime', 'uid', 'gid', 'uname', 'gname']);
+
+/**
+ * The records of a PAX extended header (`<length> <key>=<value>\n` each) in order, or undefined when
+ * the body is not made of such records alone: GNU tar would read it otherwise than paxRecords does.
+ */
+const paxList = (body: Buffer): (readonly [string, string])[] | undefined => {
+  const records: (readonly [string, string])[] = [];
+  let at = 0;
+  while (at < body.length) {
+    const space = body.indexOf(0x20, at);
+    const digits = space < 0 ? '' : body.subarray(at, space).toString('latin1');
+    const length = Number(digits);
+    if (!/^[1-9]\d*$/.test(digits) || at + length > body.length || body[at + length - 1] !== 0x0a) return undefined;
+    const record = body.subarray(space + 1, at + length - 1).toString('utf8');
+    const eq = record.indexOf('=');
+    if (eq <= 0) return undefined;
+    records.push([record.slice(0, eq), record.slice(eq + 1)]);
+    at += length;
+  }
+  return records;
+};
+
 /**
  * Passes a copy's tar stream on unchanged while refusing, before the host unpacks it, any member that
  * is not a file or folder of the backup `name` (`name/manifest.json`, `name/sqlite/0.db` ...): a copy
- * from elsewhere must not write anywhere else on the host, through a link or otherwise.
+ * from elsewhere must not write anywhere else on the host, through a link or otherwise. The name
+ * checked must be the one GNU tar extracts to: so a member may have one extended header at most, a
+ * PAX one (`x`) with only the records of PAX_KEYS (no `GNU.sparse.name`, which renames a member) or a
+ * GNU long name (`L`); a ustar prefix counts only in a POSIX header, as for GNU tar.
  */
 export class CopyMembers extends Transform {
   readonly #reader = new TarReader();
@@ -141,6 +168,10 @@ export class CopyMembers extends Transform {
   /** The bytes of the copy's manifest.json and manifest.mac, kept as they pass (for the MAC check). */
   readonly kept = new Map<string, Buffer>();
   #keeping: string | undefined;
+  /** The extended header whose body comes next (TarReader hands back its header, then its body). */
+  #extension: { readonly type: string; readonly size: number } | undefined;
+  /** Extended headers since the last member. */
+  #extensions = 0;
   constructor(name: string) {
     super();
     this.#name = name;
@@ -156,8 +187,14 @@ export class CopyMembers extends Transform {
           if (before.length + event.data.length > 16 * 1024 * 1024) throw new UsageError(`the copy's ${this.#keeping} is too large to be a manifest: refused, nothing was uploaded`);
           this.kept.set(this.#keeping, Buffer.concat([before, event.data]));
         }
+        if (event.kind === 'meta') this.#takeExtension(event.bytes);
         if (event.kind !== 'member') continue;
+        this.#extensions = 0;
         const { name, type } = event.member;
+        // Bytes 257-262 are "ustar\0" in a POSIX header; GNU tar reads 345-499 as a name prefix only there.
+        if (event.bytes[345] !== 0 && event.bytes.toString('latin1', 257, 263) !== 'ustar\0') {
+          throw new UsageError(`the copy holds ${JSON.stringify(name)} in a header that GNU tar names otherwise: refused, nothing was uploaded`);
+        }
         const plain = name.replace(/\/+$/, '');
         if ((type !== '0' && type !== '5') || !this.#allowed.test(plain)) {
           throw new UsageError(`the copy holds ${JSON.stringify(name)}${type !== '0' && type !== '5' ? ' (not a file or folder)' : ''}, which no backup holds: refused, nothing was uploaded`);
@@ -170,6 +207,30 @@ export class CopyMembers extends Transform {
     } catch (error) {
       done(error instanceof Error ? error : new Error(String(error)));
     }
+  }
+
+  /** An extended header, or its body: refused unless it can only give the next member the name TarReader reads. */
+  #takeExtension(bytes: Buffer): void {
+    const refuse = (what: string) => new UsageError(`the copy has ${what}, which could give a member another name than the one checked: refused, nothing was uploaded`);
+    const extension = this.#extension;
+    if (!extension) {
+      const type = String.fromCharCode(bytes[156] ?? 0);
+      if (type !== 'x' && type !== 'L') throw refuse(`a tar extended header of type ${JSON.stringify(type)}`);
+      if (++this.#extensions > 1) throw refuse('a member with more than one extended header');
+      this.#extension = { type, size: parseSize(bytes.subarray(124, 136)) };
+      return;
+    }
+    this.#extension = undefined;
+    if (extension.type !== 'x') return;
+    // The body comes with its padding: only its first `size` bytes are records.
+    const records = paxList(bytes.subarray(0, extension.size));
+    if (!records) throw refuse('a damaged PAX extended header');
+    const keys = records.map(([k]) => k);
+    const odd = keys.find((k, i) => !PAX_KEYS.has(k) || keys.indexOf(k) !== i);
+    if (odd !== undefined) throw refuse(`the PAX record ${JSON.stringify(odd)}${PAX_KEYS.has(odd) ? ' twice' : ''}`);
+    // TarReader takes a size of digits only; any other, GNU tar might still read as one.
+    const size = records.find(([k]) => k === 'size')?.[1];
+    if (size !== undefined && !/^\d+$/.test(size)) throw refuse(`the PAX size ${JSON.stringify(size)}`);
   }
 }
 
@@ -267,8 +328,10 @@ export const uploadBackup = async (
     if (moved.code === 8) throw new UsageError(`${host.name} has a backup ${name} already: restore it by name; nothing was uploaded`);
     if (moved.code !== 0) throw new SkiffError(`${host.name}: could not put the copy ${name} in place: ${moved.stderr.trim().split('\n').at(-1) ?? ''}`);
   }
+  // A copy put in place is removed when its restore does not go ahead: left there, it would pass for
+  // the host's own backup, restorable by name without its MAC being checked again.
   const remove = async () => {
-    if (scratch) await drop();
+    await (scratch ? drop() : host.exec(cmd('rm', '-rf', `${backups}/${name}`)));
   };
   return { name, dir: scratch ? `${stage}/${name}` : `${backups}/${name}`, remove, untrusted };
 };

@@ -171,6 +171,72 @@ describe('CopyMembers: an uploaded copy may hold only the files of its own backu
   ])('refuses %s before the host unpacks it', async (_what, files, links, message) => {
     await expect(through(make(files, links))).rejects.toThrow(message);
   });
+
+  /** A ustar header written by hand (octal fields, checksum), so a test can say what tar itself will not write. */
+  const header = (name: string, type: string, size: number, { prefix = '', magic = 'ustar\u000000' } = {}): Buffer => {
+    const h = Buffer.alloc(512);
+    h.write(name, 0, 'utf8');
+    h.write('0000644\0', 100, 'latin1');
+    h.write('0000000\0', 108, 'latin1');
+    h.write('0000000\0', 116, 'latin1');
+    h.write(`${size.toString(8).padStart(11, '0')}\0`, 124, 'latin1');
+    h.write('00000000000\0', 136, 'latin1');
+    h.write(type, 156, 'latin1');
+    h.write(magic, 257, 'latin1');
+    h.write(prefix, 345, 'utf8');
+    h.fill(0x20, 148, 156);
+    h.write(`${h.reduce((a, b) => a + b, 0).toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    return h;
+  };
+  const padded = (b: Buffer) => Buffer.concat([b, Buffer.alloc((512 - (b.length % 512)) % 512)]);
+  /** `<length> key=value\n`, the length counting itself. */
+  const record = (key: string, value: string): string => {
+    const rest = ` ${key}=${value}\n`;
+    let n = Buffer.byteLength(rest) + 1;
+    while (String(n).length + Buffer.byteLength(rest) !== n) n++;
+    return `${n}${rest}`;
+  };
+  /** A member preceded by the extended headers given as [type, body], then the end of the archive. */
+  const crafted = (name: string, data: string, extensions: [string, string][], options: { prefix?: string; magic?: string } = {}): Buffer =>
+    Buffer.concat([
+      ...extensions.flatMap(([type, body]) => [header('././@LongLink', type, Buffer.byteLength(body)), padded(Buffer.from(body))]),
+      header(name, '0', Buffer.byteLength(data), options),
+      padded(Buffer.from(data)),
+      Buffer.alloc(1024),
+    ]);
+
+  it('passes a PAX archive tar writes (mtime, atime, ctime records) through unchanged', async () => {
+    const src = mkdtempSync(join(dir, 'src-'));
+    mkdirSync(join(src, NAME));
+    writeFileSync(join(src, NAME, 'manifest.json'), '{}');
+    writeFileSync(join(src, NAME, 'env'), 'A=1');
+    const archive = execFileSync('tar', ['-c', '--format=pax', '-f', '-', '-C', src, NAME]);
+    expect((await through(archive)).equals(archive)).toBe(true);
+    const legit = crafted(`${NAME}/env`, 'A=1', [['x', record('path', `${NAME}/env`) + record('size', '3')]]);
+    expect((await through(legit)).equals(legit)).toBe(true);
+  });
+
+  it('refuses a member that GNU.sparse.name renames to the manifest the MAC was checked on', async () => {
+    const archive = crafted(`${NAME}/env`, '{"forged":true}', [['x', record('path', `${NAME}/env`) + record('GNU.sparse.name', `${NAME}/manifest.json`)]]);
+    // GNU tar itself unpacks that member as manifest.json, not env.
+    const out = mkdtempSync(join(dir, 'out-'));
+    execFileSync('tar', ['-x', '-f', '-', '-C', out], { input: archive });
+    expect(readFileSync(join(out, NAME, 'manifest.json'), 'utf8')).toBe('{"forged":true}');
+    await expect(through(archive)).rejects.toThrow('the PAX record "GNU.sparse.name", which could give a member another name than the one checked: refused, nothing was uploaded');
+  });
+
+  it.each<[string, Buffer, string]>([
+    ['another GNU.sparse record', crafted(`${NAME}/env`, 'A=1', [['x', record('GNU.sparse.major', '1') + record('GNU.sparse.minor', '0')]]), '"GNU.sparse.major"'],
+    ['a PAX record tar would not write', crafted(`${NAME}/env`, 'A=1', [['x', record('SCHILY.xattr.user.x', 'y')]]), '"SCHILY.xattr.user.x"'],
+    ['a path record twice', crafted(`${NAME}/env`, 'A=1', [['x', record('path', `${NAME}/env`) + record('path', `${NAME}/manifest.json`)]]), '"path" twice'],
+    ['a size that is not digits only', crafted(`${NAME}/env`, 'A=1', [['x', record('size', '+3')]]), 'the PAX size "+3"'],
+    ['a damaged PAX header', crafted(`${NAME}/env`, 'A=1', [['x', '12 path=x\n']]), 'a damaged PAX extended header'],
+    ['a GNU long link name', crafted(`${NAME}/env`, 'A=1', [['K', `${NAME}/manifest.json`]]), 'of type "K"'],
+    ['a long name and a PAX path together', crafted(`${NAME}/env`, 'A=1', [['x', record('path', `${NAME}/manifest.json`)], ['L', `${NAME}/env`]]), 'more than one extended header'],
+    ['a prefix GNU tar does not read (old GNU header)', crafted('env', 'A=1', [], { prefix: NAME, magic: 'ustar  \0' }), 'GNU tar names otherwise'],
+  ])('refuses %s', async (_what, archive, message) => {
+    await expect(through(archive)).rejects.toThrow(message);
+  });
 });
 
 describe('copyMacProblem: a copy from elsewhere is used only with a MAC made with the operator\'s key', () => {
