@@ -3,8 +3,9 @@
  * line and exits with the contract's code, signal handling, and the production confirmation.
  * Kept light (node built-ins only) so `--help` starts fast; scripts import heavy modules lazily.
  */
+import { StringDecoder } from 'node:string_decoder';
 import { parseArgs } from 'node:util';
-import { holdsKnownSecret, redactKnown } from '../core/cmd.ts';
+import { knownSecretStartAtEnd, knowsSecrets, redactKnown } from '../core/cmd.ts';
 import { EXIT, SkiffError, UsageError } from '../core/errors.ts';
 
 type FlagSpec = { readonly type: 'boolean' | 'string'; readonly short?: string; readonly description: string };
@@ -105,21 +106,36 @@ const installSignals = (): void => {
 type Write = NodeJS.WriteStream['write'];
 
 /**
- * Scrubs every chunk written to a stream of the secret values this process knows: the progress
- * list, plain lines, --json, a followed log and the error handler all write through it, so no
- * layer has to remember to. A chunk without a known secret passes untouched (a Buffer is not even
- * decoded). Returns what puts the stream back.
+ * Scrubs what is written to a stream of the secret values this process knows: the progress list,
+ * plain lines, --json, a followed log and the error handler all write through it, so no layer has
+ * to remember to. A secret split across writes (a followed log arrives in raw chunks) is caught
+ * too: the end of a write that could be the start of a known secret is held back and written with
+ * the next one, or by the flush this returns. Until a secret is known, chunks pass untouched.
+ * Returns what flushes the held text and puts the stream back.
  */
 export const redactOutput = (stream: NodeJS.WriteStream): (() => void) => {
   const original: Write = stream.write;
+  const decoder = new StringDecoder('utf8');
+  let held = '';
   const guarded = function (this: NodeJS.WriteStream, chunk: string | Uint8Array, ...rest: unknown[]): boolean {
-    const safe = holdsKnownSecret(chunk) ? redactKnown(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString()) : chunk;
-    return Reflect.apply(original, this, [safe, ...rest]);
+    if (held === '' && !knowsSecrets()) {
+      return Reflect.apply(original, this, [chunk, ...rest]);
+    }
+    // write(chunk, encoding?, callback?): the text goes out as UTF-8, so the encoding is used here.
+    const encoding = typeof rest[0] === 'string' && Buffer.isEncoding(rest[0]) ? rest[0] : undefined;
+    const text = held + (typeof chunk === 'string' ? (encoding && encoding !== 'utf8' && encoding !== 'utf-8' ? Buffer.from(chunk, encoding).toString() : chunk) : decoder.write(Buffer.from(chunk)));
+    const safe = redactKnown(text);
+    const keep = knownSecretStartAtEnd(safe);
+    held = safe.slice(safe.length - keep);
+    return Reflect.apply(original, this, [safe.slice(0, safe.length - keep), ...(encoding ? rest.slice(1) : rest)]);
   };
   // Both overloads of write take the chunk first and pass the rest on as given: so does `guarded`.
   stream.write = guarded as Write;
   return () => {
+    const last = held + decoder.end();
+    held = '';
     stream.write = original;
+    if (last !== '') Reflect.apply(original, stream, [redactKnown(last)]);
   };
 };
 
@@ -127,8 +143,13 @@ let outputGuarded = false;
 const guardOutput = (): void => {
   if (outputGuarded) return;
   outputGuarded = true;
-  redactOutput(process.stdout);
-  redactOutput(process.stderr);
+  const flushOut = redactOutput(process.stdout);
+  const flushErr = redactOutput(process.stderr);
+  // Whatever way the process ends (runMain's exit, a second signal), the held text goes out.
+  process.once('exit', () => {
+    flushOut();
+    flushErr();
+  });
 };
 
 /**

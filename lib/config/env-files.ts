@@ -4,7 +4,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { secretParts } from '../core/cmd.ts';
+import { carriesPassword } from '../core/cmd.ts';
 import { REPO_ROOT } from '../core/paths.ts';
 
 /** Environment names: a-z, 0-9 and -. */
@@ -24,16 +24,28 @@ export const listEnvs = (dir: string): string[] =>
         .sort()
     : [];
 
-/** Names that say a value is a secret: passwords, tokens, keys, credentials, DSNs. */
-const SECRET_NAME = /PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE|(^|_)(KEY|DSN|PASS)(_|$)/i;
+/**
+ * Words that say a value is a secret, as whole parts of a key name between underscores (or at its
+ * start or end): `DB_PASSWORD`, `SESSION_SECRET`, `GITHUB_TOKEN`, `API_KEY`, `SENTRY_DSN`, but not
+ * `PRIVATE_NETWORK`, `PASSWORDLESS_LOGIN` or `MONKEY`. `STRONG` ones mark skiff's own keys too;
+ * `KEY` alone does not there (`DEPLOY_SSH_KEY` is a path).
+ */
+const STRONG = 'PASSWORDS?|PASSWD|SECRETS?|TOKENS?|CREDENTIALS?|PRIVATE_KEY|API_KEY';
+const SECRET_NAME = new RegExp(`(^|_)(${STRONG}|KEYS?|DSN|PASS)(_|$)`, 'i');
+const SECRET_SKIFF_NAME = new RegExp(`(^|_)(${STRONG})(_|$)`, 'i');
+
+/** skiff's own keys, whose names are not an app's: most hold paths, names and numbers. */
+const SKIFF_KEY = /^(APP_NAME|APP_DIR|DEPLOY_.*|BACKUP_.*)$/;
 
 /**
  * Whether a key's value is a secret wherever it is set (env file, secrets file or the process
- * environment): BACKUP_POSTGRES_URL, an app key whose name says so (`*_PASSWORD`, `API_KEY`,
- * `SESSION_SECRET`, ...), and any value that is a URL with a password in it. A key set in the
- * secrets file is secret too; that is the config's to know.
+ * environment): BACKUP_POSTGRES_URL and BACKUP_SIGNING_KEY, a key whose name says so (`*_PASSWORD`,
+ * `API_KEY`, `SESSION_SECRET`, ...; for skiff's own keys only the words of `STRONG`), and any value
+ * that is a URL with a password in it. A key set in the secrets file is secret too; that is the
+ * config's to know.
  */
 export const isSecretSetting = (key: string, value: string | undefined): boolean =>
   key === 'BACKUP_POSTGRES_URL' ||
-  (!/^(APP_NAME|APP_DIR|DEPLOY_.*|BACKUP_.*)$/.test(key) && SECRET_NAME.test(key)) ||
-  (value !== undefined && secretParts(value).length > 0);
+  key === 'BACKUP_SIGNING_KEY' ||
+  (SKIFF_KEY.test(key) ? SECRET_SKIFF_NAME : SECRET_NAME).test(key) ||
+  (value !== undefined && carriesPassword(value));

@@ -10,6 +10,16 @@ const REDACTED = '[REDACTED]';
 /** Values shorter than this are not replaced in free text: they would blank out ordinary words. */
 const MIN_REDACTED = 4;
 
+/** A flag or a plain number: as a needle it would blank out ordinary output (`true` in JSON, a port). */
+const ORDINARY = /^(true|false|yes|no|on|off|[+-]?\d+(\.\d+)?)$/i;
+
+/**
+ * Whether a value is replaced wherever it appears in free text: four characters or more, and
+ * neither a flag (`true`, `off`, ...) nor a plain number. The value still prints as [REDACTED] as a
+ * Secret; only the scrubbing of other text skips it.
+ */
+export const isRedactable = (value: string): boolean => value.length >= MIN_REDACTED && !ORDINARY.test(value.trim());
+
 /** A scheme (perhaps mistyped, perhaps without its colon) and `//`: what reads as a URL. */
 const URL_LIKE = /^[A-Za-z][A-Za-z0-9+.-]*:?\/\//;
 
@@ -17,22 +27,35 @@ const URL_LIKE = /^[A-Za-z][A-Za-z0-9+.-]*:?\/\//;
 const known = new Set<string>();
 
 /**
- * The password of each URL-like part of a value (`scheme://user:password@host`, also when the
- * scheme is mistyped or the password holds `@` or spaces), raw and percent-decoded, and the value
- * of a `password=` query parameter: a tool's error may quote a password without its URL.
+ * The passwords a value may carry, unfiltered: for each URL-like part (`scheme://user:password@host`,
+ * also when the scheme is mistyped or the password holds `@` or spaces) the text between the
+ * userinfo's first `:` and an `@` of the authority (which ends at the first `/`, `?` or `#`), and
+ * the value of a `password=` query parameter. `https://user@host` and `https://host/@alice` carry none.
  */
-export const secretParts = (value: string): string[] => {
+const passwordCandidates = (value: string): string[] => {
   const parts: string[] = [];
   if (URL_LIKE.test(value)) {
-    // After the scheme and its slashes (however mistyped): user:password up to an @. A password may
-    // hold an @ of its own and a query may hold one too, so the text up to each @ is a candidate.
-    const rest = value.replace(/^[A-Za-z][A-Za-z0-9+.-]*:?\/*/, '');
-    const colon = rest.indexOf(':');
-    for (let at = rest.indexOf('@'); at > 0; at = rest.indexOf('@', at + 1)) {
-      parts.push(colon >= 0 && colon < at ? rest.slice(colon + 1, at) : rest.slice(0, at));
+    // After the scheme and its slashes (however mistyped), up to the path, query or fragment. A
+    // password may hold an @ of its own, so the text up to each @ past the first : is a candidate.
+    const authority = value.replace(/^[A-Za-z][A-Za-z0-9+.-]*:?\/*/, '').split(/[/?#]/, 1)[0] ?? '';
+    const colon = authority.indexOf(':');
+    for (let at = authority.indexOf('@'); at > 0; at = authority.indexOf('@', at + 1)) {
+      if (colon >= 0 && colon < at) parts.push(authority.slice(colon + 1, at));
     }
   }
   for (const m of value.matchAll(/[?&]password=([^&#\s]+)/gi)) parts.push(m[1] ?? '');
+  return parts.filter((p) => p.length > 0);
+};
+
+/** Whether a value is a URL with a password in it, or has a `password=` parameter (however short). */
+export const carriesPassword = (value: string): boolean => passwordCandidates(value).length > 0;
+
+/**
+ * The passwords inside a value (see `passwordCandidates`), raw and percent-decoded, that are worth
+ * replacing in free text (`isRedactable`): a tool's error may quote a password without its URL.
+ */
+export const secretParts = (value: string): string[] => {
+  const parts = passwordCandidates(value);
   const decoded = parts.map((p) => {
     try {
       return decodeURIComponent(p);
@@ -40,7 +63,7 @@ export const secretParts = (value: string): string[] => {
       return p;
     }
   });
-  return [...new Set([...parts, ...decoded])].filter((p) => p.length >= MIN_REDACTED);
+  return [...new Set([...parts, ...decoded])].filter(isRedactable);
 };
 
 /** A value that prints as [REDACTED] everywhere; `reveal()` is called only where a command is executed. */
@@ -48,7 +71,7 @@ export class Secret {
   readonly #value: string;
   constructor(value: string) {
     this.#value = value;
-    if (value.length >= MIN_REDACTED) known.add(value);
+    if (isRedactable(value)) known.add(value);
     for (const part of secretParts(value)) known.add(part);
   }
   reveal(): string {
@@ -146,7 +169,7 @@ export const renderForExec = (c: Cmd): string => renderIn(c, 'exec');
 
 const redactValues = (text: string, values: Iterable<string>): string =>
   [...values]
-    .filter((v) => v.length >= MIN_REDACTED) // shorter values would blank out ordinary words
+    .filter(isRedactable) // short values, flags and numbers would blank out ordinary words
     .sort((a, b) => b.length - a.length) // longest first: a secret containing another goes whole
     .reduce((t, v) => (t.includes(v) ? t.replaceAll(v, REDACTED) : t), text);
 
@@ -159,12 +182,33 @@ export const redact = (text: string, secrets: readonly Secret[]): string => reda
  */
 export const redactKnown = (text: string): string => (known.size === 0 ? text : redactValues(text, known));
 
+/** Whether any secret value is known yet (once one is, it stays known). */
+export const knowsSecrets = (): boolean => known.size > 0;
+
 /** Whether a chunk of output holds a known secret value (checked before a Buffer is decoded). */
 export const holdsKnownSecret = (chunk: string | Uint8Array): boolean => {
   if (known.size === 0) return false;
   const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   for (const v of known) if (text.includes(v)) return true;
   return false;
+};
+
+/**
+ * How many characters at the end of `text` could be the start of a known secret value that the
+ * next chunk of output completes: the length of its longest suffix that is a proper prefix of one.
+ * 0 for most text, so a stream holds back only what it must.
+ */
+export const knownSecretStartAtEnd = (text: string): number => {
+  let longest = 0;
+  for (const v of known) {
+    for (let k = Math.min(v.length - 1, text.length); k > longest; k--) {
+      if (text.endsWith(v.slice(0, k))) {
+        longest = k;
+        break;
+      }
+    }
+  }
+  return longest;
 };
 
 /**

@@ -157,6 +157,11 @@ describe('redact', () => {
     ['secret absent', 'nothing here', ['zzzz'], 'nothing here'],
     // Shorter values would redact ordinary words all over the text: they are left alone.
     ['secrets under 4 characters are not replaced', 'abc abcd', ['abc'], 'abc abcd'],
+    // Flags and plain numbers would break JSON and blank every port and count: they are left alone too.
+    ['a flag is not replaced', '{"deployed":true}', ['true'], '{"deployed":true}'],
+    ['nor a flag in any case', 'NO no Off', ['no', 'OFF'], 'NO no Off'],
+    ['nor a plain number', 'ttl 3600, port 3600', ['3600'], 'ttl 3600, port 3600'],
+    ['a word with a number in it is', 'k=3600s', ['3600s'], 'k=[REDACTED]'],
   ])('%s', (_name, text, secrets, expected) => {
     expect(redact(text, secrets.map((v) => new Secret(v)))).toBe(expected);
   });

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig, validateFile } from '../../lib/config/config.ts';
+import { isSecretSetting } from '../../lib/config/env-files.ts';
 import { REPO_ROOT } from '../../lib/core/paths.ts';
 
 const ENV_DIR = join(REPO_ROOT, 'env');
@@ -34,4 +35,19 @@ describe('env files in the repo', () => {
     // HOME is not an app key: only keys named in the files reach the app.
     expect(cfg.appEnv).not.toHaveProperty('HOME');
   });
+});
+
+describe('which settings are secret by their name', () => {
+  it.each<[string, boolean]>([
+    ['BACKUP_SIGNING_KEY', true],
+    ['BACKUP_POSTGRES_URL', true],
+    ['BACKUP_SECRET_TOKEN', true],
+    ['DEPLOY_SSH_KEY', false],
+    ['DEPLOY_KNOWN_HOSTS', false],
+    ['APP_NAME', false],
+    ['PRIVATE_NETWORK', false],
+    ['GITHUB_TOKEN', true],
+    ['STRIPE_KEY', true],
+    ['CACHE_KEYSPACE', false],
+  ])('%s: %s', (key, secret) => expect(isSecretSetting(key, 'plain-value')).toBe(secret));
 });

@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { redactOutput } from '../../lib/cli/cli.ts';
 import { parseConfig } from '../../lib/config/config.ts';
 import { isSecretSetting } from '../../lib/config/env-files.ts';
-import { holdsKnownSecret, maskedForDisplay, redactKnown, Secret, secretParts } from '../../lib/core/cmd.ts';
+import { carriesPassword, holdsKnownSecret, isRedactable, knownSecretStartAtEnd, maskedForDisplay, redactKnown, Secret, secretParts } from '../../lib/core/cmd.ts';
 import { ConfigError, firstLine, HealthCheckError, HostFailedError, RemoteCommandError, SkiffError } from '../../lib/core/errors.ts';
 
 describe('secretParts: the passwords inside a URL-like value', () => {
@@ -20,9 +20,14 @@ describe('secretParts: the passwords inside a URL-like value', () => {
     ['a mistyped scheme', 'postgress://u:hunter22@db/x', ['hunter22']],
     ['a scheme without its colon', 'postgres//u:hunter22@db/x', ['hunter22']],
     ['a password holding @ and a space: each text up to an @ is a candidate', 'postgres://u:p@ss w0rd@db/x', ['p@ss w0rd']],
-    ['an @ in the query too', 'postgres://u:hunter22@db/x?opt=a@b', ['hunter22', 'hunter22@db/x?opt=a']],
+    ['an @ in the query: the authority ends at the first / ? or #', 'postgres://u:hunter22@db/x?opt=a@b', ['hunter22']],
+    ['an @ in the fragment', 'postgres://u:hunter22@db#a@b', ['hunter22']],
     ['a percent-encoded password, raw and decoded', 'postgres://u:p%40ssword@db/x', ['p%40ssword', 'p@ssword']],
-    ['a token as the whole userinfo', 'https://ghp_abcdef@github.com/x.git', ['ghp_abcdef']],
+    ['a user without a password', 'https://ghp_abcdef@github.com/x.git', []],
+    ['an @ in the path', 'https://mastodon.social/@alice', []],
+    ['an @ in the path after a port', 'https://mastodon.social:443/@alice:bob', []],
+    ['a flag or a number as the password is not worth scrubbing', 'postgres://u:true@db/x', []],
+    ['a number as the password', 'postgres://u:123456@db/x', []],
     ['a password= query parameter', 'postgres://db/x?sslmode=require&password=hunter22', ['hunter22']],
     ['no password', 'postgres://db/x', []],
     ['not a URL: an address is not a password', 'admin@example.com', []],
@@ -106,6 +111,12 @@ describe('a secret value that fails validation', () => {
     expect(e.message.split('\n')).toHaveLength(1);
   });
 
+  it('BACKUP_SIGNING_KEY, even in the plain env file, is not shown', () => {
+    const e = parse({ BACKUP_SIGNING_KEY: 'too-short-signing-key' });
+    expect(e.message).toContain('env/t.env: BACKUP_SIGNING_KEY is a secret value (not shown)');
+    expect(e.message).not.toContain('too-short-signing-key');
+  });
+
   it('from the secrets file too', () => {
     const e = parse({ BACKUP_POSTGRES_URL: 'mysql://app:hunter2secret@db/app' }, ['BACKUP_POSTGRES_URL']);
     expect(e.message).toContain('env/t.secrets.env: BACKUP_POSTGRES_URL is "mysql://app:[REDACTED]@db/app"');
@@ -127,8 +138,25 @@ describe('isSecretSetting', () => {
     ['LOG_LEVEL', 'info', false],
     ['MONKEY', 'x', false],
     ['KEYCLOAK_REALM', 'x', false],
+    // Whole parts of the name only: a word inside another word says nothing.
+    ['PRIVATE_NETWORK', 'true', false],
+    ['PASSWORDLESS_LOGIN', 'on', false],
+    ['TOKENIZER', 'x', false],
+    ['SECRETARY_EMAIL', 'x', false],
+    ['DB_PASSWORD_FILE', '/run/x', true],
+    ['JWT_PRIVATE_KEY', 'x', true],
+    ['AWS_CREDENTIALS', 'x', true],
+    ['app_secret', 'x', true],
+    ['TOKEN_TTL_SECONDS', '3600', true],
+    ['WEBHOOK_URL', 'https://user@hooks.example.com/x', false],
+    ['DATABASE_URL', 'postgres://u:abc@db/x', true],
     // skiff's own keys are paths and names, never secrets by their name.
     ['DEPLOY_SSH_KEY', '~/.ssh/id_ed25519', false],
+    ['BACKUP_AGE_IDENTITY', '~/.config/skiff/age-key.txt', false],
+    ['BACKUP_KEEP', '7', false],
+    ['BACKUP_SIGNING_KEY', 'a3f1', true],
+    ['DEPLOY_API_TOKEN', 'x', true],
+    ['BACKUP_S3_SECRET', 'x', true],
   ])('%s=%s: %s', (key, value, secret) => expect(isSecretSetting(key, value)).toBe(secret));
 
   it('an app key named as a secret, set in the plain env file, becomes a Secret', () => {
@@ -167,5 +195,88 @@ describe('redactOutput', () => {
     restore();
     stream.write('after written-secret-42\n');
     expect(chunks).toEqual(['line with [REDACTED]\n', 'buffer [REDACTED]\n', 'plain\n', 'after written-secret-42\n']);
+  });
+});
+
+describe('flags and numbers are never scrubbed from other text', () => {
+  it.each(['true', 'FALSE', 'yes', 'No', 'on', 'off', ' true ', '3600', '-12', '0.75', 'abc', ''])('%j is not a needle', (v) => expect(isRedactable(v)).toBe(false));
+  it.each(['hunter22', 'true-ish', '3600s', '12.34.56', 'on-call'])('%j is', (v) => expect(isRedactable(v)).toBe(true));
+  it('a Secret of true or 3600 still prints as [REDACTED], but JSON and numbers elsewhere stay whole', () => {
+    const flag = new Secret('true');
+    const ttl = new Secret('3600');
+    expect(String(flag)).toBe('[REDACTED]');
+    expect(JSON.stringify({ ttl })).toBe('{"ttl":"[REDACTED]"}');
+    const json = redactKnown('{"deployed":true,"uptime":3600}');
+    expect(JSON.parse(json)).toEqual({ deployed: true, uptime: 3600 });
+  });
+  it('a URL password too short or ordinary to scrub still makes the value a secret', () => {
+    expect(carriesPassword('postgres://u:on@db/x')).toBe(true);
+    expect(isSecretSetting('DATABASE_URL', 'postgres://u:1234@db/x')).toBe(true);
+    expect(carriesPassword('https://mastodon.social/@alice')).toBe(false);
+  });
+});
+
+describe('redactOutput: a secret split across writes', () => {
+  new Secret('split-secret-value-77');
+  const sink = () => {
+    const chunks: string[] = [];
+    const stream = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        chunks.push(chunk.toString());
+        done();
+      },
+    });
+    // A Writable has the write method a WriteStream has; the guard only replaces that method.
+    return { stream: stream as unknown as NodeJS.WriteStream, chunks };
+  };
+
+  it('holds back only an end that could start a known secret', () => {
+    expect(knownSecretStartAtEnd('log: split-sec')).toBe('split-sec'.length);
+    expect(knownSecretStartAtEnd('log: s')).toBe(1);
+    expect(knownSecretStartAtEnd('log: done\n')).toBe(0);
+    expect(knownSecretStartAtEnd('split-secret-value-77')).toBe(0);
+  });
+
+  it.each<[string, (string | Buffer)[]]>([
+    ['two strings', ['GET /?k=split-sec', 'ret-value-77 200\n']],
+    ['three Buffers', [Buffer.from('GET /?k=spl'), Buffer.from('it-secret-va'), Buffer.from('lue-77 200\n')]],
+    ['one character at a time', [...'GET /?k=split-secret-value-77 200\n']],
+  ])('%s: the secret never reaches the stream', (_name, writes) => {
+    const { stream, chunks } = sink();
+    const flush = redactOutput(stream);
+    for (const w of writes) stream.write(w);
+    flush();
+    expect(chunks.join('')).toBe('GET /?k=[REDACTED] 200\n');
+  });
+
+  it('a write without a secret start goes out at once; a held end goes out on flush', () => {
+    const { stream, chunks } = sink();
+    const flush = redactOutput(stream);
+    stream.write('step 1 done\n');
+    expect(chunks.join('')).toBe('step 1 done\n');
+    stream.write('last word: split');
+    expect(chunks.join('')).toBe('step 1 done\nlast word: ');
+    flush();
+    expect(chunks.join('')).toBe('step 1 done\nlast word: split');
+    stream.write('after split-secret-value-77\n');
+    expect(chunks.at(-1)).toBe('after split-secret-value-77\n');
+  });
+
+  it('a multi-byte character split across Buffers comes out whole', () => {
+    const { stream, chunks } = sink();
+    const flush = redactOutput(stream);
+    const bytes = Buffer.from('café ✓\n');
+    stream.write(bytes.subarray(0, 4));
+    stream.write(bytes.subarray(4));
+    flush();
+    expect(chunks.join('')).toBe('café ✓\n');
+  });
+
+  it('the write callback is called, held text or not', async () => {
+    const { stream } = sink();
+    const flush = redactOutput(stream);
+    await new Promise<void>((resolve) => stream.write('held: split-', () => resolve()));
+    await new Promise<void>((resolve) => stream.write('plain\n', 'utf8', () => resolve()));
+    flush();
   });
 });
