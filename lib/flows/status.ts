@@ -60,10 +60,19 @@ export const gatherStatus = async (ctx: Session, url: string): Promise<StatusRep
     url,
     proxy,
     log: slot ? ctx.runtime.logName(l, slot) : '',
-    lock: holder ? (JSON.parse(holder.toString()) as unknown) : null,
+    lock: holder ? readHolder(holder.toString()) : null,
     history: (await readHistory(host, l)).slice(-5),
     ...(damaged ? { stateDamaged: damaged } : {}),
   };
+};
+
+/** The lock's holder.json as it is; a garbled one (a killed take) is shown as such, not thrown. */
+const readHolder = (text: string): unknown => {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return { unreadable: text.slice(0, 200) };
+  }
 };
 
 const processLine = (p: SlotRun): string => {
