@@ -7,6 +7,9 @@ import { fileURLToPath } from 'node:url';
 /** The repo root, whatever the current directory: scripts work when run from anywhere. */
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
 
+/** Where downloaded backups live on this machine: SKIFF_BACKUPS_DIR, else `backups/` in the repository. */
+export const localBackupsRoot = (repoRoot: string, processEnv: NodeJS.ProcessEnv): string => processEnv.SKIFF_BACKUPS_DIR ?? `${repoRoot}/backups`;
+
 /** The layout of one app environment on a host (see docs/hosts.md). */
 export const layout = (root: string) => ({
   root,

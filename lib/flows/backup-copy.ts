@@ -7,6 +7,7 @@
 import { createHash, timingSafeEqual, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { localBackupsRoot } from '../core/paths.ts';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BackupManifest } from './backup.ts';
@@ -57,7 +58,7 @@ export class TarDigest extends Transform {
  * Where downloaded copies of an env's backups go: `backups/<env>/` in the repository (0700), or
  * under SKIFF_BACKUPS_DIR when it is set (a disk of its own, or a test's folder).
  */
-export const localBackupsDir = (ctx: Session): string => join(process.env.SKIFF_BACKUPS_DIR ?? join(ctx.cfg.root, 'backups'), ctx.cfg.env);
+export const localBackupsDir = (ctx: Session): string => join(localBackupsRoot(ctx.cfg.root, process.env), ctx.cfg.env);
 
 /**
  * Downloads a backup into `backups/<env>/<name>.tar` (`.tar.age` when BACKUP_ENCRYPT_TO is set),

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
+import { localBackupsRoot } from '../core/paths.ts';
 import type { Config } from '../config/config.ts';
 import { envDir } from '../config/env-files.ts';
 import { EXIT, SkiffError } from '../core/errors.ts';
@@ -34,7 +35,7 @@ export const readSkiffignore = async (root: string): Promise<string | undefined>
 /**
  * The rules of the release folder of an environment: its `.skiffignore`, and skiff's own folders
  * when they lie inside it (the env folder, and the folder `backup --download` writes copies to:
- * SKIFF_BACKUPS_DIR, else backups/ in the repository, as lib/flows/backup-copy.ts has it).
+ * localBackupsRoot in lib/core/paths.ts).
  */
 export const releaseRules = async (cfg: Config, processEnv: NodeJS.ProcessEnv = process.env): Promise<ShipRules> => {
   const root = cfg.app.releaseDir;
@@ -44,7 +45,7 @@ export const releaseRules = async (cfg: Config, processEnv: NodeJS.ProcessEnv = 
   };
   const folders = [
     { folder: envDir(processEnv), what: "skiff's env folder" },
-    { folder: processEnv.SKIFF_BACKUPS_DIR ?? join(cfg.root, 'backups'), what: "skiff's local backups" },
+    { folder: localBackupsRoot(cfg.root, processEnv), what: "skiff's local backups" },
   ].flatMap(({ folder, what }) => {
     const path = inside(folder);
     return path === undefined ? [] : [{ path, what }];
