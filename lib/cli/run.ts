@@ -6,7 +6,7 @@ import type { ListrTask, ListrTaskWrapper } from 'listr2';
 import { realClock } from '../core/clock.ts';
 import { render } from '../core/cmd.ts';
 import { confirm, interrupted } from './cli.ts';
-import { checkSupported, connect } from '../host/connect.ts';
+import { connect } from '../host/connect.ts';
 import { loadConfig, type Config } from '../config/config.ts';
 import { redirectableLog, type DeployCtx, type Session } from '../flows/session.ts';
 import { observeServing } from '../flows/status.ts';
@@ -152,7 +152,6 @@ export const prepareRun = async (env: string, options: RunOptions) => {
     throw new UsageError(`--lock-wait takes whole seconds, not ${JSON.stringify(options.lockWait)}`);
   }
   const cfg: Config = loadConfig(env);
-  checkSupported(cfg);
   const runtime = runtimeFor(cfg);
   options.check?.(cfg, runtime);
   const facts = options.needsVersion === false ? undefined : await readGitFacts(cfg.app.dir, cfg.root);

@@ -67,6 +67,20 @@ export const dockerCheck = (): Cmd =>
     ].join('\n'),
   );
 
+/**
+ * Whether the Docker service starts at boot, where systemd is the init: prints what
+ * `systemctl is-enabled docker` says (enabled, disabled, masked, ...), or `no-systemd`. Containers
+ * with `--restart unless-stopped` come back after a reboot only when the daemon does.
+ */
+export const dockerAtBoot = (): Cmd =>
+  script(
+    [
+      'if [ ! -d /run/systemd/system ] || ! command -v systemctl >/dev/null 2>&1; then echo no-systemd; exit 0; fi',
+      'a=$(systemctl is-enabled docker.service 2>/dev/null); b=$(systemctl is-enabled docker.socket 2>/dev/null)',
+      'case "$a $b" in *enabled*) echo enabled ;; *) echo "${a:-not-found}" ;; esac',
+    ].join('\n'),
+  );
+
 /** Every image on a host with its layers: `<id> <diff id>,<diff id>,...` per line. */
 export const hostImageLayers = (): Cmd =>
   script("docker image ls -a -q --no-trunc | sort -u | xargs -r docker image inspect --format '{{.Id}} {{range .RootFS.Layers}}{{.}},{{end}}'");
@@ -100,6 +114,8 @@ export interface ContainerSpec {
   readonly dataDir: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly env: Readonly<Record<string, string>>;
+  /** `docker run` limits: `--memory 512m`, `--cpus 0.5` (DEPLOY_MEMORY_LIMIT, DEPLOY_CPU_LIMIT). */
+  readonly limits?: readonly string[];
 }
 
 /** App keys that steer the docker client itself: a value of several lines under one of them is refused. */
@@ -162,6 +178,7 @@ export const runContainer = (s: ContainerSpec): Cmd =>
     ...s.envKeys,
     ...Object.entries(s.env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
     ...Object.entries(s.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
+    ...(s.limits ?? []),
   );
 
 /**

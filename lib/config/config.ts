@@ -40,6 +40,8 @@ export interface Config {
   readonly dockerfile: string;
   readonly dockerBuildArgs: readonly string[];
   readonly drainSeconds: number;
+  /** DEPLOY_MEMORY_LIMIT and DEPLOY_CPU_LIMIT: what a slot may use (systemd or docker). */
+  readonly limits: { readonly memory: { readonly bytes: number; readonly text: string } | undefined; readonly cpus: number | undefined };
   readonly sshKey: string | undefined;
   readonly knownHosts: string | undefined;
   /** Ask before deploying (default: only for the env named `production`). */
@@ -146,6 +148,12 @@ export const KEYS = {
   DEPLOY_DOCKERFILE: { schema: nonEmpty, expected: 'a Dockerfile path relative to APP_DIR', default: 'Dockerfile' },
   DEPLOY_DOCKER_BUILD_ARGS: { schema: list, expected: 'comma-separated NAME=value', default: '' },
   DEPLOY_DRAIN_SECONDS: { schema: int(0, 3600), expected: 'seconds, 0-3600', default: '10' },
+  DEPLOY_MEMORY_LIMIT: { schema: str.regex(/^[1-9][0-9]{0,15}[KMG]?$/i), expected: 'a size in bytes with K, M or G, e.g. 512M', hint: 'the most memory a slot may use' },
+  DEPLOY_CPU_LIMIT: {
+    schema: str.regex(/^[0-9]{1,4}(\.[0-9]{1,2})?$/).refine((v) => Number(v) > 0 && Number(v) <= 1024),
+    expected: 'a number of CPUs above 0, e.g. 0.5 or 2',
+    hint: 'the most CPU time a slot may use',
+  },
   DEPLOY_SSH_KEY: { schema: nonEmpty, expected: 'a private key file' },
   DEPLOY_KNOWN_HOSTS: { schema: nonEmpty, expected: 'a known_hosts file' },
   DEPLOY_CONFIRM: { schema: bool, expected: '`true` or `false`' },
@@ -386,6 +394,13 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
   missing('DEPLOY_PORTS');
   if (proxy !== 'none' && source.values.DEPLOY_PUBLIC_URL === undefined) bad('DEPLOY_PUBLIC_URL', `the URL the ${proxy} proxy serves`, 'e.g. http://127.0.0.1:8080');
 
+  // The pidfile supervisor starts a plain process: nothing would hold it to a limit.
+  for (const key of ['DEPLOY_MEMORY_LIMIT', 'DEPLOY_CPU_LIMIT'] as const) {
+    if (values[key] !== undefined && runtime === 'process' && values.DEPLOY_SUPERVISOR === 'pidfile') {
+      bad(key, `${SPECS[key].expected}, with DEPLOY_SUPERVISOR=systemd or DEPLOY_RUNTIME=docker`, 'the pidfile supervisor cannot hold a process to a limit');
+    }
+  }
+
   // A database inside a folder of BACKUP_PATHS would come back twice, the raw file put back over its consistent copy.
   const within = (file: string, folder: string) => file === folder || file.startsWith(`${folder}/`);
   for (const db of values.BACKUP_SQLITE) {
@@ -428,6 +443,10 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     dockerfile: values.DEPLOY_DOCKERFILE,
     dockerBuildArgs: values.DEPLOY_DOCKER_BUILD_ARGS,
     drainSeconds: values.DEPLOY_DRAIN_SECONDS,
+    limits: {
+      memory: values.DEPLOY_MEMORY_LIMIT === undefined ? undefined : memoryLimit(values.DEPLOY_MEMORY_LIMIT),
+      cpus: values.DEPLOY_CPU_LIMIT === undefined ? undefined : Number(values.DEPLOY_CPU_LIMIT),
+    },
     sshKey: inHome(values.DEPLOY_SSH_KEY),
     knownHosts: inHome(values.DEPLOY_KNOWN_HOSTS),
     confirm: values.DEPLOY_CONFIRM ?? env === 'production',
@@ -443,6 +462,13 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     },
     appEnv: appEnvOf(source),
   });
+};
+
+/** A memory limit as written (`512M`) and in bytes. */
+const memoryLimit = (text: string): { bytes: number; text: string } => {
+  const unit = text.slice(-1).toUpperCase();
+  const scale = unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : unit === 'G' ? 1024 ** 3 : 1;
+  return { bytes: Number(scale === 1 ? text : text.slice(0, -1)) * scale, text: scale === 1 ? text : `${text.slice(0, -1)}${unit}` };
 };
 
 const deepFreeze = <T>(value: T): T => {

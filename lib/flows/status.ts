@@ -1,6 +1,7 @@
 /** What runs where: gathered from a host, formatted as text or JSON. Also start, stop and logs of the live slot. */
 import { probeUrl } from '../commands/proxy.ts';
 import { isOkStatus, probeHealth } from '../commands/supervisor.ts';
+import { bootedAt } from '../commands/systemd.ts';
 import { exists } from '../commands/release.ts';
 import { firstLine, NotDeployedError } from '../core/errors.ts';
 import type { Session } from './session.ts';
@@ -28,6 +29,10 @@ export interface StatusReport {
   readonly history: readonly ReleaseRecord[];
   /** When state.json was damaged: what was wrong, and that the rest is as rebuilt from the history and the running slots. */
   readonly stateDamaged?: string;
+  /** When the host last booted (ISO), where it can be told. */
+  readonly bootedAt?: string;
+  /** The live slot does not run because the host rebooted after its release started and nothing started it again. */
+  readonly downSinceReboot?: boolean;
 }
 
 /** Reads the state of the environment on its host. */
@@ -40,6 +45,9 @@ export const gatherStatus = async (ctx: Session, url: string): Promise<StatusRep
     proc.state === 'running' && release
       ? (await host.exec(probeHealth(release.port, cfg.health.path, 3), { check: false })).stdout.trim()
       : undefined;
+  const booted = Number((await host.exec(bootedAt(), { check: false })).stdout.trim());
+  const bootedIso = Number.isFinite(booted) && booted > 0 ? new Date(booted * 1000).toISOString() : undefined;
+  const downSinceReboot = Boolean(release && proc.state !== 'running' && bootedIso && Date.parse(release.startedAt) < booted * 1000);
   const holder = await host.get(l.holder);
   const proxy = ctx.proxy
     ? await ctx.proxy.current(host).then(
@@ -63,6 +71,8 @@ export const gatherStatus = async (ctx: Session, url: string): Promise<StatusRep
     lock: holder ? readHolder(holder.toString()) : null,
     history: (await readHistory(host, l)).slice(-5),
     ...(damaged ? { stateDamaged: damaged } : {}),
+    ...(bootedIso ? { bootedAt: bootedIso } : {}),
+    ...(downSinceReboot ? { downSinceReboot } : {}),
   };
 };
 
@@ -75,7 +85,18 @@ const readHolder = (text: string): unknown => {
   }
 };
 
+/** How a systemd unit stands: at boot or not, and its restarts after crashes. */
+const unitNote = (u: NonNullable<SlotRun['unit']>): string =>
+  `unit ${u.name}, ${u.enabled === 'enabled' ? 'starts at boot' : `not started at boot (${u.enabled})`}` +
+  (u.restarts > 0 ? `, restarted ${u.restarts} time${u.restarts === 1 ? '' : 's'} after crashes` : '');
+
 const processLine = (p: SlotRun): string => {
+  const u = p.unit;
+  if (u) {
+    if (p.state === 'running') return `running (pid ${p.pid}, ${unitNote(u)})`;
+    if (p.state === 'crashed') return `crashed (${unitNote(u)}): systemd starts it again every second; see logs`;
+    return `stopped (${unitNote(u)}): run start`;
+  }
   const c = p.container;
   if (c) {
     const image = c.image.replace(/^sha256:/, '').slice(0, 12);
@@ -96,7 +117,7 @@ const processLine = (p: SlotRun): string => {
 
 const proxyLine = (p: NonNullable<StatusReport['proxy']>, livePort: number): string => {
   if (p.error !== undefined) return `${p.kind}: ${p.error}`;
-  if (p.port === undefined) return `${p.kind}: no route of this app yet`;
+  if (p.port === undefined) return `${p.kind}: has no route of this app (the proxy restarted or reloaded without it): run start to put it back`;
   if (p.port !== livePort) return `${p.kind} -> port ${p.port}, not the live slot's: an interrupted run left it there; the next deploy puts it back`;
   return `${p.kind} -> port ${p.port}`;
 };
@@ -112,10 +133,14 @@ export const formatStatus = (r: StatusReport): string => {
     `  release   ${rel.release} (version ${rel.version})`,
     `  slot      ${r.slot}, port ${rel.port}`,
     `  process   ${processLine(r.process)}`,
+    ...(r.downSinceReboot
+      ? [`  reboot    the host booted at ${r.bootedAt ?? '?'}, after this release started, and the pidfile supervisor does not start it at boot: run \`npx tsx scripts/start.ts ${r.env}\` (or use DEPLOY_SUPERVISOR=systemd)`]
+      : []),
     ...(r.health !== undefined ? [`  health    ${isOkStatus(r.health) ? 'ok' : 'failing'} (HTTP ${r.health === '000' ? 'no answer' : r.health})`] : []),
     `  url       ${r.url}`,
     ...(r.proxy ? [`  proxy     ${proxyLine(r.proxy, rel.port)}`] : []),
     `  path      ${r.path}`,
+    ...(r.bootedAt ? [`  booted    ${r.bootedAt}`] : []),
     `  log       ${r.log}`,
     `  lock      ${r.lock ? `held: ${JSON.stringify(r.lock)}` : 'free'}`,
   ];
@@ -137,6 +162,28 @@ const deployedSlot = async (ctx: Session) => {
 
 /** Starts the live release if it is not running. Returns what happened, for the script to print. */
 export const startLive = async (ctx: Session): Promise<string> => {
+  const started = await startLiveSlot(ctx);
+  const route = await restoreRoute(ctx);
+  return route ? `${started}; ${route}` : started;
+};
+
+/**
+ * Puts skiff's route back where the proxy lost it (Caddy restarted from its own config file, nginx's
+ * file removed), once the live slot answers. A route to another port is an interrupted run's,
+ * which the next deploy repairs; it is left alone here.
+ */
+const restoreRoute = async (ctx: Session): Promise<string | undefined> => {
+  const { host, proxy } = ctx;
+  if (!proxy) return undefined;
+  const live = await deployedSlot(ctx);
+  if ((await proxy.current(host)) !== undefined) return undefined;
+  await gateSlot(ctx, live.slot, live.release.port);
+  await proxy.switchTo(host, live.release.port);
+  await audit(host, ctx.l, ctx.now().toISOString(), ctx.who, `route ${proxy.kind} -> port ${live.release.port} (it had none)`);
+  return `${proxy.kind} had lost the route: it sends traffic to port ${live.release.port} again`;
+};
+
+const startLiveSlot = async (ctx: Session): Promise<string> => {
   const { host, l, cfg } = ctx;
   const { slot, release } = await deployedSlot(ctx);
   const now = await ctx.runtime.find(host, l, slot);

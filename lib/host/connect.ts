@@ -1,6 +1,5 @@
 /** Opens a Host for each target of DEPLOY_HOSTS. */
 import type { Config, Target } from '../config/config.ts';
-import { SkiffError, EXIT } from '../core/errors.ts';
 import type { Host } from './host.ts';
 import { LocalHost } from './local.ts';
 
@@ -14,11 +13,4 @@ export const connect = async (t: Target, cfg: Config): Promise<Host> => {
     ...(cfg.sshKey ? { keyFile: cfg.sshKey } : {}),
     ...(cfg.knownHosts ? { knownHostsFile: cfg.knownHosts } : {}),
   });
-};
-
-/** Checks what this version of skiff can run before anything is touched. */
-export const checkSupported = (cfg: Config): void => {
-  if (cfg.runtime === 'process' && cfg.supervisor !== 'pidfile') {
-    throw new SkiffError(`DEPLOY_SUPERVISOR=${cfg.supervisor} is not supported by this version of skiff yet; use DEPLOY_SUPERVISOR=pidfile`, EXIT.usage);
-  }
 };

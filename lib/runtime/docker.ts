@@ -6,7 +6,7 @@
  * container runs, and the tag to remove when the release goes.
  */
 import type { Config } from '../config/config.ts';
-import { containerLogs, containerName, containerStatus, runContainer, stopContainer, untagRelease } from '../commands/docker.ts';
+import { containerLogs, containerName, containerStatus, dockerAtBoot, runContainer, stopContainer, untagRelease } from '../commands/docker.ts';
 import { removeReleases } from '../commands/release.ts';
 import { firstLine, SkiffError } from '../core/errors.ts';
 import { DEADLINE, type Host } from '../host/host.ts';
@@ -38,7 +38,16 @@ export const dockerRuntime = (cfg: Config): Runtime => {
     // A dry run cannot ask a host's daemon what it would load.
     shipsInDryRun: false,
     checkLocal: (willBuild) => void (willBuild && checkDockerfile(cfg)),
-    preflight: async (host) => void dockers.set(host, await checkHostDocker(host)),
+    preflight: async (host, log) => {
+      dockers.set(host, await checkHostDocker(host));
+      const atBoot = (await host.exec(dockerAtBoot(), { check: false })).stdout.trim();
+      if (atBoot !== 'enabled' && atBoot !== 'no-systemd' && atBoot !== '') {
+        log(
+          `${host.name}: the Docker service is ${atBoot} at boot, so the containers will not come back after a reboot: ` +
+            `run \`npx tsx scripts/setup.ts ${cfg.env}\` (or on the host: systemctl enable docker)`,
+        );
+      }
+    },
     build: async (facts, log) => {
       const image = await buildImage(cfg, facts, log);
       rememberImage(cfg, image);
@@ -75,6 +84,10 @@ export const dockerRuntime = (cfg: Config): Runtime => {
           dataDir: l.data,
           env: { PORT: String(s.port), DATA_DIR: '/data', APP_VERSION: s.version, APP_ENV: cfg.env },
           labels: { 'skiff.app': cfg.app.name, 'skiff.env': cfg.env, 'skiff.slot': s.slot, 'skiff.release': s.release, 'skiff.version': s.version },
+          limits: [
+            ...(cfg.limits.memory ? ['--memory', String(cfg.limits.memory.bytes)] : []),
+            ...(cfg.limits.cpus !== undefined ? ['--cpus', String(cfg.limits.cpus)] : []),
+          ],
         }),
       );
       return `container ${name(s.slot)} ${out.stdout.trim().slice(0, 12)}`;

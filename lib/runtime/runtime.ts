@@ -3,7 +3,7 @@
  * what the build makes, what a ship sends, what a host must have, how a slot runs and how a release
  * is removed. The deploy, rollback, start, stop and restore flows are written once and never ask
  * which runtime they have. `process` (lib/runtime/process.ts) ships a folder and runs DEPLOY_START
- * under the pidfile supervisor; `docker` (lib/runtime/docker.ts) ships an image and runs a container.
+ * under the pidfile or the systemd supervisor (lib/runtime/systemd.ts); `docker` (lib/runtime/docker.ts) ships an image and runs a container.
  */
 import type { Config } from '../config/config.ts';
 import type { Host } from '../host/host.ts';
@@ -21,10 +21,19 @@ export interface ContainerInfo {
   readonly health: string;
 }
 
+/** A slot's systemd unit, with the systemd supervisor. */
+export interface UnitInfo {
+  readonly name: string;
+  /** Whether it starts at boot (`enabled`), as `systemctl is-enabled` says. */
+  readonly enabled: string;
+  /** How often systemd restarted it after a crash since it was started. */
+  readonly restarts: number;
+}
+
 export type SlotRun =
-  | { readonly state: 'running'; readonly pid: number; readonly pidFileOk: boolean; readonly container?: ContainerInfo }
-  | { readonly state: 'crashed'; readonly pid: number; readonly container?: ContainerInfo }
-  | { readonly state: 'stopped'; readonly container?: ContainerInfo };
+  | { readonly state: 'running'; readonly pid: number; readonly pidFileOk: boolean; readonly container?: ContainerInfo; readonly unit?: UnitInfo }
+  | { readonly state: 'crashed'; readonly pid: number; readonly container?: ContainerInfo; readonly unit?: UnitInfo }
+  | { readonly state: 'stopped'; readonly container?: ContainerInfo; readonly unit?: UnitInfo };
 
 /** What a slot runs: a release, on a port, with the start command it was deployed with. */
 export interface LaunchSpec {
@@ -62,8 +71,8 @@ export interface Runtime {
   readonly shipsInDryRun: boolean;
   /** Checks this machine before any host is reached (`willBuild`: this run builds). Throws a usage error. */
   checkLocal(willBuild: boolean): void;
-  /** Checks a host for what this runtime needs there; changes nothing. */
-  preflight(host: Host): Promise<void>;
+  /** Checks a host for what this runtime needs there; changes nothing. Warnings go to `log`. */
+  preflight(host: Host, log: (line: string) => void): Promise<void>;
   /** Builds the release on this machine: DEPLOY_BUILD in APP_DIR, or the image. */
   build(facts: BuildFacts, log: (text: string) => void): Promise<Built>;
   /** Ships the release to `releases/<id>` on a host (the layout exists); returns what was sent. */
@@ -83,6 +92,9 @@ export interface Runtime {
   /** Where a slot's log is, for status. */
   logName(l: Layout, slot: string): string;
 }
+
+/** What a supervisor does for the process runtime (pidfile or systemd). */
+export type Supervisor = Pick<Runtime, 'preflight' | 'find' | 'launch' | 'halt' | 'logTail' | 'showLog' | 'logName'>;
 
 /** The runtime of an environment. */
 export const runtimeFor = (cfg: Config): Runtime => (cfg.runtime === 'docker' ? dockerRuntime(cfg) : processRuntime(cfg));

@@ -1,0 +1,265 @@
+/**
+ * Builders for the `systemd` supervisor: each slot is a service of its own,
+ * `skiff-<app>-<env>-<slot>.service`, written by skiff when the slot starts. Root hosts get system
+ * units (/etc/systemd/system); any other user gets user units (~/.config/systemd/user, run by the
+ * user's own manager, which lingering keeps alive across logouts and starts at boot).
+ *
+ * A unit per slot rather than a template (`skiff-<app>-<env>@.service`): a slot's release folder,
+ * port and start command change with every deploy, and a template would need a file per instance
+ * for them anyway. Generated units say all of it in one place, so `systemctl cat` shows exactly what
+ * runs, and a unit is only rewritten when its slot starts a new release.
+ */
+import { script, type Cmd } from '../core/cmd.ts';
+
+/** What a slot's unit runs: the same launcher the pidfile supervisor uses, under systemd. */
+export interface UnitSpec {
+  readonly app: string;
+  readonly env: string;
+  readonly slot: string;
+  readonly root: string;
+  readonly releaseDir: string;
+  readonly envFile: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly version: string;
+  readonly release: string;
+  readonly marker: string;
+  readonly start: string;
+  /** Seconds a stop gives the app to finish its requests (DEPLOY_DRAIN_SECONDS). */
+  readonly drainSeconds: number;
+  /** MemoryMax= (bytes, or with K, M, G, T), from DEPLOY_MEMORY_LIMIT. */
+  readonly memory: string | undefined;
+  /** CPUs (0.5, 2), from DEPLOY_CPU_LIMIT: CPUQuota= of 100% per CPU. */
+  readonly cpus: number | undefined;
+}
+
+/** The first line of every unit skiff writes: a unit without it is someone else's and never touched. */
+export const UNIT_MARK = '# written by skiff: ';
+
+/** The unit of a slot (app and env names are a-z, 0-9 and -, so the name needs no escaping). */
+export const unitName = (app: string, env: string, slot: string): string => `skiff-${app}-${env}-${slot}.service`;
+
+/**
+ * One word of a unit file's command line: double-quoted, with C escapes for `\`, `"` and control
+ * characters, `%%` for specifiers and `$$` for variables, so systemd passes it on exactly.
+ */
+export const unitWord = (s: string): string =>
+  `"${s
+    .replace(/\\/g, '\\\\')
+    .replace(/"/g, '\\"')
+    .replace(/\n/g, '\\n')
+    .replace(/\t/g, '\\t')
+    .replace(/\r/g, '\\r')
+    .replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+    .replace(/%/g, '%%')
+    .replace(/\$/g, '$$$$')}"`;
+
+/** A comment line: no control characters, so a path cannot start a directive of its own. */
+const commentText = (s: string): string => s.replace(/[\u0000-\u001f\u007f]/g, '?');
+
+/**
+ * The launcher a unit runs: the release's env file sourced (single-quoted words, so it runs nothing),
+ * then PORT and the rest set after it so the file cannot override them, then the start command.
+ */
+const LAUNCHER = [
+  'cd "$1" || exit 1',
+  'if [ -f "$2" ]; then set -a; . "$2"; set +a; fi',
+  'export PORT="$3" DATA_DIR="$4" APP_VERSION="$5" APP_ENV="$6" SKIFF_SLOT="$7"',
+  'echo "--- start $5 on port $3"',
+  'exec sh -c "$8"',
+].join('; ');
+
+/** The unit file of a slot. */
+export const unitFile = (u: UnitSpec): string => {
+  const exec = [
+    '/bin/sh',
+    '-c',
+    LAUNCHER,
+    'skiff',
+    u.releaseDir,
+    u.envFile,
+    String(u.port),
+    u.dataDir,
+    u.version,
+    u.env,
+    u.marker,
+    u.start,
+  ];
+  return [
+    `${UNIT_MARK}${u.app} ${u.env}, slot ${u.slot}, in ${commentText(u.root)}`,
+    '# Rewritten when this slot starts a release; the live slot is enabled, the idle one is not.',
+    '[Unit]',
+    `Description=${u.app} ${u.env} (${u.slot} slot, release ${u.release})`,
+    'After=network.target',
+    // Restarts are not capped: a crash loop retries every second instead of giving up for good.
+    'StartLimitIntervalSec=0',
+    '',
+    '[Service]',
+    'Type=simple',
+    `ExecStart=${exec.map((w, i) => (i === 0 ? w : unitWord(w))).join(' ')}`,
+    'Restart=on-failure',
+    'RestartSec=1',
+    // SIGTERM to every process of the slot, as the pidfile supervisor does; SIGKILL for what is left
+    // after the drain. skiff's own stop kills at DEPLOY_DRAIN_SECONDS; this is the limit at shutdown.
+    'KillMode=control-group',
+    `TimeoutStopSec=${u.drainSeconds + 5}`,
+    'StandardOutput=journal',
+    'StandardError=journal',
+    `SyslogIdentifier=${unitName(u.app, u.env, u.slot).replace(/\.service$/, '')}`,
+    ...(u.memory !== undefined ? [`MemoryMax=${u.memory}`] : []),
+    ...(u.cpus !== undefined ? [`CPUQuota=${Math.round(u.cpus * 100)}%`] : []),
+    '',
+    '[Install]',
+    'WantedBy=default.target',
+    '',
+  ].join('\n');
+};
+
+/**
+ * What every systemd builder starts with: `sc` is systemctl for this user's units (`--user` unless
+ * root), `jc` journalctl the same way, `dir` where its unit files go. A user's manager is reached
+ * through XDG_RUNTIME_DIR, which a non-login SSH session may lack.
+ */
+const PRELUDE = [
+  'if [ "$(id -u)" = 0 ]; then sc="systemctl"; jc="journalctl"; dir=/etc/systemd/system',
+  'else sc="systemctl --user"; jc="journalctl --user"; dir="$HOME/.config/systemd/user"',
+  '  XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/run/user/$(id -u)}; export XDG_RUNTIME_DIR; fi',
+].join('\n');
+
+/**
+ * What a host offers the systemd supervisor; prints one line: `ok system`, `ok user`, `no-systemd`
+ * (systemd is not the init), `no-linger USER` (a user's units would stop at logout and not start at
+ * boot) or `no-manager USER` (the user's manager does not answer).
+ */
+export const systemdCheck = (): Cmd =>
+  script(
+    [
+      PRELUDE,
+      'if [ ! -d /run/systemd/system ] || ! command -v systemctl >/dev/null 2>&1; then echo no-systemd; exit 0; fi',
+      'if [ "$(id -u)" = 0 ]; then echo "ok system"; exit 0; fi',
+      'me=$(id -un)',
+      'if [ ! -e "/var/lib/systemd/linger/$me" ]; then echo "no-linger $me"; exit 0; fi',
+      'if ! timeout 10 $sc show-environment >/dev/null 2>&1; then echo "no-manager $me"; exit 0; fi',
+      'echo "ok user"',
+    ].join('\n'),
+  );
+
+/**
+ * For each unit name, where systemd loads it from when the file there is not one skiff wrote
+ * (`NAME PATH`, one a line); nothing when every name is free or skiff's.
+ */
+export const foreignUnits = (names: readonly string[]): Cmd =>
+  script(
+    [
+      PRELUDE,
+      'mark=$1; shift',
+      'for u in "$@"; do',
+      '  f=$($sc show -p FragmentPath --value "$u" 2>/dev/null)',
+      '  [ -n "$f" ] && [ -f "$f" ] || continue',
+      '  head -n 1 "$f" | grep -qF "$mark" || echo "$u $f"',
+      'done',
+    ].join('\n'),
+    UNIT_MARK,
+    ...names,
+  );
+
+/**
+ * Writes a slot's unit (stdin) atomically, refusing a unit of that name skiff did not write, then
+ * reloads systemd, enables the unit (so it starts at boot) and starts it. Prints the main pid.
+ */
+export const startUnit = (unit: string): Cmd =>
+  script(
+    [
+      PRELUDE,
+      'mkdir -p "$dir" || exit 1',
+      'f=$($sc show -p FragmentPath --value "$1" 2>/dev/null)',
+      'if [ -n "$f" ] && [ -f "$f" ] && ! head -n 1 "$f" | grep -qF "$2"; then echo "refused: $f is not a unit skiff wrote" >&2; exit 3; fi',
+      'cat >"$dir/$1.tmp" && mv -f "$dir/$1.tmp" "$dir/$1" || exit 1',
+      '$sc daemon-reload || exit 1',
+      '$sc reset-failed "$1" 2>/dev/null',
+      '$sc enable --quiet "$1" || exit 1',
+      '$sc start "$1" || { $sc disable --quiet "$1" 2>/dev/null; exit 1; }',
+      '$sc show -p MainPID --value "$1"',
+    ].join('\n'),
+    unit,
+    UNIT_MARK,
+  );
+
+/**
+ * A unit's state, one line: `ACTIVE SUB MAINPID EXECMAINPID NRESTARTS ENABLED`, or `none` when
+ * systemd has no unit of that name.
+ */
+export const unitStatus = (unit: string): Cmd =>
+  script(
+    [
+      PRELUDE,
+      'load=$($sc show -p LoadState --value "$1" 2>/dev/null)',
+      'if [ "$load" != loaded ]; then echo none; exit 0; fi',
+      'v() { $sc show -p "$1" --value "$2" 2>/dev/null; }',
+      'enabled=$($sc is-enabled "$1" 2>/dev/null) || enabled=${enabled:-disabled}',
+      'echo "$(v ActiveState "$1") $(v SubState "$1") $(v MainPID "$1") $(v ExecMainPID "$1") $(v NRestarts "$1") $enabled"',
+    ].join('\n'),
+    unit,
+  );
+
+/**
+ * Stops a slot's unit: disabled first (it must not come back at boot), then stopped, giving it
+ * `graceSeconds` to drain before SIGKILL. Prints `stopped PID`, `killed PID` or `not-running`.
+ */
+export const stopUnit = (unit: string, graceSeconds: number): Cmd =>
+  script(
+    [
+      PRELUDE,
+      'load=$($sc show -p LoadState --value "$1" 2>/dev/null)',
+      'if [ "$load" != loaded ]; then echo not-running; exit 0; fi',
+      '$sc disable --quiet "$1" 2>/dev/null',
+      'pid=$($sc show -p MainPID --value "$1" 2>/dev/null); [ "$pid" != 0 ] || pid=$($sc show -p ExecMainPID --value "$1" 2>/dev/null)',
+      'state=$($sc show -p ActiveState --value "$1" 2>/dev/null)',
+      // A unit between two restarts (activating) or failed has nothing to drain.
+      'if [ "$state" != active ] && [ "$state" != deactivating ]; then $sc stop "$1" 2>/dev/null; $sc reset-failed "$1" 2>/dev/null; echo not-running; exit 0; fi',
+      'if [ "$2" -eq 0 ]; then $sc kill -s KILL "$1" 2>/dev/null; fi',
+      '$sc stop --no-block "$1" || exit 1',
+      'i=0; while [ "$($sc show -p ActiveState --value "$1")" = deactivating ] || [ "$($sc show -p ActiveState --value "$1")" = active ]; do',
+      '  if [ "$i" -ge $(( $2 * 10 )) ]; then $sc kill -s KILL "$1" 2>/dev/null; killed=1; break; fi',
+      '  sleep 0.1; i=$((i + 1))',
+      'done',
+      'j=0; while [ "$($sc show -p ActiveState --value "$1")" = deactivating ] && [ "$j" -lt 100 ]; do sleep 0.1; j=$((j + 1)); done',
+      '$sc reset-failed "$1" 2>/dev/null',
+      'if [ -n "${killed:-}" ] || [ "$2" -eq 0 ]; then echo "killed $pid"; else echo "stopped $pid"; fi',
+    ].join('\n'),
+    unit,
+    String(graceSeconds),
+  );
+
+/** Removes the unit files of slots that no longer exist (the config names other ports or slots). */
+export const removeUnit = (unit: string): Cmd =>
+  script([PRELUDE, '$sc disable --quiet "$1" 2>/dev/null', 'rm -f "$dir/$1"', '$sc daemon-reload'].join('\n'), unit);
+
+/** The last `lines` of a unit's journal, then new ones with `follow`. */
+export const unitLog = (unit: string, lines: number, follow: boolean): Cmd =>
+  script(
+    [
+      PRELUDE,
+      // -o cat: the app's own lines, as the pidfile supervisor's log file has them.
+      `exec $jc -u "$1" -n "$2" -o cat --no-pager${follow ? ' -f' : ''}`,
+    ].join('\n'),
+    unit,
+    String(lines),
+  );
+
+/**
+ * When the host last booted, in seconds since the epoch: when its PID 1 started (the kernel's boot
+ * time plus PID 1's start in clock ticks), which is also right in a container. Prints nothing when
+ * it cannot be told.
+ */
+export const bootedAt = (): Cmd =>
+  script(
+    [
+      'btime=$(awk \'$1 == "btime" { print $2 }\' /proc/stat 2>/dev/null)',
+      'ticks=$(getconf CLK_TCK 2>/dev/null || echo 100)',
+      // Field 22 of stat is the start time; the command name (field 2) may hold spaces, so count after its ")".
+      'start=$(sed \'s/.*) //\' /proc/1/stat 2>/dev/null | cut -d" " -f20)',
+      '[ -n "$btime" ] && [ -n "$start" ] && echo $(( btime + start / ticks ))',
+      'exit 0',
+    ].join('\n'),
+  );

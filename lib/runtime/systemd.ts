@@ -1,0 +1,105 @@
+/**
+ * The systemd supervisor of the process runtime: a slot is a unit of its own (lib/commands/systemd.ts),
+ * restarted by systemd when it crashes, started at boot while it is the live slot, logging to the
+ * journal. A slot that a pidfile supervisor started (a host moving to systemd) is still found and
+ * stopped, so the first deploy with systemd leaves no process behind.
+ */
+import type { Config } from '../config/config.ts';
+import { slotMarker, slotStatus, stopSlot } from '../commands/supervisor.ts';
+import { foreignUnits, startUnit, stopUnit, systemdCheck, unitFile, unitLog, unitName, unitStatus } from '../commands/systemd.ts';
+import { EXIT, SkiffError } from '../core/errors.ts';
+import type { Layout } from '../core/paths.ts';
+import { DEADLINE, type Host } from '../host/host.ts';
+import { parseSlotStatus } from './pidfile.ts';
+import type { SlotRun, Supervisor, UnitInfo } from './runtime.ts';
+
+/** Parses the line printed by `unitStatus`. */
+export const parseUnitStatus = (name: string, line: string): SlotRun | undefined => {
+  const [active, sub, main, execMain, restarts, enabled] = line.trim().split(/\s+/);
+  if (!active || active === 'none') return undefined;
+  const unit: UnitInfo = { name, enabled: enabled ?? 'disabled', restarts: Number(restarts) || 0 };
+  const pid = Number(main) || Number(execMain) || 0;
+  if (active === 'active' || (active === 'activating' && sub !== 'auto-restart')) return { state: 'running', pid, pidFileOk: true, unit };
+  // Between two restarts after a crash, or given up on: the unit does not serve.
+  if (active === 'failed' || (active === 'activating' && sub === 'auto-restart')) return { state: 'crashed', pid: Number(execMain) || pid, unit };
+  return { state: 'stopped', unit };
+};
+
+/** Why a host cannot run systemd units for this user, as one line with the fix; undefined when it can. */
+export const systemdProblem = (hostName: string, env: string, answer: string): string | undefined => {
+  const [word, user = ''] = answer.trim().split(/\s+/);
+  if (word === 'ok') return undefined;
+  if (word === 'no-systemd') {
+    return `${hostName} does not run systemd (its init is something else), so DEPLOY_SUPERVISOR=systemd cannot work there: use DEPLOY_SUPERVISOR=pidfile`;
+  }
+  if (word === 'no-linger') {
+    return (
+      `${hostName}: ${user} has no lingering, so its systemd units would stop at logout and not start at boot: ` +
+      `run \`npx tsx scripts/setup.ts ${env}\` (or as root on the host: loginctl enable-linger ${user})`
+    );
+  }
+  return `${hostName}: the systemd user manager of ${user} does not answer: run \`npx tsx scripts/setup.ts ${env}\`, or log in once and check \`systemctl --user status\``;
+};
+
+export const systemdSupervisor = (cfg: Config): Supervisor => {
+  const unit = (slot: string) => unitName(cfg.app.name, cfg.env, slot);
+  const slots = cfg.ports.length > 1 ? ['blue', 'green'] : ['blue'];
+  const pidfileFind = async (host: Host, l: Layout, slot: string) => parseSlotStatus((await host.exec(slotStatus(l, slot))).stdout);
+
+  return {
+    async preflight(host) {
+      const problem = systemdProblem(host.name, cfg.env, (await host.exec(systemdCheck())).stdout);
+      if (problem) throw new SkiffError(problem, EXIT.usage);
+      const foreign = (await host.exec(foreignUnits(slots.map(unit)))).stdout.trim().split('\n').filter(Boolean);
+      if (foreign.length > 0) {
+        const [name, file] = (foreign[0] ?? '').split(' ');
+        throw new SkiffError(
+          `${host.name}: a unit ${name} exists that skiff did not write (${file}): remove or rename it, or choose another APP_NAME`,
+          EXIT.usage,
+        );
+      }
+    },
+    async find(host, l, slot) {
+      const found = parseUnitStatus(unit(slot), (await host.exec(unitStatus(unit(slot)))).stdout);
+      // No unit yet: a process the pidfile supervisor started before this host moved to systemd.
+      return found ?? (await pidfileFind(host, l, slot));
+    },
+    async launch(host, l, s) {
+      const text = unitFile({
+        app: cfg.app.name,
+        env: cfg.env,
+        slot: s.slot,
+        root: l.root,
+        releaseDir: l.release(s.release),
+        envFile: l.envOf(s.release),
+        port: s.port,
+        dataDir: l.data,
+        version: s.version,
+        release: s.release,
+        marker: slotMarker(l, s.slot),
+        start: s.start,
+        drainSeconds: cfg.drainSeconds,
+        memory: cfg.limits.memory?.text,
+        cpus: cfg.limits.cpus,
+      });
+      const r = await host.exec(startUnit(unit(s.slot)), { stdin: text, check: false });
+      const why = r.stderr.trim().split('\n').at(-1) ?? '';
+      if (r.code === 3) throw new SkiffError(`${host.name}: ${why.replace(/^refused: /, '')}: remove or rename it, or choose another APP_NAME`, EXIT.usage);
+      if (r.code !== 0) throw new SkiffError(`${host.name}: systemd could not start ${unit(s.slot)} (exit ${r.code}): ${why}`);
+      return `pid ${r.stdout.trim().split('\n').at(-1) ?? ''}, unit ${unit(s.slot)}`;
+    },
+    async halt(host, l, slot, graceSeconds) {
+      const timeoutMs = graceSeconds * 1000 + DEADLINE.command;
+      const result = (await host.exec(stopUnit(unit(slot), graceSeconds), { timeoutMs })).stdout.trim();
+      if (result !== 'not-running') return result;
+      // A slot the pidfile supervisor started, from before this host moved to systemd.
+      return (await host.exec(stopSlot(l, slot, graceSeconds), { timeoutMs })).stdout.trim();
+    },
+    logTail: async (host, _l, slot, lines = 10) => (await host.exec(unitLog(unit(slot), lines, false), { check: false })).stdout,
+    showLog: async (host, _l, slot, lines, follow, write, signal) => {
+      if (!follow) write(Buffer.from((await host.exec(unitLog(unit(slot), lines, false))).stdout));
+      else await host.exec(unitLog(unit(slot), lines, true), { onStdout: write, check: false, timeoutMs: DEADLINE.none, ...(signal ? { signal } : {}) });
+    },
+    logName: (_l, slot) => `the journal of ${unit(slot)} (journalctl -u; --user for a user's units)`,
+  };
+};
