@@ -1,0 +1,122 @@
+import { describe, expect, it } from 'vitest';
+import { render } from '../../lib/core/cmd.ts';
+import { asRoot, hostFacts } from '../../lib/commands/setup.ts';
+import { applySetup, parseFacts, planSetup, toolsFor, type Facts } from '../../lib/flows/setup.ts';
+import { testConfig } from '../support/flow-ctx.ts';
+import { RecordingHost } from '../support/recording-host.ts';
+
+/** A fresh Debian VPS as root: systemd, Caddy installed, nothing of skiff's. */
+const FRESH: Facts = {
+  uid: '0',
+  user: 'root',
+  home: '/root',
+  systemd: 'yes',
+  sudo: 'yes',
+  missing: '',
+  path: 'absent',
+  parent_writable: 'yes',
+  linger: 'no',
+  docker_boot: 'enabled',
+  caddy_unit: 'yes',
+  caddy_dropin: 'absent',
+  nginx_dir: 'yes',
+  nginx_includes: 'yes',
+  migrate_req: '0',
+  sysctl_file: 'absent',
+};
+/** The same host after setup. */
+const READY: Facts = { ...FRESH, path: 'root 750', caddy_dropin: 'same', migrate_req: '1', sysctl_file: 'same' };
+
+const systemd = testConfig({ DEPLOY_SUPERVISOR: 'systemd' });
+const kinds = (facts: Facts, cfg = systemd, install = false) => planSetup(cfg, facts, { install }).map((s) => `${s.kind}: ${s.text}`);
+
+describe('planSetup', () => {
+  it('prepares a fresh root host: the path, Caddy resuming its config, the kernel setting', () => {
+    const plan = kinds(FRESH);
+    expect(plan.filter((l) => l.startsWith('change'))).toEqual([
+      'change: DEPLOY_PATH: create /srv/hello (owner root, mode 750)',
+      "change: caddy: make it start from its last config, with skiff's routes (--resume, /etc/systemd/system/caddy.service.d/skiff-resume.conf; from its next start)",
+      'change: kernel: set net.ipv4.tcp_migrate_req = 1 and keep it in /etc/sysctl.d/60-skiff.conf',
+    ]);
+    expect(plan).toContain('ok: supervisor: systemd runs; units go to /etc/systemd/system');
+  });
+
+  it('changes nothing on a host that setup prepared', () => {
+    expect(kinds(READY).filter((l) => !l.startsWith('ok'))).toEqual([]);
+  });
+
+  it('lists missing packages without --install, and installs them with it', () => {
+    const facts = { ...READY, missing: 'caddy,setsid,flock' };
+    expect(kinds(facts)).toContain('fail: tools: caddy, setsid, flock missing: run setup with --install to install caddy util-linux (Debian packages)');
+    const step = planSetup(systemd, facts, { install: true })[0];
+    expect(step?.kind).toBe('change');
+    expect(render(step?.run?.[0]?.cmd ?? { kind: 'argv', args: [] })).toContain('apt-get install -y -qq --no-install-recommends');
+  });
+
+  it('refuses a DEPLOY_PATH of another user, and takes write rights from others', () => {
+    expect(kinds({ ...READY, path: 'alice 755' })).toContain(
+      'fail: DEPLOY_PATH: /srv/hello belongs to alice, not root: choose another DEPLOY_PATH, or hand it over (chown -R root: /srv/hello) if it is this app\'s',
+    );
+    expect(kinds({ ...READY, path: 'root 777' })).toContain('change: DEPLOY_PATH: /srv/hello is writable by others (mode 777): take that away (chmod go-w)');
+    expect(kinds({ ...READY, path: 'root 2755' }).some((l) => l.includes('writable'))).toBe(false);
+  });
+
+  it('gives a non-root user lingering through sudo, or says that it needs root', () => {
+    const user = { ...READY, uid: '1001', user: 'deploy', caddy_dropin: 'same' };
+    expect(kinds(user)).toContain('change: supervisor: enable lingering for deploy (loginctl enable-linger), so its units start at boot');
+    expect(kinds({ ...user, sudo: 'no' })).toContain(
+      'fail: supervisor: enable lingering for deploy (loginctl enable-linger), so its units start at boot: needs root (run setup as root, or give deploy password-less sudo)',
+    );
+    expect(kinds({ ...user, linger: 'yes' })).toContain('ok: supervisor: deploy has lingering, so its user units run without a login and start at boot');
+  });
+
+  it('refuses systemd on a host without it, and warns about what pidfile does not do', () => {
+    expect(kinds({ ...READY, systemd: 'no' })).toContain('fail: supervisor: this host does not run systemd, so DEPLOY_SUPERVISOR=systemd cannot work: use DEPLOY_SUPERVISOR=pidfile');
+    expect(kinds(READY, testConfig()).some((l) => l.startsWith('warn: supervisor: pidfile does not restart'))).toBe(true);
+  });
+
+  it('enables Docker at boot for the docker runtime', () => {
+    const docker = testConfig({ DEPLOY_RUNTIME: 'docker', DEPLOY_START: '' });
+    expect(kinds({ ...READY, docker_boot: 'disabled' }, docker)).toContain('change: docker: the service is disabled at boot: enable it, so the containers come back after a reboot');
+    expect(toolsFor(docker)).toContain('docker');
+  });
+
+  it('makes the nginx folder and warns when nginx does not include it', () => {
+    const nginx = testConfig({ DEPLOY_PROXY: 'nginx' });
+    expect(kinds({ ...READY, nginx_dir: 'no', nginx_includes: 'no' }, nginx)).toEqual(
+      expect.arrayContaining(['change: nginx: create /etc/nginx/conf.d for skiff\'s server blocks', 'warn: nginx: its config does not include /etc/nginx/conf.d: add `include /etc/nginx/conf.d/*.conf;` inside http { }']),
+    );
+  });
+});
+
+describe('setup commands', () => {
+  it('reads the facts of a host in one command with every value quoted', () => {
+    const text = render(hostFacts({ path: "/srv/it's here", tools: ['sh', 'caddy'], nginxDir: '/etc/nginx/conf.d', nginxCmd: 'nginx' }));
+    expect(text).toContain("'/srv/it'\\''s here'");
+    expect(text).toMatch(/ sh caddy$/);
+  });
+
+  it('runs a change as root directly or through sudo -n, never asking for a password', () => {
+    const text = render(asRoot({ kind: 'argv', args: ['systemctl', 'daemon-reload'] }));
+    expect(text).toContain('sudo -n sh -c "$1"');
+    expect(text).toContain('exit 77');
+  });
+
+  it('parses the facts', () => {
+    expect(parseFacts('uid=0\nhome=/root\npath=root 750\nbad line\n')).toEqual({ uid: '0', home: '/root', path: 'root 750' });
+  });
+});
+
+describe('applySetup', () => {
+  it('changes nothing when a step fails (a missing package) or in a dry run', async () => {
+    const host = new RecordingHost();
+    const failing = planSetup(systemd, { ...FRESH, missing: 'caddy' }, { install: false });
+    const r = await applySetup(host, failing, false);
+    expect(r.ready).toBe(false);
+    expect(r.changed).toBe(0);
+    expect(host.commands).toEqual([]);
+    const dry = await applySetup(host, planSetup(systemd, FRESH, { install: false }), true);
+    expect(dry.lines.filter((l) => l.includes('would'))).toHaveLength(3);
+    expect(host.commands).toEqual([]);
+  });
+});
