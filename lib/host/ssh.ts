@@ -288,8 +288,7 @@ export class SshHost implements Host {
     if (options.signal?.aborted) return { code: null, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) };
     const release = await this.#slots.take();
     try {
-      const channel = await this.#open(command);
-      const result = await this.#collect(channel, command, options, limit);
+      const result = await this.#open(command, (channel) => this.#collect(channel, command, options, limit));
       if ((options.check ?? true) && result.code !== 0 && !options.signal?.aborted) {
         throw new RemoteCommandError(this.name, render(command), result.code, result.stderr.toString());
       }
@@ -299,13 +298,18 @@ export class SshHost implements Host {
     }
   }
 
-  #open(command: Cmd): Promise<ClientChannel> {
+  /**
+   * Opens a channel for the command and hands it to `use` in ssh2's own callback: the channel's
+   * output, exit status and close can arrive in the same read as its opening (a fast command on a
+   * fast host), and ssh2 emits them at once, so listeners attached a tick later would miss them.
+   */
+  #open<T>(command: Cmd, use: (channel: ClientChannel) => Promise<T>): Promise<T> {
     return new Promise((resolve, reject) => {
       const fail = (reason: string) => reject(new SkiffError(`${this.name}: cannot run ${render(command)}: ${reason}`));
       if (this.#closing) return fail('the connection was closed');
       if (this.#lost) return fail(`the connection was lost (${this.#lost.message})`);
       try {
-        this.#client.exec(renderForExec(command), (err, channel) => (err ? fail(err.message) : resolve(channel)));
+        this.#client.exec(renderForExec(command), (err, channel) => (err ? fail(err.message) : resolve(use(channel))));
       } catch (e) {
         fail((e as Error).message); // ssh2 throws when the socket is gone
       }
