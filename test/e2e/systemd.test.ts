@@ -1,0 +1,285 @@
+/**
+ * The systemd supervisor on a real systemd host (test/support/systemd-host.ts: Debian 12 with systemd
+ * as PID 1, Caddy under its packaged unit, reached over real OpenSSH): setup, a deploy whose live slot
+ * starts at boot, a crash that systemd repairs, blue-green and rollback with no failed request, a
+ * reboot that brings the app back behind Caddy with no skiff command, a Caddy restart and reload, and
+ * a non-root deploy user with user units. Without root or Docker the tests are skipped, unless CI is
+ * set: then they fail.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { localEnv, makeSandbox, type Sandbox } from '../support/sandbox.ts';
+import { startSystemdHost, systemdHostSkip, type SystemdHost } from '../support/systemd-host.ts';
+
+const NAME = 'skiff-systemd-e2e';
+const SSH_PORT = 2291;
+const PUBLIC = 8080;
+const SLOTS = [3001, 3002] as const;
+
+const skip = systemdHostSkip();
+if (skip) console.warn(`skipping the systemd deploy tests: ${skip} (with CI set they fail instead)`);
+
+/**
+ * A client that never sends a request again: sequential GETs, each on a new connection, run inside
+ * the host. (Kept-alive connections through a reloading Caddy are docs/deploy-vps.md#proxies' matter.)
+ */
+const PROBE = `
+const http = require('http');
+const agent = new http.Agent({ keepAlive: false });
+let ok = 0, failed = 0; const errors = [];
+const stopAt = Date.now() + Number(process.argv[2]) * 1000;
+const one = () => new Promise((resolve) => {
+  const req = http.get({ host: '127.0.0.1', port: ${PUBLIC}, path: '/', agent }, (res) => {
+    res.resume(); res.on('end', () => { if (res.statusCode === 200) ok++; else { failed++; errors.push(String(res.statusCode)); } resolve(); });
+  });
+  req.on('error', (e) => { failed++; errors.push(e.code || e.message); resolve(); });
+  req.setTimeout(5000, () => req.destroy(new Error('timeout')));
+});
+(async () => { while (Date.now() < stopAt && !require('fs').existsSync('/tmp/probe.stop')) await one(); console.log(JSON.stringify({ ok, failed, errors: errors.slice(0, 5) })); })();
+`;
+
+describe.skipIf(skip)('the systemd supervisor on a systemd host', () => {
+  let s: Sandbox;
+  let host: SystemdHost;
+  const unit = (slot: string, env = 't') => `skiff-hello-${env}-${slot}.service`;
+  /** What Caddy answers inside the host. */
+  const served = async (port = PUBLIC) => (await host.exec(`curl -s -m 3 http://127.0.0.1:${port}/ || true`)).stdout.trim();
+  const waitServed = async (text: string, port = PUBLIC, seconds = 30): Promise<number> => {
+    const start = Date.now();
+    while (Date.now() - start < seconds * 1000) {
+      if ((await served(port)) === text) return Date.now() - start;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`${text} not served on ${port} within ${seconds}s (serves: ${await served(port)})`);
+  };
+  const sc = async (command: string) => (await host.exec(`systemctl ${command}`)).stdout.trim();
+  /** Writes env/<name>.env for this host; `values` override the defaults (same keys replaced, not repeated). */
+  const env = (name: string, values: Record<string, string>, user: 'root' | 'deploy' = 'root') => {
+    const all: Record<string, string> = {
+      APP_NAME: 'hello',
+      APP_DIR: s.appDir,
+      DEPLOY_PATH: '/srv/hello',
+      DEPLOY_PORTS: SLOTS.join(','),
+      DEPLOY_START: 'node server.js',
+      DEPLOY_PROXY: 'caddy',
+      DEPLOY_PUBLIC_URL: `http://127.0.0.1:${PUBLIC}`,
+      DEPLOY_SUPERVISOR: 'systemd',
+      DEPLOY_HEALTH_TIMEOUT: '20',
+      DEPLOY_DRAIN_SECONDS: '3',
+      ...values,
+    };
+    s.writeEnv(`${name}.env`, [host.env(user), ...Object.entries(all).map(([k, v]) => `${k}=${v}`)].join('\n'));
+  };
+  /** Runs the probe inside the host while `during` runs; returns what it counted. */
+  const probed = async (during: () => Promise<void>): Promise<{ ok: number; failed: number; errors: string[] }> => {
+    await host.exec('rm -f /tmp/probe.stop');
+    const run = host.exec('node /tmp/probe.js 120', { timeoutMs: 150_000 });
+    await new Promise((r) => setTimeout(r, 500));
+    await during();
+    await new Promise((r) => setTimeout(r, 500));
+    await host.exec('touch /tmp/probe.stop');
+    return JSON.parse((await run).stdout) as { ok: number; failed: number; errors: string[] };
+  };
+
+  beforeAll(async () => {
+    s = makeSandbox('systemd');
+    host = await startSystemdHost({ name: NAME, port: SSH_PORT, dir: join(s.dir, 'host') });
+    writeFileSync(join(s.dir, 'probe.js'), PROBE);
+    await host.exec('true');
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('docker', ['cp', join(s.dir, 'probe.js'), `${NAME}:/tmp/probe.js`]);
+    env('t', {});
+  }, 300_000);
+  afterAll(async () => {
+    await host?.stop();
+    s?.cleanup();
+  });
+
+  it('setup --dry-run lists what it would change and changes nothing', async () => {
+    const r = await s.run('setup', ['t', '--dry-run']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('would change 3 things (dry run: nothing was changed)');
+    expect(r.stdout).toContain('would    DEPLOY_PATH: create /srv/hello (owner root, mode 750)');
+    expect((await host.exec('test -e /srv/hello; echo $?')).stdout.trim()).toBe('1');
+  });
+
+  it('setup prepares the host, and a second run changes nothing', async () => {
+    const first = await s.run('setup', ['t']);
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain('changed 3 things');
+    expect(first.stdout).toContain('changed  kernel: set net.ipv4.tcp_migrate_req = 1');
+    expect((await host.exec('stat -c "%U %a" /srv/hello; cat /proc/sys/net/ipv4/tcp_migrate_req')).stdout.trim()).toBe('root 750\n1');
+    const second = await s.run('setup', ['t']);
+    expect(second.code).toBe(0);
+    expect(second.stdout).toContain('nothing to change: all was in place');
+    expect(second.stdout).not.toMatch(/changed {2}/);
+  });
+
+  it('deploys into a unit that systemd runs and starts at boot', async () => {
+    const r = await s.run('deploy-vps', ['t']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(await served()).toBe('hello 1.0.0 (t)');
+    expect(await sc(`is-enabled ${unit('blue')}`)).toBe('enabled');
+    expect(await sc(`is-active ${unit('blue')}`)).toBe('active');
+    const status = await s.run('status', ['t']);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(/process {3}running \(pid \d+, unit skiff-hello-t-blue\.service, starts at boot\)/);
+    const logs = await s.run('logs', ['t']);
+    expect(logs.code).toBe(0);
+    expect(logs.stdout).toContain('listening on');
+  });
+
+  it('systemd restarts the app after kill -9, and status shows the restart', async () => {
+    const pid = await sc(`show -p MainPID --value ${unit('blue')}`);
+    const killedAt = Date.now();
+    await host.exec(`kill -9 ${pid}`);
+    await new Promise((r) => setTimeout(r, 200));
+    const ms = await waitServed('hello 1.0.0 (t)');
+    console.log(`kill -9 to the first 2xx again: ${Date.now() - killedAt} ms (${ms} ms of polling)`);
+    expect(await sc(`show -p MainPID --value ${unit('blue')}`)).not.toBe(pid);
+    const status = await s.run('status', ['t']);
+    expect(status.stdout).toContain('restarted 1 time after crashes');
+  });
+
+  it('switches blue-green and back with no failed request for a client that never resends', async () => {
+    s.setVersion('1.0.1');
+    const deploy = await probed(async () => {
+      const r = await s.run('deploy-vps', ['t']);
+      expect(r.code, r.stderr).toBe(0);
+    });
+    expect(deploy.failed, JSON.stringify(deploy)).toBe(0);
+    expect(deploy.ok).toBeGreaterThan(50);
+    expect(await served()).toBe('hello 1.0.1 (t)');
+    expect(await sc(`is-enabled ${unit('green')}`)).toBe('enabled');
+    expect((await host.exec(`systemctl is-enabled ${unit('blue')}`)).stdout.trim()).toBe('disabled');
+    expect((await host.exec(`systemctl is-active ${unit('blue')}`)).stdout.trim()).toBe('inactive');
+
+    const back = await probed(async () => {
+      const r = await s.run('rollback', ['t']);
+      expect(r.code, r.stderr).toBe(0);
+    });
+    expect(back.failed, JSON.stringify(back)).toBe(0);
+    expect(await served()).toBe('hello 1.0.0 (t)');
+    expect(await sc(`is-enabled ${unit('blue')}`)).toBe('enabled');
+    expect((await host.exec(`systemctl is-enabled ${unit('green')}`)).stdout.trim()).toBe('disabled');
+  });
+
+  it('after a reboot the live release serves again behind Caddy, with no skiff command', async () => {
+    const rebootAt = Date.now();
+    await host.reboot();
+    const ms = await waitServed('hello 1.0.0 (t)');
+    console.log(`reboot to the first 2xx through Caddy: ${Date.now() - rebootAt} ms (${ms} ms after sshd answered)`);
+    expect((await host.exec(`systemctl is-active ${unit('green')}`)).stdout.trim()).toBe('inactive');
+    const status = await s.run('status', ['t']);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(/process {3}running \(pid \d+, unit skiff-hello-t-blue\.service, starts at boot\)/);
+    expect(status.stdout).toContain(`proxy     caddy -> port ${SLOTS[0]}`);
+    expect(status.stdout).not.toContain('reboot ');
+  });
+
+  it('Caddy keeps the route across its restart; a reload from the Caddyfile loses it, and start puts it back', async () => {
+    await host.exec('systemctl restart caddy');
+    await waitServed('hello 1.0.0 (t)');
+    await host.exec('systemctl reload caddy');
+    expect(await served()).not.toBe('hello 1.0.0 (t)');
+    const status = await s.run('status', ['t']);
+    expect(status.stdout).toContain('caddy: has no route of this app (the proxy restarted or reloaded without it): run start to put it back');
+    const start = await s.run('start', ['t']);
+    expect(start.stderr).toBe('');
+    expect(start.code).toBe(0);
+    expect(start.stdout).toContain('caddy had lost the route: it sends traffic to port 3001 again');
+    expect(await served()).toBe('hello 1.0.0 (t)');
+  });
+
+  it('stop disables the live unit, so it stays stopped after a reboot; start enables it again', async () => {
+    expect((await s.run('stop', ['t'])).code).toBe(0);
+    expect((await host.exec(`systemctl is-enabled ${unit('blue')}`)).stdout.trim()).toBe('disabled');
+    await host.reboot();
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await host.exec(`systemctl is-active ${unit('blue')}`)).stdout.trim()).toBe('inactive');
+    const start = await s.run('start', ['t']);
+    expect(start.code, start.stderr).toBe(0);
+    expect(await sc(`is-enabled ${unit('blue')}`)).toBe('enabled');
+    await waitServed('hello 1.0.0 (t)');
+  });
+
+  it('refuses a unit of the same name that skiff did not write (exit 2, nothing changed)', async () => {
+    await host.exec(`printf '[Service]\\nExecStart=/bin/true\\n' > /etc/systemd/system/${unit('blue', 'u2')} && systemctl daemon-reload`);
+    env('u2', { DEPLOY_PATH: '/srv/hello-u2', DEPLOY_PORTS: '3011,3012', DEPLOY_PUBLIC_URL: 'http://127.0.0.1:8082' });
+    const r = await s.run('deploy-vps', ['u2']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`a unit ${unit('blue', 'u2')} exists that skiff did not write (/etc/systemd/system/${unit('blue', 'u2')})`);
+    expect((await host.exec('test -e /srv/hello-u2/releases; echo $?')).stdout.trim()).toBe('1');
+    expect((await host.exec(`head -n 1 /etc/systemd/system/${unit('blue', 'u2')}`)).stdout.trim()).toBe('[Service]');
+  });
+
+  it('a non-root user: refused without lingering, setup needs root, then user units that come back after a reboot', async () => {
+    env('d', { DEPLOY_PATH: '/home/deploy/hello', DEPLOY_PORTS: '3021,3022', DEPLOY_PUBLIC_URL: 'http://127.0.0.1:8083' }, 'deploy');
+    const refused = await s.run('deploy-vps', ['d']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('deploy has no lingering, so its systemd units would stop at logout and not start at boot: run `npx tsx scripts/setup.ts d`');
+    // The lock was taken (DEPLOY_PATH/.skiff), nothing else.
+    expect((await host.exec('ls -A /home/deploy/hello')).stdout.trim()).toBe('.skiff');
+    await host.exec('rm -rf /home/deploy/hello');
+
+    const noRoot = await s.run('setup', ['d']);
+    expect(noRoot.code).toBe(1);
+    expect(noRoot.stdout).toContain('needs root (run setup as root, or give deploy password-less sudo)');
+    expect(noRoot.stdout).toContain('not ready; nothing was changed');
+    expect((await host.exec('test -e /home/deploy/hello; echo $?')).stdout.trim()).toBe('1');
+
+    await host.exec(`echo 'deploy ALL=(root) NOPASSWD: ALL' > /etc/sudoers.d/deploy && chmod 440 /etc/sudoers.d/deploy`);
+    const setup = await s.run('setup', ['d']);
+    expect(setup.code, setup.stdout).toBe(0);
+    expect(setup.stdout).toContain('changed  supervisor: enable lingering for deploy');
+    expect((await s.run('setup', ['d'])).stdout).toContain('nothing to change');
+    await host.exec('rm /etc/sudoers.d/deploy');
+
+    const r = await s.run('deploy-vps', ['d']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const d = await served(8083);
+    expect(d).toMatch(/^hello 1\.0\.\d \(d\)$/);
+    expect((await host.ssh(`systemctl --user is-enabled ${unit('blue', 'd')}`, 'deploy')).stdout.trim()).toBe('enabled');
+    const logs = await s.run('logs', ['d']);
+    expect(logs.stdout).toContain('listening on');
+
+    await host.reboot();
+    await waitServed(d, 8083);
+    await waitServed('hello 1.0.0 (t)');
+  });
+
+  it('the pidfile supervisor: status says the host rebooted and how to bring the app back', async () => {
+    env('p', { DEPLOY_SUPERVISOR: 'pidfile', DEPLOY_PATH: '/srv/hello-p', DEPLOY_PORTS: '3031,3032', DEPLOY_PUBLIC_URL: 'http://127.0.0.1:8084' });
+    const setup = await s.run('setup', ['p']);
+    expect(setup.code, setup.stdout + setup.stderr).toBe(0);
+    const deploy = await s.run('deploy-vps', ['p']);
+    expect(deploy.code, deploy.stderr).toBe(0);
+    await host.reboot();
+    const status = await s.run('status', ['p']);
+    expect(status.stdout).toMatch(/reboot {4}the host booted at \S+, after this release started, and the pidfile supervisor does not start it at boot: run `npx tsx scripts\/start\.ts p`/);
+    expect((await s.run('start', ['p'])).code).toBe(0);
+    expect(await served(8084)).toMatch(/^hello 1\.0\.\d \(p\)$/);
+  });
+});
+
+describe('the systemd supervisor on a host without systemd', () => {
+  let s: Sandbox;
+  beforeAll(() => {
+    s = makeSandbox('no-systemd');
+    s.writeEnv('t.env', localEnv(s, 18697, 'DEPLOY_SUPERVISOR=systemd'));
+  });
+  afterAll(() => s.cleanup());
+
+  it('is refused in preflight with the reason (exit 2), before anything is written', async () => {
+    const r = await s.run('deploy-vps', ['t']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('local does not run systemd (its init is something else), so DEPLOY_SUPERVISOR=systemd cannot work there: use DEPLOY_SUPERVISOR=pidfile');
+    const { existsSync } = await import('node:fs');
+    expect(existsSync(join(s.deployPath, 'releases'))).toBe(false);
+  });
+});
