@@ -28,6 +28,7 @@ const tasks: Record<string, Task> = {
   backup: { description: 'back up the data of an environment', args: [env, { name: 'label', kind: 'optional' }], script: 'backup', run: script('backup') },
   restore: { description: 'restore a backup', args: [env, { name: 'backup', kind: 'word' }], script: 'restore', run: script('restore') },
   version: { description: 'bump the version, commit and tag it', args: [{ name: 'bump', kind: 'word' }], script: 'version-tag', run: script('version-tag') },
+  setup: { description: 'prepare the hosts of an environment (idempotent)', args: [env], script: 'setup', run: script('setup') },
   status: { description: 'show the live release, its process and health', args: [env], script: 'status', run: script('status') },
   logs: { description: 'print the live release log', args: [env], script: 'logs', run: script('logs') },
   start: { description: 'start the live release if it is stopped', args: [env], script: 'start', run: script('start') },

@@ -42,7 +42,9 @@ const portInUse = async (host: Host, port: number): Promise<boolean> => (await h
 export const preflight = async (ctx: DeployCtx): Promise<void> => {
   const { host, l } = ctx;
   const missing = await missingOn(host, ['sh', 'tar', 'setsid', 'grep', 'awk']);
-  if (missing.length > 0) throw new SkiffError(`${host.name} lacks ${missing.join(', ')}: install them (Debian: apt-get install coreutils tar util-linux)`);
+  if (missing.length > 0) {
+    throw new SkiffError(`${host.name} lacks ${missing.join(', ')}: run \`npx tsx scripts/setup.ts ${ctx.cfg.env} --install\` (or on the host: apt-get install coreutils tar util-linux)`);
+  }
   await ctx.runtime.preflight(host, ctx.log);
   // A damaged state.json is rebuilt from the history and what runs, and rewritten (the lock is held).
   const { state, damaged } = await loadState(ctx, { repair: true });

@@ -87,7 +87,7 @@ const caddy = (cfg: Config): Proxy => {
       const migrate = (await host.exec(tcpMigrateReq(), { check: false })).stdout.trim();
       return migrate === '0'
         ? `${host.name}: net.ipv4.tcp_migrate_req is 0, so Caddy may reset a new connection at the switch: ` +
-            'set it to 1 for switches without a failed request (sysctl -w net.ipv4.tcp_migrate_req=1, and a file in /etc/sysctl.d)'
+            `set it to 1 for switches without a failed request: \`npx tsx scripts/setup.ts ${cfg.env}\` does (or sysctl -w net.ipv4.tcp_migrate_req=1, and a file in /etc/sysctl.d)`
         : undefined;
     },
     async current(host) {

@@ -71,7 +71,7 @@ describe('preflight', () => {
 
   it('refuses a host that lacks tools, before it reads anything else', async () => {
     const { ctx, host } = deployCtx({ plan: 'unfixed', rules: [when(CMD.tools, ok('tar\nsetsid\n'))] });
-    await expect(preflight(ctx)).rejects.toThrow(/^web1 lacks tar, setsid: install them \(Debian: apt-get install coreutils tar util-linux\)$/);
+    await expect(preflight(ctx)).rejects.toThrow(/^web1 lacks tar, setsid: run `npx tsx scripts\/setup.ts staging --install` \(or on the host: apt-get install coreutils tar util-linux\)$/);
     expect(host.events).toHaveLength(1);
     expect(() => ctx.run.plan).toThrow('no plan before preflight');
   });
