@@ -217,6 +217,31 @@ describe.skipIf(skip)('the systemd supervisor on a systemd host', () => {
     expect((await host.exec(`head -n 1 /etc/systemd/system/${unit('blue', 'u2')}`)).stdout.trim()).toBe('[Service]');
   });
 
+  it('runs a DEPLOY_PATH and a start command with spaces, quotes, $ and % exactly as written, within its limits', async () => {
+    // Every character systemd or sh would read (a backslash too: Node itself cannot load ESM from such a folder).
+    const path = "/srv/odd dir $HOME %n 'q' \"d\"";
+    env('odd', {
+      DEPLOY_PATH: path,
+      DEPLOY_PROXY: 'none',
+      DEPLOY_PORTS: '3041',
+      DEPLOY_START: `echo "100% \\"started\\" \${PORT}" && exec node server.js`,
+      DEPLOY_MEMORY_LIMIT: '256M',
+      DEPLOY_CPU_LIMIT: '0.5',
+    });
+    const r = await s.run('deploy-vps', ['odd']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect((await host.exec('curl -s -m 3 http://127.0.0.1:3041/')).stdout.trim()).toMatch(/^hello 1\.0\.\d \(odd\)$/);
+    const u = unit('blue', 'odd');
+    expect(await sc(`show -p MemoryMax --value ${u}`)).toBe(String(256 * 1024 * 1024));
+    expect(await sc(`show -p CPUQuotaPerSecUSec --value ${u}`)).toBe('500ms');
+    const logs = await s.run('logs', ['odd']);
+    expect(logs.stdout).toContain('100% "started" 3041');
+    const pid = await sc(`show -p MainPID --value ${u}`);
+    expect((await host.exec(`readlink /proc/${pid}/cwd`)).stdout.trim()).toMatch(/^\/srv\/odd dir \$HOME %n 'q' "d"\/releases\//);
+    expect((await s.run('stop', ['odd'])).code).toBe(0);
+  });
+
   it('a non-root user: refused without lingering, setup needs root, then user units that come back after a reboot', async () => {
     env('d', { DEPLOY_PATH: '/home/deploy/hello', DEPLOY_PORTS: '3021,3022', DEPLOY_PUBLIC_URL: 'http://127.0.0.1:8083' }, 'deploy');
     const refused = await s.run('deploy-vps', ['d']);
