@@ -17,6 +17,10 @@ export { ENV_NAME, envDir, listEnvs };
 
 export type Target = { readonly kind: 'local' } | { readonly kind: 'ssh'; readonly user: string; readonly host: string; readonly port: number };
 
+/** Response headers the proxy sets: Strict-Transport-Security (https only), X-Content-Type-Options, X-Frame-Options, Referrer-Policy. */
+export type Header = 'hsts' | 'nosniff' | 'frame' | 'referrer';
+export type Compression = 'zstd' | 'gzip';
+
 export interface Config {
   readonly env: string;
   readonly root: string;
@@ -26,11 +30,20 @@ export interface Config {
   readonly path: string;
   readonly runtime: 'process' | 'docker';
   readonly supervisor: 'pidfile' | 'systemd';
-  readonly proxy: 'caddy' | 'nginx' | 'none';
+  readonly proxy: 'caddy' | 'nginx' | 'haproxy' | 'none';
   /** Slot ports: [blue] with proxy none, [blue, green] otherwise. */
   readonly ports: readonly number[];
   readonly publicUrl: string | undefined;
   readonly caddyAdmin: string;
+  /** HAProxy: its runtime API socket, the folder of skiff's config files, its command (`-c`), and the command that reloads it. */
+  readonly haproxy: { readonly socket: string; readonly confDir: string; readonly cmd: string; readonly reload: string };
+  /**
+   * TLS for an https DEPLOY_PUBLIC_URL: given certificate and key files on the host (any proxy), else
+   * Caddy's automatic certificates from the ACME directory `acmeCa` (Let's Encrypt's when unset).
+   */
+  readonly tls: { readonly cert: string | undefined; readonly key: string | undefined; readonly acmeCa: string | undefined; readonly acmeEmail: string | undefined };
+  /** What the proxy adds to every answer: security headers, compression, JSON access logs. */
+  readonly http: { readonly headers: readonly Header[]; readonly compression: readonly Compression[]; readonly accessLog: 'json' | 'off' };
   readonly nginxConfDir: string;
   readonly nginxCmd: string;
   readonly health: { readonly path: string; readonly timeoutSeconds: number };
@@ -129,7 +142,7 @@ export const KEYS = {
   DEPLOY_PATH: { schema: nonEmpty, expected: 'an absolute path other than /', hint: 'e.g. DEPLOY_PATH=/srv/hello' },
   DEPLOY_RUNTIME: { schema: z.enum(['process', 'docker']), expected: '`process` or `docker`', default: 'process' },
   DEPLOY_SUPERVISOR: { schema: z.enum(['pidfile', 'systemd']), expected: '`pidfile` or `systemd`', default: 'pidfile' },
-  DEPLOY_PROXY: { schema: z.enum(['caddy', 'nginx', 'none']), expected: '`caddy`, `nginx` or `none`', default: 'none' },
+  DEPLOY_PROXY: { schema: z.enum(['caddy', 'nginx', 'haproxy', 'none']), expected: '`caddy`, `nginx`, `haproxy` or `none`', default: 'none' },
   DEPLOY_PORTS: {
     schema: ports,
     expected: 'one port (proxy none) or two different ports, each 1-65535',
@@ -139,6 +152,25 @@ export const KEYS = {
   DEPLOY_CADDY_ADMIN: { schema: str.regex(/^[A-Za-z0-9.-]+:\d{1,5}$/), expected: 'host:port of the Caddy admin API', default: '127.0.0.1:2019' },
   DEPLOY_NGINX_CONF_DIR: { schema: str.regex(/^\//), expected: 'an absolute folder', default: '/etc/nginx/conf.d' },
   DEPLOY_NGINX_CMD: { schema: nonEmpty, expected: 'the nginx command', default: 'nginx' },
+  DEPLOY_HAPROXY_SOCKET: { schema: str.regex(/^\/[^\u0000-\u001f]*$/), expected: "an absolute path: HAProxy's runtime API socket (level admin)", default: '/run/haproxy/admin.sock' },
+  DEPLOY_HAPROXY_CONF_DIR: { schema: str.regex(/^\/[^\u0000-\u001f]*$/), expected: 'an absolute folder HAProxy loads (-f)', default: '/etc/haproxy/conf.d' },
+  DEPLOY_HAPROXY_CMD: { schema: nonEmpty, expected: 'the haproxy command (for -c)', default: 'haproxy' },
+  DEPLOY_HAPROXY_RELOAD: { schema: nonEmpty, expected: 'the command that reloads HAProxy', default: 'systemctl reload haproxy' },
+  DEPLOY_TLS_CERT: { schema: str.regex(/^\/[^\u0000-\u001f]*$/), expected: 'an absolute path on the host: the certificate chain (PEM)' },
+  DEPLOY_TLS_KEY: { schema: str.regex(/^\/[^\u0000-\u001f]*$/), expected: 'an absolute path on the host: the private key (PEM)' },
+  DEPLOY_ACME_CA: { schema: z.url({ protocol: /^https$/ }), expected: "an https URL of an ACME directory (Caddy's automatic certificates)", hint: "e.g. https://acme-staging-v02.api.letsencrypt.org/directory" },
+  DEPLOY_ACME_EMAIL: { schema: z.email(), expected: 'an email address for the ACME account' },
+  DEPLOY_HEADERS: {
+    schema: list.pipe(z.array(z.enum(['hsts', 'nosniff', 'frame', 'referrer', 'none']))).refine((l) => !l.includes('none') || l.length === 1),
+    expected: 'comma-separated hsts, nosniff, frame, referrer, or none',
+    default: 'hsts,nosniff,frame,referrer',
+  },
+  DEPLOY_COMPRESSION: {
+    schema: list.pipe(z.array(z.enum(['zstd', 'gzip', 'none']))).refine((l) => !l.includes('none') || l.length === 1),
+    expected: 'comma-separated zstd, gzip, or none',
+    default: 'zstd,gzip',
+  },
+  DEPLOY_ACCESS_LOG: { schema: z.enum(['json', 'off']), expected: '`json` or `off`', default: 'json' },
   DEPLOY_HEALTH_PATH: { schema: str.regex(/^\/[^\s]*$/), expected: 'a URL path starting with /', default: '/api/health' },
   DEPLOY_HEALTH_TIMEOUT: { schema: int(1, 3600), expected: 'seconds, 1-3600', default: '60' },
   DEPLOY_KEEP_RELEASES: { schema: int(1, 1000), expected: 'a whole number of at least 1', hint: 'the live release counts', default: '3' },
@@ -393,6 +425,20 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
   if (ports && proxy !== 'none' && ports.length !== 2) bad('DEPLOY_PORTS', `two ports (blue,green) with DEPLOY_PROXY=${proxy}`);
   missing('DEPLOY_PORTS');
   if (proxy !== 'none' && source.values.DEPLOY_PUBLIC_URL === undefined) bad('DEPLOY_PUBLIC_URL', `the URL the ${proxy} proxy serves`, 'e.g. http://127.0.0.1:8080');
+  const https = values.DEPLOY_PUBLIC_URL?.startsWith('https:') ?? false;
+  if (https && proxy === 'none') bad('DEPLOY_PUBLIC_URL', 'an http:// URL with DEPLOY_PROXY=none (TLS is the proxy\'s work)', 'set DEPLOY_PROXY, or use http://');
+  const urlHost = values.DEPLOY_PUBLIC_URL === undefined ? '' : new URL(values.DEPLOY_PUBLIC_URL).hostname;
+  const ipHost = /^\[.*\]$/.test(urlHost) || /^\d{1,3}(\.\d{1,3}){3}$/.test(urlHost);
+  const givenCert = values.DEPLOY_TLS_CERT !== undefined;
+  if (https && proxy === 'caddy' && !givenCert && ipHost) {
+    bad('DEPLOY_PUBLIC_URL', 'a domain name for an ACME certificate (an IP address gets none)', 'use the domain, or give DEPLOY_TLS_CERT and DEPLOY_TLS_KEY');
+  }
+  if (https && (proxy === 'nginx' || proxy === 'haproxy') && !givenCert) {
+    bad('DEPLOY_TLS_CERT', `the certificate for ${urlHost} with DEPLOY_PROXY=${proxy} and an https URL`, 'e.g. DEPLOY_TLS_CERT=/etc/letsencrypt/live/example.com/fullchain.pem, with DEPLOY_TLS_KEY (docs/proxies.md#tls)');
+  }
+  if ((values.DEPLOY_TLS_CERT === undefined) !== (values.DEPLOY_TLS_KEY === undefined)) {
+    bad(values.DEPLOY_TLS_CERT === undefined ? 'DEPLOY_TLS_CERT' : 'DEPLOY_TLS_KEY', 'set with DEPLOY_TLS_CERT and DEPLOY_TLS_KEY both, or neither');
+  }
 
   // The pidfile supervisor starts a plain process: nothing would hold it to a limit.
   for (const key of ['DEPLOY_MEMORY_LIMIT', 'DEPLOY_CPU_LIMIT'] as const) {
@@ -432,6 +478,13 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     ports,
     publicUrl: values.DEPLOY_PUBLIC_URL,
     caddyAdmin: values.DEPLOY_CADDY_ADMIN,
+    haproxy: { socket: values.DEPLOY_HAPROXY_SOCKET, confDir: values.DEPLOY_HAPROXY_CONF_DIR, cmd: values.DEPLOY_HAPROXY_CMD, reload: values.DEPLOY_HAPROXY_RELOAD },
+    tls: { cert: values.DEPLOY_TLS_CERT, key: values.DEPLOY_TLS_KEY, acmeCa: values.DEPLOY_ACME_CA, acmeEmail: values.DEPLOY_ACME_EMAIL },
+    http: {
+      headers: values.DEPLOY_HEADERS.filter((h): h is Header => h !== 'none'),
+      compression: values.DEPLOY_COMPRESSION.filter((c): c is Compression => c !== 'none'),
+      accessLog: values.DEPLOY_ACCESS_LOG,
+    },
     nginxConfDir: values.DEPLOY_NGINX_CONF_DIR,
     nginxCmd: values.DEPLOY_NGINX_CMD,
     health: { path: values.DEPLOY_HEALTH_PATH, timeoutSeconds: values.DEPLOY_HEALTH_TIMEOUT },

@@ -5,6 +5,7 @@
  * after the first deploy.
  */
 import type { Config } from '../config/config.ts';
+import { EXIT, SkiffError } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
 import { realClock, type Clock } from '../core/clock.ts';
 import { caddy } from './caddy.ts';
@@ -25,5 +26,7 @@ export interface Proxy {
 }
 
 /** Picks the driver of DEPLOY_PROXY. */
-export const proxyFor = (cfg: Config, clock: Clock = realClock): Proxy | undefined =>
-  cfg.proxy === 'caddy' ? caddy(cfg) : cfg.proxy === 'nginx' ? nginxProxy(cfg, clock) : undefined;
+export const proxyFor = (cfg: Config, clock: Clock = realClock): Proxy | undefined => {
+  if (cfg.proxy === 'haproxy') throw new SkiffError('DEPLOY_PROXY=haproxy is not in this version yet: use caddy or nginx', EXIT.usage);
+  return cfg.proxy === 'caddy' ? caddy(cfg) : cfg.proxy === 'nginx' ? nginxProxy(cfg, clock) : undefined;
+};
