@@ -26,7 +26,13 @@ await runMain(spec, async ({ args: [env], flags }) => {
   let ready = true;
   try {
     for (const [i, c] of run.sessions.entries()) {
-      const facts = parseFacts((await c.host.exec(hostFacts({ path: cfg.path, tools: toolsFor(cfg), nginxDir: cfg.nginxConfDir, nginxCmd: cfg.nginxCmd }))).stdout);
+      const facts = parseFacts((await c.host.exec(hostFacts({
+          path: cfg.path,
+          tools: toolsFor(cfg),
+          nginxDir: cfg.nginxConfDir,
+          nginxCmd: cfg.nginxCmd,
+          tlsFiles: cfg.tls.cert !== undefined && cfg.tls.key !== undefined ? [cfg.tls.cert, cfg.tls.key] : undefined,
+        }))).stdout);
       const target = cfg.hosts[i];
       const steps = [...planSetup(cfg, facts, { install: flags.install ?? false }), ...(target ? await exposedPorts(cfg, target) : [])];
       const result = await applySetup(c.host, steps, dryRun);

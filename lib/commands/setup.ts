@@ -31,10 +31,13 @@ export const hostFacts = (a: {
   readonly tools: readonly string[];
   readonly nginxDir: string;
   readonly nginxCmd: string;
+  /** DEPLOY_TLS_CERT and DEPLOY_TLS_KEY, when given: `tls_cert`, `tls_key` are yes when the file is there. */
+  readonly tlsFiles?: readonly [string, string] | undefined;
 }): Cmd =>
   script(
     [
-      'path=$1 ndir=$2 ncmd=$3 dropin_text=$4 sysctl_text=$5; shift 5',
+      'path=$1 ndir=$2 ncmd=$3 dropin_text=$4 sysctl_text=$5 cert=$6 key=$7; shift 7',
+      'if [ -n "$cert" ]; then [ -e "$cert" ] && echo tls_cert=yes || echo tls_cert=no; [ -e "$key" ] && echo tls_key=yes || echo tls_key=no; fi',
       'echo "uid=$(id -u)"; echo "user=$(id -un)"; echo "home=$HOME"',
       'if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then sd=yes; else sd=no; fi; echo "systemd=$sd"',
       'if [ "$(id -u)" = 0 ] || sudo -n true >/dev/null 2>&1; then echo sudo=yes; else echo sudo=no; fi',
@@ -55,6 +58,8 @@ export const hostFacts = (a: {
     a.nginxCmd,
     CADDY_DROPIN_TEXT,
     SYSCTL_TEXT,
+    a.tlsFiles?.[0] ?? '',
+    a.tlsFiles?.[1] ?? '',
     ...a.tools,
   );
 

@@ -40,6 +40,7 @@ const PACKAGE_OF: Readonly<Record<string, string>> = {
   docker: 'docker.io',
   caddy: 'caddy',
   nginx: 'nginx',
+  haproxy: 'haproxy',
   systemctl: 'systemd',
   sqlite3: 'sqlite3',
   pg_dump: 'postgresql-client',
@@ -49,7 +50,7 @@ const PACKAGE_OF: Readonly<Record<string, string>> = {
 export const toolsFor = (cfg: Config): string[] => [
   ...['sh', 'tar', 'setsid', 'flock', 'grep', 'awk', 'curl', 'sha256sum'],
   ...(cfg.runtime === 'docker' ? ['docker'] : []),
-  ...(cfg.proxy === 'caddy' ? ['caddy'] : cfg.proxy === 'nginx' ? ['nginx'] : []),
+  ...(cfg.proxy === 'none' ? [] : [cfg.proxy]),
   ...(cfg.runtime === 'process' && cfg.supervisor === 'systemd' ? ['systemctl'] : []),
   ...(cfg.backup.sqlite.length > 0 ? ['sqlite3'] : []),
   ...(cfg.backup.postgresUrl ? ['pg_dump'] : []),
@@ -143,6 +144,13 @@ export const planSetup = (cfg: Config, facts: Facts, opts: SetupOptions): Step[]
     if (facts.nginx_includes === 'no') {
       steps.push({ kind: 'warn', text: `nginx: its config does not include ${cfg.nginxConfDir}: add \`include ${cfg.nginxConfDir}/*.conf;\` inside http { }` });
     } else if (facts.nginx_dir === 'yes') steps.push({ kind: 'ok', text: `nginx: includes ${cfg.nginxConfDir}` });
+  }
+
+  // Certificates given as files must be there before the proxy is told to load them.
+  if (cfg.tls.cert !== undefined && cfg.tls.key !== undefined) {
+    const missingFiles = [cfg.tls.cert, cfg.tls.key].filter((_, i) => facts[i === 0 ? 'tls_cert' : 'tls_key'] !== 'yes');
+    if (missingFiles.length === 0) steps.push({ kind: 'ok', text: `tls: ${cfg.tls.cert} and ${cfg.tls.key} are there` });
+    else steps.push({ kind: 'fail', text: `tls: ${missingFiles.join(' and ')} missing on the host: obtain the certificate first (docs/proxies.md#tls)` });
   }
 
   // Connections queued on a reloading proxy's old listener move to the new one.

@@ -89,6 +89,15 @@ describe('planSetup', () => {
   });
 });
 
+describe('planSetup: TLS files', () => {
+  const tls = testConfig({ DEPLOY_PROXY: 'nginx', DEPLOY_PUBLIC_URL: 'https://example.com', DEPLOY_TLS_CERT: '/etc/ssl/a.pem', DEPLOY_TLS_KEY: '/etc/ssl/a.key' });
+  it('checks that the certificate and key files are on the host', () => {
+    expect(kinds({ ...READY, tls_cert: 'yes', tls_key: 'yes' }, tls)).toContain('ok: tls: /etc/ssl/a.pem and /etc/ssl/a.key are there');
+    expect(kinds({ ...READY, tls_cert: 'yes', tls_key: 'no' }, tls)).toContain('fail: tls: /etc/ssl/a.key missing on the host: obtain the certificate first (docs/proxies.md#tls)');
+    expect(toolsFor(testConfig({ DEPLOY_PROXY: 'haproxy' }))).toContain('haproxy');
+  });
+});
+
 describe('setup commands', () => {
   it('reads the facts of a host in one command with every value quoted', () => {
     const text = render(hostFacts({ path: "/srv/it's here", tools: ['sh', 'caddy'], nginxDir: '/etc/nginx/conf.d', nginxCmd: 'nginx' }));
