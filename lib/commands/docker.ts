@@ -69,15 +69,15 @@ export const dockerCheck = (): Cmd =>
 
 /**
  * Whether the Docker service starts at boot, where systemd is the init: prints what
- * `systemctl is-enabled docker` says (enabled, disabled, masked, ...), or `no-systemd`. Containers
+ * `systemctl is-enabled docker.service` says (enabled, disabled, masked, ...), or `no-systemd`. Containers
  * with `--restart unless-stopped` come back after a reboot only when the daemon does.
  */
 export const dockerAtBoot = (): Cmd =>
   script(
     [
       'if [ ! -d /run/systemd/system ] || ! command -v systemctl >/dev/null 2>&1; then echo no-systemd; exit 0; fi',
-      'a=$(systemctl is-enabled docker.service 2>/dev/null); b=$(systemctl is-enabled docker.socket 2>/dev/null)',
-      'case "$a $b" in *enabled*) echo enabled ;; *) echo "${a:-not-found}" ;; esac',
+      // docker.socket alone starts the daemon only when a client connects: the containers wait for that.
+      'a=$(systemctl is-enabled docker.service 2>/dev/null); echo "${a:-not-found}"',
     ].join('\n'),
   );
 

@@ -77,7 +77,8 @@ export const asRoot = (inner: Cmd): Cmd =>
 /** Installs Debian packages (as root). */
 export const aptInstall = (packages: readonly string[]): Cmd =>
   script(
-    'export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@" >/dev/null',
+    // dpkg's lock is often held by unattended-upgrades on a fresh server: wait for it rather than fail.
+    'export DEBIAN_FRONTEND=noninteractive; apt-get -o DPkg::Lock::Timeout=300 update -qq && apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$@" >/dev/null',
     ...packages,
   );
 
@@ -90,7 +91,15 @@ export const tightenDeployPath = (path: string): Cmd => script('chmod go-w "$1"'
 
 /** Lets a user's systemd manager run without a login, and start at boot (as root). */
 export const enableLinger = (user: string): Cmd =>
-  script('loginctl enable-linger "$1" && i=0; while [ ! -S "/run/user/$(id -u "$1")/systemd/private" ] && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done', user);
+  script(
+    [
+      'loginctl enable-linger "$1" || exit 1',
+      'sock="/run/user/$(id -u "$1")/systemd/private"; i=0',
+      'while [ ! -S "$sock" ] && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done',
+      '[ -S "$sock" ] || { echo "lingering is on, but the systemd manager of $1 did not start within 10 s" >&2; exit 1; }',
+    ].join('\n'),
+    user,
+  );
 
 /** Starts the Docker service at boot (as root). */
 export const enableDocker = (): Cmd => script('systemctl enable --quiet docker.service');

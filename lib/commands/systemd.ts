@@ -146,7 +146,7 @@ export const systemdCheck = (): Cmd =>
 
 /**
  * For each unit name, where systemd loads it from when the file there is not one skiff wrote
- * (`NAME PATH`, one a line); nothing when every name is free or skiff's.
+ * (`NAME PATH`, one a line), or `NAME masked`; nothing when every name is free or skiff's.
  */
 export const foreignUnits = (names: readonly string[]): Cmd =>
   script(
@@ -154,6 +154,8 @@ export const foreignUnits = (names: readonly string[]): Cmd =>
       PRELUDE,
       'mark=$1; shift',
       'for u in "$@"; do',
+      // A masked unit (a link to /dev/null) is the administrator's word that it must not run.
+      '  if [ "$($sc show -p LoadState --value "$u" 2>/dev/null)" = masked ] || [ -L "$dir/$u" ]; then echo "$u masked"; continue; fi',
       '  f=$($sc show -p FragmentPath --value "$u" 2>/dev/null)',
       '  [ -n "$f" ] && [ -f "$f" ] || continue',
       '  head -n 1 "$f" | grep -qF "$mark" || echo "$u $f"',
@@ -172,6 +174,7 @@ export const startUnit = (unit: string): Cmd =>
     [
       PRELUDE,
       'mkdir -p "$dir" || exit 1',
+      'if [ "$($sc show -p LoadState --value "$1" 2>/dev/null)" = masked ] || [ -L "$dir/$1" ]; then echo "refused: $1 is masked (systemctl unmask $1 lets skiff use it)" >&2; exit 3; fi',
       'f=$($sc show -p FragmentPath --value "$1" 2>/dev/null)',
       'if [ -n "$f" ] && [ -f "$f" ] && ! head -n 1 "$f" | grep -qF "$2"; then echo "refused: $f is not a unit skiff wrote" >&2; exit 3; fi',
       'cat >"$dir/$1.tmp" && mv -f "$dir/$1.tmp" "$dir/$1" || exit 1',
@@ -231,9 +234,29 @@ export const stopUnit = (unit: string, graceSeconds: number): Cmd =>
     String(graceSeconds),
   );
 
+/**
+ * The units skiff wrote for an app and env (`skiff-<app>-<env>-*.service` in the unit folder), one
+ * a line: `NAME ACTIVE ENABLED`.
+ */
+export const envUnits = (prefix: string): Cmd =>
+  script(
+    [
+      PRELUDE,
+      'for f in "$dir/$1"*.service; do',
+      '  [ -f "$f" ] || continue',
+      '  u=${f##*/}; head -n 1 "$f" | grep -qF "$2" || continue',
+      '  a=$($sc is-active "$u" 2>/dev/null); e=$($sc is-enabled "$u" 2>/dev/null)',
+      '  echo "$u ${a:-unknown} ${e:-unknown}"',
+      'done',
+      'exit 0',
+    ].join('\n'),
+    prefix,
+    UNIT_MARK,
+  );
+
 /** Removes the unit files of slots that no longer exist (the config names other ports or slots). */
 export const removeUnit = (unit: string): Cmd =>
-  script([PRELUDE, '$sc disable --quiet "$1" 2>/dev/null', 'rm -f "$dir/$1"', '$sc daemon-reload'].join('\n'), unit);
+  script([PRELUDE, '$sc disable --quiet "$1" 2>/dev/null', '$sc stop "$1" 2>/dev/null', 'rm -f "$dir/$1"', '$sc daemon-reload', '$sc reset-failed "$1" 2>/dev/null; exit 0'].join('\n'), unit);
 
 /** The last `lines` of a unit's journal, then new ones with `follow`. */
 export const unitLog = (unit: string, lines: number, follow: boolean): Cmd =>

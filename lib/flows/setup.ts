@@ -25,7 +25,7 @@ import {
   writeRootFile,
 } from '../commands/setup.ts';
 import { firstLine } from '../core/errors.ts';
-import type { Host } from '../host/host.ts';
+import { DEADLINE, type Host } from '../host/host.ts';
 
 /** Each command a host needs, and the Debian package that has it. */
 const PACKAGE_OF: Readonly<Record<string, string>> = {
@@ -77,6 +77,8 @@ export interface Step {
   readonly run?: readonly { readonly cmd: Cmd; readonly stdin?: string }[];
   /** A change that needs root, where the SSH user is not root and has no password-less sudo. */
   readonly needsRoot?: boolean;
+  /** A change that may take minutes (a package install). */
+  readonly long?: boolean;
 }
 
 export interface SetupOptions {
@@ -90,14 +92,16 @@ export const planSetup = (cfg: Config, facts: Facts, opts: SetupOptions): Step[]
   const canRoot = facts.sudo === 'yes';
   const user = facts.user ?? '?';
   const rootly = (text: string, ...cmds: { cmd: Cmd; stdin?: string }[]): Step =>
-    canRoot ? { kind: 'change', text, run: cmds.map((c) => ({ ...c, cmd: asRoot(c.cmd) })) } : { kind: 'fail', text: `${text}: needs root (run setup as root, or give ${user} password-less sudo)`, needsRoot: true };
+    canRoot
+      ? { kind: 'change', text, run: cmds.map((c) => ({ ...c, cmd: asRoot(c.cmd) })) }
+      : { kind: 'fail', text: `${text}: needs root: give ${user} password-less sudo for setup, or have root do it on the host (docs/setup.md#without-root)`, needsRoot: true };
 
   // Tools: installed only when asked.
   const missing = (facts.missing ?? '').split(',').filter(Boolean);
   const packages = [...new Set(missing.map((c) => PACKAGE_OF[c] ?? c))];
   if (missing.length === 0) steps.push({ kind: 'ok', text: `tools: ${toolsFor(cfg).join(', ')} are there` });
   else if (!opts.install) steps.push({ kind: 'fail', text: `tools: ${missing.join(', ')} missing: run setup with --install to install ${packages.join(' ')} (Debian packages)` });
-  else steps.push(rootly(`tools: install ${packages.join(' ')} (for ${missing.join(', ')})`, { cmd: aptInstall(packages) }));
+  else steps.push({ ...rootly(`tools: install ${packages.join(' ')} (for ${missing.join(', ')})`, { cmd: aptInstall(packages) }), long: true });
 
   // DEPLOY_PATH, owned by the SSH user.
   const [owner, mode = ''] = (facts.path ?? 'absent').split(' ');
@@ -211,9 +215,15 @@ export const applySetup = async (host: Host, steps: readonly Step[], dryRun: boo
       if (step.kind === 'fail') ready = false;
       continue;
     }
+    if (!ready) {
+      // After a failed change nothing else is made: fix it, then run setup again.
+      lines.push(`  ${WOULD.change}  ${step.text} (not made: a change above failed)`);
+      continue;
+    }
     try {
       for (const r of step.run ?? []) {
-        const result = await host.exec(r.cmd, { check: false, ...(r.stdin !== undefined ? { stdin: r.stdin } : {}) });
+        // An install may download for minutes and wait for dpkg's lock: it gets the long deadline.
+        const result = await host.exec(r.cmd, { check: false, timeoutMs: step.long ? DEADLINE.transfer : DEADLINE.command, ...(r.stdin !== undefined ? { stdin: r.stdin } : {}) });
         if (result.code !== 0) throw new Error(result.stderr.trim().split('\n').at(-1) || `exit ${result.code}`);
       }
       changed += 1;

@@ -1,9 +1,9 @@
 /** What runs where: gathered from a host, formatted as text or JSON. Also start, stop and logs of the live slot. */
 import { probeUrl } from '../commands/proxy.ts';
-import { isOkStatus, probeHealth } from '../commands/supervisor.ts';
+import { isOkStatus, portStatus, probeHealth } from '../commands/supervisor.ts';
 import { bootedAt } from '../commands/systemd.ts';
 import { exists } from '../commands/release.ts';
-import { firstLine, NotDeployedError } from '../core/errors.ts';
+import { firstLine, NotDeployedError, SkiffError } from '../core/errors.ts';
 import type { Session } from './session.ts';
 import { gateSlot } from './deploy.ts';
 import { askUntilOk, publicHealthUrl } from './health.ts';
@@ -47,7 +47,9 @@ export const gatherStatus = async (ctx: Session, url: string): Promise<StatusRep
       : undefined;
   const booted = Number((await host.exec(bootedAt(), { check: false })).stdout.trim());
   const bootedIso = Number.isFinite(booted) && booted > 0 ? new Date(booted * 1000).toISOString() : undefined;
-  const downSinceReboot = Boolean(release && proc.state !== 'running' && bootedIso && Date.parse(release.startedAt) < booted * 1000);
+  // Only the pidfile supervisor leaves an app down after a boot; a systemd unit that is down was stopped or is crash-looping.
+  const pidfile = cfg.runtime === 'process' && cfg.supervisor === 'pidfile';
+  const downSinceReboot = Boolean(pidfile && release && proc.state !== 'running' && bootedIso && Date.parse(release.startedAt) < booted * 1000);
   const holder = await host.get(l.holder);
   const proxy = ctx.proxy
     ? await ctx.proxy.current(host).then(
@@ -192,6 +194,9 @@ const startLiveSlot = async (ctx: Session): Promise<string> => {
     throw new NotDeployedError(cfg.env, host.name);
   }
   if (now.state === 'crashed') await ctx.runtime.halt(host, l, slot, 0); // a container in a restart loop
+  if ((await host.exec(portStatus(release.port))).stdout.trim() === 'in-use') {
+    throw new SkiffError(`${host.name}: port ${release.port} of the live slot is in use by another program: stop it, then run start again`);
+  }
   const started = await ctx.runtime.launch(host, l, { slot, release: release.release, port: release.port, start: release.start, version: release.version });
   await gateSlot(ctx, slot, release.port);
   await audit(host, l, ctx.now().toISOString(), ctx.who, `start ${release.release} (${started})`);

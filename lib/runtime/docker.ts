@@ -41,7 +41,7 @@ export const dockerRuntime = (cfg: Config): Runtime => {
     preflight: async (host, log) => {
       dockers.set(host, await checkHostDocker(host));
       const atBoot = (await host.exec(dockerAtBoot(), { check: false })).stdout.trim();
-      if (atBoot !== 'enabled' && atBoot !== 'no-systemd' && atBoot !== '') {
+      if (atBoot !== 'enabled' && atBoot !== 'no-systemd' && atBoot !== 'not-found' && atBoot !== '') {
         log(
           `${host.name}: the Docker service is ${atBoot} at boot, so the containers will not come back after a reboot: ` +
             `run \`npx tsx scripts/setup.ts ${cfg.env}\` (or on the host: systemctl enable docker)`,

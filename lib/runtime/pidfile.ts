@@ -7,6 +7,8 @@ import { script } from '../core/cmd.ts';
 import { DEADLINE } from '../host/host.ts';
 import { tail } from '../commands/release.ts';
 import { slotStatus, startSlot, stopSlot } from '../commands/supervisor.ts';
+import { envUnits, unitName } from '../commands/systemd.ts';
+import { EXIT, SkiffError } from '../core/errors.ts';
 import type { Config } from '../config/config.ts';
 import type { SlotRun, Supervisor } from './runtime.ts';
 
@@ -19,7 +21,22 @@ export const parseSlotStatus = (line: string): SlotRun => {
 };
 
 export const pidfileSupervisor = (cfg: Config): Supervisor => ({
-  preflight: async () => {},
+  // A slot that the systemd supervisor runs would be restarted by systemd behind the pidfile supervisor's back.
+  preflight: async (host) => {
+    const prefix = unitName(cfg.app.name, cfg.env, '').replace(/\.service$/, '');
+    const running = (await host.exec(envUnits(prefix))).stdout
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => line.split(' '))
+      .find(([, active, enabled]) => active === 'active' || enabled === 'enabled');
+    if (running) {
+      throw new SkiffError(
+        `${host.name}: ${running[0] ?? ''} (DEPLOY_SUPERVISOR=systemd) still serves this env: run \`npx tsx scripts/stop.ts ${cfg.env}\` with DEPLOY_SUPERVISOR=systemd first, then deploy with pidfile`,
+        EXIT.usage,
+      );
+    }
+  },
   find: async (host, l, slot) => parseSlotStatus((await host.exec(slotStatus(l, slot))).stdout),
   launch: async (host, l, s) => {
     const out = await host.exec(

@@ -6,7 +6,7 @@
  */
 import type { Config } from '../config/config.ts';
 import { slotMarker, slotStatus, stopSlot } from '../commands/supervisor.ts';
-import { foreignUnits, startUnit, stopUnit, systemdCheck, unitFile, unitLog, unitName, unitStatus } from '../commands/systemd.ts';
+import { envUnits, foreignUnits, removeUnit, startUnit, stopUnit, systemdCheck, unitFile, unitLog, unitName, unitStatus } from '../commands/systemd.ts';
 import { EXIT, SkiffError } from '../core/errors.ts';
 import type { Layout } from '../core/paths.ts';
 import { DEADLINE, type Host } from '../host/host.ts';
@@ -43,6 +43,7 @@ export const systemdProblem = (hostName: string, env: string, answer: string): s
 
 export const systemdSupervisor = (cfg: Config): Supervisor => {
   const unit = (slot: string) => unitName(cfg.app.name, cfg.env, slot);
+  const unitPrefix = unit('').replace(/\.service$/, '');
   const slots = cfg.ports.length > 1 ? ['blue', 'green'] : ['blue'];
   const pidfileFind = async (host: Host, l: Layout, slot: string) => parseSlotStatus((await host.exec(slotStatus(l, slot))).stdout);
 
@@ -52,11 +53,25 @@ export const systemdSupervisor = (cfg: Config): Supervisor => {
       if (problem) throw new SkiffError(problem, EXIT.usage);
       const foreign = (await host.exec(foreignUnits(slots.map(unit)))).stdout.trim().split('\n').filter(Boolean);
       if (foreign.length > 0) {
-        const [name, file] = (foreign[0] ?? '').split(' ');
+        const [name = '', file] = (foreign[0] ?? '').split(' ');
+        if (file === 'masked') throw new SkiffError(`${host.name}: the unit ${name} is masked, so skiff will not start it: \`systemctl unmask ${name}\` if it may run`, EXIT.usage);
         throw new SkiffError(
           `${host.name}: a unit ${name} exists that skiff did not write (${file}): remove or rename it, or choose another APP_NAME`,
           EXIT.usage,
         );
+      }
+      // A slot of an earlier setting (two slots before DEPLOY_PROXY=none): gone when idle, refused while it serves.
+      for (const line of (await host.exec(envUnits(unitPrefix))).stdout.trim().split('\n').filter(Boolean)) {
+        const [name = '', active, enabled] = line.split(' ');
+        if (slots.some((slot) => unit(slot) === name)) continue;
+        if (active === 'active' || enabled === 'enabled') {
+          throw new SkiffError(
+            `${host.name}: ${name} is a slot of an earlier setting and still ${active === 'active' ? 'runs' : 'starts at boot'}: ` +
+              `stop it first (systemctl${cfg.hosts.some((h) => h.kind === 'ssh' && h.user !== 'root') ? ' --user' : ''} disable --now ${name}), then deploy`,
+            EXIT.usage,
+          );
+        }
+        await host.exec(removeUnit(name));
       }
     },
     async find(host, l, slot) {

@@ -217,6 +217,35 @@ describe.skipIf(skip)('the systemd supervisor on a systemd host', () => {
     expect((await host.exec(`head -n 1 /etc/systemd/system/${unit('blue', 'u2')}`)).stdout.trim()).toBe('[Service]');
   });
 
+  it('refuses a masked unit, and a slot of an earlier setting that still runs (exit 2, nothing changed)', async () => {
+    await host.exec(`systemctl mask ${unit('blue', 'm')}`);
+    env('m', { DEPLOY_PATH: '/srv/hello-m', DEPLOY_PORTS: '3051,3052', DEPLOY_PUBLIC_URL: 'http://127.0.0.1:8085' });
+    const masked = await s.run('deploy-vps', ['m']);
+    expect(masked.code).toBe(2);
+    expect(masked.stderr).toContain(`the unit ${unit('blue', 'm')} is masked, so skiff will not start it: \`systemctl unmask ${unit('blue', 'm')}\` if it may run`);
+    expect((await host.exec(`readlink /etc/systemd/system/${unit('blue', 'm')}`)).stdout.trim()).toBe('/dev/null');
+    await host.exec(`systemctl unmask ${unit('blue', 'm')}`);
+
+    // Two deploys: green serves. Then one slot (proxy none): green would run on beside it.
+    expect((await s.run('deploy-vps', ['m'])).code).toBe(0);
+    expect((await s.run('deploy-vps', ['m'])).code).toBe(0);
+    expect(await sc(`is-active ${unit('green', 'm')}`)).toBe('active');
+    env('m', { DEPLOY_PATH: '/srv/hello-m', DEPLOY_PROXY: 'none', DEPLOY_PORTS: '3053' });
+    const stale = await s.run('deploy-vps', ['m']);
+    expect(stale.code).toBe(2);
+    expect(stale.stderr).toContain(`${unit('green', 'm')} is a slot of an earlier setting and still runs: stop it first (systemctl disable --now ${unit('green', 'm')}), then deploy`);
+    expect(await sc(`is-active ${unit('green', 'm')}`)).toBe('active');
+    await host.exec(`systemctl disable --now ${unit('green', 'm')}`);
+    const r = await s.run('deploy-vps', ['m']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await host.exec(`test -e /etc/systemd/system/${unit('green', 'm')}; echo $?`)).stdout.trim()).toBe('1');
+    // Back to pidfile while a unit serves: refused, with the command that stops it.
+    env('m', { DEPLOY_PATH: '/srv/hello-m', DEPLOY_PROXY: 'none', DEPLOY_PORTS: '3053', DEPLOY_SUPERVISOR: 'pidfile' });
+    const back = await s.run('deploy-vps', ['m']);
+    expect(back.code).toBe(2);
+    expect(back.stderr).toContain(`${unit('blue', 'm')} (DEPLOY_SUPERVISOR=systemd) still serves this env`);
+  });
+
   it('runs a DEPLOY_PATH and a start command with spaces, quotes, $ and % exactly as written, within its limits', async () => {
     // Every character systemd or sh would read (a backslash too: Node itself cannot load ESM from such a folder).
     const path = "/srv/odd dir $HOME %n 'q' \"d\"";
@@ -253,7 +282,7 @@ describe.skipIf(skip)('the systemd supervisor on a systemd host', () => {
 
     const noRoot = await s.run('setup', ['d']);
     expect(noRoot.code).toBe(1);
-    expect(noRoot.stdout).toContain('needs root (run setup as root, or give deploy password-less sudo)');
+    expect(noRoot.stdout).toContain('needs root: give deploy password-less sudo for setup, or have root do it on the host (docs/setup.md#without-root)');
     expect(noRoot.stdout).toContain('not ready; nothing was changed');
     expect((await host.exec('test -e /home/deploy/hello; echo $?')).stdout.trim()).toBe('1');
 

@@ -211,7 +211,9 @@ pid=\$(docker inspect -f '{{.State.Pid}}' '$name') && [ "\$pid" != 0 ] || exit 1
 exec nsenter -t "\$pid" -n socat STDIO TCP:127.0.0.1:22
 EOF
   chmod 755 "$dir/connect"
-  setsid socat "TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr" "EXEC:$dir/connect" </dev/null >"$dir/socat.log" 2>&1 &
+  # Only its own descriptors: an inherited one (a caller's flock, the build lock) would be held until `down`.
+  (for fd in /proc/self/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null
+   exec setsid socat "TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr" "EXEC:$dir/connect" </dev/null >"$dir/socat.log" 2>&1) &
   echo $! >"$dir/socat.pid"
 
   local ssh=(ssh -F /dev/null -i "$dir/id_ed25519" -o IdentitiesOnly=yes -o BatchMode=yes -o ConnectTimeout=5

@@ -3,7 +3,7 @@ import { render } from '../../lib/core/cmd.ts';
 import { asRoot, hostFacts } from '../../lib/commands/setup.ts';
 import { applySetup, parseFacts, planSetup, toolsFor, type Facts } from '../../lib/flows/setup.ts';
 import { testConfig } from '../support/flow-ctx.ts';
-import { RecordingHost } from '../support/recording-host.ts';
+import { anything, failed, RecordingHost, when } from '../support/recording-host.ts';
 
 /** A fresh Debian VPS as root: systemd, Caddy installed, nothing of skiff's. */
 const FRESH: Facts = {
@@ -50,7 +50,7 @@ describe('planSetup', () => {
     expect(kinds(facts)).toContain('fail: tools: caddy, setsid, flock missing: run setup with --install to install caddy util-linux (Debian packages)');
     const step = planSetup(systemd, facts, { install: true })[0];
     expect(step?.kind).toBe('change');
-    expect(render(step?.run?.[0]?.cmd ?? { kind: 'argv', args: [] })).toContain('apt-get install -y -qq --no-install-recommends');
+    expect(render(step?.run?.[0]?.cmd ?? { kind: 'argv', args: [] })).toContain('apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends');
   });
 
   it('refuses a DEPLOY_PATH of another user, and takes write rights from others', () => {
@@ -65,7 +65,7 @@ describe('planSetup', () => {
     const user = { ...READY, uid: '1001', user: 'deploy', caddy_dropin: 'same' };
     expect(kinds(user)).toContain('change: supervisor: enable lingering for deploy (loginctl enable-linger), so its units start at boot');
     expect(kinds({ ...user, sudo: 'no' })).toContain(
-      'fail: supervisor: enable lingering for deploy (loginctl enable-linger), so its units start at boot: needs root (run setup as root, or give deploy password-less sudo)',
+      'fail: supervisor: enable lingering for deploy (loginctl enable-linger), so its units start at boot: needs root: give deploy password-less sudo for setup, or have root do it on the host (docs/setup.md#without-root)',
     );
     expect(kinds({ ...user, linger: 'yes' })).toContain('ok: supervisor: deploy has lingering, so its user units run without a login and start at boot');
   });
@@ -95,6 +95,18 @@ describe('planSetup: TLS files', () => {
     expect(kinds({ ...READY, tls_cert: 'yes', tls_key: 'yes' }, tls)).toContain('ok: tls: /etc/ssl/a.pem and /etc/ssl/a.key are there');
     expect(kinds({ ...READY, tls_cert: 'yes', tls_key: 'no' }, tls)).toContain('fail: tls: /etc/ssl/a.key missing on the host: obtain the certificate first (docs/proxies.md#tls)');
     expect(toolsFor(testConfig({ DEPLOY_PROXY: 'haproxy' }))).toContain('haproxy');
+  });
+});
+
+describe('applySetup after a failed change', () => {
+  it('makes no further change once one failed, and says so', async () => {
+    const host = new RecordingHost([when('apt-get', failed(100, 'E: Unable to locate package sqlite3')), anything]);
+    const steps = planSetup(systemd, { ...FRESH, missing: 'sqlite3' }, { install: true });
+    const r = await applySetup(host, steps, false);
+    expect(r.ready).toBe(false);
+    expect(r.lines.find((l) => l.includes('tools'))).toContain('failed   tools: install sqlite3 (for sqlite3): E: Unable to locate package sqlite3');
+    expect(r.lines.find((l) => l.includes('DEPLOY_PATH'))).toContain('(not made: a change above failed)');
+    expect(host.commands.filter((c) => c.includes('mkdir -p'))).toEqual([]);
   });
 });
 
