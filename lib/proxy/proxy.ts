@@ -5,16 +5,16 @@
  * after the first deploy.
  */
 import type { Config } from '../config/config.ts';
-import { EXIT, SkiffError } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
 import { realClock, type Clock } from '../core/clock.ts';
 import { caddy } from './caddy.ts';
+import { haproxyProxy } from './haproxy.ts';
 import { nginxProxy } from './nginx.ts';
 
 export { publicHost, publicPort, routeId } from './route.ts';
 
 export interface Proxy {
-  readonly kind: 'caddy' | 'nginx';
+  readonly kind: 'caddy' | 'nginx' | 'haproxy';
   /** Fails (changing nothing) when the proxy cannot be driven: admin API down, nginx -t failing. */
   check(host: Host): Promise<void>;
   /** A warning to show when the proxy can be driven but a switch may fail requests on this host. */
@@ -27,6 +27,6 @@ export interface Proxy {
 
 /** Picks the driver of DEPLOY_PROXY. */
 export const proxyFor = (cfg: Config, clock: Clock = realClock): Proxy | undefined => {
-  if (cfg.proxy === 'haproxy') throw new SkiffError('DEPLOY_PROXY=haproxy is not in this version yet: use caddy or nginx', EXIT.usage);
+  if (cfg.proxy === 'haproxy') return haproxyProxy(cfg, clock);
   return cfg.proxy === 'caddy' ? caddy(cfg) : cfg.proxy === 'nginx' ? nginxProxy(cfg, clock) : undefined;
 };
