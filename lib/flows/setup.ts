@@ -41,6 +41,7 @@ const PACKAGE_OF: Readonly<Record<string, string>> = {
   caddy: 'caddy',
   nginx: 'nginx',
   haproxy: 'haproxy',
+  socat: 'socat',
   systemctl: 'systemd',
   sqlite3: 'sqlite3',
   pg_dump: 'postgresql-client',
@@ -51,6 +52,8 @@ export const toolsFor = (cfg: Config): string[] => [
   ...['sh', 'tar', 'setsid', 'flock', 'grep', 'awk', 'curl', 'sha256sum'],
   ...(cfg.runtime === 'docker' ? ['docker'] : []),
   ...(cfg.proxy === 'none' ? [] : [cfg.proxy]),
+  // skiff speaks to HAProxy's runtime API socket through socat.
+  ...(cfg.proxy === 'haproxy' ? ['socat'] : []),
   ...(cfg.runtime === 'process' && cfg.supervisor === 'systemd' ? ['systemctl'] : []),
   ...(cfg.backup.sqlite.length > 0 ? ['sqlite3'] : []),
   ...(cfg.backup.postgresUrl ? ['pg_dump'] : []),
