@@ -44,10 +44,13 @@ const tasks: Record<string, Task> = {
   },
 };
 
-/** version-tag, build, backup (when the env names data to back up), deploy, then a health check. */
+/**
+ * version-tag, build, backup (when the env names data to back up), deploy, then a health check. The
+ * tag goes on the repository this env deploys from (its APP_DIR's), unless --repo names another.
+ */
 const release = ({ args: [target = '', bump = ''], flags, task }: TaskContext) => {
   const pass = flags.filter((f) => f === '--yes' || f === '-y' || f === '--dry-run');
-  const repo = flags.includes('--repo') ? ['--repo', flags[flags.indexOf('--repo') + 1] ?? ''] : [];
+  const repo = flags.includes('--repo') ? ['--repo', flags[flags.indexOf('--repo') + 1] ?? ''] : ['--env', target];
   const run = (name: string, ...args: string[]) => () => script(name)({ args, flags: pass, task });
   return chain([
     run('version-tag', bump, ...repo),

@@ -1,18 +1,10 @@
 #!/usr/bin/env -S npx tsx
 /** Builds the app of an environment on this machine (DEPLOY_BUILD in APP_DIR) and prints its version. */
 import { runMain } from '../lib/cli/cli.ts';
+import { specs } from '../lib/cli/specs.ts';
 import type { Built } from '../lib/runtime/runtime.ts';
 
-const spec = {
-  name: 'build',
-  summary: 'Run the build of an environment (DEPLOY_BUILD in APP_DIR, or docker build with DEPLOY_RUNTIME=docker) and print the version it would deploy.',
-  usage: '<env> [--json]',
-  positionals: [{ name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env' }],
-  flags: { json: { type: 'boolean', description: 'print {version, appDir, releaseDir} (docker: {version, image, imageId}) as JSON' } },
-  examples: ['npx tsx scripts/build.ts local'],
-} as const;
-
-await runMain(spec, async ({ args: [env], flags }) => {
+await runMain(specs.build, async ({ args: [env], flags }) => {
   const { loadConfig } = await import('../lib/config/config.ts');
   const { runtimeFor } = await import('../lib/runtime/runtime.ts');
   const { formatVersion, readGitFacts } = await import('../lib/release/version.ts');
@@ -23,6 +15,13 @@ await runMain(spec, async ({ args: [env], flags }) => {
   const facts = await readGitFacts(cfg.app.dir, cfg.root);
   const version = formatVersion(facts);
   const buildFacts = { version, gitSha: facts.sha, builtAt: new Date().toISOString() };
+  if (flags['dry-run']) {
+    const title = runtime.buildTitle(version);
+    const what = runtime.noBuild ? `nothing to build (${runtime.noBuild}): would ship ${cfg.app.releaseDir} as it is` : `would ${title.charAt(0).toLowerCase()}${title.slice(1)} in ${cfg.app.dir}`;
+    if (flags.json) process.stdout.write(`${JSON.stringify({ version, appDir: cfg.app.dir, releaseDir: cfg.app.releaseDir, dryRun: true })}\n`);
+    else say(`dry run: ${env} ${version}: ${what}; nothing was built`);
+    return;
+  }
   let built: Built | undefined;
   const list = await taskList([
     {

@@ -1,25 +1,9 @@
 #!/usr/bin/env -S npx tsx
 /** Deploys APP_DIR to every host of an environment: build, ship, start, health-gate, switch. */
 import { runMain } from '../lib/cli/cli.ts';
+import { specs } from '../lib/cli/specs.ts';
 
-const spec = {
-  name: 'deploy-vps',
-  summary: 'Build the app and deploy it to an environment, keeping the previous version serving if anything fails.',
-  usage: '<env> [--yes] [--dry-run] [--no-build] [--verify] [--force-unlock] [--lock-wait SECONDS] [--verbose]',
-  positionals: [{ name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env (e.g. local, staging)' }],
-  flags: {
-    yes: { type: 'boolean', short: 'y', description: 'do not ask for confirmation (production)' },
-    'force-unlock': { type: 'boolean', description: 'break a lock whose holder is gone or has not shown a heartbeat for a minute' },
-    'lock-wait': { type: 'string', description: 'wait up to SECONDS for a running deploy to finish (default: refuse at once, exit 3)' },
-    'dry-run': { type: 'boolean', description: 'print what would run on each host; change nothing' },
-    'no-build': { type: 'boolean', description: 'ship APP_DIR as it is (already built by scripts/build.ts)' },
-    verify: { type: 'boolean', description: 'check the live release on each host by sha256 before reusing its files (by size otherwise)' },
-    verbose: { type: 'boolean', short: 'v', description: 'print the stack trace of an unexpected error' },
-  },
-  examples: ['npx tsx scripts/deploy-vps.ts local', 'npx tsx scripts/deploy-vps.ts production --yes'],
-} as const;
-
-await runMain(spec, async ({ args: [env], flags }) => {
+await runMain(specs['deploy-vps'], async ({ args: [env], flags }) => {
   const { prepareRun, onEachHost } = await import('../lib/cli/run.ts');
   const d = await import('../lib/flows/deploy.ts');
   const { releaseId } = await import('../lib/release/version.ts');
@@ -82,5 +66,9 @@ await runMain(spec, async ({ args: [env], flags }) => {
     ]);
     await tasks.run(ctx);
     await run.doneServing(all, `deployed ${run.version} (release ${ctx.run.id}) to ${env}${all.length > 1 ? ` (${all.length} hosts)` : ''}: ${run.url}`);
+    if (flags.json) {
+      const result = { action: 'deploy', env, release: ctx.run.id, version: run.version, url: run.url, hosts: all.map((c) => c.host.name), dryRun: run.dryRun };
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+    }
   });
 });

@@ -1,20 +1,9 @@
 #!/usr/bin/env -S npx tsx
 /** Prints the log of the live release of an environment; `--follow` keeps printing new lines. */
 import { runMain, UsageErrorFor } from '../lib/cli/cli.ts';
+import { specs } from '../lib/cli/specs.ts';
 
-const spec = {
-  name: 'logs',
-  summary: 'Print the log of the live release of an environment.',
-  usage: '<env> [--follow] [--lines N]',
-  positionals: [{ name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env' }],
-  flags: {
-    follow: { type: 'boolean', short: 'f', description: 'keep printing new lines until Ctrl-C' },
-    lines: { type: 'string', short: 'n', description: 'how many of the last lines to print (default 100)' },
-  },
-  examples: ['npx tsx scripts/logs.ts local', 'npx tsx scripts/logs.ts local --follow'],
-} as const;
-
-await runMain(spec, async ({ args: [env], flags }) => {
+await runMain(specs.logs, async ({ args: [env], flags }) => {
   const lines = Number(flags.lines ?? '100');
   if (!Number.isInteger(lines) || lines < 0) throw UsageErrorFor(`--lines must be a whole number, not ${JSON.stringify(flags.lines)}`);
   const { prepareRun } = await import('../lib/cli/run.ts');

@@ -1,26 +1,9 @@
 #!/usr/bin/env -S npx tsx
 /** Restores a backup of an environment's data: verify, safety backup, stop, swap, start, health check. */
 import { runMain } from '../lib/cli/cli.ts';
+import { specs } from '../lib/cli/specs.ts';
 
-const spec = {
-  name: 'restore',
-  summary: 'Restore a backup on the host. It is checked before anything stops; if the app is not healthy after, the data of before comes back.',
-  usage: '<env> <backup> [--test] [--yes] [--trust-copy] [--force-unlock] [--lock-wait SECONDS]',
-  positionals: [
-    { name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env' },
-    { name: '<backup>', required: true, description: 'a backup name from `backup.ts <env> --list` (always the host\'s), or the path of a downloaded copy (backups/<env>/<name>.tar[.age]), uploaded first' },
-  ],
-  flags: {
-    test: { type: 'boolean', description: 'restore into a scratch folder on the host and check it; nothing live is touched' },
-    'trust-copy': { type: 'boolean', description: 'restore a local copy whose MAC (BACKUP_SIGNING_KEY) is missing or wrong; a warning says so' },
-    yes: { type: 'boolean', short: 'y', description: 'do not ask for confirmation' },
-    'force-unlock': { type: 'boolean', description: 'break a lock whose holder is gone or has not shown a heartbeat for a minute' },
-    'lock-wait': { type: 'string', description: 'wait up to SECONDS for a running deploy to finish (default: refuse at once, exit 3)' },
-  },
-  examples: ['npx tsx scripts/restore.ts production 20261123-041500 --test', 'npx tsx scripts/restore.ts production 20261123-041500', 'npx tsx scripts/restore.ts staging 20261123-041500-before-migration --yes'],
-} as const;
-
-await runMain(spec, async ({ args: [env, name], flags }) => {
+await runMain(specs.restore, async ({ args: [env, name], flags }) => {
   const { prepareRun } = await import('../lib/cli/run.ts');
   const { confirm } = await import('../lib/cli/cli.ts');
   const b = await import('../lib/flows/backup.ts');
@@ -40,6 +23,25 @@ await runMain(spec, async ({ args: [env, name], flags }) => {
   b.checkBackupName(backup, env as string);
   const run = await prepareRun(env as string, { command: 'restore', needsVersion: false, forceUnlock: flags['force-unlock'], lockWait: flags['lock-wait'] });
   const on = (c: (typeof run.sessions)[number]) => (run.sessions.length > 1 ? ` on ${c.host.name}` : '');
+  if (flags['dry-run']) {
+    const { UsageError } = await import('../lib/core/errors.ts');
+    if (flags.test) throw new UsageError('--test touches nothing live already: give --test or --dry-run, not both');
+    // The checks a restore makes before anything stops, read from the real hosts; nothing is written.
+    try {
+      for (const c of run.sessions) {
+        const then = 'take a safety backup, stop the live release, put the data in place and start it again';
+        if (local) {
+          say(`dry run: ${env}${on(c)}: would upload the local copy ${local}, check it there, ${then}; nothing was changed (a dry run sends nothing, so the copy was not checked against the host)`);
+          continue;
+        }
+        const m = await b.verifyBackup(c, backup);
+        say(`dry run: ${env}${on(c)}: backup ${backup} is sound (${m.entries.map((e) => e.path).join(', ')} checked); would ${then}; nothing was changed`);
+      }
+    } finally {
+      await run.close();
+    }
+    return;
+  }
   if (flags.test) {
     try {
       for (const c of run.sessions) {

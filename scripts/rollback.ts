@@ -1,27 +1,9 @@
 #!/usr/bin/env -S npx tsx
 /** Goes back to an earlier release through the same start, health check and switch as a deploy. */
 import { runMain } from '../lib/cli/cli.ts';
+import { specs } from '../lib/cli/specs.ts';
 
-const spec = {
-  name: 'rollback',
-  summary: 'Go back to an earlier release (default: the newest good one before the live one, which is marked bad).',
-  usage: '<env> [<release>] [--list] [--with-data] [--yes] [--dry-run] [--force-unlock] [--lock-wait SECONDS]',
-  positionals: [
-    { name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env' },
-    { name: '<release>', required: false, description: 'a release id from --list (default: the previous good release)' },
-  ],
-  flags: {
-    list: { type: 'boolean', short: 'l', description: 'print the releases, newest first, the live one marked *' },
-    'with-data': { type: 'boolean', description: 'also restore the newest backup taken while that release was live (asks first)' },
-    yes: { type: 'boolean', short: 'y', description: 'do not ask for confirmation (production)' },
-    'force-unlock': { type: 'boolean', description: 'break a lock whose holder is gone or has not shown a heartbeat for a minute' },
-    'lock-wait': { type: 'string', description: 'wait up to SECONDS for a running deploy to finish (default: refuse at once, exit 3)' },
-    'dry-run': { type: 'boolean', description: 'print what would run; change nothing' },
-  },
-  examples: ['npx tsx scripts/rollback.ts staging', 'npx tsx scripts/rollback.ts staging --list', 'npx tsx scripts/rollback.ts staging 20261122-234512-1.2.0'],
-} as const;
-
-await runMain(spec, async ({ args: [env, requested], flags }) => {
+await runMain(specs.rollback, async ({ args: [env, requested], flags }) => {
   const { prepareRun, onEachHost } = await import('../lib/cli/run.ts');
   const d = await import('../lib/flows/deploy.ts');
   const rb = await import('../lib/flows/rollback.ts');
@@ -34,12 +16,15 @@ await runMain(spec, async ({ args: [env, requested], flags }) => {
   });
   const facts = await Promise.all(run.sessions.map((c) => rb.readRollbackFacts(c)));
   if (flags.list) {
-    const tables = run.sessions.map((c, i) => {
-      const f = facts[i] as (typeof facts)[number];
-      const table = rb.formatHistory(f.history, f.liveId, f.onHost);
-      return run.sessions.length > 1 ? `${c.host.name}\n${table}` : table;
-    });
-    process.stdout.write(`${tables.join('\n\n')}\n`);
+    const each = run.sessions.map((c, i) => ({ host: c.host.name, ...(facts[i] as (typeof facts)[number]) }));
+    if (flags.json) {
+      // Newest first, as the table: each release with whether its folder is still on the host.
+      const json = each.map((f) => ({ host: f.host, live: f.liveId ?? null, releases: [...f.history].reverse().map((r) => ({ ...r, onHost: f.onHost.includes(r.id) })) }));
+      process.stdout.write(`${JSON.stringify(json.length === 1 ? json[0] : json)}\n`);
+    } else {
+      const tables = each.map((f) => `${each.length > 1 ? `${f.host}\n` : ''}${rb.formatHistory(f.history, f.liveId, f.onHost)}`);
+      process.stdout.write(`${tables.join('\n\n')}\n`);
+    }
     return run.close();
   }
   const target = rb.chooseTargetOnAll(run.sessions.map((c, i) => ({ host: c.host.name, ...(facts[i] as (typeof facts)[number]) })), requested, env as string);
@@ -93,5 +78,9 @@ await runMain(spec, async ({ args: [env, requested], flags }) => {
       }
     }
     await run.doneServing(all, `rolled ${env} back to ${target.id} (version ${target.version}): ${run.url}`);
+    if (flags.json) {
+      const result = { action: 'rollback', env, release: target.id, version: target.version, url: run.url, hosts: all.map((c) => c.host.name), dryRun: run.dryRun };
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+    }
   });
 });

@@ -1,21 +1,10 @@
 #!/usr/bin/env -S npx tsx
 /** Prepares each host of an environment for skiff: tools, DEPLOY_PATH, supervisor, proxy, kernel settings. */
 import { runMain } from '../lib/cli/cli.ts';
+import { specs } from '../lib/cli/specs.ts';
 import { EXIT } from '../lib/core/errors.ts';
 
-const spec = {
-  name: 'setup',
-  summary: 'Prepare each host of an environment (idempotent): says what it changed; a second run changes nothing.',
-  usage: '<env> [--dry-run] [--install]',
-  positionals: [{ name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env' }],
-  flags: {
-    'dry-run': { type: 'boolean', description: 'list what setup would change; change nothing' },
-    install: { type: 'boolean', description: 'install missing Debian packages (apt-get, as root or with password-less sudo)' },
-  },
-  examples: ['npx tsx scripts/setup.ts staging --dry-run', 'npx tsx scripts/setup.ts production --install'],
-} as const;
-
-await runMain(spec, async ({ args: [env], flags }) => {
+await runMain(specs.setup, async ({ args: [env], flags }) => {
   const { prepareRun } = await import('../lib/cli/run.ts');
   const { applySetup, exposedPorts, parseFacts, planSetup, toolsFor } = await import('../lib/flows/setup.ts');
   const { hostFacts } = await import('../lib/commands/setup.ts');

@@ -1,18 +1,10 @@
 #!/usr/bin/env -S npx tsx
 /** Shows what runs in an environment: release, slot, port, process, health, lock and recent releases. */
 import { runMain } from '../lib/cli/cli.ts';
+import { specs } from '../lib/cli/specs.ts';
 import { EXIT } from '../lib/core/errors.ts';
 
-const spec = {
-  name: 'status',
-  summary: 'Show the live release of an environment, its process, health and lock.',
-  usage: '<env> [--json]',
-  positionals: [{ name: '<env>', required: true, description: 'environment: the name of a file env/<env>.env' }],
-  flags: { json: { type: 'boolean', description: 'print one JSON object instead of text' } },
-  examples: ['npx tsx scripts/status.ts local', 'npx tsx scripts/status.ts staging --json'],
-} as const;
-
-await runMain(spec, async ({ args: [env], flags }) => {
+await runMain(specs.status, async ({ args: [env], flags }) => {
   const { prepareRun } = await import('../lib/cli/run.ts');
   const { gatherStatus, formatStatus } = await import('../lib/flows/status.ts');
   const run = await prepareRun(env as string, { command: 'status', needsVersion: false });

@@ -1,33 +1,16 @@
 #!/usr/bin/env -S npx tsx
 /** Bumps the version, writes CHANGELOG.md, commits `release: vX.Y.Z` and makes an annotated tag. */
 import { runMain } from '../lib/cli/cli.ts';
+import { specs } from '../lib/cli/specs.ts';
 
-const spec = {
-  name: 'version-tag',
-  summary: 'Release a version: check the repo, bump package.json, update CHANGELOG.md, commit and tag (and push).',
-  usage: '<patch|minor|major|prerelease|X.Y.Z> [--preid rc] [--push] [--yes] [--dry-run] [--no-tests]',
-  positionals: [{ name: '<bump>', required: true, description: 'patch, minor, major, prerelease, or an explicit version greater than the current' }],
-  flags: {
-    preid: { type: 'string', description: 'prerelease id for prerelease bumps (default rc)' },
-    push: { type: 'boolean', description: 'push the branch and the tag together (git push --atomic)' },
-    yes: { type: 'boolean', short: 'y', description: 'do not ask for confirmation' },
-    'dry-run': { type: 'boolean', description: 'check and show what would happen; write nothing' },
-    'no-tests': { type: 'boolean', description: 'do not run npm test before releasing' },
-    'any-branch': { type: 'boolean', description: 'allow a release from a branch other than main or master' },
-    branch: { type: 'string', description: 'release branches, comma-separated (default main,master)' },
-    repo: { type: 'string', description: 'the repository to release (default: this one)' },
-    json: { type: 'boolean', description: 'print the result as JSON' },
-  },
-  examples: ['npx tsx scripts/version-tag.ts patch', 'npx tsx scripts/version-tag.ts prerelease --preid beta --dry-run', 'npx tsx scripts/version-tag.ts minor --push --yes'],
-} as const;
-
-await runMain(spec, async ({ args: [bump], flags }) => {
-  const { REPO_ROOT } = await import('../lib/core/paths.ts');
+await runMain(specs['version-tag'], async ({ args: [bump], flags }) => {
   const { confirm } = await import('../lib/cli/cli.ts');
   const { say, taskList } = await import('../lib/cli/ui.ts');
   const vt = await import('../lib/release/version-tag.ts');
+  // The repository a deploy reads its version from (docs/version-tag.md#which-repository).
+  const source = await vt.releaseSource({ repo: flags.repo, env: flags.env });
   const options = {
-    repo: flags.repo ?? REPO_ROOT,
+    repo: source.repo,
     bump: bump as string,
     preid: flags.preid ?? 'rc',
     push: flags.push,
@@ -42,8 +25,8 @@ await runMain(spec, async ({ args: [bump], flags }) => {
   if (runTests) await (await taskList([{ title: 'Run the tests (npm test)', task: (_, t) => vt.runTests(plan.root, (l) => { t.output = l; }) }])).run({});
 
   const summary = `${plan.current} -> ${plan.next} (tag ${plan.tag} on ${plan.branch}${options.push ? `, pushed to ${plan.remote ?? 'no remote'}` : ''})`;
-  process.stderr.write(`${summary}\nChanges since ${plan.previousTag ?? 'the first commit'}:\n${plan.changes}\n\n`);
-  const result = { version: plan.next, tag: plan.tag, previous: plan.current, pushed: options.push && !options.dryRun, dryRun: options.dryRun };
+  process.stderr.write(`Repository: ${plan.root} (${source.why})\n${summary}\nChanges since ${plan.previousTag ?? 'the first commit'}:\n${plan.changes}\n\n`);
+  const result = { version: plan.next, tag: plan.tag, previous: plan.current, repo: plan.root, pushed: options.push && !options.dryRun, dryRun: options.dryRun };
   if (options.dryRun) {
     say(`dry run: nothing was written; would release ${summary}${options.tests ? ' after npm test' : ''}`);
   } else {

@@ -8,7 +8,35 @@ import { parseArgs } from 'node:util';
 import { knownSecretStartAtEnd, knowsSecrets, redactKnown } from '../core/cmd.ts';
 import { EXIT, SkiffError, UsageError } from '../core/errors.ts';
 
-type FlagSpec = { readonly type: 'boolean' | 'string'; readonly short?: string; readonly description: string };
+export interface FlagSpec {
+  readonly type: 'boolean' | 'string';
+  readonly short?: string;
+  /** What `--help` shows after a string flag (default `<value>`): `SECONDS`, `N`. */
+  readonly value?: string;
+  readonly description: string;
+}
+
+/**
+ * The flags that mean the same in every script (issue 16). Each script offers one of these exactly
+ * as defined here (`shared(...)`), or names it in `notOffered` with the reason its `--help` prints;
+ * given anyway, it stops the script with exit 2 and that reason.
+ */
+export const SHARED_FLAGS = {
+  yes: { type: 'boolean', short: 'y', description: 'do not ask for confirmation; without a terminal a question is refused unless --yes is given' },
+  'dry-run': { type: 'boolean', description: 'show what would change, and change nothing' },
+  json: { type: 'boolean', description: 'print the result on stdout as JSON instead of text (after any progress lines)' },
+  'force-unlock': { type: 'boolean', description: 'break a deploy lock whose holder is gone or has not shown a heartbeat for a minute' },
+  'lock-wait': { type: 'string', value: 'SECONDS', description: 'wait up to SECONDS for the command holding the deploy lock to finish (default: refuse at once, exit 3)' },
+} as const satisfies Record<string, FlagSpec>;
+
+export type SharedFlag = keyof typeof SHARED_FLAGS;
+
+/** Offered by every script, like --help: nothing to decide per script. */
+export const VERBOSE = { type: 'boolean', short: 'v', description: 'print the stack trace with an error' } as const satisfies FlagSpec;
+
+/** The shared flags a script offers, by name, exactly as SHARED_FLAGS defines them. */
+export const shared = <K extends SharedFlag>(...names: readonly K[]): Pick<typeof SHARED_FLAGS, K> =>
+  Object.fromEntries(names.map((n) => [n, SHARED_FLAGS[n]])) as Pick<typeof SHARED_FLAGS, K>;
 
 export interface CommandSpec<F extends Record<string, FlagSpec>> {
   readonly name: string;
@@ -18,8 +46,13 @@ export interface CommandSpec<F extends Record<string, FlagSpec>> {
   /** Names of the positional arguments, required ones first. */
   readonly positionals: readonly { readonly name: string; readonly required: boolean; readonly description: string }[];
   readonly flags: F;
+  /** Every shared flag the script does not offer, with why: `--help` prints it, and so does the refusal. */
+  readonly notOffered: { readonly [K in Exclude<SharedFlag, keyof F>]: string };
   readonly examples?: readonly string[];
 }
+
+/** Declares a script's spec: the type checks that every shared flag is either offered or refused with a reason. */
+export const command = <const F extends Record<string, FlagSpec>>(spec: CommandSpec<F>): CommandSpec<F> => spec;
 
 export type Flags<F extends Record<string, FlagSpec>> = {
   [K in keyof F]: F[K]['type'] extends 'boolean' ? boolean : string | undefined;
@@ -30,15 +63,44 @@ export interface Parsed<F extends Record<string, FlagSpec>> {
   readonly flags: Flags<F>;
 }
 
+/** The shared flags a spec does not offer, with their reasons (the type lets TypeScript see them as strings). */
+export const notOfferedOf = (spec: CommandSpec<Record<string, FlagSpec>>): [SharedFlag, string][] =>
+  Object.entries(spec.notOffered as Record<string, string>) as [SharedFlag, string][];
+
+/**
+ * A spec that breaks the rule of the shared flags is a bug in skiff, not a usage error: a shared flag
+ * redefined, neither offered nor refused, or both; a reason missing; --verbose or -v taken.
+ */
+export const specProblems = (spec: CommandSpec<Record<string, FlagSpec>>): string[] => {
+  const problems: string[] = [];
+  const refused = new Map(notOfferedOf(spec));
+  for (const name of Object.keys(SHARED_FLAGS) as SharedFlag[]) {
+    const offered = spec.flags[name];
+    if (offered && offered !== SHARED_FLAGS[name]) problems.push(`--${name} is not SHARED_FLAGS.${name}: offer it with shared('${name}')`);
+    if (offered && refused.has(name)) problems.push(`--${name} is both offered and not offered`);
+    if (!offered && !refused.get(name)?.trim()) problems.push(`--${name} is neither offered nor refused with a reason`);
+  }
+  for (const name of refused.keys()) if (!(name in SHARED_FLAGS)) problems.push(`notOffered names --${name}, which is not a shared flag`);
+  if ('verbose' in spec.flags || Object.values(spec.flags).some((f) => f.short === VERBOSE.short || f.short === 'h')) {
+    problems.push('--verbose, -v and -h are every script\'s: do not declare them');
+  }
+  return problems.map((p) => `${spec.name}: ${p}`);
+};
+
+const withVerbose = (flags: Record<string, FlagSpec>): Record<string, FlagSpec> => ({ ...flags, verbose: VERBOSE });
+
 const COMMON_HELP = `Exit codes: 0 done; 1 failed (the target still serves a healthy version); 2 usage or configuration error, nothing touched; 3 locked by another deploy.`;
+
+const flagLine = (name: string, f: FlagSpec): string => {
+  const left = `  ${f.short ? `-${f.short}, ` : '    '}--${name}${f.type === 'string' ? ` ${f.value ?? '<value>'}` : ''}`;
+  return `${left.padEnd(28)}${f.description}`;
+};
 
 /** The text of `--help`. */
 export const helpText = <F extends Record<string, FlagSpec>>(spec: CommandSpec<F>): string => {
-  const flagLines = Object.entries(spec.flags).map(([name, f]) => {
-    const left = `  ${f.short ? `-${f.short}, ` : '    '}--${name}${f.type === 'string' ? ' <value>' : ''}`;
-    return `${left.padEnd(28)}${f.description}`;
-  });
+  const flagLines = Object.entries(withVerbose(spec.flags)).map(([name, f]) => flagLine(name, f));
   const argLines = spec.positionals.map((p) => `  ${p.name.padEnd(26)}${p.description}`);
+  const refused = notOfferedOf(spec).map(([name, why]) => `  ${`--${name}`.padEnd(26)}${why}`);
   return [
     `${spec.summary}`,
     '',
@@ -49,24 +111,37 @@ export const helpText = <F extends Record<string, FlagSpec>>(spec: CommandSpec<F
     ...flagLines,
     `  ${'-h, --help'.padEnd(26)}show this help`,
     '',
+    ...(refused.length ? ['Not offered (given, they stop the script: exit 2):', ...refused, ''] : []),
     ...(spec.examples?.length ? ['Examples:', ...spec.examples.map((e) => `  ${e}`), ''] : []),
     COMMON_HELP,
   ].join('\n');
 };
 
-/** Parses argv against the spec; unknown flags and missing arguments are UsageErrors. */
+/** The shared flag an option word names (`--json`, `--json=1`, `-y`), if any. */
+const sharedNamed = (word: string): SharedFlag | undefined => {
+  const name = word.startsWith('--') ? word.slice(2).split('=')[0] : undefined;
+  const found = Object.entries(SHARED_FLAGS).find(([n, f]) => n === name || ('short' in f && word === `-${f.short}`));
+  return found?.[0] as SharedFlag | undefined;
+};
+
+/** Parses argv against the spec; unknown flags, refused shared flags and missing arguments are UsageErrors. */
 export const parseCommand = <F extends Record<string, FlagSpec>>(spec: CommandSpec<F>, argv: readonly string[]): Parsed<F> | 'help' => {
+  const problems = specProblems(spec);
+  if (problems.length) throw new Error(`bad command spec: ${problems.join('; ')}`);
   if (argv.includes('--help') || argv.includes('-h')) return 'help';
   let parsed;
   try {
     parsed = parseArgs({
       args: [...argv],
-      options: Object.fromEntries(Object.entries(spec.flags).map(([k, f]) => [k, { type: f.type, ...(f.short ? { short: f.short } : {}) }])),
+      options: Object.fromEntries(Object.entries(withVerbose(spec.flags)).map(([k, f]) => [k, { type: f.type, ...(f.short ? { short: f.short } : {}) }])),
       allowPositionals: true,
       strict: true,
     });
   } catch (e) {
     const m = /Unknown option '([^']+)'/.exec((e as Error).message);
+    const refused = m ? sharedNamed(m[1] as string) : undefined;
+    const why = refused ? new Map(notOfferedOf(spec)).get(refused) : undefined;
+    if (refused && why) throw new UsageError(`${spec.name} does not offer --${refused}: ${why}`);
     throw new UsageError(
       m ? `unknown option ${m[1]} for ${spec.name}: see \`npx tsx scripts/${spec.name}.ts --help\`` : `${(e as Error).message.split('\n')[0]}: see --help`,
     );

@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { EXIT, SkiffError, UsageError } from '../core/errors.ts';
 import { REPO_ROOT } from '../core/paths.ts';
 import { envDir, listEnvs } from '../config/env-files.ts';
+import type { FlagSpec } from './cli.ts';
+import { specs } from './specs.ts';
 
 export type ArgKind = 'env' | 'word' | 'optional';
 
@@ -103,8 +105,12 @@ export const runTaskfile = async (tasks: Readonly<Record<string, Task>>, argv: r
   return invoke(name, positionals);
 };
 
-/** Flags of the scripts that take a value: the word after them is not a task argument. */
-const VALUE_FLAGS = new Set(['--preid', '--branch', '--repo', '--lines', '-n', '--lock-wait']);
+/** Flags of the scripts that take a value (from their specs): the word after them is not a task argument. */
+const VALUE_FLAGS = new Set(
+  Object.values(specs).flatMap((spec) =>
+    Object.entries(spec.flags as Record<string, FlagSpec>).flatMap(([name, f]) => (f.type === 'string' ? [`--${name}`, ...(f.short ? [`-${f.short}`] : [])] : [])),
+  ),
+);
 
 const splitArgs = (words: readonly string[]): { flags: string[]; positionals: string[] } => {
   const flags: string[] = [];

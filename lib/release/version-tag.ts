@@ -3,9 +3,13 @@
  * undone if a later step fails (but only what this run made).
  */
 import { existsSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { checkEnvName, envDir, KEYS, listEnvs, readLayers } from '../config/config.ts';
 import { SkiffError, UsageError } from '../core/errors.ts';
+import { REPO_ROOT } from '../core/paths.ts';
 import { run } from '../host/local.ts';
+import { repositoryOf } from './version.ts';
 import { changelogSection, groupCommits, prependChangelog, renderChanges, setJsonVersion } from './changes.ts';
 import { commitsSince, gitIn, lastTag, releaseRemote, type Git } from './git.ts';
 import { nextVersion } from './bump.ts';
@@ -39,6 +43,63 @@ export interface TagPlan {
 
 const fail = (message: string): never => {
   throw new UsageError(message);
+};
+
+/**
+ * APP_DIR of an environment as a deploy resolves it (from the repo root, `~` as the home), read from
+ * its env files and the process environment alone: the rest of the env need not be valid here.
+ */
+export const appDirOf = (env: string, processEnv: NodeJS.ProcessEnv = process.env): string => {
+  const given = readLayers(env, envDir(processEnv), processEnv).values.APP_DIR ?? KEYS.APP_DIR.default;
+  const home = processEnv.HOME ?? homedir();
+  return resolve(REPO_ROOT, given === '~' ? home : given.startsWith('~/') ? join(home, given.slice(2)) : given);
+};
+
+/** An environment's APP_DIR and the repository that holds it (undefined: none). */
+export interface AppSource {
+  readonly env: string;
+  readonly appDir: string;
+  readonly repo: string | undefined;
+}
+
+/**
+ * The one repository the environments deploy from, or why there is none to release: an APP_DIR
+ * missing or outside git, or environments that deploy from different repositories. Pure.
+ */
+export const chooseRepository = (found: readonly AppSource[]): { repo: string; envs: string[] } => {
+  if (found.length === 0) fail('no env/<env>.env names an APP_DIR: pass --repo <folder> to say which repository to release');
+  for (const f of found) {
+    if (!existsSync(f.appDir)) fail(`APP_DIR of ${f.env} (${f.appDir}) does not exist: fix env/${f.env}.env, or pass --repo <folder>`);
+    if (!f.repo) fail(`APP_DIR of ${f.env} (${f.appDir}) is in no git repository, so there is no commit to tag: put it under git, or pass --repo <folder>`);
+  }
+  const repos = [...new Set(found.map((f) => f.repo as string))];
+  if (repos.length > 1) {
+    const which = repos.map((r) => `${found.filter((f) => f.repo === r).map((f) => f.env).join(', ')}: ${r}`).join('; ');
+    fail(`the environments deploy from ${repos.length} repositories (${which}): pass --env <env> to release the one that environment deploys`);
+  }
+  return { repo: repos[0] as string, envs: found.map((f) => f.env) };
+};
+
+/**
+ * The repository version-tag releases, and why: the one a deploy reads its version from. With
+ * `repo`, that folder's repository; with `env`, the repository that holds APP_DIR of that
+ * environment; else the one that holds APP_DIR of every environment in env/ (they must agree). So
+ * `version-tag patch` then `deploy-vps <env>` deploys exactly the tagged version.
+ */
+export const releaseSource = async (o: { readonly repo?: string | undefined; readonly env?: string | undefined }): Promise<{ repo: string; why: string }> => {
+  if (o.repo !== undefined && o.env !== undefined) fail('--repo and --env both say which repository to release: give one');
+  if (o.repo !== undefined) {
+    const dir = resolve(o.repo);
+    if (!existsSync(dir)) fail(`--repo ${o.repo} does not exist`);
+    const repo = await repositoryOf(dir);
+    if (!repo) fail(`--repo ${o.repo} is not in a git repository: name a folder of the repository to release`);
+    return { repo: repo as string, why: '--repo' };
+  }
+  if (o.env !== undefined) checkEnvName(o.env, envDir());
+  const envs = o.env !== undefined ? [o.env] : listEnvs(envDir());
+  const found = await Promise.all(envs.map(async (env) => ({ env, appDir: appDirOf(env), repo: await repositoryOf(appDirOf(env)) })));
+  const { repo, envs: named } = chooseRepository(found);
+  return { repo, why: `APP_DIR of ${named.join(', ')}` };
 };
 
 /** Everything that must hold before a release is made. Reads only: nothing is written. */

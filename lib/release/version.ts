@@ -49,11 +49,21 @@ const packageVersion = (appDir: string, root: string): string => {
   return '0.0.0';
 };
 
-/** Reads the facts for APP_DIR: its package version, and git's view of HEAD and the folder. */
+/**
+ * The repository a version comes from: the git repository that holds the folder (APP_DIR), wherever
+ * skiff itself is; undefined outside any. version-tag releases this one (lib/release/version-tag.ts).
+ */
+export const repositoryOf = (dir: string): Promise<string | undefined> => git(dir, ['rev-parse', '--show-toplevel']);
+
+/**
+ * Reads the facts for APP_DIR from the repository that holds it: its tag at HEAD, its sha, whether
+ * APP_DIR has changes; the package version of APP_DIR, else of that repository's root (the one
+ * version-tag bumps), else of `root` when APP_DIR is in no repository.
+ */
 export const readGitFacts = async (appDir: string, root: string): Promise<GitFacts> => {
   const sha = await git(appDir, ['rev-parse', '--short', 'HEAD']);
   return {
-    pkgVersion: packageVersion(appDir, root),
+    pkgVersion: packageVersion(appDir, (sha && (await repositoryOf(appDir))) || root),
     sha,
     tag: sha ? await git(appDir, ['describe', '--exact-match', '--tags', '--match', 'v[0-9]*', 'HEAD']) : undefined,
     dirty: sha ? Boolean(await git(appDir, ['status', '--porcelain', '--', '.'])) : false,

@@ -203,7 +203,7 @@ describe('version-tag refuses (exit 2, one line, nothing changed)', () => {
     const plain = join(repo.dir, 'home');
     const r = await runProcess([join(ROOT, 'node_modules/.bin/tsx'), join(ROOT, 'scripts/version-tag.ts'), 'patch', '--yes', '--repo', plain], { cwd: ROOT, env: repo.env });
     expect(r.code).toBe(2);
-    expect(r.stderr.trim()).toBe(`error: ${plain} is not a git repository: run version-tag inside your project's repository`);
+    expect(r.stderr.trim()).toBe(`error: --repo ${plain} is not in a git repository: name a folder of the repository to release`);
   });
 
   it('no package.json', async () => {

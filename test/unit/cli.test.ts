@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { helpText, parseCommand, type CommandSpec, type Parsed } from '../../lib/cli/cli.ts';
+import { command, helpText, parseCommand, shared, SHARED_FLAGS, specProblems, type CommandSpec, type FlagSpec, type Parsed } from '../../lib/cli/cli.ts';
 import { UsageError } from '../../lib/core/errors.ts';
 
 const flags = {
-  yes: { type: 'boolean', short: 'y', description: 'deploy without asking' },
-  verbose: { type: 'boolean', description: 'print stack traces' },
+  ...shared('yes'),
+  fast: { type: 'boolean', description: 'skip the slow checks' },
   only: { type: 'string', description: 'deploy to this host only' },
 } as const;
 
@@ -17,6 +17,7 @@ const spec: CommandSpec<typeof flags> = {
     { name: '<release>', required: false, description: 'a release id to deploy again' },
   ],
   flags,
+  notOffered: { 'dry-run': 'it changes nothing', json: 'it prints a stream of lines', 'force-unlock': 'it takes no lock', 'lock-wait': 'it takes no lock' },
   examples: ['npx tsx scripts/deploy-vps.ts staging', 'npx tsx scripts/deploy-vps.ts production --yes'],
 };
 
@@ -37,14 +38,14 @@ const usageError = (argv: readonly string[]): UsageError => {
 };
 
 describe('parseCommand', () => {
-  it.each<[string, string[], readonly string[], { yes: boolean; verbose: boolean; only: string | undefined }]>([
-    ['booleans default to false, strings to undefined', ['staging'], ['staging'], { yes: false, verbose: false, only: undefined }],
-    ['long boolean', ['staging', '--yes'], ['staging'], { yes: true, verbose: false, only: undefined }],
-    ['short boolean before the positional', ['-y', 'staging'], ['staging'], { yes: true, verbose: false, only: undefined }],
-    ['optional positional and a string flag', ['staging', 'r1', '--only', 'web-1'], ['staging', 'r1'], { yes: false, verbose: false, only: 'web-1' }],
-    ['string flag with =', ['staging', '--only=web 1'], ['staging'], { yes: false, verbose: false, only: 'web 1' }],
-    ['everything', ['--verbose', 'production', '-y', 'r2'], ['production', 'r2'], { yes: true, verbose: true, only: undefined }],
-    ['-- ends the options', ['staging', '--', '--yes'], ['staging', '--yes'], { yes: false, verbose: false, only: undefined }],
+  it.each<[string, string[], readonly string[], { yes: boolean; fast: boolean; only: string | undefined }]>([
+    ['booleans default to false, strings to undefined', ['staging'], ['staging'], { yes: false, fast: false, only: undefined }],
+    ['long boolean', ['staging', '--yes'], ['staging'], { yes: true, fast: false, only: undefined }],
+    ['short boolean before the positional', ['-y', 'staging'], ['staging'], { yes: true, fast: false, only: undefined }],
+    ['optional positional and a string flag', ['staging', 'r1', '--only', 'web-1'], ['staging', 'r1'], { yes: false, fast: false, only: 'web-1' }],
+    ['string flag with =', ['staging', '--only=web 1'], ['staging'], { yes: false, fast: false, only: 'web 1' }],
+    ['everything', ['--fast', 'production', '-y', 'r2'], ['production', 'r2'], { yes: true, fast: true, only: undefined }],
+    ['-- ends the options', ['staging', '--', '--yes'], ['staging', '--yes'], { yes: false, fast: false, only: undefined }],
   ])('%s', (_name, argv, args, expectedFlags) => {
     const parsed = parse(argv);
     expect(parsed.args).toEqual(args);
@@ -94,8 +95,10 @@ describe('helpText', () => {
     ['usage', 'Usage: npx tsx scripts/deploy-vps.ts <env> [<release>]'],
     ['required positional', `  ${'<env>'.padEnd(26)}the environment (env/<env>.env)`],
     ['optional positional', `  ${'<release>'.padEnd(26)}a release id to deploy again`],
-    ['boolean flag with short form', `${'  -y, --yes'.padEnd(28)}deploy without asking`],
-    ['boolean flag without short form', `${'      --verbose'.padEnd(28)}print stack traces`],
+    ['boolean flag without short form', `${'      --fast'.padEnd(28)}skip the slow checks`],
+    ['--verbose, which every script offers', `${'  -v, --verbose'.padEnd(28)}print the stack trace with an error`],
+    ['a shared flag with its one description', `${'  -y, --yes'.padEnd(28)}${SHARED_FLAGS.yes.description}`],
+    ['a shared flag not offered, with why', `  ${'--json'.padEnd(26)}it prints a stream of lines`],
     ['string flag shows <value>', `${'      --only <value>'.padEnd(28)}deploy to this host only`],
     ['help flag', `  ${'-h, --help'.padEnd(26)}show this help`],
     ['examples', '  npx tsx scripts/deploy-vps.ts production --yes'],
@@ -109,9 +112,53 @@ describe('helpText', () => {
   });
 
   it('has no Arguments or Examples section when there are none', () => {
-    const bare = helpText({ name: 'x', summary: 'S', usage: '', positionals: [], flags: {} });
+    const bare = helpText({ name: 'x', summary: 'S', usage: '', positionals: [], flags: shared('yes', 'dry-run', 'json', 'force-unlock', 'lock-wait'), notOffered: {} });
     expect(bare).not.toContain('Arguments:');
     expect(bare).not.toContain('Examples:');
     expect(bare).toContain('Options:');
+  });
+});
+
+describe('shared flags', () => {
+  it.each<[string, string[]]>([
+    ['--verbose', ['staging', '--verbose']],
+    ['-v', ['-v', 'staging']],
+  ])('%s is accepted by every spec, declared or not', (_name, argv) => {
+    expect(parse(argv).args).toEqual(['staging']);
+  });
+
+  it.each<[string, string[], string]>([
+    ['a shared flag not offered', ['staging', '--json'], 'deploy-vps does not offer --json: it prints a stream of lines'],
+    ['with a value', ['staging', '--lock-wait', '5'], 'deploy-vps does not offer --lock-wait: it takes no lock'],
+    ['with =', ['staging', '--lock-wait=5'], 'deploy-vps does not offer --lock-wait: it takes no lock'],
+  ])('%s is a one-line UsageError that names the reason', (_name, argv, message) => {
+    const e = usageError(argv);
+    expect(e.exitCode).toBe(2);
+    expect(e.message).toBe(message);
+  });
+
+  it('-y not offered names --yes and the reason', () => {
+    const s = command({ name: 'logs', summary: 'S', usage: '<env>', positionals: [], flags: {}, notOffered: { yes: 'it asks nothing', 'dry-run': 'r', json: 'r', 'force-unlock': 'r', 'lock-wait': 'r' } });
+    expect(() => parseCommand(s, ['-y'])).toThrow('logs does not offer --yes: it asks nothing');
+  });
+
+  const bad = (flags: Record<string, FlagSpec>, notOffered: Record<string, string>) =>
+    specProblems({ name: 'x', summary: 'S', usage: '', positionals: [], flags, notOffered } as CommandSpec<Record<string, FlagSpec>>);
+  const rest = { 'dry-run': 'r', json: 'r', 'force-unlock': 'r', 'lock-wait': 'r' };
+
+  it.each<[string, Record<string, FlagSpec>, Record<string, string>, string]>([
+    ['a shared flag redefined', { yes: { type: 'boolean', description: 'go ahead' } }, rest, "x: --yes is not SHARED_FLAGS.yes: offer it with shared('yes')"],
+    ['offered and refused', shared('yes'), { ...rest, yes: 'r' }, 'x: --yes is both offered and not offered'],
+    ['neither', {}, rest, 'x: --yes is neither offered nor refused with a reason'],
+    ['an empty reason', {}, { ...rest, yes: ' ' }, 'x: --yes is neither offered nor refused with a reason'],
+    ['a reason for a flag that is not shared', shared('yes'), { ...rest, bogus: 'r' }, 'x: notOffered names --bogus, which is not a shared flag'],
+    ['-v taken', { ...shared('yes'), vet: { type: 'boolean', short: 'v', description: 'vet' } }, rest, "x: --verbose, -v and -h are every script's: do not declare them"],
+  ])('a spec with %s is a bug, refused before any argument is read', (_name, flags, notOffered, problem) => {
+    expect(bad(flags, notOffered)).toContain(problem);
+    expect(() => parseCommand({ name: 'x', summary: 'S', usage: '', positionals: [], flags, notOffered } as CommandSpec<Record<string, FlagSpec>>, ['--help'])).toThrow(problem);
+  });
+
+  it('a sound spec has no problems', () => {
+    expect(specProblems(spec as CommandSpec<Record<string, FlagSpec>>)).toEqual([]);
   });
 });
