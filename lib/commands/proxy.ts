@@ -81,3 +81,40 @@ export const probeUrl = (url: string, timeoutSeconds: number): Cmd =>
 
 /** Linux's net.ipv4.tcp_migrate_req (0 or 1; nothing on older kernels). */
 export const tcpMigrateReq = (): Cmd => script('cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null; exit 0');
+
+/** The response headers of DEPLOY_HEADERS, with the value each proxy sets (HSTS only with https). */
+export const RESPONSE_HEADERS = {
+  hsts: ['Strict-Transport-Security', 'max-age=31536000'],
+  nosniff: ['X-Content-Type-Options', 'nosniff'],
+  frame: ['X-Frame-Options', 'SAMEORIGIN'],
+  referrer: ['Referrer-Policy', 'strict-origin-when-cross-origin'],
+} as const satisfies Record<string, readonly [string, string]>;
+
+/** Responses shorter than this are sent as they are: compressing them costs more than it saves (Caddy's own default). */
+export const COMPRESS_MIN_BYTES = 512;
+
+/**
+ * Whether a TLS listener has a certificate for `name`: one HTTPS request to `address:port` with
+ * `name` as SNI and Host, the certificate not checked (only whether there is one). Prints curl's exit
+ * status: 0 for an answer, 35 while the proxy has no certificate for the name, 7 when nothing listens.
+ */
+export const tlsAnswers = (name: string, port: number, address: string, seconds: number): Cmd =>
+  script(
+    'curl -k -sS -o /dev/null --resolve "$1:$2:$3" --connect-timeout "$4" --max-time "$4" "https://$1:$2/" 2>&1; echo "exit=$?"',
+    name,
+    String(port),
+    address,
+    String(seconds),
+  );
+
+/**
+ * The directory of an ACME server, asked from the host (where Caddy asks it): prints its JSON. With
+ * `root`, only that CA is trusted for the directory's own HTTPS, as Caddy's `trusted_roots_pem_files` does.
+ */
+export const acmeDirectory = (url: string, root: string | undefined, seconds: number): Cmd =>
+  script(
+    'if [ -n "$3" ]; then curl -sS --max-time "$2" --cacert "$3" "$1"; else curl -sS --max-time "$2" "$1"; fi',
+    url,
+    String(seconds),
+    root ?? '',
+  );

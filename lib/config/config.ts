@@ -41,9 +41,24 @@ export interface Config {
    * TLS for an https DEPLOY_PUBLIC_URL: given certificate and key files on the host (any proxy), else
    * Caddy's automatic certificates from the ACME directory `acmeCa` (Let's Encrypt's when unset).
    */
-  readonly tls: { readonly cert: string | undefined; readonly key: string | undefined; readonly acmeCa: string | undefined; readonly acmeEmail: string | undefined };
-  /** What the proxy adds to every answer: security headers, compression, JSON access logs. */
-  readonly http: { readonly headers: readonly Header[]; readonly compression: readonly Compression[]; readonly accessLog: 'json' | 'off' };
+  readonly tls: {
+    readonly cert: string | undefined;
+    readonly key: string | undefined;
+    readonly acmeCa: string | undefined;
+    readonly acmeEmail: string | undefined;
+    /** DEPLOY_ACME_CA_ROOT: the CA (PEM, on the host) that Caddy trusts for a private ACME directory's own HTTPS. */
+    readonly acmeCaRoot: string | undefined;
+  };
+  /**
+   * What the proxy adds to every answer: security headers, compression, JSON access logs (in
+   * `accessLogDir`; undefined: the proxy's own log folder, /var/log/caddy or /var/log/nginx).
+   */
+  readonly http: {
+    readonly headers: readonly Header[];
+    readonly compression: readonly Compression[];
+    readonly accessLog: 'json' | 'off';
+    readonly accessLogDir: string | undefined;
+  };
   readonly nginxConfDir: string;
   readonly nginxCmd: string;
   readonly health: { readonly path: string; readonly timeoutSeconds: number };
@@ -160,6 +175,11 @@ export const KEYS = {
   DEPLOY_TLS_KEY: { schema: str.regex(/^\/[^\u0000-\u001f]*$/), expected: 'an absolute path on the host: the private key (PEM)' },
   DEPLOY_ACME_CA: { schema: z.url({ protocol: /^https$/ }), expected: "an https URL of an ACME directory (Caddy's automatic certificates)", hint: "e.g. https://acme-staging-v02.api.letsencrypt.org/directory" },
   DEPLOY_ACME_EMAIL: { schema: z.email(), expected: 'an email address for the ACME account' },
+  DEPLOY_ACME_CA_ROOT: {
+    schema: str.regex(/^\/[^\u0000-\u001f]*$/),
+    expected: "an absolute path on the host: the CA certificate (PEM) of the ACME directory's own HTTPS",
+    hint: 'for a private ACME server, with DEPLOY_ACME_CA',
+  },
   DEPLOY_HEADERS: {
     schema: list.pipe(z.array(z.enum(['hsts', 'nosniff', 'frame', 'referrer', 'none']))).refine((l) => !l.includes('none') || l.length === 1),
     expected: 'comma-separated hsts, nosniff, frame, referrer, or none',
@@ -171,6 +191,11 @@ export const KEYS = {
     default: 'zstd,gzip',
   },
   DEPLOY_ACCESS_LOG: { schema: z.enum(['json', 'off']), expected: '`json` or `off`', default: 'json' },
+  DEPLOY_ACCESS_LOG_DIR: {
+    schema: str.regex(/^\/[^\u0000-\u001f]*$/),
+    expected: 'an absolute folder on the host that the proxy can write',
+    hint: 'default /var/log/caddy or /var/log/nginx',
+  },
   DEPLOY_HEALTH_PATH: { schema: str.regex(/^\/[^\s]*$/), expected: 'a URL path starting with /', default: '/api/health' },
   DEPLOY_HEALTH_TIMEOUT: { schema: int(1, 3600), expected: 'seconds, 1-3600', default: '60' },
   DEPLOY_KEEP_RELEASES: { schema: int(1, 1000), expected: 'a whole number of at least 1', hint: 'the live release counts', default: '3' },
@@ -436,6 +461,9 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
   if (https && (proxy === 'nginx' || proxy === 'haproxy') && !givenCert) {
     bad('DEPLOY_TLS_CERT', `the certificate for ${urlHost} with DEPLOY_PROXY=${proxy} and an https URL`, 'e.g. DEPLOY_TLS_CERT=/etc/letsencrypt/live/example.com/fullchain.pem, with DEPLOY_TLS_KEY (docs/proxies.md#tls)');
   }
+  if (values.DEPLOY_ACME_CA_ROOT !== undefined && values.DEPLOY_ACME_CA === undefined) {
+    bad('DEPLOY_ACME_CA_ROOT', 'set with DEPLOY_ACME_CA (the root is for a private ACME directory)', 'set DEPLOY_ACME_CA, or remove DEPLOY_ACME_CA_ROOT');
+  }
   if ((values.DEPLOY_TLS_CERT === undefined) !== (values.DEPLOY_TLS_KEY === undefined)) {
     bad(values.DEPLOY_TLS_CERT === undefined ? 'DEPLOY_TLS_CERT' : 'DEPLOY_TLS_KEY', 'set with DEPLOY_TLS_CERT and DEPLOY_TLS_KEY both, or neither');
   }
@@ -479,11 +507,12 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     publicUrl: values.DEPLOY_PUBLIC_URL,
     caddyAdmin: values.DEPLOY_CADDY_ADMIN,
     haproxy: { socket: values.DEPLOY_HAPROXY_SOCKET, confDir: values.DEPLOY_HAPROXY_CONF_DIR, cmd: values.DEPLOY_HAPROXY_CMD, reload: values.DEPLOY_HAPROXY_RELOAD },
-    tls: { cert: values.DEPLOY_TLS_CERT, key: values.DEPLOY_TLS_KEY, acmeCa: values.DEPLOY_ACME_CA, acmeEmail: values.DEPLOY_ACME_EMAIL },
+    tls: { cert: values.DEPLOY_TLS_CERT, key: values.DEPLOY_TLS_KEY, acmeCa: values.DEPLOY_ACME_CA, acmeEmail: values.DEPLOY_ACME_EMAIL, acmeCaRoot: values.DEPLOY_ACME_CA_ROOT },
     http: {
       headers: values.DEPLOY_HEADERS.filter((h): h is Header => h !== 'none'),
       compression: values.DEPLOY_COMPRESSION.filter((c): c is Compression => c !== 'none'),
       accessLog: values.DEPLOY_ACCESS_LOG,
+      accessLogDir: values.DEPLOY_ACCESS_LOG_DIR?.replace(/(.)\/+$/, '$1'),
     },
     nginxConfDir: values.DEPLOY_NGINX_CONF_DIR,
     nginxCmd: values.DEPLOY_NGINX_CMD,

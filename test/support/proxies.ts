@@ -1,6 +1,6 @@
 /** A real Caddy and a real nginx for end-to-end tests, each started on loopback ports of its own. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { get } from './sandbox.ts';
 
@@ -21,16 +21,25 @@ export const waitFor = async (check: () => boolean | Promise<boolean>, what: str
   throw new Error(`${what} did not come up`);
 };
 
-/** A Caddy on loopback: its public port, two slot ports, and its admin API on publicPort + 9. */
-export const caddyUnderTest = (publicPort = 18600): ProxyUnderTest => {
+/**
+ * A Caddy on loopback: its public port, two slot ports, and its admin API on publicPort + 9. With
+ * `httpPort`, its config sets Caddy's `http_port` (where its automatic HTTP->HTTPS redirects listen;
+ * 80 by default), as a user's Caddy config would.
+ */
+export const caddyUnderTest = (publicPort = 18600, opts: { httpPort?: number } = {}): ProxyUnderTest & { readonly admin: string } => {
   let child: ChildProcess | undefined;
   return {
     name: 'caddy',
+    admin: `127.0.0.1:${publicPort + 9}`,
     publicPort,
     slots: [publicPort + 1, publicPort + 2],
     async start(dir) {
-      writeFileSync(join(dir, 'caddy.json'), JSON.stringify({ admin: { listen: `127.0.0.1:${publicPort + 9}` } }));
-      child = spawn('caddy', ['run', '--config', join(dir, 'caddy.json')], { stdio: 'ignore', env: { ...process.env, HOME: dir } });
+      const apps = opts.httpPort === undefined ? {} : { apps: { http: { http_port: opts.httpPort } } };
+      writeFileSync(join(dir, 'caddy.json'), JSON.stringify({ admin: { listen: `127.0.0.1:${publicPort + 9}` }, ...apps }));
+      // Its log (stderr) goes to caddy.log in the sandbox: what it says about certificates.
+      const log = openSync(join(dir, 'caddy.log'), 'a');
+      child = spawn('caddy', ['run', '--config', join(dir, 'caddy.json')], { stdio: ['ignore', log, log], env: { ...process.env, HOME: dir } });
+      closeSync(log);
       await waitFor(async () => (await get(`http://127.0.0.1:${publicPort + 9}/config/`)).status === 200, 'caddy');
     },
     stop: () => child?.kill('SIGKILL'),

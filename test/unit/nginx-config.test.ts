@@ -1,0 +1,256 @@
+/** The nginx driver: the conf file it writes, what it makes of a failing `nginx -t`, and its steps against a recording host. */
+import { describe, expect, it } from 'vitest';
+import { nginxConf, nginxNames, nginxProxy, nginxUpstream, tlsProblem } from '../../lib/proxy/nginx.ts';
+import { fakeClock, testConfig } from '../support/flow-ctx.ts';
+import { inTurn, ok, RecordingHost, when } from '../support/recording-host.ts';
+
+const NGINX = { DEPLOY_PROXY: 'nginx', DEPLOY_NGINX_CONF_DIR: '/etc/nginx/conf.d' };
+const FILES = { DEPLOY_TLS_CERT: '/etc/ssl/app.pem', DEPLOY_TLS_KEY: '/etc/ssl/app.key' };
+const cfgWith = (values: Record<string, string> = {}) => testConfig({ ...NGINX, ...values });
+const HTTPS = cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com', ...FILES });
+
+const JSON_FORMAT =
+  `log_format skiff_hello_staging_json escape=json '{"time":"$time_iso8601","remote_addr":"$remote_addr","method":"$request_method","host":"$host","uri":"$request_uri",` +
+  `"protocol":"$server_protocol","status":$status,"bytes":$body_bytes_sent,"duration":$request_time,` +
+  `"upstream":"$upstream_addr","upstream_status":"$upstream_status","upstream_duration":"$upstream_response_time",` +
+  `"referer":"$http_referer","user_agent":"$http_user_agent","tls":"$ssl_protocol"}';`;
+
+const PROXY_LINES = [
+  '        proxy_http_version 1.1;',
+  '        proxy_set_header Connection "";',
+  '        proxy_set_header Host $host;',
+  '        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
+  '        proxy_set_header X-Forwarded-Proto $scheme;',
+];
+const GZIP_LINES = [
+  '    gzip on;',
+  '    gzip_vary on;',
+  '    gzip_proxied any;',
+  '    gzip_min_length 512;',
+  '    gzip_types text/plain text/css text/javascript text/xml text/csv application/json application/javascript application/xml application/xhtml+xml application/atom+xml application/rss+xml image/svg+xml;',
+];
+
+describe("skiff's nginx conf", () => {
+  it('https on 443: TLS with the given files, HTTP/2, headers (HSTS too), gzip, JSON log, and port 80 redirecting', () => {
+    expect(nginxConf(HTTPS)).toBe(
+      [
+        '# written by skiff for hello staging; the upstream lives in /etc/nginx/conf.d/hello-staging.upstream',
+        'upstream skiff_hello_staging {',
+        '    include "/etc/nginx/conf.d/hello-staging.upstream";',
+        '    keepalive 16;',
+        '}',
+        JSON_FORMAT,
+        'server {',
+        '    listen 443 ssl http2;',
+        '    server_name app.example.com;',
+        '    ssl_certificate "/etc/ssl/app.pem";',
+        '    ssl_certificate_key "/etc/ssl/app.key";',
+        '    ssl_protocols TLSv1.2 TLSv1.3;',
+        '    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;',
+        '    ssl_prefer_server_ciphers off;',
+        '    ssl_session_cache shared:skiff_tls:10m;',
+        '    ssl_session_timeout 1d;',
+        '    ssl_session_tickets off;',
+        '    access_log "/var/log/nginx/hello-staging.access.log" skiff_hello_staging_json;',
+        '    add_header Strict-Transport-Security "max-age=31536000" always;',
+        '    add_header X-Content-Type-Options "nosniff" always;',
+        '    add_header X-Frame-Options "SAMEORIGIN" always;',
+        '    add_header Referrer-Policy "strict-origin-when-cross-origin" always;',
+        ...GZIP_LINES,
+        '    location / {',
+        '        proxy_pass http://skiff_hello_staging;',
+        '        proxy_hide_header Strict-Transport-Security;',
+        '        proxy_hide_header X-Content-Type-Options;',
+        '        proxy_hide_header X-Frame-Options;',
+        '        proxy_hide_header Referrer-Policy;',
+        ...PROXY_LINES,
+        '    }',
+        '}',
+        'server {',
+        '    listen 80;',
+        '    server_name app.example.com;',
+        '    access_log "/var/log/nginx/hello-staging.access.log" skiff_hello_staging_json;',
+        '    location ^~ /.well-known/acme-challenge/ {',
+        '        root /var/www/html;',
+        '    }',
+        '    location / {',
+        '        return 308 https://$host$request_uri;',
+        '    }',
+        '}',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('http: no TLS, no HSTS, no redirect server', () => {
+    const conf = nginxConf(cfgWith());
+    expect(conf).toContain('    listen 127.0.0.1:8080;\n    server_name 127.0.0.1;\n    access_log');
+    expect(conf).not.toMatch(/listen .*ssl|ssl_certificate|Strict-Transport-Security|return 308/);
+    expect(conf).toContain('    add_header X-Content-Type-Options "nosniff" always;');
+  });
+
+  it('a port other than 443: the redirect keeps it', () => {
+    const conf = nginxConf(cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com:8443', ...FILES }));
+    expect(conf).toContain('    listen 8443 ssl http2;');
+    expect(conf).toContain('    listen 80;');
+    expect(conf).toContain('        return 308 https://$host:8443$request_uri;');
+  });
+
+  it('https on port 80 itself: no second server on 80', () => {
+    const conf = nginxConf(cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com:80', ...FILES }));
+    expect(conf).toContain('    listen 80 ssl http2;');
+    expect(conf.match(/listen/g)).toHaveLength(1);
+  });
+
+  it.each([
+    ['http://127.0.0.1:8080', '127.0.0.1:8080', undefined],
+    ['http://[::1]:8080', '[::1]:8080', undefined],
+    ['http://localhost:8080', '127.0.0.1:8080', undefined],
+    ['http://app.example.com', '80', undefined],
+    ['https://203.0.113.7:8443', '203.0.113.7:8443 ssl http2', '203.0.113.7:80'],
+  ])('%s listens on %s', (url, listen, redirect) => {
+    const conf = nginxConf(cfgWith({ DEPLOY_PUBLIC_URL: url, ...(url.startsWith('https') ? FILES : {}) }));
+    const listens = [...conf.matchAll(/^ {4}listen (.*);$/gm)].map((m) => m[1]);
+    expect(listens).toEqual(redirect ? [listen, redirect] : [listen]);
+  });
+
+  it('the settings chosen: a header or two, no compression, no log', () => {
+    const conf = nginxConf(cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com', ...FILES, DEPLOY_HEADERS: 'hsts', DEPLOY_COMPRESSION: 'zstd', DEPLOY_ACCESS_LOG: 'off' }));
+    expect(conf.match(/add_header .*/g)).toEqual(['add_header Strict-Transport-Security "max-age=31536000" always;']);
+    expect(conf.match(/proxy_hide_header .*/g)).toEqual(['proxy_hide_header Strict-Transport-Security;']);
+    // zstd alone: nginx in Debian has no zstd module, so nothing compresses.
+    expect(conf).not.toMatch(/gzip|log_format|access_log/);
+    expect(nginxConf(cfgWith({ DEPLOY_HEADERS: 'none', DEPLOY_COMPRESSION: 'none' }))).not.toMatch(/add_header|proxy_hide_header|gzip/);
+  });
+
+  it('paths with spaces and ; are quoted; names of the upstream and the log format have no -', () => {
+    const cfg = cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com', DEPLOY_TLS_CERT: '/etc/my certs/a;b.pem', DEPLOY_TLS_KEY: '/etc/my certs/{k}.key', DEPLOY_ACCESS_LOG_DIR: '/srv/my logs' });
+    const conf = nginxConf(cfg);
+    expect(conf).toContain('    ssl_certificate "/etc/my certs/a;b.pem";');
+    expect(conf).toContain('    ssl_certificate_key "/etc/my certs/{k}.key";');
+    expect(conf).toContain('    access_log "/srv/my logs/hello-staging.access.log" skiff_hello_staging_json;');
+    expect(nginxNames(testConfig({ ...NGINX, APP_NAME: 'my-app' }, 'eu-1'))).toMatchObject({ upstream: 'skiff_my_app_eu_1', logFormat: 'skiff_my_app_eu_1_json' });
+  });
+
+  it('the upstream file names the live port', () => {
+    expect(nginxUpstream(cfgWith(), 3002)).toBe('# written by skiff: the live slot of hello staging\nserver 127.0.0.1:3002;\n');
+  });
+});
+
+describe("what a failing nginx -t says about skiff's TLS files", () => {
+  // Lines as nginx 1.22 with OpenSSL 3 prints them (Debian 12).
+  it.each([
+    [
+      'nginx: [emerg] SSL_CTX_use_PrivateKey("/etc/ssl/app.key") failed (SSL: error:05800074:x509 certificate routines::key values mismatch)',
+      'the certificate /etc/ssl/app.pem does not match the key /etc/ssl/app.key',
+    ],
+    [
+      '2026/12/03 19:25:48 [emerg] 13060#13060: cannot load certificate key "/etc/ssl/app.key": BIO_new_file() failed (SSL: error:80000002:system library::No such file or directory:calling fopen(/etc/ssl/app.key, r) error:10000080:BIO routines::no such file)',
+      'the key /etc/ssl/app.key cannot be read: no such file',
+    ],
+    [
+      'nginx: [emerg] cannot load certificate "/etc/ssl/app.pem": BIO_new_file() failed (SSL: error:8000000D:system library::Permission denied:calling fopen(/etc/ssl/app.pem, r))',
+      'the certificate /etc/ssl/app.pem cannot be read: permission denied',
+    ],
+    [
+      'nginx: [emerg] cannot load certificate "/etc/ssl/app.pem": PEM_read_bio_X509_AUX() failed (SSL: error:0480006C:PEM routines::no start line:Expecting: TRUSTED CERTIFICATE)',
+      'the certificate /etc/ssl/app.pem cannot be read: it is not a PEM certificate',
+    ],
+    ['nginx: [emerg] cannot load certificate key "/etc/ssl/app.key": PEM_read_bio_PrivateKey() failed (SSL: error:1E08010C:DECODER routines::unsupported)', 'the key /etc/ssl/app.key cannot be read: it is not a PEM private key'],
+  ])('%s', (line, said) => {
+    expect(tlsProblem(HTTPS, `${line}\nnginx: configuration file /etc/nginx/nginx.conf test failed\n`)).toBe(said);
+  });
+
+  it("is not about skiff's files when the line names another file, or the URL is http", () => {
+    expect(tlsProblem(HTTPS, 'nginx: [emerg] SSL_CTX_use_PrivateKey("/etc/ssl/other.key") failed (SSL: error:05800074:x509 certificate routines::key values mismatch)')).toBeUndefined();
+    expect(tlsProblem(cfgWith(), 'nginx: [emerg] SSL_CTX_use_PrivateKey("/etc/ssl/app.key") failed (key values mismatch)')).toBeUndefined();
+  });
+});
+
+describe('the nginx driver on a host', () => {
+  const MISMATCH = 'nginx: [emerg] SSL_CTX_use_PrivateKey("/etc/ssl/app.key") failed (SSL: error:05800074:x509 certificate routines::key values mismatch)\nnginx: configuration file /etc/nginx/nginx.conf test failed';
+  const { confFile, upstreamFile } = nginxNames(HTTPS);
+
+  it('a certificate that does not match its key: the old files back, and a line that says so (exit 1)', async () => {
+    const host = new RecordingHost([when(/ sh nginx -t$/, { code: 1, stdout: MISMATCH, stderr: '' })]);
+    host.files.set(confFile, { content: Buffer.from('old conf'), mode: 0o644 });
+    host.files.set(upstreamFile, { content: Buffer.from('server 127.0.0.1:3001;\n'), mode: 0o644 });
+    const error = await nginxProxy(HTTPS, fakeClock()).switchTo(host, 3002).then(
+      () => undefined,
+      (e: unknown) => e as Error & { exitCode: number },
+    );
+    expect(error?.message).toBe(
+      'fake: nginx refuses the TLS files: the certificate /etc/ssl/app.pem does not match the key /etc/ssl/app.key (DEPLOY_TLS_CERT, DEPLOY_TLS_KEY); the old config is in place',
+    );
+    expect(error?.exitCode).toBe(1);
+    expect(host.files.get(confFile)?.content.toString()).toBe('old conf');
+    expect(host.files.get(upstreamFile)?.content.toString()).toBe('server 127.0.0.1:3001;\n');
+    expect(host.commands.some((c) => c.includes('reload'))).toBe(false);
+  });
+
+  it('the switch back after a refused conf writes the upstream only, so nginx -t passes with the conf it runs', async () => {
+    const host = new RecordingHost([
+      inTurn(/ sh nginx -t$/, [{ code: 1, stdout: MISMATCH, stderr: '' }, ok()]),
+      when('awk', ok('100\n')),
+      inTurn('pgrep', [ok('101\n'), ok('102\n')]),
+      when('reload', ok()),
+    ]);
+    host.files.set(confFile, { content: Buffer.from('old conf'), mode: 0o644 });
+    host.files.set(upstreamFile, { content: Buffer.from('server 127.0.0.1:3001;\n'), mode: 0o644 });
+    const driver = nginxProxy(HTTPS, fakeClock());
+    await expect(driver.switchTo(host, 3002)).rejects.toThrow(/does not match the key/);
+    host.puts.length = 0;
+    await driver.switchTo(host, 3001);
+    expect(host.puts.map((p) => p.path)).toEqual([upstreamFile]);
+    expect(host.files.get(confFile)?.content.toString()).toBe('old conf');
+  });
+
+  it('check: files that went bad under a running nginx are named before any change', async () => {
+    const host = new RecordingHost([when(/ sh nginx -t$/, { code: 1, stdout: MISMATCH, stderr: '' })]);
+    await expect(nginxProxy(HTTPS, fakeClock()).check(host)).rejects.toThrow(
+      'fake: nginx -t fails before any change: the certificate /etc/ssl/app.pem does not match the key /etc/ssl/app.key (DEPLOY_TLS_CERT, DEPLOY_TLS_KEY): fix the files; nginx still serves what it loaded before',
+    );
+    expect(host.puts).toEqual([]);
+  });
+
+  it('check: nginx -t failing on something else shows nginx line without its timestamp', async () => {
+    const host = new RecordingHost([when(/ sh nginx -t$/, { code: 1, stdout: '2026/12/03 19:25:48 [emerg] 1#1: unknown directive "foo" in /etc/nginx/conf.d/x.conf:1\nnginx: configuration file /etc/nginx/nginx.conf test failed', stderr: '' })]);
+    await expect(nginxProxy(HTTPS, fakeClock()).check(host)).rejects.toThrow('fake: nginx -t fails before any change: unknown directive "foo" in /etc/nginx/conf.d/x.conf:1; fix the nginx config first');
+  });
+
+  it.each([
+    [{ DEPLOY_TLS_CERT: '/etc/ssl/$host.pem' }, 'DEPLOY_TLS_CERT: /etc/ssl/$host.pem holds'],
+    [{ DEPLOY_TLS_KEY: '/etc/ssl/a"b.key' }, 'DEPLOY_TLS_KEY: /etc/ssl/a"b.key holds'],
+    [{ DEPLOY_ACCESS_LOG_DIR: '/srv/lo\\gs' }, 'DEPLOY_ACCESS_LOG_DIR: /srv/lo\\gs/hello-staging.access.log holds'],
+  ])('check refuses a path nginx would read as syntax: %o (exit 2)', async (values, message) => {
+    const host = new RecordingHost([when(/ sh nginx -t$/, ok())]);
+    const cfg = cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com', ...FILES, ...values });
+    const error = await nginxProxy(cfg, fakeClock()).check(host).then(
+      () => undefined,
+      (e: unknown) => e as Error & { exitCode: number },
+    );
+    expect(error?.message).toContain(message);
+    expect(error?.exitCode).toBe(2);
+    expect(host.commands).toEqual([]);
+  });
+
+  it('a reload nginx does not take (no new workers): the old files go back', async () => {
+    const host = new RecordingHost([
+      when(/ sh nginx -t$/, ok()),
+      when('awk', ok('100\n')),
+      when('pgrep', ok('101\n')),
+      when('reload', ok()),
+    ]);
+    host.files.set(confFile, { content: Buffer.from('old conf'), mode: 0o644 });
+    host.files.set(upstreamFile, { content: Buffer.from('server 127.0.0.1:3001;\n'), mode: 0o644 });
+    await expect(nginxProxy(HTTPS, fakeClock()).switchTo(host, 3002)).rejects.toThrow(/did not start new workers within 10s of the reload, so it kept its old config .*; the old files are back/);
+    expect(host.files.get(confFile)?.content.toString()).toBe('old conf');
+  });
+
+  it('a switch with unchanged settings writes only the upstream file', async () => {
+    const host = new RecordingHost([when(/ sh nginx -t$/, ok()), when('awk', ok('100\n')), inTurn('pgrep', [ok('101\n'), ok('102\n')]), when('reload', ok())]);
+    host.files.set(confFile, { content: Buffer.from(nginxConf(HTTPS)), mode: 0o644 });
+    await nginxProxy(HTTPS, fakeClock()).switchTo(host, 3002);
+    expect(host.puts.map((p) => p.path)).toEqual([upstreamFile]);
+  });
+});
