@@ -475,6 +475,12 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     }
   }
 
+  // Docker refuses less than 6 MiB; more than 1 PiB is a typo, and past 2^53 the figure would not even be exact.
+  if (values.DEPLOY_MEMORY_LIMIT !== undefined) {
+    const { bytes } = memoryLimit(values.DEPLOY_MEMORY_LIMIT);
+    if (bytes < 6 * 1024 ** 2 || bytes > 1024 ** 5) bad('DEPLOY_MEMORY_LIMIT', 'between 6M and 1048576G', `${values.DEPLOY_MEMORY_LIMIT} is ${bytes < 6 * 1024 ** 2 ? 'too little for any app' : 'more than any host has'}`);
+  }
+
   // A database inside a folder of BACKUP_PATHS would come back twice, the raw file put back over its consistent copy.
   const within = (file: string, folder: string) => file === folder || file.startsWith(`${folder}/`);
   for (const db of values.BACKUP_SQLITE) {
