@@ -116,3 +116,36 @@ export const applySysctl = (): Cmd => script('sysctl -q -p "$1"', SYSCTL_FILE);
 
 /** Makes a folder (as root). */
 export const makeFolder = (path: string): Cmd => script('mkdir -p "$1"', path);
+
+/**
+ * Obtains the certificate of `name` from an ACME server with certbot, answering HTTP-01 from
+ * `webroot` (which nginx serves on port 80 for `/.well-known/acme-challenge/`). The deploy hook,
+ * kept in certbot's renewal file of this name only, checks and reloads nginx after each renewal.
+ * `caRoot`: the CA certbot trusts for a private ACME directory's own HTTPS (as root).
+ */
+export const certbotObtain = (a: {
+  readonly name: string;
+  readonly webroot: string;
+  readonly email: string | undefined;
+  readonly server: string | undefined;
+  readonly caRoot: string | undefined;
+  readonly nginxCmd: string;
+}): Cmd =>
+  script(
+    [
+      'name=$1 webroot=$2 email=$3 server=$4 caroot=$5 ncmd=$6',
+      'set -- certonly --non-interactive --agree-tos --webroot -w "$webroot" -d "$name" --cert-name "$name" --deploy-hook "$ncmd -t -q && $ncmd -s reload"',
+      'if [ -n "$email" ]; then set -- "$@" -m "$email"; else set -- "$@" --register-unsafely-without-email; fi',
+      'if [ -n "$server" ]; then set -- "$@" --server "$server"; fi',
+      'if [ -n "$caroot" ]; then export REQUESTS_CA_BUNDLE="$caroot"; fi',
+      // certbot says why on stderr, after pages of advice: keep its lines that name the problem.
+      'out=$(certbot "$@" 2>&1) && exit 0',
+      'code=$?; printf "%s\\n" "$out" | grep -E "^(An unexpected error|Error|Detail|Type|Some challenges|.*[Ff]ailed)" | head -n 5 >&2; exit "$code"',
+    ].join('\n'),
+    a.name,
+    a.webroot,
+    a.email ?? '',
+    a.server ?? '',
+    a.caRoot ?? '',
+    a.nginxCmd,
+  );

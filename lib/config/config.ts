@@ -44,6 +44,8 @@ export interface Config {
   readonly tls: {
     readonly cert: string | undefined;
     readonly key: string | undefined;
+    /** nginx with an https URL and no files: certbot's files for the URL host (`cert`, `key`), obtained by setup. */
+    readonly certbot: boolean;
     readonly acmeCa: string | undefined;
     readonly acmeEmail: string | undefined;
     /** DEPLOY_ACME_CA_ROOT: the CA (PEM, on the host) that Caddy trusts for a private ACME directory's own HTTPS. */
@@ -458,7 +460,12 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
   if (https && proxy === 'caddy' && !givenCert && ipHost) {
     bad('DEPLOY_PUBLIC_URL', 'a domain name for an ACME certificate (an IP address gets none)', 'use the domain, or give DEPLOY_TLS_CERT and DEPLOY_TLS_KEY');
   }
-  if (https && (proxy === 'nginx' || proxy === 'haproxy') && !givenCert) {
+  // nginx without files: certbot's certificate for the URL host, which setup obtains.
+  const certbot = https && proxy === 'nginx' && !givenCert;
+  if (https && proxy === 'nginx' && !givenCert && ipHost) {
+    bad('DEPLOY_PUBLIC_URL', 'a domain name for a certificate from certbot (an IP address gets none)', 'use the domain, or give DEPLOY_TLS_CERT and DEPLOY_TLS_KEY');
+  }
+  if (https && proxy === 'haproxy' && !givenCert) {
     bad('DEPLOY_TLS_CERT', `the certificate for ${urlHost} with DEPLOY_PROXY=${proxy} and an https URL`, 'e.g. DEPLOY_TLS_CERT=/etc/letsencrypt/live/example.com/fullchain.pem, with DEPLOY_TLS_KEY (docs/proxies.md#tls)');
   }
   if (values.DEPLOY_ACME_CA_ROOT !== undefined && values.DEPLOY_ACME_CA === undefined) {
@@ -513,7 +520,13 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     publicUrl: values.DEPLOY_PUBLIC_URL,
     caddyAdmin: values.DEPLOY_CADDY_ADMIN,
     haproxy: { socket: values.DEPLOY_HAPROXY_SOCKET, confDir: values.DEPLOY_HAPROXY_CONF_DIR, cmd: values.DEPLOY_HAPROXY_CMD, reload: values.DEPLOY_HAPROXY_RELOAD },
-    tls: { cert: values.DEPLOY_TLS_CERT, key: values.DEPLOY_TLS_KEY, acmeCa: values.DEPLOY_ACME_CA, acmeEmail: values.DEPLOY_ACME_EMAIL, acmeCaRoot: values.DEPLOY_ACME_CA_ROOT },
+    tls: {
+      ...(certbot ? { cert: `${CERTBOT_LIVE}/${urlHost}/fullchain.pem`, key: `${CERTBOT_LIVE}/${urlHost}/privkey.pem` } : { cert: values.DEPLOY_TLS_CERT, key: values.DEPLOY_TLS_KEY }),
+      certbot,
+      acmeCa: values.DEPLOY_ACME_CA,
+      acmeEmail: values.DEPLOY_ACME_EMAIL,
+      acmeCaRoot: values.DEPLOY_ACME_CA_ROOT,
+    },
     http: {
       headers: values.DEPLOY_HEADERS.filter((h): h is Header => h !== 'none'),
       compression: values.DEPLOY_COMPRESSION.filter((c): c is Compression => c !== 'none'),
@@ -551,6 +564,9 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     appEnv: appEnvOf(source),
   });
 };
+
+/** Where certbot keeps the certificate of each name (`<name>/fullchain.pem`, `<name>/privkey.pem`). */
+export const CERTBOT_LIVE = '/etc/letsencrypt/live';
 
 /** A memory limit as written (`512M`) and in bytes. */
 const memoryLimit = (text: string): { bytes: number; text: string } => {

@@ -12,6 +12,7 @@ import {
   aptInstall,
   asRoot,
   CADDY_DROPIN,
+  certbotObtain,
   CADDY_DROPIN_TEXT,
   daemonReload,
   enableDocker,
@@ -25,6 +26,8 @@ import {
   writeRootFile,
 } from '../commands/setup.ts';
 import { firstLine } from '../core/errors.ts';
+import { ACME_WEBROOT } from '../proxy/nginx.ts';
+import { publicHost } from '../proxy/route.ts';
 import { DEADLINE, type Host } from '../host/host.ts';
 
 /** Each command a host needs, and the Debian package that has it. */
@@ -45,6 +48,7 @@ const PACKAGE_OF: Readonly<Record<string, string>> = {
   systemctl: 'systemd',
   sqlite3: 'sqlite3',
   pg_dump: 'postgresql-client',
+  certbot: 'certbot',
 };
 
 /** The commands an environment needs on its hosts. */
@@ -54,6 +58,7 @@ export const toolsFor = (cfg: Config): string[] => [
   ...(cfg.proxy === 'none' ? [] : [cfg.proxy]),
   // skiff speaks to HAProxy's runtime API socket through socat.
   ...(cfg.proxy === 'haproxy' ? ['socat'] : []),
+  ...(cfg.tls.certbot ? ['certbot'] : []),
   ...(cfg.runtime === 'process' && cfg.supervisor === 'systemd' ? ['systemctl'] : []),
   ...(cfg.backup.sqlite.length > 0 ? ['sqlite3'] : []),
   ...(cfg.backup.postgresUrl ? ['pg_dump'] : []),
@@ -153,8 +158,16 @@ export const planSetup = (cfg: Config, facts: Facts, opts: SetupOptions): Step[]
     } else if (facts.nginx_dir === 'yes') steps.push({ kind: 'ok', text: `nginx: includes ${cfg.nginxConfDir}` });
   }
 
-  // Certificates given as files must be there before the proxy is told to load them.
-  if (cfg.tls.cert !== undefined && cfg.tls.key !== undefined) {
+  // Certificates given as files must be there before the proxy is told to load them; certbot's are obtained here.
+  if (cfg.tls.certbot && cfg.tls.cert !== undefined && cfg.tls.key !== undefined) {
+    const name = publicHost(cfg);
+    if (facts.tls_cert === 'yes' && facts.tls_key === 'yes') steps.push({ kind: 'ok', text: `tls: certbot's certificate for ${name} is there (${cfg.tls.cert}); certbot's timer renews it` });
+    else {
+      const obtain = certbotObtain({ name, webroot: ACME_WEBROOT, email: cfg.tls.acmeEmail, server: cfg.tls.acmeCa, caRoot: cfg.tls.acmeCaRoot, nginxCmd: cfg.nginxCmd });
+      const from = cfg.tls.acmeCa ?? "Let's Encrypt";
+      steps.push({ ...rootly(`tls: obtain a certificate for ${name} from ${from} with certbot (HTTP-01 from ${ACME_WEBROOT} through nginx on port 80; renewals reload nginx)`, { cmd: obtain }), long: true });
+    }
+  } else if (cfg.tls.cert !== undefined && cfg.tls.key !== undefined) {
     const missingFiles = [cfg.tls.cert, cfg.tls.key].filter((_, i) => facts[i === 0 ? 'tls_cert' : 'tls_key'] !== 'yes');
     if (missingFiles.length === 0) steps.push({ kind: 'ok', text: `tls: ${cfg.tls.cert} and ${cfg.tls.key} are there` });
     else steps.push({ kind: 'fail', text: `tls: ${missingFiles.join(' and ')} missing on the host: obtain the certificate first (docs/proxies.md#tls)` });

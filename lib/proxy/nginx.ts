@@ -184,6 +184,14 @@ export const tlsProblem = (cfg: Config, output: string): string | undefined => {
   return undefined;
 };
 
+/** Which settings name the TLS files: the user's keys, or certbot's certificate that setup obtains. */
+const tlsOrigin = (cfg: Config): string =>
+  cfg.tls.certbot ? `certbot's for ${publicHost(cfg)}: run scripts/setup.ts ${cfg.env} to obtain it` : 'DEPLOY_TLS_CERT, DEPLOY_TLS_KEY';
+
+/** `yes` when the file is there, `no` when it is not, `unknown` when its folder cannot be looked into (certbot's live folder is root's). */
+export const certThere = (path: string) =>
+  script('if [ -e "$1" ]; then echo yes; elif [ -x "$(dirname "$1")" ]; then echo no; else echo unknown; fi', path);
+
 export const nginxProxy = (cfg: Config, clock: Clock): Proxy => {
   const { confFile, upstreamFile } = nginxNames(cfg);
   const serverBlock = nginxConf(cfg);
@@ -205,9 +213,12 @@ export const nginxProxy = (cfg: Config, clock: Clock): Proxy => {
     async check(host) {
       const bad = writtenPaths(cfg).find(([, path]) => UNQUOTABLE.test(path));
       if (bad) throw new SkiffError(`${bad[0]}: ${bad[1]} holds " \\ or $, which nginx would read as syntax: use a path without them`, EXIT.usage);
+      if (cfg.tls.certbot && cfg.tls.cert !== undefined && (await host.exec(certThere(cfg.tls.cert))).stdout.trim() === 'no') {
+        throw new SkiffError(`${host.name}: no certificate for ${publicHost(cfg)} yet (${cfg.tls.cert}): run scripts/setup.ts ${cfg.env}, which obtains it with certbot (docs/proxies.md#nginx-with-certbot); nothing was changed`);
+      }
       const problem = await test(host);
       if (problem?.tls) {
-        throw new SkiffError(`${host.name}: nginx -t fails before any change: ${problem.text} (DEPLOY_TLS_CERT, DEPLOY_TLS_KEY): fix the files; nginx still serves what it loaded before`);
+        throw new SkiffError(`${host.name}: nginx -t fails before any change: ${problem.text} (${tlsOrigin(cfg)}): fix the files; nginx still serves what it loaded before`);
       }
       if (problem) throw new SkiffError(`${host.name}: nginx -t fails before any change: ${problem.text}; fix the nginx config first`);
     },
@@ -232,7 +243,7 @@ export const nginxProxy = (cfg: Config, clock: Clock): Proxy => {
         await restore(host, confFile, oldConf);
         throw new SkiffError(
           problem.tls
-            ? `${host.name}: nginx refuses the TLS files: ${problem.text} (DEPLOY_TLS_CERT, DEPLOY_TLS_KEY); the old config is in place`
+            ? `${host.name}: nginx refuses the TLS files: ${problem.text} (${tlsOrigin(cfg)}); the old config is in place`
             : `${host.name}: nginx -t fails with the new upstream: ${problem.text}; the old config is in place`,
         );
       }

@@ -2,13 +2,13 @@
 # Installs what the tests need on a fresh Debian machine, and does nothing when it is all there.
 # The end-to-end tests of the local host need: a POSIX shell with setsid, tar, curl, and a C++
 # toolchain with python3 to compile the example app's SQLite module (no prebuilt download here);
-# the blue-green tests need Caddy, nginx and HAProxy (the TLS tests pebble, an ACME server), the SSH host tests OpenSSH (the tests start their own
+# the blue-green tests need Caddy, nginx and HAProxy (the TLS tests pebble, an ACME server, and certbot), the SSH host tests OpenSSH (the tests start their own
 # instances on loopback), the several-hosts tests socat and nsenter (test/infra/nshost.sh), the
 # backup tests sqlite3 and PostgreSQL.
 set -euo pipefail
 
 need=()
-for pair in curl:curl socat:socat nsenter:util-linux setsid:util-linux tar:tar python3:python3 make:make g++:g++ sqlite3:sqlite3 ps:procps caddy:caddy nginx:nginx haproxy:haproxy pebble:pebble ssh-keygen:openssh-client sshd:openssh-server; do
+for pair in curl:curl socat:socat nsenter:util-linux setsid:util-linux tar:tar python3:python3 make:make g++:g++ sqlite3:sqlite3 ps:procps caddy:caddy nginx:nginx haproxy:haproxy pebble:pebble certbot:certbot ssh-keygen:openssh-client sshd:openssh-server; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 # The backup tests run a PostgreSQL 15 server of their own (test/infra/postgres.sh).

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { render } from '../../lib/core/cmd.ts';
-import { asRoot, hostFacts } from '../../lib/commands/setup.ts';
+import { asRoot, certbotObtain, hostFacts } from '../../lib/commands/setup.ts';
 import { applySetup, parseFacts, planSetup, toolsFor, type Facts } from '../../lib/flows/setup.ts';
 import { testConfig } from '../support/flow-ctx.ts';
 import { anything, failed, RecordingHost, when } from '../support/recording-host.ts';
@@ -95,6 +95,26 @@ describe('planSetup: TLS files', () => {
     expect(kinds({ ...READY, tls_cert: 'yes', tls_key: 'yes' }, tls)).toContain('ok: tls: /etc/ssl/a.pem and /etc/ssl/a.key are there');
     expect(kinds({ ...READY, tls_cert: 'yes', tls_key: 'no' }, tls)).toContain('fail: tls: /etc/ssl/a.key missing on the host: obtain the certificate first (docs/proxies.md#tls)');
     expect(toolsFor(testConfig({ DEPLOY_PROXY: 'haproxy' }))).toContain('haproxy');
+  });
+});
+
+describe('planSetup: certbot for nginx', () => {
+  const cfg = testConfig({ DEPLOY_PROXY: 'nginx', DEPLOY_PUBLIC_URL: 'https://app.example.com', DEPLOY_ACME_EMAIL: 'ops@example.com' });
+  it('obtains the certificate when it is not there, as root, with the long deadline', () => {
+    expect(toolsFor(cfg)).toContain('certbot');
+    const step = planSetup(cfg, { ...READY, tls_cert: 'no', tls_key: 'no' }, { install: false }).find((s) => s.text.startsWith('tls:'));
+    expect(step).toMatchObject({ kind: 'change', long: true, text: "tls: obtain a certificate for app.example.com from Let's Encrypt with certbot (HTTP-01 from /var/www/html through nginx on port 80; renewals reload nginx)" });
+    expect(render(step?.run?.[0]?.cmd ?? { kind: 'argv', args: [] })).toContain('sudo -n sh -c');
+    expect(kinds({ ...READY, tls_cert: 'yes', tls_key: 'yes' }, cfg)).toContain("ok: tls: certbot's certificate for app.example.com is there (/etc/letsencrypt/live/app.example.com/fullchain.pem); certbot's timer renews it");
+  });
+  it('says it needs root for a user without sudo', () => {
+    expect(kinds({ ...READY, uid: '1000', user: 'deploy', sudo: 'no', tls_cert: 'no', tls_key: 'no' }, cfg).find((k) => k.includes('tls:'))).toMatch(/^fail: tls: obtain .*: needs root/);
+  });
+  it('runs certbot non-interactively, every value quoted, the hook kept for this name only', () => {
+    const text = render(certbotObtain({ name: 'app.example.com', webroot: '/var/www/my html', email: undefined, server: 'https://ca.example/dir', caRoot: '/etc/ca.pem', nginxCmd: "nginx -p '/x y'" }));
+    expect(text).toContain('certonly --non-interactive --agree-tos --webroot -w "$webroot" -d "$name" --cert-name "$name" --deploy-hook "$ncmd -t -q && $ncmd -s reload"');
+    expect(text).toContain('--register-unsafely-without-email');
+    expect(text).toMatch(/ app\.example\.com '\/var\/www\/my html' '' https:\/\/ca\.example\/dir \/etc\/ca\.pem 'nginx -p '\\''\/x y'\\'''$/);
   });
 });
 
