@@ -421,6 +421,7 @@ const wsCell = (w: WsResult, starts: readonly number[]) => {
     return offsets.length ? ` (median ${median(offsets).toFixed(1)} s into the run)` : '';
   };
   const lost = w.ends.reduce((n, e) => n + e.lost, 0);
+  if (w.opened === 0) return `${w.held} to hold: none opened in ${w.handshakeFailures} upgrades (${w.firstErrors[0] ?? 'no answer'})`;
   return [
     `${w.held} held: ${by('proxy').length + by('cut').length} cut by the proxy${after([...by('proxy'), ...by('cut')])}`,
     `${by('app').length} closed by the app as its slot stopped${after(by('app'))}`,
@@ -436,7 +437,7 @@ const slowCell = (slow: Clients['slow']) => {
   const errors = [...new Set(failed.map((r) => `${r.error} after ${(r.ms / 1000).toFixed(1)} s`))].slice(0, 2);
   return [
     `${ok.length} of ${slow.length} finished`,
-    same === ok.length ? '' : `: ${onOld} on the old slot${onNew ? `, ${onNew} on the new one` : ''}`,
+    same === ok.length ? (ok.length ? ' (one slot: on the old process, which the stop let finish)' : '') : `: ${onOld} on the old slot${onNew ? `, ${onNew} on the new one` : ''}`,
     same && same !== ok.length ? `, ${same} with the slot unchanged` : '',
     failed.length ? `; ${failed.length} failed (${errors.join('; ')})` : '',
   ].join('');
