@@ -3,7 +3,7 @@
  * with the seeds' flow, in one run.
  *
  *   flock /tmp/skiff-e2e.lock npx tsx bench/switch-clients.ts [--deploys 10] [--rollbacks 5]
- *     [--proxies caddy,nginx,haproxy] [--prototypes caddy-first,nginx-backup|none] [--seeds|--no-seeds]
+ *     [--proxies caddy,nginx,haproxy] [--prototypes caddy-first,caddy-flag,nginx-backup,nginx-flag|none] [--seeds|--no-seeds]
  *     [--seeds-sleep 10] [--slow-ms 20000] [--websockets 3] [--json]
  *
  * The app is bench/switch-app/server.js (a health check, GET /slow, a websocket echo on /ws), not the
@@ -44,11 +44,11 @@ import { haproxyUnderTest, startKeptAliveProbe, type KeptAliveResult } from '../
 import { startProbe, type ProbeResult } from '../test/support/probe.ts';
 import { caddyUnderTest, nginxUnderTest } from '../test/support/proxies.ts';
 import { localEnv, makeSandbox, ROOT } from '../test/support/sandbox.ts';
-import { accepts, caddyFirst, nginxBackup, staticCaddy, until, type Front } from './switch-fronts.ts';
+import { accepts, caddyFirst, caddyFlag, nginxBackup, nginxFlag, staticCaddy, until, type Front } from './switch-fronts.ts';
 import { holdWebsockets, slowRequest, type SlowResult, type WsResult } from './switch-probes.ts';
 
 const usage =
-  'usage: npx tsx bench/switch-clients.ts [--deploys 10] [--rollbacks 5] [--proxies caddy,nginx,haproxy] [--prototypes caddy-first,nginx-backup|none] [--no-seeds] [--seeds-sleep 10] [--slow-ms 20000] [--websockets 3] [--json]';
+  'usage: npx tsx bench/switch-clients.ts [--deploys 10] [--rollbacks 5] [--proxies caddy,nginx,haproxy] [--prototypes caddy-first,caddy-flag,nginx-backup,nginx-flag|none] [--no-seeds] [--seeds-sleep 10] [--slow-ms 20000] [--websockets 3] [--json]';
 let parsed;
 try {
   parsed = parseArgs({
@@ -57,7 +57,7 @@ try {
       deploys: { type: 'string', default: '10' },
       rollbacks: { type: 'string', default: '5' },
       proxies: { type: 'string', default: 'caddy,nginx,haproxy' },
-      prototypes: { type: 'string', default: 'caddy-first,nginx-backup' },
+      prototypes: { type: 'string', default: 'caddy-first,caddy-flag,nginx-backup,nginx-flag' },
       seeds: { type: 'boolean', default: true },
       'seeds-sleep': { type: 'string', default: '10' },
       'slow-ms': { type: 'string', default: '20000' },
@@ -114,7 +114,13 @@ const list = (flag: 'proxies' | 'prototypes', known: readonly string[]) => {
   return names;
 };
 const chosen = list('proxies', Object.keys(drivers));
-const prototypes = list('prototypes', ['caddy-first', 'nginx-backup']);
+const makers: Record<string, { readonly port: number; readonly make: (port: number, slots: readonly [number, number]) => Front }> = {
+  'caddy-first': { port: 18875, make: caddyFirst },
+  'caddy-flag': { port: 18876, make: caddyFlag },
+  'nginx-backup': { port: 18885, make: nginxBackup },
+  'nginx-flag': { port: 18886, make: nginxFlag },
+};
+const prototypes = list('prototypes', Object.keys(makers));
 
 // ---- the clients -----------------------------------------------------------------------------
 
@@ -184,6 +190,22 @@ const measure = async (driver: Driver, extras: readonly Front[]): Promise<Run> =
       const st = JSON.parse(readFileSync(join(s.deployPath, '.skiff/state.json'), 'utf8')) as { live?: string; slots?: Record<string, { port?: number }> };
       return st.live ? st.slots?.[st.live]?.port : undefined;
     };
+    // The flag-switched prototypes follow the driver: a poll of its public URL every 25 ms (a new
+    // connection each) flips their flag file when another slot answers, as a driver would at its switch.
+    const followers = extras.filter((f) => f.follow !== undefined);
+    let following = followers.length > 0;
+    let answering = livePort();
+    for (const f of followers) f.follow?.(answering as number);
+    const follow = (async () => {
+      while (following) {
+        const r = await slowRequest(`${url}/api/health`, 1000);
+        if (r.port !== undefined && r.port !== answering) {
+          answering = r.port;
+          for (const f of followers) f.follow?.(answering);
+        }
+        await new Promise((res) => setTimeout(res, 25));
+      }
+    })();
     const clients = fronts.map(startClients);
     await new Promise((r) => setTimeout(r, 1000)); // the websockets open, the probes get going
     const codes: number[] = [];
@@ -218,6 +240,8 @@ const measure = async (driver: Driver, extras: readonly Front[]): Promise<Run> =
     const switchMs = median(records.flatMap((r) => (r.durations?.switch === undefined ? [] : [r.durations.switch])));
     const results: Clients[] = [];
     for (const c of clients) results.push(await c.stop());
+    following = false;
+    await follow;
     return { proxy: driver.name, runs: `${deploys} deploys + ${rollbacks} rollbacks`, exitCodes: codes, medianMs: median(times), switchMs, starts, clients: results };
   } finally {
     for (const f of extras) await f.stop();
@@ -231,7 +255,7 @@ const measure = async (driver: Driver, extras: readonly Front[]): Promise<Run> =
 const measureSeeds = async (): Promise<Run> => {
   const port = 18874;
   const dir = mkdtempSync(join(tmpdir(), 'skiff-bench-seeds-'));
-  const front = staticCaddy('seeds-caddy', 18873, { handler: 'reverse_proxy', upstreams: [{ dial: `127.0.0.1:${port}` }] });
+  const front = staticCaddy('seeds-caddy', 18873, [{ handle: [{ handler: 'reverse_proxy', upstreams: [{ dial: `127.0.0.1:${port}` }] }] }]);
   const started: ChildProcess[] = [];
   const listenerPid = (): number | undefined => {
     const m = /pid=(\d+)/.exec(spawnSync('ss', ['-ltnpH', `sport = :${port}`], { encoding: 'utf8' }).stdout);
@@ -284,8 +308,9 @@ const runs: Run[] = [];
 if (values.seeds) runs.push(await measureSeeds());
 for (const [i, name] of chosen.entries()) {
   const driver = (drivers[name] as () => Driver)();
-  // The prototypes ride along the last run: they watch the same two slots, and their configs never change.
-  const extras = i === chosen.length - 1 ? prototypes.map((p) => (p === 'caddy-first' ? caddyFirst(18875, driver.slots) : nginxBackup(18885, driver.slots))) : [];
+  // A prototype rides along the run of its own proxy (or the last run): it watches the same two slots.
+  const rides = (p: string) => p.split('-')[0] === name || (i === chosen.length - 1 && !chosen.includes(p.split('-')[0] as string));
+  const extras = prototypes.filter(rides).map((p) => (makers[p] as (typeof makers)[string]).make((makers[p] as (typeof makers)[string]).port, driver.slots));
   runs.push(await measure(driver, extras));
 }
 
@@ -296,7 +321,9 @@ const label: Record<string, string> = {
   nginx: "nginx (skiff's driver: reload)",
   haproxy: "HAProxy (skiff's driver: runtime API)",
   'caddy-first': 'Caddy, both slots once, lb_policy first (prototype)',
+  'caddy-flag': 'Caddy, both slots once, file matcher on a flag file (prototype)',
   'nginx-backup': 'nginx, both slots once, backup server (prototype)',
+  'nginx-flag': 'nginx, both slots once, if (-f flag file) (prototype)',
 };
 
 const wsCell = (w: WsResult, starts: readonly number[]) => {

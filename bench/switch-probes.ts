@@ -205,17 +205,19 @@ export interface SlowResult {
   readonly startedAt: number;
   readonly ms: number;
   readonly status: number;
-  /** The slot port that answered (`slow done <port> <version>`). */
+  /** The slot port that answered (`slow done <port> <version>`, or the health check's `"port"`). */
   readonly port: number | undefined;
   readonly error: string | undefined;
 }
 
-/** One GET of `url` on a new connection, given `timeoutMs` to end. */
+/** One GET of `url` on a new connection, given `timeoutMs` to end; which slot answered. */
 export const slowRequest = (url: string, timeoutMs: number): Promise<SlowResult> =>
   new Promise((resolve) => {
     const t0 = Date.now();
-    const done = (status: number, body: string, error?: string) =>
-      resolve({ startedAt: t0, ms: Date.now() - t0, status, port: /^slow done (\d+)/.exec(body)?.[1] ? Number(/^slow done (\d+)/.exec(body)?.[1]) : undefined, error });
+    const done = (status: number, body: string, error?: string) => {
+      const port = /^slow done (\d+)|"port":(\d+)/.exec(body);
+      resolve({ startedAt: t0, ms: Date.now() - t0, status, port: port ? Number(port[1] ?? port[2]) : undefined, error });
+    };
     const req = http.get(url, { agent: false, timeout: timeoutMs, headers: { connection: 'close' } }, (res) => {
       let body = '';
       res.setEncoding('utf8');
