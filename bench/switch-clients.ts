@@ -4,7 +4,7 @@
  *
  *   flock /tmp/skiff-e2e.lock npx tsx bench/switch-clients.ts [--deploys 10] [--rollbacks 5]
  *     [--proxies caddy,nginx,haproxy] [--prototypes caddy-first,caddy-flag,nginx-backup,nginx-flag|none] [--seeds|--no-seeds]
- *     [--seeds-sleep 10] [--slow-ms 20000] [--websockets 3] [--json]
+ *     [--seeds-sleep 10] [--slow-ms 20000] [--websockets 3] [--json] [--save FILE]
  *
  * The app is bench/switch-app/server.js (a health check, GET /slow, a websocket echo on /ws), not the
  * example. For each proxy, on this machine (DEPLOY_HOSTS=local, as the end-to-end tests run): a
@@ -36,7 +36,7 @@
  * A failure is a refused, reset, timed-out (5 s) or non-2xx request. Run it alone on the machine.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -48,7 +48,7 @@ import { accepts, caddyFirst, caddyFlag, nginxBackup, nginxFlag, staticCaddy, un
 import { holdWebsockets, slowRequest, type SlowResult, type WsResult } from './switch-probes.ts';
 
 const usage =
-  'usage: npx tsx bench/switch-clients.ts [--deploys 10] [--rollbacks 5] [--proxies caddy,nginx,haproxy] [--prototypes caddy-first,caddy-flag,nginx-backup,nginx-flag|none] [--no-seeds] [--seeds-sleep 10] [--slow-ms 20000] [--websockets 3] [--json]';
+  'usage: npx tsx bench/switch-clients.ts [--deploys 10] [--rollbacks 5] [--proxies caddy,nginx,haproxy] [--prototypes caddy-first,caddy-flag,nginx-backup,nginx-flag|none] [--no-seeds] [--seeds-sleep 10] [--slow-ms 20000] [--websockets 3] [--json] [--save FILE]';
 let parsed;
 try {
   parsed = parseArgs({
@@ -63,6 +63,7 @@ try {
       'slow-ms': { type: 'string', default: '20000' },
       websockets: { type: 'string', default: '3' },
       json: { type: 'boolean', default: false },
+      save: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -305,13 +306,24 @@ const measureSeeds = async (): Promise<Run> => {
 // ---- run and report --------------------------------------------------------------------------
 
 const runs: Run[] = [];
-if (values.seeds) runs.push(await measureSeeds());
+// --save writes the figures so far after each run: a later run that fails leaves the earlier ones.
+const save = () => values.save && writeFileSync(values.save, `${JSON.stringify(runs, null, 2)}\n`);
+const attempt = async (what: string, run: () => Promise<Run>) => {
+  try {
+    runs.push(await run());
+  } catch (e) {
+    process.stderr.write(`${what}: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+  }
+  save();
+};
+if (values.seeds) await attempt("the seeds' flow", measureSeeds);
 for (const [i, name] of chosen.entries()) {
   const driver = (drivers[name] as () => Driver)();
   // A prototype rides along the run of its own proxy (or the last run): it watches the same two slots.
   const rides = (p: string) => p.split('-')[0] === name || (i === chosen.length - 1 && !chosen.includes(p.split('-')[0] as string));
   const extras = prototypes.filter(rides).map((p) => (makers[p] as (typeof makers)[string]).make((makers[p] as (typeof makers)[string]).port, driver.slots));
-  runs.push(await measure(driver, extras));
+  await attempt(name, () => measure(driver, extras));
 }
 
 const label: Record<string, string> = {
