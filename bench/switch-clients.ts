@@ -350,7 +350,7 @@ const wsCell = (w: WsResult, starts: readonly number[]) => {
   const lost = w.ends.reduce((n, e) => n + e.lost, 0);
   if (w.opened === 0) return `${w.held} to hold: none opened in ${w.handshakeFailures} upgrades (${w.firstErrors[0] ?? 'no answer'})`;
   return [
-    `${w.held} held: ${by('proxy').length + by('cut').length} cut by the proxy${after([...by('proxy'), ...by('cut')])}`,
+    `${w.held} held: ${by('proxy').length} closed by the proxy${after(by('proxy'))}, ${by('cut').length} cut with no close frame${after(by('cut'))}`,
     `${by('app').length} closed by the app as its slot stopped${after(by('app'))}`,
     `${lost} echoes lost, ${w.handshakeFailures} upgrades failed, ${w.echoes} echoes`,
   ].join('; ');
