@@ -21,19 +21,22 @@
  * - 20 s requests: one GET /slow, on a new connection, started just before each deploy or rollback, so
  *   it is in flight at the switch: did it finish, and on which slot?
  *
- * Prototypes (`--prototypes`, hand-written configs, not skiff's drivers): a second Caddy and nginx
- * that have both slots configured once and never change their config; they choose the slot that
- * listens. They ride along the last proxy's run (they watch the same two slots) with the same clients:
- * - caddy-first: reverse_proxy to both slots, `lb_policy first`, `lb_try_duration 5s`, passive and
- *   active health checks (port 18875);
- * - nginx-backup: upstream with the first slot and the second as `backup`, proxy_next_upstream
- *   error (port 18885).
+ * Prototypes (`--prototypes`, hand-written configs in bench/switch-fronts.ts, not skiff's drivers):
+ * a Caddy or an nginx of their own with both slots configured once, whose config never changes. Each
+ * rides along the run of its proxy (or the last run), watching the same two slots, with the same clients:
+ * - caddy-first (port 18875): both slots, `lb_policy first`, lb_try_duration, passive and active checks;
+ * - caddy-flag (18876): a `file` matcher on a flag file picks the second slot, else the first;
+ * - nginx-backup (18885): the first slot, the second as `backup`, max_fails=0, proxy_next_upstream;
+ * - nginx-flag (18886): two upstreams, `if (-f flag)` picks one per request.
+ * The first two kinds move to the slot that listens; the flag files follow skiff's switch: the
+ * benchmark polls the driver's public URL every 25 ms and flips the flag when another slot answers.
  *
  * The seeds' flow (the baseline, as bench/zero-downtime.ts runs it): a Caddy with one static upstream
  * (port 18873 -> 18874, as the seeds' Caddyfiles have it); N + M times: kill what listens on the port
  * (SIGTERM), copy the app into a fresh folder, start it, sleep `--seeds-sleep` s, curl the health URL.
  *
- * A failure is a refused, reset, timed-out (5 s) or non-2xx request. Run it alone on the machine.
+ * A failure is a refused, reset, timed-out (5 s) or non-2xx request. Run it alone on the machine
+ * (about 20 minutes with the defaults); figures in docs/benchmarks.md.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
