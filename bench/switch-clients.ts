@@ -274,7 +274,7 @@ const measureSeeds = async (): Promise<Run> => {
     closeSync(log);
   };
   try {
-    if (await accepts(port)) throw new Error(`port ${port} is taken: the seeds' flow needs it`);
+    if (await accepts(port)) throw new Error(`port ${port} is taken, and the seeds' flow needs it: stop what listens there, or pass --no-seeds`);
     startApp();
     await until(() => accepts(port), "the seeds' app");
     await front.start(dir);
@@ -384,7 +384,7 @@ if (values.json) {
       table.push([
         label[c.front] ?? c.front,
         c.front === r.proxy || r.proxy === "seeds' flow"
-          ? `${r.runs}: ${(r.medianMs / 1000).toFixed(1)} s${Number.isNaN(r.switchMs) ? '' : ` (switch ${Math.round(r.switchMs)} ms)`}${r.exitCodes.some((x) => x !== 0) ? `, ${r.exitCodes.filter((x) => x !== 0).length} failed` : ''}`
+          ? `${r.runs}${Number.isNaN(r.medianMs) ? '' : `: ${(r.medianMs / 1000).toFixed(1)} s`}${Number.isNaN(r.switchMs) ? '' : ` (switch ${Math.round(r.switchMs)} ms)`}${r.exitCodes.some((x) => x !== 0) ? `, ${r.exitCodes.filter((x) => x !== 0).length} failed` : ''}`
           : `the same runs as ${r.proxy}`,
         cell(c.perRequest.failures, c.perRequest.requests),
         `${cell(c.keptAlive.failures, c.keptAlive.requests)}, ${c.keptAlive.connections} connection${c.keptAlive.connections === 1 ? '' : 's'}`,
