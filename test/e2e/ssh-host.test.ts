@@ -133,12 +133,25 @@ describe.skipIf(skip)('SshHost on a real sshd', () => {
     });
 
     it('closes the channel when the signal aborts, which ends a command at its next write', async () => {
-      const started = Date.now();
+      // Aborted a little after its first line: a busy machine may take longer than a fixed delay to start it.
+      const abort = new AbortController();
       const loop = script('while :; do echo tick; sleep 0.1; done # skiff-abort-test');
-      const r = await host.exec(loop, { signal: AbortSignal.timeout(500) });
+      let scheduled = false;
+      let abortedAt = 0;
+      const r = await host.exec(loop, {
+        signal: abort.signal,
+        onStdout: () => {
+          if (scheduled) return;
+          scheduled = true;
+          setTimeout(() => {
+            abortedAt = Date.now();
+            abort.abort();
+          }, 300);
+        },
+      });
       expect(r.code).toBeNull();
       expect(r.stdout).toMatch(/^(tick\n)+$/);
-      expect(Date.now() - started).toBeLessThan(3000);
+      expect(Date.now() - abortedAt).toBeLessThan(2000);
       await new Promise((resolve) => setTimeout(resolve, 500));
       expect(spawnSync('pgrep', ['-f', 'skiff-abort-test']).status).toBe(1); // none left
     });
