@@ -188,9 +188,12 @@ export const tlsProblem = (cfg: Config, output: string): string | undefined => {
 const tlsOrigin = (cfg: Config): string =>
   cfg.tls.certbot ? `certbot's for ${publicHost(cfg)}: run scripts/setup.ts ${cfg.env} to obtain it` : 'DEPLOY_TLS_CERT, DEPLOY_TLS_KEY';
 
-/** `yes` when the file is there, `no` when it is not, `unknown` when its folder cannot be looked into (certbot's live folder is root's). */
+/**
+ * `yes` when the file is there, `no` when it is not, `unknown` when the nearest folder of it that
+ * exists cannot be looked into (certbot's live folder is root's, mode 700).
+ */
 export const certThere = (path: string) =>
-  script('if [ -e "$1" ]; then echo yes; elif [ -x "$(dirname "$1")" ]; then echo no; else echo unknown; fi', path);
+  script('if [ -e "$1" ]; then echo yes; exit; fi; d=$(dirname "$1"); while [ ! -e "$d" ]; do d=$(dirname "$d"); done; if [ -x "$d" ]; then echo no; else echo unknown; fi', path);
 
 export const nginxProxy = (cfg: Config, clock: Clock): Proxy => {
   const { confFile, upstreamFile } = nginxNames(cfg);

@@ -98,7 +98,7 @@ describe('https behind nginx, with a certificate that setup obtains with certbot
     const r = await s.run('deploy-vps', ['t']);
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split('\n').at(-1)).toBe(
-      `local: no certificate for ${HOST} yet (${certFile}): run scripts/setup.ts t, which obtains it with certbot (docs/proxies.md#nginx-with-certbot); nothing was changed`,
+      `error: local: no certificate for ${HOST} yet (${certFile}): run scripts/setup.ts t, which obtains it with certbot (docs/proxies.md#nginx-with-certbot); nothing was changed`,
     );
     expect(existsSync(join(s.dir, 'nginx/conf.d/hello-t.conf'))).toBe(false);
   });
@@ -141,7 +141,7 @@ describe('https behind nginx, with a certificate that setup obtains with certbot
 
   it("certbot's renewal runs the hook: nginx serves the new certificate without a deploy", async () => {
     const before = (await ask('/', root)).cert?.serialNumber;
-    execFileSync('certbot', ['renew', '--non-interactive', '--force-renewal', '--cert-name', HOST], { env: { ...process.env, REQUESTS_CA_BUNDLE: pebble.caFile }, stdio: 'pipe' });
+    execFileSync('certbot', ['renew', '--non-interactive', '--no-random-sleep-on-renew', '--force-renewal', '--cert-name', HOST], { env: { ...process.env, REQUESTS_CA_BUNDLE: pebble.caFile }, stdio: 'pipe' });
     let after = before;
     for (let i = 0; i < 50 && after === before; i++) {
       await new Promise((r) => setTimeout(r, 100));

@@ -1,6 +1,11 @@
 /** The nginx driver: the conf file it writes, what it makes of a failing `nginx -t`, and its steps against a recording host. */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { nginxConf, nginxNames, nginxProxy, nginxUpstream, tlsProblem } from '../../lib/proxy/nginx.ts';
+import { render } from '../../lib/core/cmd.ts';
+import { certThere, nginxConf, nginxNames, nginxProxy, nginxUpstream, tlsProblem } from '../../lib/proxy/nginx.ts';
 import { fakeClock, testConfig } from '../support/flow-ctx.ts';
 import { inTurn, ok, RecordingHost, when } from '../support/recording-host.ts';
 
@@ -252,5 +257,21 @@ describe('the nginx driver on a host', () => {
     host.files.set(confFile, { content: Buffer.from(nginxConf(HTTPS)), mode: 0o644 });
     await nginxProxy(HTTPS, fakeClock()).switchTo(host, 3002);
     expect(host.puts.map((p) => p.path)).toEqual([upstreamFile]);
+  });
+});
+
+describe('certThere', () => {
+  const run = (path: string) => execFileSync('sh', ['-c', render(certThere(path))]).toString().trim();
+  it('tells a certificate that is there from one that is not, and from one it cannot look for', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'skiff-cert-'));
+    writeFileSync(join(dir, 'fullchain.pem'), 'x');
+    expect(run(join(dir, 'fullchain.pem'))).toBe('yes');
+    expect(run(join(dir, 'live/app.example.com/fullchain.pem'))).toBe('no');
+    // A folder that cannot be searched: what a non-root user sees of /etc/letsencrypt/live (root has every right).
+    if (process.getuid?.() !== 0) {
+      mkdirSync(join(dir, 'closed'), { mode: 0o600 });
+      expect(run(join(dir, 'closed/app/fullchain.pem'))).toBe('unknown');
+    }
+    rmSync(dir, { recursive: true });
   });
 });
