@@ -307,3 +307,14 @@ describe('rollback over a migration', () => {
     expect(schemaWarning([], target, 'production')).toBeUndefined();
   });
 });
+
+describe('preflight with hooks', () => {
+  it('asks the host for timeout and sha256sum only when DEPLOY_RELEASE_CMD or DEPLOY_MIGRATE is set', async () => {
+    const { preflight } = await import('../../lib/flows/deploy.ts');
+    const plain = deployCtx({ plan: 'unfixed' });
+    await preflight(plain.ctx);
+    expect(words(plain.host.commands[0] ?? '').slice(4)).toEqual(['sh', 'tar', 'setsid', 'grep', 'awk']);
+    const hooked = deployCtx({ plan: 'unfixed', cfg: testConfig({ DEPLOY_MIGRATE: 'm' }), rules: [when(CMD.tools, ok('timeout\n'))] });
+    await expect(preflight(hooked.ctx)).rejects.toThrow(/^web1 lacks timeout: run `npx tsx scripts\/setup.ts staging --install`/);
+  });
+});
