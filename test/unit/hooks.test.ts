@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cacheKeys, parseCacheKeys, reuseFolders, runHook } from '../../lib/commands/hooks.ts';
+import { cacheKeys, execInContainer, parseCacheKeys, reuseFolders, runHook } from '../../lib/commands/hooks.ts';
 import { renderEnvFile } from '../../lib/config/appenv.ts';
 import { render, renderForExec, Secret, type Cmd } from '../../lib/core/cmd.ts';
 import { ConfigError } from '../../lib/core/errors.ts';
@@ -49,6 +49,11 @@ describe('hook builders: every value one quoted word', () => {
       { folder: 'node_modules', inputs: ['package-lock.json'] },
     ]);
     expect(argsOf(c)).toEqual(['/srv/r', 'pip install -r requirements.txt', '.venv', '2', 'requirements.txt', 'constraints file.txt', 'node_modules', '1', 'package-lock.json']);
+  });
+  it('execInContainer: docker exec in the slot container under timeout', () => {
+    expect(render(execInContainer('hello-staging-green', 'alembic upgrade head; echo "$X"', 60))).toBe(
+      `sh -c 'exec timeout -k "$3" "$2" docker exec "$1" sh -c "$4" </dev/null 2>&1' sh hello-staging-green 60 10 'alembic upgrade head; echo "$X"'`,
+    );
   });
   it('reuseFolders: the live and new folders, then the folders', () => {
     expect(argsOf(reuseFolders('/srv/r/old', '/srv/r/new', ['node_modules', "it's"]))).toEqual(['/srv/r/old', '/srv/r/new', 'node_modules', "it's"]);
@@ -140,7 +145,11 @@ describe('config: DEPLOY_RELEASE_CMD, DEPLOY_RELEASE_CACHE, DEPLOY_MIGRATE', () 
     ['a deadline of 0', { DEPLOY_MIGRATE: 'x', DEPLOY_MIGRATE_TIMEOUT: '0' }, 'DEPLOY_MIGRATE_TIMEOUT is "0", expected seconds, 1-86400'],
     ['a deadline that is not a number', { DEPLOY_RELEASE_CMD: 'x', DEPLOY_RELEASE_CMD_TIMEOUT: '10m' }, 'DEPLOY_RELEASE_CMD_TIMEOUT is "10m"'],
     ['a release command with docker', { DEPLOY_RUNTIME: 'docker', DEPLOY_RELEASE_CMD: 'npm ci' }, 'DEPLOY_RELEASE_CMD is "npm ci", expected unset with DEPLOY_RUNTIME=docker (put the command in the Dockerfile'],
-    ['a migration with docker', { DEPLOY_RUNTIME: 'docker', DEPLOY_MIGRATE: 'm' }, 'DEPLOY_MIGRATE is "m", expected unset with DEPLOY_RUNTIME=docker in this version'],
+    [
+      'a migration with docker and no proxy',
+      { DEPLOY_RUNTIME: 'docker', DEPLOY_MIGRATE: 'm', DEPLOY_PROXY: 'none', DEPLOY_PORTS: '3001', DEPLOY_PUBLIC_URL: '' },
+      'DEPLOY_MIGRATE is "m", expected set with a proxy when DEPLOY_RUNTIME=docker',
+    ],
   ])('refuses %s (exit 2, the key named)', (_name, values, message) => {
     const error = thrown(() => testConfig(values));
     expect(error).toBeInstanceOf(ConfigError);
@@ -280,6 +289,17 @@ describe('migrateOnce', () => {
     await rejection(migrateOnce([ctx]));
     expect(host.commands.filter((c) => c.includes(CMD.stop))).toEqual([]);
     expect(historyAppended(host).at(-1)).toMatchObject({ status: 'failed', migration: { status: 'failed' } });
+  });
+  it('with docker it runs in the new slot container, which a failure stops', async () => {
+    const { dockerRuntime } = await import('../../lib/runtime/docker.ts');
+    const cfg = testConfig({ ...MIGRATE, DEPLOY_RUNTIME: 'docker', DEPLOY_START: '' });
+    const { ctx, host } = deployCtx({ cfg, state: LIVE_BLUE, runtime: () => dockerRuntime(cfg), rules: [when('docker exec', failed(1))] });
+    await rejection(migrateOnce([ctx]));
+    expect(host.commands.filter((c) => c.includes('docker exec'))).toEqual([
+      `sh -c 'exec timeout -k "$3" "$2" docker exec "$1" sh -c "$4" </dev/null 2>&1' sh hello-staging-green 600 10 'alembic upgrade head'`,
+    ]);
+    expect(host.commands.filter((c) => c.includes('docker stop'))).toHaveLength(1);
+    expect(host.commands.find((c) => c.includes('docker stop'))).toContain('hello-staging-green');
   });
   it('does nothing without DEPLOY_MIGRATE', async () => {
     const { ctx, host } = deployCtx({ state: LIVE_BLUE, rules: [forSlot(CMD.find, 'green', ok('running 1 pidfile'))] });
