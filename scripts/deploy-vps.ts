@@ -6,6 +6,7 @@ import { specs } from '../lib/cli/specs.ts';
 await runMain(specs['deploy-vps'], async ({ args: [env], flags }) => {
   const { prepareRun, onEachHost } = await import('../lib/cli/run.ts');
   const d = await import('../lib/flows/deploy.ts');
+  const h = await import('../lib/flows/hooks.ts');
   const { releaseId } = await import('../lib/release/version.ts');
   const run = await prepareRun(env as string, {
     dryRun: flags['dry-run'],
@@ -23,6 +24,13 @@ await runMain(specs['deploy-vps'], async ({ args: [env], flags }) => {
     const going = { action: 'deploy', id: releaseId(new Date(), run.version), version: run.version, gitSha: run.gitSha, start: run.cfg.start } as const;
     const all = withRun(run.sessions, going);
     const ctx = all[0] as (typeof all)[number]; // one per host, and there is one at least
+    // Once per deploy, on the first host: after the new slot is healthy, or before the replace without a proxy.
+    const migrateTask = (here: () => boolean) => ({
+      title: `Run DEPLOY_MIGRATE on ${ctx.host.name}`,
+      task: () => d.timed(ctx, 'migrate', () => h.migrateOnce(all)),
+      enabled: () => run.cfg.migrate !== undefined && here(),
+      skip: dryRun,
+    });
     const tasks = await list([
       onEachHost(all, all.length > 1 ? `Check ${all.length} hosts` : `Check ${ctx.host.name}`, (c) => d.timed(c, 'preflight', () => d.preflight(c))),
       {
@@ -36,6 +44,11 @@ await runMain(specs['deploy-vps'], async ({ args: [env], flags }) => {
         ...(ctx.runtime.shipsInDryRun ? {} : { skip: dryRun }),
       }),
       onEachHost(all, 'Write shared/.env', (c) => d.timed(c, 'env', () => d.writeAppEnv(c))),
+      onEachHost(all, 'Run DEPLOY_RELEASE_CMD in the new release', (c) => d.timed(c, 'release-cmd', () => h.releaseCommand(c)), {
+        undo: h.unreleaseCommand,
+        enabled: () => run.cfg.releaseCmd !== undefined,
+        skip: dryRun,
+      }),
       onEachHost(
         all,
         'Back up the data (DEPLOY_BACKUP_BEFORE)',
@@ -46,6 +59,7 @@ await runMain(specs['deploy-vps'], async ({ args: [env], flags }) => {
         },
         { enabled: () => run.cfg.backup.beforeDeploy, skip: dryRun },
       ),
+      migrateTask(() => !blueGreen()),
       onEachHost(
         all,
         // Each host's idle slot is what its preflight found (hosts may differ): the step's lines name it.
@@ -54,6 +68,7 @@ await runMain(specs['deploy-vps'], async ({ args: [env], flags }) => {
         // Without a proxy a host is down while its release is replaced: one host at a time.
         { undo: (c, reason) => (c.proxy ? d.unstart(c, reason) : d.unreplace(c, reason)), observe, serial: !blueGreen(), skip: dryRun },
       ),
+      migrateTask(blueGreen),
       onEachHost(all, `Switch ${run.cfg.proxy} to the new slot and verify`, (c) => d.timed(c, 'switch', () => d.switchOver(c)), {
         undo: d.switchBack,
         observe,

@@ -28,6 +28,9 @@ await runMain(specs.rollback, async ({ args: [env, requested], flags }) => {
     return run.close();
   }
   const target = rb.chooseTargetOnAll(run.sessions.map((c, i) => ({ host: c.host.name, ...(facts[i] as (typeof facts)[number]) })), requested, env as string);
+  // A rollback over a migration keeps the migrated schema unless the data goes back too: say so first.
+  const warning = flags['with-data'] ? undefined : rb.schemaWarning(rb.migratedSince(facts[0]?.history ?? [], target.id), target, env as string);
+  if (warning) process.stderr.write(`${warning}\n`);
   // --with-data: the backup is found and verified on every host before anything changes.
   const b = flags['with-data'] ? await import('../lib/flows/backup.ts') : undefined;
   const data = b ? await Promise.all(run.sessions.map((c) => b.backupOfRelease(c, target.id))) : [];

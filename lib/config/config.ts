@@ -88,9 +88,48 @@ export interface Config {
     /** BACKUP_SIGNING_KEY: the operator's key of the MAC over each backup's manifest (checked before a copy is restored). */
     readonly signingKey: Secret | undefined;
   };
+  /** DEPLOY_RELEASE_CMD: run on each host in the new release folder, with its environment, before it starts (docs/migrations.md). */
+  readonly releaseCmd: string | undefined;
+  /** DEPLOY_RELEASE_CMD_TIMEOUT: seconds it may run. */
+  readonly releaseCmdTimeoutSeconds: number;
+  /** DEPLOY_RELEASE_CACHE: folders the release command makes, each reused from the live release while its input files are unchanged. */
+  readonly releaseCache: readonly CacheEntry[];
+  /** DEPLOY_MIGRATE: run once per deploy (on the first host) after the new release is healthy in its slot, before the switch. */
+  readonly migrate: string | undefined;
+  /** DEPLOY_MIGRATE_TIMEOUT: seconds it may run. */
+  readonly migrateTimeoutSeconds: number;
   /** Every key that is not skiff's: the app's environment, written to shared/.env. */
   readonly appEnv: Readonly<Record<string, string | Secret>>;
 }
+
+/** One entry of DEPLOY_RELEASE_CACHE: a folder of the release and the files whose content it is made from. */
+export interface CacheEntry {
+  readonly folder: string;
+  readonly inputs: readonly string[];
+}
+
+/** A path inside the release folder: relative, no `..`, not the folder itself, no control character, no `:` or `,`. */
+const isReleasePath = (p: string): boolean =>
+  p !== '' && !p.startsWith('/') && !p.split('/').includes('..') && posix.normalize(p) !== '.' && !/[\u0000-\u001f\u007f:,]/.test(p);
+
+/** `folder:input[,input] ...`, separated by spaces: e.g. `node_modules:package-lock.json .venv:requirements.txt`. */
+const releaseCache = z
+  .string()
+  .transform((v) => v.split(/\s+/).filter(Boolean))
+  .pipe(
+    z.array(
+      z
+        .string()
+        .regex(/^[^:]+:[^:]+$/)
+        .transform((e): CacheEntry => {
+          const [folder = '', inputs = ''] = e.split(':');
+          return { folder: posix.normalize(folder).replace(/\/+$/, ''), inputs: inputs.split(',').filter(Boolean).map((i) => posix.normalize(i)) };
+        })
+        .refine((e) => isReleasePath(e.folder) && e.inputs.length > 0 && e.inputs.every(isReleasePath)),
+    ),
+  )
+  .refine((es) => new Set(es.map((e) => e.folder)).size === es.length, 'a folder listed twice')
+  .refine((es) => es.every((e) => es.every((o) => o === e || !o.folder.startsWith(`${e.folder}/`))), 'one folder inside another');
 
 const NAME = /^[a-z0-9-]+$/;
 const APP_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -215,6 +254,16 @@ export const KEYS = {
   DEPLOY_KNOWN_HOSTS: { schema: nonEmpty, expected: 'a known_hosts file' },
   DEPLOY_CONFIRM: { schema: bool, expected: '`true` or `false`' },
   DEPLOY_BACKUP_BEFORE: { schema: bool, expected: '`true` or `false`', default: 'false' },
+  DEPLOY_RELEASE_CMD: { schema: str, expected: 'a shell command run in the new release folder on each host', hint: 'e.g. DEPLOY_RELEASE_CMD=npm ci --omit=dev', default: '' },
+  DEPLOY_RELEASE_CMD_TIMEOUT: { schema: int(1, 86400), expected: 'seconds, 1-86400', default: '900' },
+  DEPLOY_RELEASE_CACHE: {
+    schema: releaseCache,
+    expected: 'space-separated folder:input[,input] entries, paths inside the release (relative, no ..), each folder once, none inside another',
+    hint: 'e.g. DEPLOY_RELEASE_CACHE=node_modules:package-lock.json .venv:requirements.txt',
+    default: '',
+  },
+  DEPLOY_MIGRATE: { schema: str, expected: 'a shell command run once per deploy in the new release folder', hint: 'e.g. DEPLOY_MIGRATE=npx knex migrate:latest', default: '' },
+  DEPLOY_MIGRATE_TIMEOUT: { schema: int(1, 86400), expected: 'seconds, 1-86400', default: '600' },
   BACKUP_PATHS: {
     schema: backupPaths,
     expected: 'comma-separated files or folders inside shared/ (relative, no .., not shared/ itself, not .env, none inside another)',
@@ -482,6 +531,18 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     if (folder !== undefined) bad('BACKUP_PATHS', `paths that hold no BACKUP_SQLITE database (${folder} holds ${db})`, 'list only what lies beside the database, e.g. data/uploads: the database is copied on its own');
   }
 
+  // The image is built on this machine and never changes on a host: what a release command would
+  // make belongs in the Dockerfile, whose layer cache already skips an unchanged install.
+  if (runtime === 'docker' && values.DEPLOY_RELEASE_CMD) {
+    bad('DEPLOY_RELEASE_CMD', 'unset with DEPLOY_RUNTIME=docker', 'put the command in the Dockerfile (RUN ...): its layer cache skips an install whose inputs did not change');
+  }
+  if (runtime === 'docker' && values.DEPLOY_MIGRATE) {
+    bad('DEPLOY_MIGRATE', 'unset with DEPLOY_RUNTIME=docker in this version', 'run the migration from the app at start, or deploy with DEPLOY_RUNTIME=process (docs/migrations.md#docker)');
+  }
+  if (values.DEPLOY_RELEASE_CACHE.length > 0 && !values.DEPLOY_RELEASE_CMD) {
+    bad('DEPLOY_RELEASE_CACHE', 'set with DEPLOY_RELEASE_CMD (the cache holds what that command makes)', 'set DEPLOY_RELEASE_CMD, or remove DEPLOY_RELEASE_CACHE');
+  }
+
   const appDir = resolve(opts.root, expandHome(values.APP_DIR, opts.home));
   // A bad APP_DIR has its issue already; the default folder it fell back to is not checked too.
   const appDirValid = !table.issues.some((i) => i.key === 'APP_DIR');
@@ -542,6 +603,11 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
       ageIdentity: ageIdentity === undefined ? undefined : resolve(opts.root, ageIdentity),
       signingKey: values.BACKUP_SIGNING_KEY === undefined ? undefined : new Secret(values.BACKUP_SIGNING_KEY),
     },
+    releaseCmd: values.DEPLOY_RELEASE_CMD.trim() || undefined,
+    releaseCmdTimeoutSeconds: values.DEPLOY_RELEASE_CMD_TIMEOUT,
+    releaseCache: values.DEPLOY_RELEASE_CACHE,
+    migrate: values.DEPLOY_MIGRATE.trim() || undefined,
+    migrateTimeoutSeconds: values.DEPLOY_MIGRATE_TIMEOUT,
     appEnv: appEnvOf(source),
   });
 };

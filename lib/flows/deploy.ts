@@ -41,7 +41,9 @@ const portInUse = async (host: Host, port: number): Promise<boolean> => (await h
 /** Host prerequisites and the port: nothing is changed on the host if this fails. */
 export const preflight = async (ctx: DeployCtx): Promise<void> => {
   const { host, l } = ctx;
-  const missing = await missingOn(host, ['sh', 'tar', 'setsid', 'grep', 'awk']);
+  // DEPLOY_RELEASE_CMD and DEPLOY_MIGRATE run under `timeout` (coreutils): their deadline holds on the host itself.
+  const hooks = ctx.cfg.releaseCmd !== undefined || ctx.cfg.migrate !== undefined ? ['timeout', 'sha256sum'] : [];
+  const missing = await missingOn(host, ['sh', 'tar', 'setsid', 'grep', 'awk', ...hooks]);
   if (missing.length > 0) {
     throw new SkiffError(`${host.name} lacks ${missing.join(', ')}: run \`npx tsx scripts/setup.ts ${ctx.cfg.env} --install\` (or on the host: apt-get install coreutils tar util-linux)`);
   }
@@ -344,7 +346,7 @@ const drain = async (ctx: DeployCtx, port: number): Promise<number> => {
 };
 
 /** Records a failed or rolled-back release; returns what could not be written, for the caller to report. */
-const recordFailure = async (ctx: DeployCtx, status: 'failed' | 'rolled-back', error: unknown): Promise<(string | undefined)[]> => {
+export const recordFailure = async (ctx: DeployCtx, status: 'failed' | 'rolled-back', error: unknown): Promise<(string | undefined)[]> => {
   const reason = firstLine(error);
   // A record that cannot be written must not replace the failure being recorded: it is said beside it.
   const history = await attempt(`record ${ctx.run.id} ${status} in ${ctx.l.history}`, () => appendHistory(ctx.host, ctx.l, record(ctx, status, reason)));
@@ -363,6 +365,8 @@ const record = (ctx: DeployCtx, status: 'live' | 'failed' | 'rolled-back', reaso
   durations: ctx.run.durations,
   ...(ctx.run.shipped ? { shipped: ctx.run.shipped } : {}),
   ...(ctx.run.backupId ? { backupId: ctx.run.backupId } : {}),
+  ...(ctx.run.releaseCmd ? { releaseCmd: ctx.run.releaseCmd } : {}),
+  ...(ctx.run.migration ? { migration: ctx.run.migration } : {}),
   ...(reason ? { reason } : {}),
 });
 

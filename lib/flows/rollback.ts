@@ -88,3 +88,25 @@ export const goingBackTo = (target: ReleaseRecord, cfg: Config): Going => ({
 /** Marks the release that was live as bad (a rollback without an id). */
 export const markBad = (ctx: Session, id: string): Promise<void> =>
   appendHistory(ctx.host, ctx.l, { id, status: 'bad', at: ctx.now().toISOString(), reason: `rolled back by ${ctx.who}` });
+
+/**
+ * The releases a rollback to `targetId` goes back over whose DEPLOY_MIGRATE ran through: every one
+ * recorded after the target (foldHistory's order) with a migration that ended `ok`, whatever
+ * became of the release since. Their schema changes stay unless the data goes back too.
+ */
+export const migratedSince = (history: readonly ReleaseRecord[], targetId: string): ReleaseRecord[] => {
+  const at = history.findIndex((r) => r.id === targetId);
+  return history.slice(at + 1).filter((r) => r.migration?.status === 'ok');
+};
+
+/** The warning of a rollback over migrated releases, pointing at --with-data: one line. */
+export const schemaWarning = (migrated: readonly ReleaseRecord[], target: ReleaseRecord, env: string): string | undefined => {
+  if (migrated.length === 0) return undefined;
+  const names = migrated.map((r) => r.id).join(', ');
+  const backup = migrated.find((r) => r.backupId !== undefined)?.backupId;
+  return (
+    `warning: ${names} ran DEPLOY_MIGRATE, so the schema moved since ${target.id}: it will run on the migrated data, which works only if the migration kept the old schema readable (docs/migrations.md); ` +
+    `to put the data of before back too, roll back with --with-data${backup ? ` (it restores the newest backup taken while ${target.id} was live: ${backup}, taken before the migration)` : ''}: ` +
+    `npx tsx scripts/rollback.ts ${env} ${target.id} --with-data`
+  );
+};

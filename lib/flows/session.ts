@@ -11,7 +11,7 @@ import type { Host } from '../host/host.ts';
 import type { Proxy } from '../proxy/proxy.ts';
 import type { Runtime } from '../runtime/runtime.ts';
 import type { Shipped } from '../ship/folder-ship.ts';
-import type { HostState, SlotState } from '../state/state.ts';
+import type { HostState, MigrationRecord, ReleaseCmdRecord, SlotState } from '../state/state.ts';
 
 export interface Session {
   readonly cfg: Config;
@@ -81,6 +81,10 @@ export class RunRecord {
   shipped: Shipped | undefined;
   /** The backup taken before this release started (DEPLOY_BACKUP_BEFORE), recorded with it. */
   backupId: string | undefined;
+  /** How DEPLOY_RELEASE_CMD went on this host. */
+  releaseCmd: ReleaseCmdRecord | undefined;
+  /** How DEPLOY_MIGRATE went (the same on every host of the run: it runs on the first). */
+  migration: MigrationRecord | undefined;
   /** The port the proxy sent traffic to before this run switched it (to switch back). */
   switchedFrom: number | undefined;
 

@@ -42,8 +42,29 @@ export interface ReleaseRecord {
   readonly durations?: Readonly<Record<string, number>>;
   readonly reason?: string;
   readonly backupId?: string;
+  /** DEPLOY_RELEASE_CMD on this host: run, or skipped with its folders reused from the live release. */
+  readonly releaseCmd?: ReleaseCmdRecord;
+  /** DEPLOY_MIGRATE: that it ran (on one host of the deploy), and how it ended. */
+  readonly migration?: MigrationRecord;
   /** What the deploy sent to the host: bytes, files sent, files taken from the live release. */
   readonly shipped?: { readonly bytes: number; readonly files: number; readonly reused: number };
+}
+
+/** How DEPLOY_RELEASE_CMD went on a host: `ran` or `failed` (with its exit status), or `skipped` (its folders reused). */
+export interface ReleaseCmdRecord {
+  readonly status: 'ran' | 'skipped' | 'failed' | 'timed-out';
+  readonly ms: number;
+  readonly exitCode?: number | null;
+  /** The DEPLOY_RELEASE_CACHE folders hard-linked from this release. */
+  readonly reusedFrom?: string;
+}
+
+/** How DEPLOY_MIGRATE went: on which host, `ok`, `failed` (its exit status) or `timed-out` (stopped at its deadline). */
+export interface MigrationRecord {
+  readonly host: string;
+  readonly status: 'ok' | 'failed' | 'timed-out';
+  readonly ms: number;
+  readonly exitCode?: number | null;
 }
 
 /** The status update of an existing release, appended later (a rollback marks the live one bad). */
