@@ -6,6 +6,31 @@ import sys
 from .settings import ROOT, SettingsError, load
 
 
+def migrate(settings):
+    """Alembic's upgrade to head, unless the database is at a revision this release does not know:
+    a newer release migrated it and this one is a rollback, which runs on the newer schema as is."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from .db import make_engine, schema_revision
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["configure_logger"] = False
+    try:
+        with make_engine(settings).connect() as conn:
+            at = schema_revision(conn)
+        known = {s.revision for s in ScriptDirectory.from_config(config).walk_revisions()}
+        if at is not None and at not in known:
+            print(f"the database is at revision {at}, newer than this release's migrations: left as it is", flush=True)
+            return
+        command.upgrade(config, "head")
+    except Exception as error:
+        print(f"migration failed: {error}", file=sys.stderr)
+        sys.exit(1)
+    print(f"migrations: at {ScriptDirectory.from_config(config).get_current_head()}", flush=True)
+
+
 def main():
     try:
         settings = load()
@@ -15,16 +40,7 @@ def main():
     if os.environ.get("MIGRATE_ON_START") == "1":
         # For a runtime with no migration step of its own (DEPLOY_MIGRATE is the one to prefer: it
         # runs once per deploy, not once per start). Idempotent: at head already, Alembic does nothing.
-        from alembic import command
-        from alembic.config import Config
-
-        try:
-            config = Config(str(ROOT / "alembic.ini"))
-            config.attributes["configure_logger"] = False
-            command.upgrade(config, "head")
-        except Exception as error:
-            print(f"migration failed: {error}", file=sys.stderr)
-            sys.exit(1)
+        migrate(settings)
     import uvicorn
 
     try:
