@@ -54,6 +54,14 @@ export const runHook = (s: HookSpec): Cmd =>
   );
 
 /**
+ * Runs a command in a running container (the docker runtime's new slot), with the environment the
+ * container has, under the same deadline as runHook. At the deadline `timeout` ends the docker
+ * client; what the command started in the container goes when the deploy stops that container.
+ */
+export const execInContainer = (container: string, command: string, timeoutSeconds: number): Cmd =>
+  script('exec timeout -k "$3" "$2" docker exec "$1" sh -c "$4" </dev/null 2>&1', container, String(timeoutSeconds), String(KILL_AFTER_SECONDS), command);
+
+/**
  * Prints `<key> <folder>` for each cache entry: the sha256 of the command's text and of each input
  * file's name and content (`missing` for one that is not there), read in the release folder. A
  * changed command or a changed input changes the key.

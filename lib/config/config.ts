@@ -536,8 +536,9 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
   if (runtime === 'docker' && values.DEPLOY_RELEASE_CMD) {
     bad('DEPLOY_RELEASE_CMD', 'unset with DEPLOY_RUNTIME=docker', 'put the command in the Dockerfile (RUN ...): its layer cache skips an install whose inputs did not change');
   }
-  if (runtime === 'docker' && values.DEPLOY_MIGRATE) {
-    bad('DEPLOY_MIGRATE', 'unset with DEPLOY_RUNTIME=docker in this version', 'run the migration from the app at start, or deploy with DEPLOY_RUNTIME=process (docs/migrations.md#docker)');
+  // With docker the migration runs in the new container before the switch: one slot has none then.
+  if (runtime === 'docker' && values.DEPLOY_MIGRATE && proxy === 'none') {
+    bad('DEPLOY_MIGRATE', 'set with a proxy when DEPLOY_RUNTIME=docker (it runs in the new container, healthy in its idle slot, before the switch)', 'set DEPLOY_PROXY, or run the migration from the app at start (docs/migrations.md#docker)');
   }
   if (values.DEPLOY_RELEASE_CACHE.length > 0 && !values.DEPLOY_RELEASE_CMD) {
     bad('DEPLOY_RELEASE_CACHE', 'set with DEPLOY_RELEASE_CMD (the cache holds what that command makes)', 'set DEPLOY_RELEASE_CMD, or remove DEPLOY_RELEASE_CACHE');

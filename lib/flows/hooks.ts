@@ -6,7 +6,7 @@
  * and before the switch. Their output streams into the progress lines, scrubbed of secret values;
  * a failure stops the deploy before anything is switched.
  */
-import { CACHE_KEYS_FILE, cacheKeys, parseCacheKeys, reuseFolders, runHook, TIMED_OUT } from '../commands/hooks.ts';
+import { CACHE_KEYS_FILE, cacheKeys, parseCacheKeys, reuseFolders, TIMED_OUT } from '../commands/hooks.ts';
 import { knownSecretStartAtEnd, redactKnown } from '../core/cmd.ts';
 import { firstLine, SkiffError } from '../core/errors.ts';
 import { DeadlineError } from '../host/host.ts';
@@ -65,13 +65,13 @@ interface HookRun {
 
 /** Runs a command in this run's release on the host, its lines going to ctx.log. Never throws for the command's exit status. */
 const runInRelease = async (ctx: DeployCtx, command: string, timeoutSeconds: number): Promise<HookRun> => {
-  const { host, l, cfg } = ctx;
+  const { host, l } = ctx;
   const lines = lineSplitter((line) => ctx.log(line));
   const t0 = ctx.clock.now();
-  const spec = { releaseDir: l.release(ctx.run.id), envFile: l.envOf(ctx.run.id), dataDir: l.data, version: ctx.run.version, env: cfg.env, command, timeoutSeconds };
+  const hook = ctx.runtime.hookCommand(l, { release: ctx.run.id, slot: ctx.run.target.slot, version: ctx.run.version, command, timeoutSeconds });
   try {
     // The host's `timeout` stops the command; this deadline is the backstop when the host itself hangs.
-    const r = await host.exec(runHook(spec), { onStdout: (b) => lines.push(b), check: false, signal: ctx.signal, timeoutMs: (timeoutSeconds + 60) * 1000 });
+    const r = await host.exec(hook, { onStdout: (b) => lines.push(b), check: false, signal: ctx.signal, timeoutMs: (timeoutSeconds + 60) * 1000 });
     lines.end();
     const ms = ctx.clock.now() - t0;
     const timedOut = r.code !== null && (TIMED_OUT as readonly number[]).includes(r.code) && ms >= timeoutSeconds * 1000;

@@ -106,7 +106,7 @@ export const schemaWarning = (migrated: readonly ReleaseRecord[], target: Releas
   const backup = migrated.find((r) => r.backupId !== undefined)?.backupId;
   return (
     `warning: ${names} ran DEPLOY_MIGRATE, so the schema moved since ${target.id}: it will run on the migrated data, which works only if the migration kept the old schema readable (docs/migrations.md); ` +
-    `to put the data of before back too, roll back with --with-data${backup ? ` (it restores the newest backup taken while ${target.id} was live: ${backup}, taken before the migration)` : ''}: ` +
+    `to put the data of before back too, roll back with --with-data, which restores the newest backup taken while ${target.id} was live${backup ? ` (the deploy of ${migrated.find((r) => r.backupId)?.id} took ${backup} before its migration)` : ''}: ` +
     `npx tsx scripts/rollback.ts ${env} ${target.id} --with-data`
   );
 };

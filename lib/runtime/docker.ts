@@ -7,6 +7,7 @@
  */
 import type { Config } from '../config/config.ts';
 import { containerLogs, containerName, containerStatus, dockerAtBoot, runContainer, stopContainer, untagRelease } from '../commands/docker.ts';
+import { execInContainer } from '../commands/hooks.ts';
 import { removeReleases } from '../commands/release.ts';
 import { firstLine, SkiffError } from '../core/errors.ts';
 import { DEADLINE, type Host } from '../host/host.ts';
@@ -99,5 +100,7 @@ export const dockerRuntime = (cfg: Config): Runtime => {
       await host.exec(containerLogs(name(slot), lines, follow), { onStdout: write, check: false, ...(follow ? { timeoutMs: DEADLINE.none } : {}), ...(signal ? { signal } : {}) });
     },
     logName: (_l, slot) => `docker logs ${name(slot)}`,
+    // The slot's container runs the new image with the app's environment: the command runs there.
+    hookCommand: (_l, h) => execInContainer(name(h.slot), h.command, h.timeoutSeconds),
   };
 };

@@ -4,6 +4,7 @@
  * host: `pidfile` (lib/runtime/pidfile.ts) or `systemd` (lib/runtime/systemd.ts), DEPLOY_SUPERVISOR.
  */
 import type { Config } from '../config/config.ts';
+import { runHook } from '../commands/hooks.ts';
 import { removeReleases } from '../commands/release.ts';
 import { runBuild } from '../ship/build.ts';
 import { shipFolder } from '../ship/folder-ship.ts';
@@ -27,6 +28,8 @@ export const processRuntime = (cfg: Config): Runtime => ({
     return { summary: `built ${cfg.app.name} ${version}: ${cfg.app.releaseDir}`, json: { version, appDir: cfg.app.dir, releaseDir: cfg.app.releaseDir } };
   },
   ship: (host, l, spec, log) => shipFolder(host, l, cfg, spec, log),
+  hookCommand: (l, h) =>
+    runHook({ releaseDir: l.release(h.release), envFile: l.envOf(h.release), dataDir: l.data, version: h.version, env: cfg.env, command: h.command, timeoutSeconds: h.timeoutSeconds }),
   removeReleases: async (host, l, ids) => {
     if (ids.length > 0) await host.exec(removeReleases(l, ids));
   },

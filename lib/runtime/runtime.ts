@@ -7,6 +7,7 @@
  */
 import type { Config } from '../config/config.ts';
 import type { Host } from '../host/host.ts';
+import type { Cmd } from '../core/cmd.ts';
 import type { Layout } from '../core/paths.ts';
 import type { Shipped, ShipSpec } from '../ship/folder-ship.ts';
 import { dockerRuntime } from './docker.ts';
@@ -42,6 +43,16 @@ export interface LaunchSpec {
   readonly version: string;
   readonly port: number;
   readonly start: string;
+}
+
+/** A command to run in a release on a host (DEPLOY_MIGRATE): in its folder, or in its slot's container. */
+export interface HookRequest {
+  readonly release: string;
+  /** The slot the release runs in (the docker runtime runs the command in that slot's container). */
+  readonly slot: string;
+  readonly version: string;
+  readonly command: string;
+  readonly timeoutSeconds: number;
 }
 
 /** What a build is told: the version, and what its image labels record (docker). */
@@ -89,6 +100,11 @@ export interface Runtime {
   logTail(host: Host, l: Layout, slot: string, lines?: number): Promise<string>;
   /** Prints a slot's log: the last lines, then new ones with `follow`, until `signal` ends it. */
   showLog(host: Host, l: Layout, slot: string, lines: number, follow: boolean, write: (b: Buffer) => void, signal?: AbortSignal): Promise<void>;
+  /**
+   * The command that runs `command` with the release's environment under its deadline, its output
+   * on stdout: in the release folder (process), or in the slot's running container (docker).
+   */
+  hookCommand(l: Layout, spec: HookRequest): Cmd;
   /** Where a slot's log is, for status. */
   logName(l: Layout, slot: string): string;
 }
