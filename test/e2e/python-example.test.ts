@@ -4,7 +4,8 @@
  * DEPLOY_RELEASE_CMD from Debian's python3 packages (no PyPI here) and reused while
  * requirements.txt is unchanged, its migrations run by DEPLOY_MIGRATE, redeployed under load with a
  * new migration, and rolled back. Then the same app as an image (its Dockerfile on
- * local/python-base:12, test/infra/python-image.sh) with the docker runtime behind nginx.
+ * local/python-base:12, test/infra/python-image.sh) with the docker runtime behind nginx, its
+ * migrations run by DEPLOY_MIGRATE in the new container.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -229,7 +230,8 @@ describe('the Python example, docker runtime over SSH behind nginx', () => {
       'DEPLOY_HEALTH_PATH=/api/health',
       'DEPLOY_HEALTH_TIMEOUT=30',
       'DEPLOY_DRAIN_SECONDS=3',
-      'MIGRATE_ON_START=1',
+      // In the new container, once it is healthy, before the switch.
+      'DEPLOY_MIGRATE=/venv/bin/python -m alembic upgrade head',
       ...extra,
     ].join('\n');
   const throughProxy = async () => (await get(url)).text.trim();
@@ -251,7 +253,7 @@ describe('the Python example, docker runtime over SSH behind nginx', () => {
     s?.cleanup();
   });
 
-  it('deploys the image, migrates at start, and serves through nginx', async () => {
+  it('deploys the image, runs the migration in its container, and serves through nginx', async () => {
     const r = await s.run('deploy-vps', ['t']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
