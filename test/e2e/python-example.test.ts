@@ -17,6 +17,8 @@ import { caddyUnderTest, nginxUnderTest } from '../support/proxies.ts';
 import { get, makeSandbox, ROOT, type Sandbox } from '../support/sandbox.ts';
 
 const SSH = { ip: '127.0.0.41', port: 2261 };
+const SSH_DOCKER = { ip: '127.0.0.41', port: 2263 };
+const SSH_PG = { ip: '127.0.0.41', port: 2264 };
 // Debian's python3 by its path: on this machine a `python3` earlier on PATH may be another one,
 // without Debian's packages. A user's env file says `python3`.
 const PY = '/usr/bin/python3';
@@ -81,9 +83,10 @@ const addColumnMigration = (appDir: string) =>
     ].join('\n'),
   );
 
-const sshd = (dir: string) => execFileSync('bash', [join(ROOT, 'test/infra/sshd.sh'), dir, SSH.ip, String(SSH.port)], { stdio: 'ignore' });
-const sshKeys = (dir: string) =>
-  [`DEPLOY_HOSTS=${userInfo().username}@${SSH.ip}:${SSH.port}`, `DEPLOY_SSH_KEY=${join(dir, 'id_ed25519')}`, `DEPLOY_KNOWN_HOSTS=${join(dir, 'known_hosts')}`];
+type Addr = { ip: string; port: number };
+const sshd = (dir: string, to: Addr = SSH) => execFileSync('bash', [join(ROOT, 'test/infra/sshd.sh'), dir, to.ip, String(to.port)], { stdio: 'ignore' });
+const sshKeys = (dir: string, to: Addr = SSH) =>
+  [`DEPLOY_HOSTS=${userInfo().username}@${to.ip}:${to.port}`, `DEPLOY_SSH_KEY=${join(dir, 'id_ed25519')}`, `DEPLOY_KNOWN_HOSTS=${join(dir, 'known_hosts')}`];
 
 describe('the Python example, process runtime over SSH behind Caddy', () => {
   let s: ReturnType<typeof pythonSandbox>;
@@ -220,7 +223,7 @@ describe('the Python example, docker runtime over SSH behind nginx', () => {
     [
       `APP_NAME=${APP}`,
       `APP_DIR=${s.appDir}`,
-      ...sshKeys(sshDir),
+      ...sshKeys(sshDir, SSH_DOCKER),
       `DEPLOY_PATH=${s.deployPath}`,
       'DEPLOY_RUNTIME=docker',
       'DEPLOY_DOCKER_BUILD_ARGS=BASE=local/python-base:12,OFFLINE=1',
@@ -241,7 +244,7 @@ describe('the Python example, docker runtime over SSH behind nginx', () => {
     execFileSync('bash', [join(ROOT, 'test/infra/python-image.sh')], { stdio: 'ignore' });
     s = pythonSandbox('python-docker');
     sshDir = join(s.dir, 'sshd');
-    sshd(sshDir);
+    sshd(sshDir, SSH_DOCKER);
     await nginx.start(s.dir);
     s.writeEnv('t.env', env());
   });
@@ -277,5 +280,76 @@ describe('the Python example, docker runtime over SSH behind nginx', () => {
     expect(back.code, back.stderr).toBe(0);
     expect(await throughProxy()).toBe('hello 1.0.0 (t)');
     expect((await get(`${url}/api/notes`)).text).toContain('in a container');
+  });
+});
+
+describe('the Python example on PostgreSQL, process runtime over SSH', () => {
+  const PG = { dir: '/tmp/skiff-test-postgres', port: 18745 };
+  const DB = 'hello_py_e2e';
+  const PORT = 18955;
+  let s: ReturnType<typeof pythonSandbox>;
+  let sshDir: string;
+  const psql = (sql: string, as: 'app' | 'postgres' = 'app', db = DB) =>
+    execFileSync('psql', ['-h', '127.0.0.1', '-p', String(PG.port), '-U', as, '-d', db, '-qAt', '-v', 'ON_ERROR_STOP=1', '-c', sql], {
+      encoding: 'utf8',
+      env: { ...process.env, PGPASSWORD: `${as} pw` },
+    }).trim();
+  const env = () =>
+    [
+      'APP_NAME=hello-py-pg',
+      `APP_DIR=${s.appDir}`,
+      ...sshKeys(sshDir, SSH_PG),
+      `DEPLOY_PATH=${s.deployPath}`,
+      `DEPLOY_PORTS=${PORT}`,
+      `DEPLOY_RELEASE_CMD=${RELEASE_CMD.replace('requirements.txt', 'requirements-postgres.txt')}`,
+      'DEPLOY_RELEASE_CACHE=.venv:requirements.txt,requirements-postgres.txt',
+      'DEPLOY_MIGRATE=.venv/bin/python -m alembic upgrade head',
+      'DEPLOY_START=.venv/bin/python -m app',
+      'DEPLOY_HEALTH_PATH=/api/health',
+      'DEPLOY_HEALTH_TIMEOUT=30',
+      'DEPLOY_DRAIN_SECONDS=3',
+    ].join('\n');
+
+  beforeAll(() => {
+    // Fails (rather than skips) when PostgreSQL cannot be had: CI installs it with test/infra/up.sh.
+    execFileSync('bash', [join(ROOT, 'test/infra/postgres.sh'), PG.dir, String(PG.port)], { stdio: 'ignore' });
+    psql(`DROP DATABASE IF EXISTS ${DB}`, 'postgres', 'postgres');
+    psql(`CREATE DATABASE ${DB} OWNER app`, 'postgres', 'postgres');
+    s = pythonSandbox('python-pg');
+    sshDir = join(s.dir, 'sshd');
+    sshd(sshDir, SSH_PG);
+    s.writeEnv('t.env', env());
+    // The password is a secret: in the secrets file (0600), never in output.
+    s.writeEnv('t.secrets.env', `DATABASE_URL=postgresql://app:app%20pw@127.0.0.1:${PG.port}/${DB}\n`, 0o600);
+  });
+  afterAll(() => {
+    const pid = join(sshDir, 'sshd.pid');
+    if (existsSync(pid)) spawnSync('kill', [readFileSync(pid, 'utf8').trim()]);
+    s?.cleanup();
+    spawnSync('psql', ['-h', '127.0.0.1', '-p', String(PG.port), '-U', 'postgres', '-d', 'postgres', '-c', `DROP DATABASE IF EXISTS ${DB}`], { env: { ...process.env, PGPASSWORD: 'postgres pw' } });
+  });
+
+  it('deploys with its migration applied to PostgreSQL, the password shown nowhere', async () => {
+    const r = await s.run('deploy-vps', ['t']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(psql('SELECT version_num FROM alembic_version')).toBe('0001');
+    const health = JSON.parse((await get(`http://127.0.0.1:${PORT}/api/health`)).text) as { status: string; schema: string };
+    expect(health).toMatchObject({ status: 'ok', schema: '0001' });
+    expect((await fetch(`http://127.0.0.1:${PORT}/api/notes`, { method: 'POST', body: JSON.stringify({ body: 'in postgres' }) })).status).toBe(201);
+    expect(psql('SELECT body FROM notes')).toBe('in postgres');
+    expect(r.stdout).not.toContain('app pw');
+    expect(r.stdout).not.toContain('app%20pw');
+  });
+
+  it('a redeploy adds the column on PostgreSQL; the rows stay', async () => {
+    addColumnMigration(s.appDir);
+    s.setPyVersion('1.1.0');
+    const r = await s.run('deploy-vps', ['t']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('DEPLOY_RELEASE_CMD skipped');
+    expect(psql('SELECT version_num FROM alembic_version')).toBe('0002');
+    expect(psql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'notes' AND column_name = 'tag'")).toBe('1');
+    expect((await get(`http://127.0.0.1:${PORT}/api/notes`)).text).toContain('in postgres');
   });
 });
