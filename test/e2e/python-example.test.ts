@@ -197,6 +197,8 @@ describe('the Python example, process runtime over SSH behind Caddy', () => {
     const result = await probe.stop();
     expect(r.code, r.stderr).toBe(0);
     expect(result.failures, `failed requests: ${result.firstErrors.join('; ')}`).toBe(0);
+    // The releases after the target ran DEPLOY_MIGRATE: the rollback says the schema stays.
+    expect(r.stderr).toContain('ran DEPLOY_MIGRATE, so the schema moved');
     expect(await throughProxy()).toBe('hello 1.1.0 (t)');
     expect((await get(`${url}/api/notes`)).text).toContain('kept across deploys');
     expect(sqlite(db(), 'SELECT version_num FROM alembic_version')).toBe('0002');
@@ -278,6 +280,7 @@ describe('the Python example, docker runtime over SSH behind nginx', () => {
     expect(sqlite(join(s.deployPath, 'shared/data/app.db'), 'SELECT version_num FROM alembic_version')).toBe('0002');
     const back = await s.run('rollback', ['t']);
     expect(back.code, back.stderr).toBe(0);
+    expect(back.stderr).toContain('ran DEPLOY_MIGRATE, so the schema moved');
     expect(await throughProxy()).toBe('hello 1.0.0 (t)');
     expect((await get(`${url}/api/notes`)).text).toContain('in a container');
   });
