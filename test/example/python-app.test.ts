@@ -74,6 +74,11 @@ describe('the Python example app', () => {
     expect(await h.json()).toMatchObject({ status: 'ok', version: '9.9.9', environment: 'test', schema: '0001', checks: { dataDir: { ok: true }, database: { ok: true } } });
   });
 
+  it('stays healthy under concurrent health checks (each check probes the data folder with a file of its own)', async () => {
+    const codes = await Promise.all(Array.from({ length: 40 }, async () => (await fetch(`${a.url}/api/health`)).status));
+    expect(codes.filter((c) => c !== 200)).toEqual([]);
+  });
+
   it('keeps notes, and answers bad requests with a JSON error', async () => {
     const post = (body: string) => fetch(`${a.url}/api/notes`, { method: 'POST', body });
     const made = await post(JSON.stringify({ body: 'first' }));

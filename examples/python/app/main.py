@@ -66,7 +66,8 @@ def hello():
 @app.get("/api/health")
 def health(request: Request):
     def data_dir():
-        probe = settings.data_dir / f".health-{INSTANCE}"
+        # A name per request: checks run in worker threads, side by side within one process too.
+        probe = settings.data_dir / f".health-{INSTANCE}-{secrets.token_hex(4)}"
         probe.write_text("ok")
         probe.unlink()
 
