@@ -1,6 +1,7 @@
 /**
  * The version of a build and the id of a release. Pure formatting here; `readVersion` asks git.
- * Version: the tag if HEAD is tagged vX.Y.Z, else `<package version>-<short sha>[-dirty]`.
+ * Version: the tag if HEAD is tagged vX.Y.Z, else `<package version>-<short sha>[-dirty]`, the package
+ * version from package.json, else pyproject.toml's `[project] version`.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -38,6 +39,12 @@ const git = async (dir: string, args: string[]): Promise<string | undefined> => 
   return r && r.code === 0 ? r.stdout.trim() : undefined;
 };
 
+/** The `version` of pyproject.toml's `[project]` table (a Python app's package version), if any. */
+export const pyprojectVersion = (text: string): string | undefined => {
+  const table = /^\[project\][ \t]*$([\s\S]*?)(?=^\[|(?![\s\S]))/m.exec(text)?.[1] ?? '';
+  return /^version[ \t]*=[ \t]*["']([^"'\n]+)["']/m.exec(table)?.[1];
+};
+
 const packageVersion = (appDir: string, root: string): string => {
   for (const dir of [appDir, root]) {
     const file = join(dir, 'package.json');
@@ -45,6 +52,9 @@ const packageVersion = (appDir: string, root: string): string => {
       const v = (JSON.parse(readFileSync(file, 'utf8')) as { version?: unknown }).version;
       if (typeof v === 'string' && v) return v;
     }
+    const py = join(dir, 'pyproject.toml');
+    const v = existsSync(py) ? pyprojectVersion(readFileSync(py, 'utf8')) : undefined;
+    if (v) return v;
   }
   return '0.0.0';
 };

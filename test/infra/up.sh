@@ -4,7 +4,7 @@
 # toolchain with python3 to compile the example app's SQLite module (no prebuilt download here);
 # the blue-green tests need Caddy, nginx and HAProxy (the TLS tests pebble, an ACME server, and certbot), the SSH host tests OpenSSH (the tests start their own
 # instances on loopback), the several-hosts tests socat and nsenter (test/infra/nshost.sh), the
-# backup tests sqlite3 and PostgreSQL.
+# backup tests sqlite3 and PostgreSQL, the Python example's tests Debian's python3 packages.
 set -euo pipefail
 
 need=()
@@ -13,6 +13,11 @@ for pair in curl:curl socat:socat nsenter:util-linux setsid:util-linux tar:tar p
 done
 # The backup tests run a PostgreSQL 15 server of their own (test/infra/postgres.sh).
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql)
+# The Python example (examples/python) runs on Debian's python3 packages (no PyPI here); the venv
+# its release command makes needs python3-venv (ensurepip). Debian's python3 by its path: another
+# python3 may come first on PATH.
+/usr/bin/python3 -c 'import fastapi, uvicorn, alembic, sqlalchemy, psycopg2, ensurepip' >/dev/null 2>&1 ||
+  need+=(python3-fastapi python3-uvicorn python3-alembic python3-sqlalchemy python3-psycopg2 python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "installing: ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatVersion, isReleaseId, releaseId, type GitFacts } from '../../lib/release/version.ts';
+import { formatVersion, isReleaseId, pyprojectVersion, releaseId, type GitFacts } from '../../lib/release/version.ts';
 
 describe('formatVersion', () => {
   it.each<[string, GitFacts, string]>([
@@ -60,5 +60,15 @@ describe('isReleaseId', () => {
     ['20261122-234512-1.0.0.partial', true],
   ])('%j -> %s', (id, expected) => {
     expect(isReleaseId(id)).toBe(expected);
+  });
+});
+
+describe('pyprojectVersion', () => {
+  it("reads [project] version, not another table's", () => {
+    expect(pyprojectVersion('[project]\nname = "a"\nversion = "1.2.3"\n')).toBe('1.2.3');
+    expect(pyprojectVersion("[tool.x]\nversion = '9'\n[project]\nversion = '2.0.0rc1'\n[tool.y]\nversion = '8'\n")).toBe('2.0.0rc1');
+    expect(pyprojectVersion('[project]\nname = "a"\n[tool.poetry]\nversion = "3"\n')).toBeUndefined();
+    expect(pyprojectVersion('version = "1"\n')).toBeUndefined();
+    expect(pyprojectVersion('')).toBeUndefined();
   });
 });
