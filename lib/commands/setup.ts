@@ -138,9 +138,11 @@ export const certbotObtain = (a: {
       'if [ -n "$email" ]; then set -- "$@" -m "$email"; else set -- "$@" --register-unsafely-without-email; fi',
       'if [ -n "$server" ]; then set -- "$@" --server "$server"; fi',
       'if [ -n "$caroot" ]; then export REQUESTS_CA_BUNDLE="$caroot"; fi',
-      // certbot says why on stderr, after pages of advice: keep its lines that name the problem.
+      // certbot says why among lines of advice: keep the CA's Detail when there is one, else its last word.
       'out=$(certbot "$@" 2>&1) && exit 0',
-      'code=$?; printf "%s\\n" "$out" | grep -E "^(An unexpected error|Error|Detail|Type|Some challenges|.*[Ff]ailed)" | head -n 5 >&2; exit "$code"',
+      'code=$?',
+      `printf "%s\\n" "$out" | awk '/^[[:space:]]*$/ || /^(Saving debug log|Ask for help|Hint:|See the logfile|Requesting a certificate|Account registered)/ { next } /Detail:/ { d = $0 } { l = $0 } END { sub(/^[[:space:]]+/, "", d); print (d != "" ? d : l) }' >&2`,
+      'exit "$code"',
     ].join('\n'),
     a.name,
     a.webroot,

@@ -76,6 +76,8 @@ describe('https behind nginx, with a certificate that setup obtains with certbot
   beforeAll(async () => {
     if (listening(80)) throw new Error('port 80 is in use on this machine: the certbot test needs it for nginx');
     for (const name of [HOST, OTHER]) forget(name);
+    // pebble forgets its accounts when it stops: certbot's account from an earlier run would be refused.
+    rmSync('/etc/letsencrypt/accounts/127.0.0.1:18880', { recursive: true, force: true });
     mkdirSync(WEBROOT, { recursive: true });
     s = makeSandbox('certbot');
     pebble = pebbleUnderTest(s.dir, 18880);
@@ -91,6 +93,7 @@ describe('https behind nginx, with a certificate that setup obtains with certbot
     nginx.stop();
     pebble.stop();
     for (const name of [HOST, OTHER]) forget(name);
+    rmSync('/etc/letsencrypt/accounts/127.0.0.1:18880', { recursive: true, force: true });
     s.cleanup();
   });
 
