@@ -5,7 +5,7 @@
  * skiff's, and never ship (lib/ship/manifest.ts).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 /** Where the record lies, relative to the app's root. */
@@ -53,6 +53,9 @@ export const readInitManifest = (root: string): InitManifest | undefined => {
   return { version: 1, skiff: d.skiff, files, added: { devDependencies: deps, scripts } };
 };
 
+/** APP_DIR when an env file does not say: the repository itself when skiff was brought into it by init, else the example app. */
+export const defaultAppDir = (root: string): string => (existsSync(join(root, INIT_MANIFEST)) ? '.' : 'example');
+
 /** The files the record names, for the release walk: none when it is missing or damaged (the walk then ships as before). */
 export const recordedFiles = (root: string): string[] => {
   try {
@@ -60,6 +63,46 @@ export const recordedFiles = (root: string): string[] => {
   } catch {
     return [];
   }
+};
+
+/**
+ * What of an app's root is skiff's and never ships: the record, and each file it names, as paths
+ * relative to the root; a folder whose every file is skiff's (lib/cli, scripts when the app has
+ * no scripts of its own) is named once, as a folder. Empty when there is no record.
+ */
+export const skiffOwnPaths = (root: string): string[] => {
+  const files = recordedFiles(root);
+  if (files.length === 0) return [];
+  const own = new Set([INIT_MANIFEST, ...files]);
+  const allOwn = new Map<string, boolean>();
+  const onlySkiffs = (dir: string): boolean => {
+    const known = allOwn.get(dir);
+    if (known !== undefined) return known;
+    let result = true;
+    for (const name of readdirSync(join(root, dir))) {
+      const rel = `${dir}/${name}`;
+      const st = statSync(join(root, rel), { throwIfNoEntry: false });
+      if (!st) continue;
+      if (st.isDirectory() ? !onlySkiffs(rel) : !own.has(rel)) result = false;
+    }
+    allOwn.set(dir, result);
+    return result;
+  };
+  const out = new Set<string>();
+  for (const file of own) {
+    const parts = file.split('/');
+    // The highest folder (below the root) that holds only skiff's files, else the file itself.
+    let chosen = file;
+    for (let i = 1; i < parts.length; i++) {
+      const dir = parts.slice(0, i).join('/');
+      if (existsSync(join(root, dir)) && onlySkiffs(dir)) {
+        chosen = dir;
+        break;
+      }
+    }
+    out.add(chosen);
+  }
+  return [...out].sort();
 };
 
 /** The record as written: sorted keys, two-space JSON. */

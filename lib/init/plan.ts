@@ -186,7 +186,11 @@ export const planInit = (skiff: SkiffSide, app: AppSide, opts: { readonly update
       continue;
     }
     const edited = was !== haveHash;
-    if (!opts.update) {
+    if (was === ours) {
+      // The user's edit, and nothing new from skiff: theirs stays, with no word unless asked to update.
+      if (opts.update) kept.push(`${w.path}: edited since init; this skiff has no change to it: kept`);
+      files[w.path] = was;
+    } else if (!opts.update) {
       kept.push(`${w.path}: ${edited ? 'edited since init' : 'differs from this skiff\'s'}: kept (init --update shows the change)`);
       files[w.path] = was;
     } else if (edited && !opts.force) {
