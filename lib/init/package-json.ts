@@ -40,11 +40,13 @@ export const parsePackageJson = (text: string): Json => {
   return value;
 };
 
-/** Keys in order, one added where it sorts when the object was sorted, else at the end. */
-const withKey = (obj: Json, key: string, value: unknown): Json => {
+/**
+ * Keys in order, one added at the end; with `sorted` (dependencies, which npm keeps sorted) where it
+ * sorts when the object was sorted.
+ */
+const withKey = (obj: Json, key: string, value: unknown, sorted = false): Json => {
   const keys = Object.keys(obj);
-  const sorted = keys.every((k, i) => i === 0 || (keys[i - 1] as string) <= k);
-  if (!sorted || keys.length === 0) return { ...obj, [key]: value };
+  if (!sorted || keys.length === 0 || !keys.every((k, i) => i === 0 || (keys[i - 1] as string) <= k)) return { ...obj, [key]: value };
   const out: Json = {};
   let placed = false;
   for (const k of keys) {
@@ -113,14 +115,14 @@ export const mergePackageJson = (
       conflicts.push(`scripts.${name} is the app's own (${JSON.stringify(have)}): kept; skiff's would be ${JSON.stringify(command)}, run it as npx tsx ${command.replace(/^tsx /, '')}`);
     }
   }
-  if (Object.keys(addedScripts).length > 0 || isObject(pkg.scripts)) out = isObject(pkg.scripts) ? { ...out, scripts } : { ...out, scripts };
+  if (Object.keys(addedScripts).length > 0 || isObject(pkg.scripts)) out = { ...out, scripts };
 
   const sections = ['dependencies', 'devDependencies', 'optionalDependencies', 'peerDependencies'] as const;
   let dev: Json = isObject(pkg.devDependencies) ? { ...pkg.devDependencies } : {};
   for (const [name, range] of Object.entries(want.deps)) {
     const where = sections.find((s) => isObject(pkg[s]) && (pkg[s] as Json)[name] !== undefined);
     if (where === undefined) {
-      dev = withKey(dev, name, range);
+      dev = withKey(dev, name, range, true);
       added.push(`devDependencies.${name}: ${range}`);
       addedDeps[name] = range;
       continue;
