@@ -103,7 +103,8 @@ export const readApp = (root: string): AppSide => {
   const main = packageJson?.main;
   if (typeof main === 'string' && isInsidePath(main.replace(/^\.\//, ''))) candidates.add(main.replace(/^\.\//, ''));
   const start = (packageJson?.scripts as Json | undefined)?.start;
-  if (typeof start === 'string') for (const m of start.matchAll(/([\w./-]+\.(?:m?js|ts|py))/g)) if (isInsidePath((m[1] as string).replace(/^\.\//, ''))) candidates.add((m[1] as string).replace(/^\.\//, ''));
+  // The files the start script names: `node ./bin/www`, `tsx src/server.ts`.
+  if (typeof start === 'string') for (const m of start.matchAll(/(?:\bnode\s+|\s|^)([\w./-]+(?:\.(?:[cm]?js|ts|py))?)(?=\s|$)/g)) if (isInsidePath((m[1] as string).replace(/^\.\//, ''))) candidates.add((m[1] as string).replace(/^\.\//, ''));
   const sources: Record<string, string> = {};
   for (const c of candidates) {
     const b = read(c);
