@@ -181,6 +181,12 @@ describe('the plan on a real folder', () => {
     expect(readInitManifest(dir)?.files['scripts/deploy-vps.ts']).toMatch(/^[0-9a-f]{64}$/);
   });
 
+  it('reads the file the start script names (express-generator: node ./bin/www) for the port variable', () => {
+    const dir = app({ 'package.json': '{"name":"shop","scripts":{"start":"node ./bin/www"}}', 'bin/www': "var port = normalizePort(process.env.PORT || '3000');" });
+    const plan = planInit(skiff, readApp(dir), { update: false, force: false });
+    expect(plan.detected).toMatchObject({ start: 'node ./bin/www', portVar: 'PORT', healthPath: '/' });
+  });
+
   it("an app with its own tsconfig.json gets tsconfig.skiff.json; a CommonJS one, markers and Taskfile.mts", () => {
     const dir = app({ 'package.json': '{"name":"a","scripts":{}}', 'tsconfig.json': '{}' });
     const plan = planInit(skiff, readApp(dir), { update: false, force: false });
