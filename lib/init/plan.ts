@@ -27,6 +27,8 @@ export interface AppSide {
   readonly read: (path: string) => Buffer | undefined;
   /** Relative paths of `.js` files directly under a folder (they change meaning under a "type": "module" marker). */
   readonly jsFilesIn: (folder: string) => readonly string[];
+  /** Relative paths of every file below a folder (none when it does not exist). */
+  readonly filesUnder: (folder: string) => readonly string[];
   readonly manifest: InitManifest | undefined;
 }
 
@@ -121,6 +123,20 @@ export const readApp = (root: string): AppSide => {
     packageJsonText,
     facts: { folder: basename(root), packageJson, rootFiles, sources },
     read,
+    filesUnder: (folder) => {
+      const out: string[] = [];
+      const walk = (rel: string) => {
+        const dir = join(root, rel);
+        if (!existsSync(dir) || !statSync(dir).isDirectory()) return;
+        for (const name of readdirSync(dir)) {
+          const p = `${rel}/${name}`;
+          if (statSync(join(root, p)).isDirectory()) walk(p);
+          else out.push(p);
+        }
+      };
+      walk(folder);
+      return out;
+    },
     jsFilesIn: (folder) => {
       const dir = join(root, folder);
       return existsSync(dir) && statSync(dir).isDirectory() ? readdirSync(dir).filter((f) => f.endsWith('.js')).map((f) => `${folder}/${f}`) : [];
@@ -270,6 +286,33 @@ export const planInit = (skiff: SkiffSide, app: AppSide, opts: { readonly update
         content: Buffer.from(`${head}# skiff's own packages: the app does not need them on the host\n/node_modules/\n/package.json\n/package-lock.json\n`),
         before: skiffignore === undefined ? undefined : Buffer.from(skiffignore),
         why: "leaves skiff's packages out of releases",
+      });
+    }
+  }
+
+  // The docker runtime sends the app's folder to `docker build`: a Dockerfile that copies it all
+  // would put skiff's files in the image, so .dockerignore names them.
+  if (detected.runtime === 'docker') {
+    const paths = new Set(wanted.map((w) => w.path));
+    const lines = new Set<string>(['/.skiff/', '/env/', '/backups/']);
+    for (const w of wanted) {
+      const folder = /^(lib\/[^/]+)\//.exec(w.path)?.[1];
+      // A folder of lib/ that holds only skiff's files is named once.
+      if (folder && app.filesUnder(folder).every((f) => paths.has(f))) lines.add(`/${folder}/`);
+      else lines.add(`/${w.path}`);
+    }
+    const dockerignore = app.read('.dockerignore')?.toString('utf8');
+    const present = new Set((dockerignore ?? '').split(/\r?\n/).map((l) => l.trim()));
+    const missing = [...lines].filter((l) => !present.has(l));
+    if (missing.length > 0) {
+      const head = dockerignore === undefined || dockerignore === '' ? '' : dockerignore.endsWith('\n') ? dockerignore : `${dockerignore}\n`;
+      const marker = '# skiff: its own files stay out of the image';
+      changes.push({
+        path: '.dockerignore',
+        action: dockerignore === undefined ? 'create' : 'change',
+        content: Buffer.from(`${head}${present.has(marker) ? '' : `${marker}\n`}${missing.join('\n')}\n`),
+        before: dockerignore === undefined ? undefined : Buffer.from(dockerignore),
+        why: `leaves skiff's ${missing.length} paths out of the docker build context`,
       });
     }
   }

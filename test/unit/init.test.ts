@@ -187,6 +187,19 @@ describe('the plan on a real folder', () => {
     expect(plan.detected).toMatchObject({ start: 'node ./bin/www', portVar: 'PORT', healthPath: '/' });
   });
 
+  it("a Dockerfile app gets .dockerignore lines for skiff's files, once", () => {
+    const dir = app({ 'package.json': pkg, Dockerfile: 'FROM x\nCOPY . .\n', '.dockerignore': 'node_modules', 'lib/cli/mine.ts': '' });
+    const plan = planInit(skiff, readApp(dir), { update: false, force: false });
+    const text = plan.changes.find((c) => c.path === '.dockerignore')?.content?.toString() ?? '';
+    expect(text.startsWith("node_modules\n# skiff: its own files stay out of the image\n/.skiff/\n/env/\n/backups/\n")).toBe(true);
+    expect(text).toContain('\n/scripts/deploy-vps.ts\n');
+    expect(text).toContain('\n/lib/ship/\n');
+    expect(text).toContain('\n/lib/cli/cli.ts\n');
+    expect(text).not.toContain('/lib/cli/\n');
+    write(dir, plan);
+    expect(planInit(skiff, readApp(dir), { update: false, force: false }).changes).toEqual([]);
+  });
+
   it("an app with its own tsconfig.json gets tsconfig.skiff.json; a CommonJS one, markers and Taskfile.mts", () => {
     const dir = app({ 'package.json': '{"name":"a","scripts":{}}', 'tsconfig.json': '{}' });
     const plan = planInit(skiff, readApp(dir), { update: false, force: false });
