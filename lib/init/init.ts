@@ -20,7 +20,8 @@ export interface InitOptions {
   readonly yes: boolean;
 }
 
-const git = async (dir: string, args: readonly string[]) => run(['git', '-C', dir, ...args], { label: 'local', check: false, timeoutMs: 30_000 });
+// --no-optional-locks: a refused init leaves even git's index as it was (status would refresh it).
+const git = async (dir: string, args: readonly string[]) => run(['git', '--no-optional-locks', '-C', dir, ...args], { label: 'local', check: false, timeoutMs: 30_000 });
 
 /** skiff's side, read from the checkout that runs init. */
 export const readSkiff = (root: string = REPO_ROOT): SkiffSide => {

@@ -83,9 +83,10 @@ describe('init, then deploys from inside the app repository', () => {
     const before = app.snapshot();
     const r = await init([app.work, '--dry-run']);
     expect(r.code, r.stderr).toBe(0);
-    for (const f of ['scripts/deploy-vps.ts', 'lib/core/cmd.ts', 'scripts/package.json', 'lib/package.json', 'Taskfile.mts', 'tsconfig.json', 'env/staging.env', 'env/production.env', '.gitignore', '.skiff/init.json']) {
+    for (const f of ['scripts/deploy-vps.ts', 'lib/core/cmd.ts', 'scripts/package.json', 'lib/package.json', 'Taskfile.mts', 'tsconfig.json', 'env/staging.env', 'env/production.env', '.skiff/init.json']) {
       expect(r.stdout).toMatch(new RegExp(`^create ${f.replaceAll('.', '\\.')} `, 'm'));
     }
+    expect(r.stdout).toMatch(/^change \.gitignore +adds \/env\/\*\.secrets\.env, \/backups\/$/m);
     expect(r.stdout).toMatch(/^change package\.json +adds npm aliases deploy:staging, /m);
     expect(r.stdout).toMatch(/^dry run: nothing written \(\d+ files would be\)$/m);
     expect(app.snapshot()).toEqual(before);
