@@ -60,7 +60,7 @@ export const specs = {
       json: 'it prints the files it writes and the next steps for people',
       ...noLock('it takes no deploy lock: it writes files in the app, not on a host'),
     },
-    examples: ['npx tsx scripts/init.ts ../my-app --dry-run', 'npx tsx scripts/init.ts ../my-app', 'npx tsx ~/skiff/scripts/init.ts . --update'],
+    examples: ['npx tsx scripts/init.ts ../my-app --dry-run', 'npx tsx scripts/init.ts ../my-app', 'npx tsx scripts/init.ts ../my-app --update --yes'],
   }),
   logs: command({
     name: 'logs',
