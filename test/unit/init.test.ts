@@ -16,7 +16,8 @@ import { mergePackageJson, parsePackageJson, renderJson, styleOf } from '../../l
 import { InitRefusal, isApplied, planInit, readApp, type InitPlan } from '../../lib/init/plan.ts';
 import { importsOf, skiffSources } from '../../lib/init/sources.ts';
 import { shipRules } from '../../lib/ship/ignore.ts';
-import { walkRelease } from '../../lib/ship/manifest.ts';
+import { releaseRules, walkRelease } from '../../lib/ship/manifest.ts';
+import type { Config } from '../../lib/config/config.ts';
 
 const facts = (over: Partial<AppFacts> = {}): AppFacts => ({ folder: 'shop', packageJson: undefined, rootFiles: new Set(), sources: {}, ...over });
 
@@ -232,6 +233,18 @@ describe('the plan on a real folder', () => {
     expect(readFileSync(join(dir, 'scripts/logs.ts'), 'utf8')).toBe('// edited by the user\n');
     const forced = planInit(newer, readApp(dir), { update: true, force: true });
     expect(forced.changes.filter(isApplied).map((c) => `${c.action} ${c.path}`)).toEqual(['change scripts/logs.ts', `change ${INIT_MANIFEST}`]);
+  });
+
+  it("the release rules of an env: skiff's record inside the app, or a skiff checkout in a folder of the app, never ship", async () => {
+    const dir = app({ 'package.json': pkg, 'server.js': '', 'deploy/scripts/deploy-vps.ts': '', 'deploy/package.json': '{}' });
+    // releaseRules reads only these two fields of the config.
+    const cfgOf = (root: string, releaseDir: string) => ({ root, app: { name: 'shop', dir: releaseDir, releaseDir } }) as unknown as Config;
+    const beside = await walkRelease(dir, await releaseRules(cfgOf(join(dir, 'deploy'), dir), { SKIFF_ENV_DIR: join(dir, 'deploy/env') }));
+    expect(beside.leftOut).toEqual([{ path: 'deploy/', reason: 'never ships: skiff itself' }]);
+    write(dir, planInit(skiff, readApp(dir), { update: false, force: false }));
+    const inside = await walkRelease(dir, await releaseRules(cfgOf(dir, dir), { SKIFF_ENV_DIR: join(dir, 'env') }));
+    expect(inside.manifest.entries.filter((e) => e.type === 'file').map((e) => e.path).sort()).toEqual(['.gitignore', 'deploy/package.json', 'deploy/scripts/deploy-vps.ts', 'package.json', 'server.js']);
+    expect(inside.leftOut.map((l) => l.path)).toEqual(expect.arrayContaining(['.skiff/', 'env/', 'lib/', 'scripts/', 'Taskfile.ts', 'tsconfig.json']));
   });
 
   it('what init copied never ships; the app\'s own files beside them do', async () => {
