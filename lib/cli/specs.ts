@@ -46,6 +46,22 @@ export const specs = {
     notOffered: {},
     examples: ['npx tsx scripts/deploy-vps.ts local', 'npx tsx scripts/deploy-vps.ts production --yes', 'npx tsx scripts/deploy-vps.ts staging --dry-run'],
   }),
+  init: command({
+    name: 'init',
+    summary: "Bring skiff into an existing app's git repository: its scripts, lib/, the Taskfile, npm aliases and packages in package.json, env/staging.env and env/production.env from what it finds in the app.",
+    usage: '<app-folder> [--dry-run] [--force] [--update] [--yes]',
+    positionals: [{ name: '<app-folder>', required: true, description: "the app's folder, in a git repository (its top level, or the app's folder in one)" }],
+    flags: {
+      ...shared('yes', 'dry-run'),
+      update: { type: 'boolean', description: 'show what this skiff would change in the files an earlier init copied (a diff); applied with --yes' },
+      force: { type: 'boolean', description: 'go ahead with uncommitted changes in the repository; with --update, also replace files edited since init' },
+    },
+    notOffered: {
+      json: 'it prints the files it writes and the next steps for people',
+      ...noLock('it takes no deploy lock: it writes files in the app, not on a host'),
+    },
+    examples: ['npx tsx scripts/init.ts ../my-app --dry-run', 'npx tsx scripts/init.ts ../my-app', 'npx tsx scripts/init.ts ../my-app --update --yes'],
+  }),
   logs: command({
     name: 'logs',
     summary: 'Print the log of the live release of an environment.',

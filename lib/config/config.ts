@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { Secret } from '../core/cmd.ts';
 import { ConfigError, UsageError, type ConfigIssue } from '../core/errors.ts';
 import { REPO_ROOT } from '../core/paths.ts';
+import { defaultAppDir } from '../init/manifest.ts';
 import { ENV_NAME, envDir, isSecretSetting, listEnvs } from './env-files.ts';
 import { parsePgUrl } from './pg-url.ts';
 
@@ -557,7 +558,8 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     bad('DEPLOY_RELEASE_CACHE', 'set with DEPLOY_RELEASE_CMD (the cache holds what that command makes)', 'set DEPLOY_RELEASE_CMD, or remove DEPLOY_RELEASE_CACHE');
   }
 
-  const appDir = resolve(opts.root, expandHome(values.APP_DIR, opts.home));
+  // skiff inside the app's repository (scripts/init.ts): APP_DIR defaults to that repository.
+  const appDir = resolve(opts.root, expandHome(source.values.APP_DIR === undefined ? defaultAppDir(opts.root) : values.APP_DIR, opts.home));
   // A bad APP_DIR has its issue already; the default folder it fell back to is not checked too.
   const appDirValid = !table.issues.some((i) => i.key === 'APP_DIR');
   if (appDirValid && !existsSync(appDir)) bad('APP_DIR', 'an existing folder', `${appDir} does not exist`);

@@ -5,9 +5,10 @@
 import { existsSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { checkEnvName, envDir, KEYS, listEnvs, readLayers } from '../config/config.ts';
+import { checkEnvName, envDir, listEnvs, readLayers } from '../config/config.ts';
 import { SkiffError, UsageError } from '../core/errors.ts';
 import { REPO_ROOT } from '../core/paths.ts';
+import { defaultAppDir } from '../init/manifest.ts';
 import { run } from '../host/local.ts';
 import { repositoryOf } from './version.ts';
 import { changelogSection, groupCommits, prependChangelog, renderChanges, setJsonVersion } from './changes.ts';
@@ -50,7 +51,7 @@ const fail = (message: string): never => {
  * its env files and the process environment alone: the rest of the env need not be valid here.
  */
 export const appDirOf = (env: string, processEnv: NodeJS.ProcessEnv = process.env): string => {
-  const given = readLayers(env, envDir(processEnv), processEnv).values.APP_DIR ?? KEYS.APP_DIR.default;
+  const given = readLayers(env, envDir(processEnv), processEnv).values.APP_DIR ?? defaultAppDir(REPO_ROOT);
   const home = processEnv.HOME ?? homedir();
   return resolve(REPO_ROOT, given === '~' ? home : given.startsWith('~/') ? join(home, given.slice(2)) : given);
 };

@@ -13,6 +13,7 @@ import { envDir } from '../config/env-files.ts';
 import { EXIT, SkiffError } from '../core/errors.ts';
 import type { Entry, Manifest } from './delta.ts';
 import { leftOut, shipRules, type LeftOut, type ShipRules } from './ignore.ts';
+import { skiffOwnPaths } from '../init/manifest.ts';
 
 /** The file at a release folder's root that names more of what stays out (gitignore syntax). */
 export const SKIFFIGNORE = '.skiffignore';
@@ -35,7 +36,8 @@ export const readSkiffignore = async (root: string): Promise<string | undefined>
 /**
  * The rules of the release folder of an environment: its `.skiffignore`, and skiff's own folders
  * when they lie inside it (the env folder, and the folder `backup --download` writes copies to:
- * localBackupsRoot in lib/core/paths.ts).
+ * localBackupsRoot in lib/core/paths.ts), skiff's own folder when the app holds it, and what
+ * `init` copied when skiff is inside the app's repository (the files `.skiff/init.json` names).
  */
 export const releaseRules = async (cfg: Config, processEnv: NodeJS.ProcessEnv = process.env): Promise<ShipRules> => {
   const root = cfg.app.releaseDir;
@@ -43,9 +45,15 @@ export const releaseRules = async (cfg: Config, processEnv: NodeJS.ProcessEnv = 
     const rel = relative(root, resolve(folder));
     return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel.split('\\').join('/') : undefined;
   };
+  // skiff inside the app's repository (scripts/init.ts): the files it copied and its record never
+  // ship, one by one, since the app may have files of its own in scripts/ and lib/. skiff in a
+  // folder of the app (a checkout at app/deploy): that folder never ships.
+  const own = skiffOwnPaths(cfg.root).map((f) => ({ folder: join(cfg.root, f), what: "skiff's own (copied by init)" }));
   const folders = [
     { folder: envDir(processEnv), what: "skiff's env folder" },
     { folder: localBackupsRoot(cfg.root, processEnv), what: "skiff's local backups" },
+    { folder: cfg.root, what: 'skiff itself' },
+    ...own,
   ].flatMap(({ folder, what }) => {
     const path = inside(folder);
     return path === undefined ? [] : [{ path, what }];
