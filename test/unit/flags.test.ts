@@ -21,6 +21,7 @@ const TABLE: Record<string, string> = {
   build:         '-   x   x   x    -      -',
   'deploy-vps':  'x   x   x   x    x      x',
   logs:          '-   -   -   x    -      -',
+  maintenance:   '-   x   x   x    x      x',
   restore:       'x   x   -   x    x      x',
   rollback:      'x   x   x   x    x      x',
   setup:         '-   x   -   x    -      -',
