@@ -1,6 +1,6 @@
 /**
  * Maintenance mode on this machine behind a real Caddy, nginx and HAProxy (each on loopback ports of
- * its own, 18930-18952): the 503 page with Retry-After through the proxy, a deploy behind it, a proxy
+ * its own, 18930-18962): the 503 page with Retry-After through the proxy, a deploy behind it, a proxy
  * restart, and `off` giving the app back with no failed request after it.
  */
 import { mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
@@ -30,7 +30,7 @@ const ESCAPED = 'Back at 14:00 UTC &#60;b&#62;&#34;soon&#34;&#60;/b&#62; &#38; &
 
 const caddyProxy = caddyUnderTest(18930);
 const nginxProxy = nginxUnderTest(18940);
-const haProxy = haproxyUnderTest(18950);
+const haProxy = haproxyUnderTest(18960);
 
 const proxies = [
   { name: 'caddy', publicPort: caddyProxy.publicPort, slots: caddyProxy.slots, start: (d: string) => caddyProxy.start(d), stop: async () => caddyProxy.stop(), keys: (d: string) => caddyProxy.keys(d) },
@@ -70,7 +70,8 @@ describe.each(proxies)('maintenance behind $name', (proxy) => {
   });
 
   it('on: every request through the proxy gets the 503 page with Retry-After; the slot still answers directly', async () => {
-    expect((await s.run('deploy-vps', ['t'])).code).toBe(0);
+    const deploy = await s.run('deploy-vps', ['t']);
+    expect(deploy.code, deploy.stderr).toBe(0);
     expect((await get(url)).text.trim()).toBe('hello 1.0.0 (t)');
     const r = await s.run('maintenance', ['t', 'on', '--message', MESSAGE, '--retry-after', '900', '--json']);
     expect(r.stderr).toBe('');
