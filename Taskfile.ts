@@ -33,6 +33,7 @@ const tasks: Record<string, Task> = {
   logs: { description: 'print the live release log', args: [env], script: 'logs', run: script('logs') },
   start: { description: 'start the live release if it is stopped', args: [env], script: 'start', run: script('start') },
   stop: { description: 'stop the live release', args: [env], script: 'stop', run: script('stop') },
+  maintenance: { description: 'put up or take down the 503 maintenance page (on|off)', args: [env, { name: 'on|off', kind: 'word' }], script: 'maintenance', run: script('maintenance') },
   'env-check': { description: 'validate every env file and report every problem', run: () => envCheck() },
   test: { description: 'run every test', run: npm('test') },
   typecheck: { description: 'type-check the project', run: npm('typecheck') },

@@ -79,6 +79,23 @@ export const specs = {
     },
     examples: ['npx tsx scripts/logs.ts local', 'npx tsx scripts/logs.ts local --follow'],
   }),
+  maintenance: command({
+    name: 'maintenance',
+    summary: 'Put up (on) or take down (off) a 503 maintenance page with Retry-After at the proxy, for the env\'s route; the slots behind it keep running and skiff\'s health checks reach them directly.',
+    usage: '<env> on|off [--message TEXT] [--retry-after SECONDS] [--dry-run] [--json] [--force-unlock] [--lock-wait SECONDS]',
+    positionals: [env, { name: 'on|off', required: true, description: 'on: serve the page (again with new text when on already); off: give the app back, once it answers' }],
+    flags: {
+      message: { type: 'string', value: 'TEXT', description: 'the text of the page, one line of at most 500 characters (default: down for maintenance, back shortly)' },
+      'retry-after': { type: 'string', value: 'SECONDS', description: 'what Retry-After tells clients, whole seconds from 1 to 86400 (default 120)' },
+      ...shared('dry-run', 'json', 'force-unlock', 'lock-wait'),
+    },
+    notOffered: { yes: 'it asks nothing: the app keeps running behind the page, and `off` gives it back at once' },
+    examples: [
+      'npx tsx scripts/maintenance.ts production on --message "Back at 14:00 UTC" --retry-after 900',
+      'npx tsx scripts/maintenance.ts production off',
+      'npx tsx scripts/maintenance.ts staging on --dry-run',
+    ],
+  }),
   restore: command({
     name: 'restore',
     summary: 'Restore a backup on the host. It is checked before anything stops; if the app is not healthy after, the data of before comes back.',

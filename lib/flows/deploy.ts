@@ -15,6 +15,8 @@ import type { Proxy } from '../proxy/proxy.ts';
 import type { Host } from '../host/host.ts';
 import { appendHistory, audit, liveSlot, readHistory, releasesToPrune, writeState } from '../state/state.ts';
 import { loadState } from './state-repair.ts';
+import { checkPageAfterSwitch } from './maintenance.ts';
+import { readMaintenance } from '../state/maintenance.ts';
 import type { DeployCtx, Plan, Previous, Session } from './session.ts';
 
 /** With proxy `none` there is one slot, and it is called blue. */
@@ -320,6 +322,9 @@ export const retireOld = async (ctx: DeployCtx): Promise<void> => {
 
 /** Through the proxy: the public health URL answers 2xx (a few tries; the switch is already done). */
 const verifyThroughProxy = async (ctx: DeployCtx): Promise<void> => {
+  // Behind the maintenance page the public URL answers 503: the page must still be up (docs/maintenance.md).
+  const maintenance = await readMaintenance(ctx.host, ctx.l);
+  if (maintenance) return ctx.log(await checkPageAfterSwitch(ctx, maintenance));
   const url = publicHealthUrl(ctx.cfg);
   const status = await askUntilOk(ctx.host, probeUrl(url, 5), ctx.clock);
   if (isOkStatus(status)) return;

@@ -9,6 +9,9 @@ import { gateSlot } from './deploy.ts';
 import { askUntilOk, publicHealthUrl } from './health.ts';
 import type { SlotRun } from '../runtime/runtime.ts';
 import { loadState } from './state-repair.ts';
+import { maintenanceLine, maintenanceStatus, type MaintenanceStatus } from './maintenance.ts';
+import { readMaintenance } from '../state/maintenance.ts';
+import { maintenanceFor } from '../proxy/maintenance.ts';
 import { liveSlot, readHistory, readState, audit, type ReleaseRecord, type SlotState } from '../state/state.ts';
 
 export interface StatusReport {
@@ -33,6 +36,8 @@ export interface StatusReport {
   readonly bootedAt?: string;
   /** The live slot does not run because the host rebooted after its release started and nothing started it again. */
   readonly downSinceReboot?: boolean;
+  /** Maintenance mode, when it is on or the proxy still serves its page (docs/maintenance.md). */
+  readonly maintenance?: MaintenanceStatus;
 }
 
 /** Reads the state of the environment on its host. */
@@ -75,8 +80,11 @@ export const gatherStatus = async (ctx: Session, url: string): Promise<StatusRep
     ...(damaged ? { stateDamaged: damaged } : {}),
     ...(bootedIso ? { bootedAt: bootedIso } : {}),
     ...(downSinceReboot ? { downSinceReboot } : {}),
+    ...optionalMaintenance(await maintenanceStatus(ctx)),
   };
 };
+
+const optionalMaintenance = (m: MaintenanceStatus | undefined): { maintenance?: MaintenanceStatus } => (m ? { maintenance: m } : {});
 
 /** The lock's holder.json as it is; a garbled one (a killed take) is shown as such, not thrown. */
 const readHolder = (text: string): unknown => {
@@ -141,6 +149,7 @@ export const formatStatus = (r: StatusReport): string => {
     ...(r.health !== undefined ? [`  health    ${isOkStatus(r.health) ? 'ok' : 'failing'} (HTTP ${r.health === '000' ? 'no answer' : r.health})`] : []),
     `  url       ${r.url}`,
     ...(r.proxy ? [`  proxy     ${proxyLine(r.proxy, rel.port)}`] : []),
+    ...(r.maintenance ? [`  maint     ${maintenanceLine(r.maintenance, r.env, r.proxy?.kind ?? 'the proxy')}`] : []),
     `  path      ${r.path}`,
     ...(r.bootedAt ? [`  booted    ${r.bootedAt}`] : []),
     `  log       ${r.log}`,
@@ -166,7 +175,19 @@ const deployedSlot = async (ctx: Session) => {
 export const startLive = async (ctx: Session): Promise<string> => {
   const started = await startLiveSlot(ctx);
   const route = await restoreRoute(ctx);
-  return route ? `${started}; ${route}` : started;
+  const page = await restorePage(ctx);
+  return [started, route, page].filter((x) => x !== undefined).join('; ');
+};
+
+/** Puts the maintenance page back up where the proxy lost it while the host's record says it is on. */
+const restorePage = async (ctx: Session): Promise<string | undefined> => {
+  const record = ctx.proxy ? await readMaintenance(ctx.host, ctx.l) : undefined;
+  const page = maintenanceFor(ctx.cfg, ctx.proxy, ctx.clock);
+  if (!record || !page || page.problem) return undefined;
+  if (await page.serving(ctx.host)) return `maintenance is on: the page stays up (\`npx tsx scripts/maintenance.ts ${ctx.cfg.env} off\` gives the app back)`;
+  await page.apply(ctx.host, record);
+  await audit(ctx.host, ctx.l, ctx.now().toISOString(), ctx.who, 'maintenance page put back (the proxy had lost it)');
+  return `${ctx.proxy?.kind ?? 'the proxy'} had lost the maintenance page: it is up again`;
 };
 
 /**
@@ -243,11 +264,15 @@ export const observeServing = async (s: Session): Promise<{ line: string; releas
     if (!live) return { line: `${host.name} serves no release (none is recorded live)`, release: undefined, healthy: false };
     const { release, version, port } = live.release;
     const routed = s.proxy ? await s.proxy.current(host) : port;
-    const status = await askUntilOk(host, s.proxy && cfg.publicUrl ? probeUrl(publicHealthUrl(cfg), 5) : probeHealth(port, cfg.health.path, 5), s.clock);
+    // Behind the maintenance page the public URL answers 503 by design: the release is asked directly.
+    const maintenance = s.proxy ? await readMaintenance(host, l).catch(() => undefined) : undefined;
+    const viaProxy = s.proxy && cfg.publicUrl && !maintenance;
+    const status = await askUntilOk(host, viaProxy ? probeUrl(publicHealthUrl(cfg), 5) : probeHealth(port, cfg.health.path, 5), s.clock);
     const healthy = isOkStatus(status) && routed === port;
     const answer = isOkStatus(status) ? 'healthy' : `its health check answers ${status === '000' || status === '' ? 'nothing' : `HTTP ${status}`}`;
-    const route = routed === port ? (s.proxy ? ` through ${s.proxy.kind}` : '') : `, but ${s.proxy?.kind ?? 'the proxy'} sends traffic to ${routed === undefined ? 'no port' : `port ${routed}`}, not ${port}`;
-    return { line: `${host.name} serves ${version} (release ${release}), ${answer}${route}`, release, healthy };
+    const route = routed === port ? (s.proxy ? (maintenance ? ` (asked directly), behind ${s.proxy.kind}` : ` through ${s.proxy.kind}`) : '') : `, but ${s.proxy?.kind ?? 'the proxy'} sends traffic to ${routed === undefined ? 'no port' : `port ${routed}`}, not ${port}`;
+    const page = maintenance ? `; maintenance is on: ${cfg.publicUrl ?? ''} answers 503 until \`npx tsx scripts/maintenance.ts ${cfg.env} off\`` : '';
+    return { line: `${host.name} serves ${version} (release ${release}), ${answer}${route}${page}`, release, healthy };
   } catch (error) {
     return { line: `${host.name} could not be asked what it serves: ${firstLine(error)}`, release: undefined, healthy: false };
   }

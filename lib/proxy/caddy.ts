@@ -330,7 +330,8 @@ export const planCaddy = (config: unknown, cfg: Config, port: number, opts: { ke
   };
 };
 
-const caddyApi = async (host: Host, cfg: Config, method: CaddyOp['method'] | 'GET', path: string, body?: unknown) => {
+/** One request to Caddy's admin API from the host: its status and body; throws when the API does not answer. */
+export const caddyApi = async (host: Host, cfg: Config, method: CaddyOp['method'] | 'GET', path: string, body?: unknown) => {
   const r = await host.exec(caddyRequest(cfg.caddyAdmin, method, path, CADDY_ANSWER_SECONDS), {
     check: false,
     // curl gives up first (--max-time); this is for a host where curl itself does not come back.

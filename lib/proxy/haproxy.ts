@@ -29,6 +29,8 @@ import { EXIT, SkiffError } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
 import type { Proxy } from './proxy.ts';
 import { publicHost, publicPort, routeId } from './route.ts';
+import { haproxyMaintenanceMap, haproxyMaintenanceRules } from './maintenance-page.ts';
+import { ensureFile } from '../commands/maintenance.ts';
 
 /** How long a reload may take until the runtime API shows the new config. */
 export const RELOAD_WAIT_MS = 20_000;
@@ -215,6 +217,7 @@ export const haproxyConfig = (cfg: Config, live: Slot): string => {
           `    log-format '${JSON_LOG_FORMAT}'`,
         ]
       : ['    no log']),
+    ...haproxyMaintenanceRules(cfg),
     `    default_backend ${name}`,
     '',
     `backend ${name}`,
@@ -288,6 +291,8 @@ export const haproxyProxy = (cfg: Config, clock: Clock): Proxy => {
       await host.exec(linkFile(cfg.tls.cert, certLink(cfg)));
       await host.exec(linkFile(cfg.tls.key, `${certLink(cfg)}.key`));
     }
+    // The maintenance rule's map must exist when HAProxy loads the file (empty: maintenance off).
+    if (haproxyMaintenanceRules(cfg).length > 0) await host.exec(ensureFile(haproxyMaintenanceMap(cfg)));
     await host.put(file, haproxyConfig(cfg, slot));
     const problem = await configCheck(host, before.files ?? [DEFAULT_MAIN_CONFIG, cfg.haproxy.confDir], before.chdir);
     if (problem) {

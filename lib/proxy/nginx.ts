@@ -8,6 +8,7 @@ import { EXIT, SkiffError } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
 import type { Proxy } from './proxy.ts';
 import { publicHost, publicPort } from './route.ts';
+import { nginxMaintenanceInclude } from './maintenance-page.ts';
 
 /** Where nginx's access logs go without DEPLOY_ACCESS_LOG_DIR (Debian's folder; the master opens them as root). */
 export const NGINX_LOG_DIR = '/var/log/nginx';
@@ -131,6 +132,8 @@ export const nginxConf = (cfg: Config): string => {
     ...(gzip
       ? ['    gzip on;', '    gzip_vary on;', '    gzip_proxied any;', `    gzip_min_length ${COMPRESS_MIN_BYTES};`, `    gzip_types ${GZIP_TYPES.join(' ')};`]
       : []),
+    // The maintenance page while it is on (lib/proxy/maintenance-page.ts): nothing while it is off.
+    ...nginxMaintenanceInclude(cfg),
     '    location / {',
     `        proxy_pass http://${n.upstream};`,
     ...headers.map(([name]) => `        proxy_hide_header ${name};`),

@@ -9,6 +9,7 @@ import type { Host } from '../host/host.ts';
 import { realClock, type Clock } from '../core/clock.ts';
 import { caddy } from './caddy.ts';
 import { haproxyProxy } from './haproxy.ts';
+import { keepingMaintenance } from './maintenance.ts';
 import { nginxProxy } from './nginx.ts';
 
 export { publicHost, publicPort, routeId } from './route.ts';
@@ -25,8 +26,13 @@ export interface Proxy {
   switchTo(host: Host, port: number): Promise<void>;
 }
 
-/** Picks the driver of DEPLOY_PROXY. */
+/** Picks the driver of DEPLOY_PROXY (its switches keep the maintenance page up while it is on: lib/proxy/maintenance.ts). */
 export const proxyFor = (cfg: Config, clock: Clock = realClock): Proxy | undefined => {
+  const driver = driverFor(cfg, clock);
+  return driver ? keepingMaintenance(driver, cfg, clock) : undefined;
+};
+
+const driverFor = (cfg: Config, clock: Clock): Proxy | undefined => {
   if (cfg.proxy === 'haproxy') return haproxyProxy(cfg, clock);
   return cfg.proxy === 'caddy' ? caddy(cfg) : cfg.proxy === 'nginx' ? nginxProxy(cfg, clock) : undefined;
 };

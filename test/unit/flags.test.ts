@@ -22,6 +22,7 @@ const TABLE: Record<string, string> = {
   'deploy-vps':  'x   x   x   x    x      x',
   init:          'x   x   -   x    -      -',
   logs:          '-   -   -   x    -      -',
+  maintenance:   '-   x   x   x    x      x',
   restore:       'x   x   -   x    x      x',
   rollback:      'x   x   x   x    x      x',
   setup:         '-   x   -   x    -      -',

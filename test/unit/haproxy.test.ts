@@ -55,6 +55,12 @@ const HA = {
 const cfgWith = (values: Record<string, string> = {}) => testConfig({ ...HA, ...values });
 
 const FILE = '/etc/haproxy/conf.d/skiff-hello-staging.cfg';
+const MAP = '/etc/haproxy/conf.d/skiff-hello-staging.maintenance.map';
+/** The maintenance rule every frontend of skiff's carries (lib/proxy/maintenance-page.ts). */
+const MAINTENANCE_RULES = [
+  '    # the maintenance page (scripts/maintenance.ts), on while the map below has `page`: changed through the runtime API',
+  `    http-request return status 503 content-type "text/html; charset=utf-8" lf-string "%[str(page),map(${MAP}),b64dec]" hdr Retry-After "%[str(retry),map(${MAP})]" hdr Cache-Control no-store if { str(page),map(${MAP}) -m found }`,
+];
 
 describe("skiff's HAProxy file", () => {
   it('an http URL: a frontend on its address and port, both slots in one backend, the idle one disabled', () => {
@@ -72,6 +78,7 @@ describe("skiff's HAProxy file", () => {
         '    http-request capture req.hdr(user-agent) len 256',
         '    log global',
         `    log-format '{"time":%Ts.%ms,"client":"%ci","method":"%HM","uri":"%[capture.req.uri,json(utf8s)]","host":"%[capture.req.hdr(0),json(utf8s)]","status":%ST,"bytes":%B,"ms":%Ta,"backend":"%b","server":"%s","termination":"%ts","ua":"%[capture.req.hdr(1),json(utf8s)]"}'`,
+        ...MAINTENANCE_RULES,
         '    default_backend skiff-hello-staging',
         '',
         'backend skiff-hello-staging',
@@ -328,6 +335,7 @@ const haproxyHost = (answers: { state?: string; servers: string[]; process?: str
     when('echo in-use', ok('free\n')),
     when('grep -Eq', ok('')),
     when('rm -f', ok()),
+    when(': >> "$1"', ok()),
   ]);
 };
 

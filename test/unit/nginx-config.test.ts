@@ -62,6 +62,7 @@ describe("skiff's nginx conf", () => {
         '    add_header X-Frame-Options "SAMEORIGIN" always;',
         '    add_header Referrer-Policy "strict-origin-when-cross-origin" always;',
         ...GZIP_LINES,
+        '    include "/etc/nginx/conf.d/hello-staging.maintenanc[e]";',
         '    location / {',
         '        proxy_pass http://skiff_hello_staging;',
         '        proxy_hide_header Strict-Transport-Security;',
