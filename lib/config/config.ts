@@ -469,7 +469,10 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
   if (prefix !== '' && proxy === 'haproxy') bad('DEPLOY_PUBLIC_URL', 'a URL without a path with DEPLOY_PROXY=haproxy (its driver gives each env a port of its own)', 'use caddy or nginx for path routes (docs/haproxy.md)');
   // The prefix reaches the app unchanged, so the check through the proxy must ask a path of this app's.
   if (prefix !== '' && proxy !== 'none' && values.DEPLOY_HEALTH_PATH !== prefix && !values.DEPLOY_HEALTH_PATH.startsWith(`${prefix}/`)) {
-    bad('DEPLOY_HEALTH_PATH', `a path under ${prefix}, the prefix of DEPLOY_PUBLIC_URL (the app gets the path unchanged)`, `e.g. DEPLOY_HEALTH_PATH=${prefix}/health`);
+    issues.push({
+      ...issue('DEPLOY_HEALTH_PATH', `a path under ${prefix}, the prefix of DEPLOY_PUBLIC_URL (the app gets the path unchanged)`, `e.g. DEPLOY_HEALTH_PATH=${prefix}/health`),
+      problem: `is ${values.DEPLOY_HEALTH_PATH}${source.values.DEPLOY_HEALTH_PATH === undefined ? ' (its default)' : ''}, outside the route of DEPLOY_PUBLIC_URL`,
+    });
   }
   if (values.DEPLOY_ACME_CA_ROOT !== undefined && values.DEPLOY_ACME_CA === undefined) {
     bad('DEPLOY_ACME_CA_ROOT', 'set with DEPLOY_ACME_CA (the root is for a private ACME directory)', 'set DEPLOY_ACME_CA, or remove DEPLOY_ACME_CA_ROOT');
