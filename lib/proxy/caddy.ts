@@ -241,24 +241,29 @@ const hostPolicy = (config: unknown, host: string, own: string): Obj | undefined
 
 /**
  * Why the env cannot have its route beside the other envs on its host; undefined when it can. Envs
- * on one host share its scheme, port and TLS settings (one server, one certificate), and each owns a
- * path prefix of its own.
+ * on one host and port share its scheme and TLS settings (one server, one certificate), envs on
+ * other ports of the host with https its TLS settings, and each owns a path prefix of its own.
  */
 export const caddyConflict = (config: unknown, cfg: Config): string | undefined => {
   const host = publicHost(cfg);
   const prefix = publicPrefix(cfg);
-  const others = caddyNeighbours(config, cfg);
-  const taken = others.find((n) => n.prefix === prefix);
-  if (taken) return `${prefix === '' ? 'the root' : `the path prefix ${prefix}`} of ${host} is served by skiff's route ${taken.id} already: give DEPLOY_PUBLIC_URL another path, or deploy to another host name`;
-  if (others.length === 0) return undefined;
   const listen = `:${publicPort(cfg)}`;
-  const elsewhere = others.find((n) => !n.listen.some((l) => l.endsWith(listen)));
-  if (elsewhere) return `${host} is served by ${elsewhere.id} on ${elsewhere.listen.join(', ')}, not on port ${publicPort(cfg)}: envs on one host share its scheme and port (DEPLOY_PUBLIC_URL)`;
+  const all = caddyNeighbours(config, cfg);
+  // Routes on another port are in another server: they share the host's certificate, not its paths.
+  const onPort = all.filter((n) => n.listen.some((l) => l.endsWith(listen)));
+  const taken = onPort.find((n) => n.prefix === prefix);
+  if (taken) return `${prefix === '' ? 'the root' : `the path prefix ${prefix}`} of ${host} is served by skiff's route ${taken.id} already: give DEPLOY_PUBLIC_URL another path, or deploy to another host name`;
   const ids = caddyIds(cfg);
-  // The host's policy: another env's, or this env's own when the others rely on it (Caddy takes one a host).
-  const policy = hostPolicy(config, host, ids.policy) ?? withId(at(config, 'apps', 'tls', 'automation', 'policies'), ids.policy);
+  const policies = at(config, 'apps', 'tls', 'automation', 'policies');
   const loadFiles = at(config, 'apps', 'tls', 'certificates', 'load_files');
-  const cert = others.map((n) => withId(loadFiles, `${n.id}-cert`)).find((c) => c !== undefined);
+  const certOf = (n: Neighbour) => withId(loadFiles, `${n.id}-cert`);
+  // The host's policy: another env's, or this env's own when the others rely on it (Caddy takes one a host).
+  const policy = hostPolicy(config, host, ids.policy) ?? withId(policies, ids.policy);
+  // Who must agree: the envs on this port (one server: one scheme), and with https those on other ports with TLS of their own.
+  const tlsElsewhere = isHttps(cfg) ? all.filter((n) => !onPort.includes(n) && (policy !== undefined || certOf(n) !== undefined)) : [];
+  const others = [...onPort, ...tlsElsewhere];
+  if (others.length === 0) return undefined;
+  const cert = others.map(certOf).find((c) => c !== undefined);
   if (!same(withoutId(policy), withoutId(caddyPolicy(cfg))) || !same(withoutId(cert), withoutId(caddyCertFiles(cfg)))) {
     return `the TLS settings for ${host} differ from those of ${others.map((n) => n.id).join(', ')} on it (the URL's scheme, DEPLOY_TLS_CERT and DEPLOY_TLS_KEY, DEPLOY_ACME_*): envs on one host must agree on them`;
   }

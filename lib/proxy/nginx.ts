@@ -267,9 +267,9 @@ export type SitePlan = { readonly conflict: string } | { readonly conflict?: und
 
 /**
  * Where the env's route goes among the sites on the host (from `nginxSites`, before the change).
- * Refused: a prefix another env's route on the site has; a host served by another env on another
- * port (envs on one host share its scheme and port; an https site owns port 80 of its host too); a
- * site whose TLS settings differ while other envs are on it. The site file is written when missing,
+ * Refused: a prefix another env's route on the site has; a port that another site of the host
+ * listens on (an https site listens on port 80 of its host too, to redirect); a site whose TLS
+ * settings differ while other envs are on it. The site file is written when missing,
  * or when its text differs and its settings agree (or no other env is on it). This env's route in
  * another site (its URL changed) is removed, with that site's file once no route is left there.
  */
@@ -285,9 +285,16 @@ export const planSite = (sites: readonly Site[], cfg: Config): SitePlan => {
   if (taken) {
     return { conflict: `${prefix === '' ? 'the root' : `the path prefix ${prefix}`} of ${want.host}:${want.port} is served by ${envName(taken)} already (${taken.file}): give DEPLOY_PUBLIC_URL another path, or deploy to another host name` };
   }
+  // The ports a site's servers listen on: its own, and 80 for the redirect of an https site.
+  const claims = (s: SiteSettings) => (s.https && s.port !== 80 ? [s.port, 80] : [s.port]);
   for (const site of sites) {
-    if (site.file === n.siteFile || site.settings?.host !== want.host || others(site).length === 0) continue;
-    return { conflict: `${want.host} is served on port ${site.settings.port} by ${others(site).map(envName).join(', ')} (${site.file}), not on port ${want.port}: envs on one host share its scheme and port (DEPLOY_PUBLIC_URL)` };
+    const s = site.settings;
+    if (site.file === n.siteFile || s?.host !== want.host || others(site).length === 0) continue;
+    const shared = claims(s).find((p) => claims(want).includes(p));
+    if (shared === undefined) continue;
+    return {
+      conflict: `port ${shared} of ${want.host} is served by ${others(site).map(envName).join(', ')} (${site.file}, ${s.https ? 'https' : 'http'} on ${s.port}): an https site redirects port 80 of its host, so the envs of a host on port 80 share its scheme (DEPLOY_PUBLIC_URL)`,
+    };
   }
   if (ours && mine.length > 0 && JSON.stringify(ours.settings) !== JSON.stringify(want)) {
     const s = ours.settings;

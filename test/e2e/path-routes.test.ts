@@ -131,7 +131,12 @@ describe.each([caddy, nginx] as ProxyUnderTest[])('two apps on one host behind $
   it.each([
     ['a prefix another env owns', 'other', () => api('', `${origin}/api`), /the path prefix \/api of 127\.0\.0\.1(:\d+)? is served by .*already/],
     ['the root another env owns', 'other', () => api('', origin), /the root of 127\.0\.0\.1(:\d+)? is served by .*already/],
-    ['the host on another port (its scheme and port are shared)', 'other', () => api('DEPLOY_HEALTH_PATH=/web/health', `http://127.0.0.1:${proxy.publicPort + 5}/web`), /127\.0\.0\.1 is served .*port.*share its scheme and port/],
+    [
+      'TLS settings that differ from those of the envs on the host and port',
+      'other',
+      () => api('DEPLOY_HEALTH_PATH=/web/health\nDEPLOY_TLS_CERT=/etc/ssl/other.pem\nDEPLOY_TLS_KEY=/etc/ssl/other.key', `https://127.0.0.1:${proxy.publicPort}/web`),
+      /the TLS settings for 127\.0\.0\.1(:\d+)? differ from those of .* on it/,
+    ],
     ['a trailing-slash variant of an owned prefix', 'other', () => api('', `${origin}/api/`), /DEPLOY_PUBLIC_URL .*without a trailing \/ \(\/api, not \/api\/\)/],
     ['a prefix with ..', 'other', () => api('', `${origin}/x/../api`), /without \. or \.\. segments/],
     ['a prefix with a regex character', 'other', () => api('', `${origin}/api.*`), /letters, digits and - \. _ ~ between slashes/],

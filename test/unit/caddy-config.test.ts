@@ -553,8 +553,7 @@ describe('several envs on one host: routes by path prefix', () => {
   it.each([
     ['the same prefix', env('other', 'http://example.com/api'), "the path prefix /api of example.com is served by skiff's route skiff-hello-api already"],
     ['the root', env('other', 'http://example.com'), "the root of example.com is served by skiff's route skiff-hello-front already"],
-    ['another port of the host', env('other', 'http://example.com:8080/x'), 'example.com is served by skiff-hello-api on :80, not on port 8080: envs on one host share its scheme and port'],
-    ['https beside http', env('other', 'https://example.com/x'), 'example.com is served by skiff-hello-api on :80, not on port 443'],
+    ['https on the port of http envs', env('other', 'https://example.com:80/x', FILES), 'the TLS settings for example.com differ from those of skiff-hello-api, skiff-hello-front on it'],
   ])('refused before any change (exit 2): %s', async (_, cfg, message) => {
     const host = fakeCaddy(ADMIN_ONLY);
     await deploy(host, env('front', 'http://example.com'));
@@ -569,6 +568,14 @@ describe('several envs on one host: routes by path prefix', () => {
     expect(error?.exitCode).toBe(2);
     await expect(caddy(cfg, fakeClock()).switchTo(host, 3001)).rejects.toThrow(message);
     expect(JSON.stringify(host.root.config)).toBe(before);
+  });
+
+  it('another port of the host is another server: its routes are its own', async () => {
+    const host = fakeCaddy(ADMIN_ONLY);
+    await deploy(host, env('front', 'http://example.com'));
+    await deploy(host, env('api', 'http://example.com/api'));
+    await deploy(host, env('other', 'http://example.com:8080/api'));
+    expect(at(host.root.config, 'apps', 'http', 'servers', 'skiff_8080', 'routes', 1, '@id')).toBe('skiff-hello-other');
   });
 
   it('https: the second env on the host relies on the first one\'s policy (Caddy takes one a host); other TLS settings are refused', async () => {

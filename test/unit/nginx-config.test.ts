@@ -205,13 +205,15 @@ describe('envs that share a site', () => {
     expect(planSite(parseSites(listing(front)), api)).toEqual({ remove: [] });
     expect(planSite(parseSites(listing(front, api)), api)).toEqual({ remove: [] });
     expect(planSite(parseSites(listing(front, api)), http('docs', 'http://example.com/docs'))).toEqual({ remove: [] });
+    // Another port of the host is another server.
+    expect(planSite(parseSites(listing(front, api)), http('web', 'http://example.com:8080/api'))).toEqual({ remove: [] });
   });
 
   it.each([
     ['the same prefix', http('api2', 'http://example.com/api'), 'the path prefix /api of example.com:80 is served by api prod already'],
     ['the root', http('web', 'http://example.com'), 'the root of example.com:80 is served by front prod already'],
-    ['another port of the host', http('web', 'http://example.com:8080/web'), 'example.com is served on port 80 by front prod, api prod'],
-    ['https beside http', http('web', 'https://example.com/web', FILES), 'example.com is served on port 80 by front prod, api prod'],
+    ['https beside http on 80 (its redirect listens there)', http('web', 'https://example.com/web', FILES), 'port 80 of example.com is served by front prod, api prod'],
+    ['https on the port of http envs', http('web', 'https://example.com:80/web', FILES), 'the TLS settings for example.com:80 differ from those of front prod, api prod on it (http)'],
   ])('refused: %s', (_, cfg, message) => {
     const plan = planSite(parseSites(listing(front, api)), cfg);
     expect(plan.conflict).toContain(message);
