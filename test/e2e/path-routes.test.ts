@@ -12,8 +12,9 @@ import { startProbe } from '../support/probe.ts';
 import { caddyUnderTest, nginxUnderTest, type ProxyUnderTest } from '../support/proxies.ts';
 import { get, localEnv, makeSandbox, pidsWithMarker, type Sandbox } from '../support/sandbox.ts';
 
-const caddy = caddyUnderTest(18930);
-const nginx = nginxUnderTest(18950);
+// Ports 18980-18989 (Caddy: public, slots +1..+7, admin +9) and 18990-18997 (nginx).
+const caddy = caddyUnderTest(18980);
+const nginx = nginxUnderTest(18990);
 
 describe.each([caddy, nginx] as ProxyUnderTest[])('two apps on one host behind $name', (proxy) => {
   let s: Sandbox;
@@ -143,9 +144,9 @@ describe.each([caddy, nginx] as ProxyUnderTest[])('two apps on one host behind $
     ['a query in the URL', 'other', () => api('', `${origin}/api?v=1`), /without a query or fragment/],
   ])('refused, exit 2 with one line and nothing changed: %s', async (_, env, text, message) => {
     const before = await proxyState();
-    s.writeEnv(`${env}.env`, text().replace(`DEPLOY_PATH=${apiPath()}`, `DEPLOY_PATH=${join(s.dir, 'srv-other')}`).replace(/DEPLOY_PORTS=.*/, `DEPLOY_PORTS=${proxy.publicPort + 6},${proxy.publicPort + 7}`));
+    s.writeEnv(`${env}.env`, text().replace(`DEPLOY_PATH=${apiPath()}`, `DEPLOY_PATH=${join(s.dir, 'srv-other')}`).replace(/DEPLOY_PORTS=.*/g, `DEPLOY_PORTS=${proxy.publicPort + 6},${proxy.publicPort + 7}`));
     const r = await s.run('deploy-vps', [env]);
-    expect(r.code).toBe(2);
+    expect(r.code, r.stderr).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(message);
     expect(await proxyState()).toBe(before);
