@@ -69,7 +69,7 @@ describe.each([caddy, nginx] as ProxyUnderTest[])('two apps on one host behind $
   });
   afterAll(() => {
     proxy.stop();
-    for (const pid of pidsWithMarker(apiPath())) {
+    for (const pid of [...pidsWithMarker(apiPath()), ...pidsWithMarker(join(s.dir, 'srv-other'))]) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
