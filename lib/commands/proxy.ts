@@ -118,3 +118,24 @@ export const acmeDirectory = (url: string, root: string | undefined, seconds: nu
     String(seconds),
     root ?? '',
   );
+
+/**
+ * skiff's nginx sites in `confDir`, for the driver to see which envs share a host: a line
+ * `site<TAB>file<TAB>its first line` for each `skiff-site-*.conf`, then `route<TAB>file<TAB>its first
+ * line` for each route in its folder. Nothing when the folder is missing.
+ */
+export const nginxSites = (confDir: string): Cmd =>
+  script(
+    [
+      'cd "$1" 2>/dev/null || exit 0',
+      'for s in skiff-site-*.conf; do',
+      '  [ -f "$s" ] || continue',
+      '  printf "site\\t%s\\t%s\\n" "$1/$s" "$(head -n 1 "$s")"',
+      '  for r in "${s%.conf}.d"/*.locations; do',
+      '    [ -f "$r" ] && printf "route\\t%s\\t%s\\n" "$1/$r" "$(head -n 1 "$r")"',
+      '  done',
+      'done',
+      'exit 0',
+    ].join('\n'),
+    confDir,
+  );

@@ -13,6 +13,7 @@ import { REPO_ROOT } from '../core/paths.ts';
 import { defaultAppDir } from '../init/manifest.ts';
 import { ENV_NAME, envDir, isSecretSetting, listEnvs } from './env-files.ts';
 import { parsePgUrl } from './pg-url.ts';
+import { prefixProblem } from '../proxy/route.ts';
 
 export { ENV_NAME, envDir, listEnvs };
 
@@ -517,6 +518,18 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
   }
   if (https && proxy === 'haproxy' && !givenCert) {
     bad('DEPLOY_TLS_CERT', `the certificate for ${urlHost} with DEPLOY_PROXY=${proxy} and an https URL`, 'e.g. DEPLOY_TLS_CERT=/etc/letsencrypt/live/example.com/fullchain.pem, with DEPLOY_TLS_KEY (docs/proxies.md#tls)');
+  }
+  // The URL's path is the env's route prefix on its host (lib/proxy/route.ts, docs/proxies.md#several-apps-on-one-host).
+  const urlProblem = values.DEPLOY_PUBLIC_URL === undefined ? undefined : prefixProblem(values.DEPLOY_PUBLIC_URL);
+  if (urlProblem) bad('DEPLOY_PUBLIC_URL', urlProblem, 'e.g. https://example.com/api');
+  const prefix = urlProblem || values.DEPLOY_PUBLIC_URL === undefined ? '' : new URL(values.DEPLOY_PUBLIC_URL).pathname.replace(/\/$/, '');
+  if (prefix !== '' && proxy === 'haproxy') bad('DEPLOY_PUBLIC_URL', 'a URL without a path with DEPLOY_PROXY=haproxy (its driver gives each env a port of its own)', 'use caddy or nginx for path routes (docs/haproxy.md)');
+  // The prefix reaches the app unchanged, so the check through the proxy must ask a path of this app's.
+  if (prefix !== '' && proxy !== 'none' && values.DEPLOY_HEALTH_PATH !== prefix && !values.DEPLOY_HEALTH_PATH.startsWith(`${prefix}/`)) {
+    issues.push({
+      ...issue('DEPLOY_HEALTH_PATH', `a path under ${prefix}, the prefix of DEPLOY_PUBLIC_URL (the app gets the path unchanged)`, `e.g. DEPLOY_HEALTH_PATH=${prefix}/health`),
+      problem: `is ${values.DEPLOY_HEALTH_PATH}${source.values.DEPLOY_HEALTH_PATH === undefined ? ' (its default)' : ''}, outside the route of DEPLOY_PUBLIC_URL`,
+    });
   }
   if (values.DEPLOY_ACME_CA_ROOT !== undefined && values.DEPLOY_ACME_CA === undefined) {
     bad('DEPLOY_ACME_CA_ROOT', 'set with DEPLOY_ACME_CA (the root is for a private ACME directory)', 'set DEPLOY_ACME_CA, or remove DEPLOY_ACME_CA_ROOT');

@@ -53,8 +53,11 @@ export const waitHealthy = async (host: Host, o: GateOptions): Promise<{ ms: num
 const failure = (host: Host, o: GateOptions, why: string, tail: string): HealthCheckError =>
   new HealthCheckError(`${host.name}: port ${o.port}: ${why}${tail.trim() ? `\n  last log lines:\n    ${tail.trim().split('\n').join('\n    ')}` : ''}`);
 
-/** The health URL as the public sees it: DEPLOY_PUBLIC_URL and DEPLOY_HEALTH_PATH. */
-export const publicHealthUrl = (cfg: Config): string => `${(cfg.publicUrl ?? '').replace(/\/$/, '')}${cfg.health.path}`;
+/**
+ * The health URL as the public sees it: DEPLOY_HEALTH_PATH on DEPLOY_PUBLIC_URL's origin. A URL's
+ * path prefix reaches the app unchanged, so the health path (under the prefix) is already the whole path.
+ */
+export const publicHealthUrl = (cfg: Config): string => (cfg.publicUrl === undefined ? cfg.health.path : `${new URL(cfg.publicUrl).origin}${cfg.health.path}`);
 
 /**
  * Runs a probe that prints an HTTP status up to `tries` times, 200 ms apart, until it is 2xx; returns

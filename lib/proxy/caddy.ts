@@ -14,10 +14,10 @@ import {
 } from '../commands/proxy.ts';
 import type { Config } from '../config/config.ts';
 import { realClock, type Clock } from '../core/clock.ts';
-import { SkiffError } from '../core/errors.ts';
+import { EXIT, SkiffError } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
 import type { Proxy } from './proxy.ts';
-import { publicHost, publicPort, routeId } from './route.ts';
+import { publicHost, publicPort, publicPrefix, routeId } from './route.ts';
 
 /** Seconds a new certificate may take by ACME before the switch gives up (Let's Encrypt: usually 5-20 s). */
 export const CADDY_CERT_SECONDS = 60;
@@ -82,10 +82,19 @@ export const caddyHandlers = (cfg: Config): Obj[] => {
   ];
 };
 
-/** skiff's route: the public host to the slot's port. A switch changes its `handle/0/upstreams` only. */
+/**
+ * What skiff's routes of an env match: the public host, and with a path prefix the prefix itself and
+ * everything below it (`/api`, `/api/*`; not `/apix`). The path reaches the app unchanged.
+ */
+export const caddyMatch = (cfg: Config): Obj[] => {
+  const prefix = publicPrefix(cfg);
+  return [{ host: [publicHost(cfg)], ...(prefix === '' ? {} : { path: [prefix, `${prefix}/*`] }) }];
+};
+
+/** skiff's route: the public host (and path prefix) to the slot's port. A switch changes its `handle/0/upstreams` only. */
 export const caddyRoute = (cfg: Config, port: number): Obj => ({
   '@id': caddyIds(cfg).route,
-  match: [{ host: [publicHost(cfg)] }],
+  match: caddyMatch(cfg),
   handle: [{ handler: 'reverse_proxy', upstreams: [{ dial: `127.0.0.1:${port}` }] }],
   terminal: true,
 });
@@ -98,7 +107,7 @@ export const caddyRoute = (cfg: Config, port: number): Obj => ({
  */
 export const caddyHandlersRoute = (cfg: Config): Obj | undefined => {
   const handle = caddyHandlers(cfg);
-  return handle.length > 0 ? { '@id': caddyIds(cfg).handlers, match: [{ host: [publicHost(cfg)] }], handle } : undefined;
+  return handle.length > 0 ? { '@id': caddyIds(cfg).handlers, match: caddyMatch(cfg), handle } : undefined;
 };
 
 /** The routes skiff puts in a server, in order. */
@@ -130,9 +139,13 @@ export const caddyCertFiles = (cfg: Config): Obj | undefined =>
     ? { '@id': caddyIds(cfg).cert, certificate: cfg.tls.cert, key: cfg.tls.key }
     : undefined;
 
-/** The logger that writes the route's access log entries as JSON to their own file (Caddy rolls it at 100 MB). */
+/**
+ * The logger that writes the route's access log entries as JSON to their own file (Caddy rolls it at
+ * 100 MB). None for a route with a path prefix: Caddy 2.6 names a request's logger by its host alone
+ * (`logger_names`), so that host's requests go to the log of the env at its root (docs/proxies.md).
+ */
 export const caddyLogger = (cfg: Config): Obj | undefined =>
-  cfg.http.accessLog === 'json'
+  cfg.http.accessLog === 'json' && publicPrefix(cfg) === ''
     ? {
         writer: { output: 'file', filename: caddyAccessLogFile(cfg) },
         encoder: { format: 'json' },
@@ -154,7 +167,7 @@ export const caddyServer = (cfg: Config, port: number): Obj => ({
   listen: [`:${publicPort(cfg)}`],
   routes: caddyRoutes(cfg, port),
   ...(isHttps(cfg) ? { protocols: ['h1', 'h2', 'h3'] } : { automatic_https: { disable: true } }),
-  ...(cfg.http.accessLog === 'json' ? { logs: { logger_names: caddyLoggerNames(cfg), skip_unmapped_hosts: true } } : {}),
+  ...(caddyLogger(cfg) ? { logs: { logger_names: caddyLoggerNames(cfg), skip_unmapped_hosts: true } } : {}),
 });
 
 interface Found {
@@ -182,6 +195,99 @@ const findRoute = (config: unknown, id: string): Found | undefined => {
 /** A route with its upstreams left out: two routes that differ only there are switched by a PATCH of the upstream. */
 const withoutUpstreams = (route: Obj): unknown =>
   ({ ...route, handle: (Array.isArray(route.handle) ? route.handle : []).map((h) => (isObj(h) && h.handler === 'reverse_proxy' ? { ...h, upstreams: [] } : h)) });
+
+/** The first matcher set of a route (skiff's routes have one). */
+const firstMatch = (route: unknown): unknown => (isObj(route) && Array.isArray(route.match) ? (route.match[0] as unknown) : undefined);
+const hostsOf = (route: unknown): string[] => {
+  const list = at(firstMatch(route), 'host');
+  return Array.isArray(list) ? list.filter((h): h is string => typeof h === 'string') : [];
+};
+/** The path prefix a route of skiff's matches: '' when it matches the whole host. */
+export const prefixOfRoute = (route: unknown): string => {
+  const paths = at(firstMatch(route), 'path');
+  return Array.isArray(paths) && typeof paths[0] === 'string' ? paths[0] : '';
+};
+/** skiff's route of an env (not its handlers' route), by its @id. */
+const isSkiffRoute = (route: unknown): route is Obj =>
+  isObj(route) && typeof route['@id'] === 'string' && route['@id'].startsWith('skiff-') && !route['@id'].endsWith('-handlers');
+
+/** The route of another env of skiff's on the same host: its @id, prefix and the ports its server listens on. */
+interface Neighbour {
+  readonly id: string;
+  readonly prefix: string;
+  readonly listen: readonly string[];
+}
+
+/** skiff's routes of other apps and envs for the host of `cfg`, in every server. */
+export const caddyNeighbours = (config: unknown, cfg: Config): Neighbour[] => {
+  const own = caddyIds(cfg).route;
+  const host = publicHost(cfg);
+  return servers(config).flatMap(([, s]) =>
+    routesOf(s)
+      .filter((r): r is Obj => isSkiffRoute(r) && r['@id'] !== own && hostsOf(r).includes(host))
+      .map((r) => ({ id: String(r['@id']), prefix: prefixOfRoute(r), listen: listenOf(s) })),
+  );
+};
+
+const withoutId = (o: Obj | undefined): unknown => (o === undefined ? undefined : { ...o, '@id': undefined });
+
+/** skiff's TLS policy (of any env) that covers a host, other than `own`: Caddy takes one policy per host. */
+const hostPolicy = (config: unknown, host: string, own: string): Obj | undefined => {
+  const list = at(config, 'apps', 'tls', 'automation', 'policies');
+  return Array.isArray(list)
+    ? list.find((p): p is Obj => isObj(p) && typeof p['@id'] === 'string' && p['@id'].startsWith('skiff-') && p['@id'] !== own && Array.isArray(p.subjects) && p.subjects.includes(host))
+    : undefined;
+};
+
+/**
+ * Why the env cannot have its route beside the other envs on its host; undefined when it can. Envs
+ * on one host and port share its scheme and TLS settings (one server, one certificate), envs on
+ * other ports of the host with https its TLS settings, and each owns a path prefix of its own.
+ */
+export const caddyConflict = (config: unknown, cfg: Config): string | undefined => {
+  const host = publicHost(cfg);
+  const prefix = publicPrefix(cfg);
+  const listen = `:${publicPort(cfg)}`;
+  const all = caddyNeighbours(config, cfg);
+  // Routes on another port are in another server: they share the host's certificate, not its paths.
+  const onPort = all.filter((n) => n.listen.some((l) => l.endsWith(listen)));
+  const taken = onPort.find((n) => n.prefix === prefix);
+  if (taken) return `${prefix === '' ? 'the root' : `the path prefix ${prefix}`} of ${host} is served by skiff's route ${taken.id} already: give DEPLOY_PUBLIC_URL another path, or deploy to another host name`;
+  const ids = caddyIds(cfg);
+  const policies = at(config, 'apps', 'tls', 'automation', 'policies');
+  const loadFiles = at(config, 'apps', 'tls', 'certificates', 'load_files');
+  const certOf = (n: Neighbour) => withId(loadFiles, `${n.id}-cert`);
+  // The host's policy: another env's, or this env's own when the others rely on it (Caddy takes one a host).
+  const policy = hostPolicy(config, host, ids.policy) ?? withId(policies, ids.policy);
+  // Who must agree: the envs on this port (one server: one scheme), and with https those on other ports with TLS of their own.
+  const tlsElsewhere = isHttps(cfg) ? all.filter((n) => !onPort.includes(n) && (policy !== undefined || certOf(n) !== undefined)) : [];
+  const others = [...onPort, ...tlsElsewhere];
+  if (others.length === 0) return undefined;
+  const cert = others.map(certOf).find((c) => c !== undefined);
+  if (!same(withoutId(policy), withoutId(caddyPolicy(cfg))) || !same(withoutId(cert), withoutId(caddyCertFiles(cfg)))) {
+    return `the TLS settings for ${host} differ from those of ${others.map((n) => n.id).join(', ')} on it (the URL's scheme, DEPLOY_TLS_CERT and DEPLOY_TLS_KEY, DEPLOY_ACME_*): envs on one host must agree on them`;
+  }
+  return undefined;
+};
+
+/**
+ * Where skiff's routes of the env go in a server's routes: before the first route of another env on
+ * the same host with a shorter prefix (and its handlers' route), else after the last one with a
+ * longer prefix, else first. Caddy tries routes in order, so the most specific prefix wins.
+ */
+export const insertionIndex = (routes: readonly unknown[], cfg: Config): number => {
+  const host = publicHost(cfg);
+  const mine = publicPrefix(cfg).length;
+  let after = 0;
+  for (const [i, r] of routes.entries()) {
+    if (!isSkiffRoute(r) || r['@id'] === caddyIds(cfg).route || !hostsOf(r).includes(host)) continue;
+    const before = routes[i - 1];
+    const start = i > 0 && isObj(before) && before['@id'] === `${String(r['@id'])}-handlers` ? i - 1 : i;
+    if (prefixOfRoute(r).length < mine) return start;
+    after = i + 1;
+  }
+  return after;
+};
 
 /** Sets a key of an object: PATCH when it is there, else PUT (which makes the missing objects on the way). */
 const setKey = (config: unknown, keys: readonly string[], body: unknown, what: string): CaddyOp => ({
@@ -213,7 +319,10 @@ export const planCaddy = (config: unknown, cfg: Config, port: number, opts: { ke
   const loadFiles = ['apps', 'tls', 'certificates', 'load_files'];
   const havePolicy = withId(at(config, ...policies), ids.policy);
   const haveCert = withId(at(config, ...loadFiles), ids.cert);
-  const wantPolicy = opts.keepTls ? havePolicy : caddyPolicy(cfg);
+  // Caddy takes one policy a host: an env whose host has another env's policy (with the same settings,
+  // or caddyConflict refused it) adds none of its own.
+  const sharedPolicy = havePolicy === undefined ? hostPolicy(config, publicHost(cfg), ids.policy) : undefined;
+  const wantPolicy = opts.keepTls ? havePolicy : sharedPolicy ? undefined : caddyPolicy(cfg);
   const wantCert = opts.keepTls ? haveCert : caddyCertFiles(cfg);
 
   const policyWhat = `set the TLS policy ${ids.policy} (ACME for ${publicHost(cfg)})`;
@@ -246,7 +355,7 @@ export const planCaddy = (config: unknown, cfg: Config, port: number, opts: { ke
   const handlersWhat = `set the headers and compression of ${ids.route}`;
   let server: { name: string; listen: readonly string[]; existing: boolean };
   let created = false;
-  if (found && onPort(found.listen)) {
+  if (found && onPort(found.listen) && prefixOfRoute(found.route) === publicPrefix(cfg)) {
     const routes = ['apps', 'http', 'servers', found.server, 'routes'];
     // The handlers' route first, so that it already wraps the proxy when the upstream changes.
     if (foundHandlers && (!wantHandlers || foundHandlers.server !== found.server)) {
@@ -269,20 +378,26 @@ export const planCaddy = (config: unknown, cfg: Config, port: number, opts: { ke
     }
     server = { name: found.server, listen: found.listen, existing: true };
   } else {
-    // No route yet, or one on a server of another port (the URL's port changed): it goes where the URL is now.
-    if (found) ops.push({ method: 'DELETE', path: `/id/${ids.route}`, what: `move the route ${ids.route} to port ${publicPort(cfg)}` });
+    // No route yet, or one on a server of another port or with another prefix (the URL changed): it
+    // goes where the URL is now, in the place of its prefix.
+    if (found) ops.push({ method: 'DELETE', path: `/id/${ids.route}`, what: `move the route ${ids.route} to ${cfg.publicUrl ?? ''}` });
     if (foundHandlers) ops.push({ method: 'DELETE', path: `/id/${ids.handlers}`, what: handlersWhat });
     created = true;
     const existing = servers(config).find(([, s]) => onPort(listenOf(s)));
     if (existing) {
       const routes = ['apps', 'http', 'servers', existing[0], 'routes'];
-      const list = at(config, ...routes);
+      const given = at(config, ...routes);
+      // The list as it is once this env's own routes are deleted (above): the indices the next ops see.
+      const list = Array.isArray(given) ? given.filter((r) => !(isObj(r) && (r['@id'] === ids.route || r['@id'] === ids.handlers))) : undefined;
       const ours = caddyRoutes(cfg, port);
       const what = `add the route ${ids.route}`;
-      // First, before any catch-all, in their order: into an empty list at once, else each at index 0, the last first.
-      if (!Array.isArray(list)) ops.push({ method: 'PUT', path: configPath(routes), body: ours, what });
+      // Before any catch-all and in the place of their prefix, in their order: into an empty list at
+      // once, at the end one after the other, else each at the index, the last first.
+      const index = list === undefined ? 0 : insertionIndex(list, cfg);
+      if (list === undefined) ops.push({ method: 'PUT', path: configPath(routes), body: ours, what });
       else if (list.length === 0) ops.push({ method: 'POST', path: `${configPath(routes)}/...`, body: ours, what });
-      else for (const r of [...ours].reverse()) ops.push({ method: 'PUT', path: `${configPath(routes)}/0`, body: r, what });
+      else if (index >= list.length) for (const r of ours) ops.push({ method: 'POST', path: configPath(routes), body: r, what });
+      else for (const r of [...ours].reverse()) ops.push({ method: 'PUT', path: `${configPath(routes)}/${index}`, body: r, what });
       server = { name: existing[0], listen: listenOf(existing[1]), existing: true };
     } else {
       const own = `skiff_${publicPort(cfg)}`;
@@ -389,6 +504,8 @@ export const caddy = (cfg: Config, clock: Clock = realClock): Proxy => {
     kind: 'caddy',
     async check(host) {
       const config = await readConfig(host);
+      const clash = caddyConflict(config, cfg);
+      if (clash) throw new SkiffError(`${host.name}: ${clash}; nothing was changed`, EXIT.usage);
       // A new or changed ACME directory is asked first, from the host: a policy Caddy cannot use would
       // leave the host without a certificate once applied (Caddy serves the old one no longer).
       const want = keepTls ? undefined : caddyPolicy(cfg);
@@ -423,7 +540,11 @@ export const caddy = (cfg: Config, clock: Clock = realClock): Proxy => {
     async switchTo(host, port) {
       // With unchanged settings the plan is one PATCH of the upstream (Caddy still reloads its config;
       // see switchRisk); changed settings rewrite skiff's route, policy and logger, nothing else.
-      const plan = planCaddy(await readConfig(host), cfg, port, { keepTls });
+      const config = await readConfig(host);
+      // Another env may have taken the prefix since the check (its own lock is not this env's).
+      const clash = caddyConflict(config, cfg);
+      if (clash) throw new SkiffError(`${host.name}: ${clash}; nothing was changed`, EXIT.usage);
+      const plan = planCaddy(config, cfg, port, { keepTls });
       await apply(host, plan.ops);
       if (!plan.awaitCertificate || (await certificateArrives(host, plan.address))) return;
       keepTls = true;

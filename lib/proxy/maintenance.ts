@@ -118,7 +118,7 @@ const NGINX_RELOAD_MS = 10_000;
 
 const nginxMaintenance = (cfg: Config, proxy: Proxy, clock: Clock): MaintenanceDriver => {
   const file = nginxMaintenanceFile(cfg);
-  const { confFile } = nginxNames(cfg);
+  const { routeFile } = nginxNames(cfg);
   const include = nginxMaintenanceInclude(cfg)[0] ?? '';
 
   /** Writes (or removes) the snippet, checks, reloads and waits for new workers; on any failure the old snippet is back. */
@@ -154,8 +154,8 @@ const nginxMaintenance = (cfg: Config, proxy: Proxy, clock: Clock): MaintenanceD
     throw new SkiffError(`${host.name}: nginx did not start new workers within ${NGINX_RELOAD_MS / 1000}s of the reload (its error log says why); the old snippet is back`);
   };
 
-  /** Whether skiff's server block in the conf file includes the snippet. */
-  const included = async (host: Host) => (await host.get(confFile))?.toString().includes(include) === true;
+  /** Whether the env's route file (its locations) includes the snippet. */
+  const included = async (host: Host) => (await host.get(routeFile))?.toString().includes(include) === true;
 
   return {
     problem: nginxMaintenanceProblem(cfg),
@@ -165,7 +165,7 @@ const nginxMaintenance = (cfg: Config, proxy: Proxy, clock: Clock): MaintenanceD
         // serves rewrites it as this version writes it (with the include), checks and reloads.
         const port = await proxy.current(host);
         if (port !== undefined) await proxy.switchTo(host, port);
-        if (!(await included(host))) throw new SkiffError(`${host.name}: skiff's ${confFile} does not include ${file}: run \`npx tsx scripts/start.ts ${cfg.env}\`, then turn maintenance on again`);
+        if (!(await included(host))) throw new SkiffError(`${host.name}: skiff's ${routeFile} does not include ${file}: run \`npx tsx scripts/start.ts ${cfg.env}\`, then turn maintenance on again`);
       }
       const want = nginxMaintenanceSnippet(cfg, page.message, page.retryAfter);
       if ((await host.get(file))?.toString() === want) return;

@@ -1,13 +1,20 @@
-/** The nginx driver: `<app>-<env>.conf` and an upstream file in DEPLOY_NGINX_CONF_DIR, `nginx -t` before every reload. */
+/**
+ * The nginx driver. In DEPLOY_NGINX_CONF_DIR each env owns `<app>-<env>.conf` (its upstream and log
+ * format), `<app>-<env>.upstream` (the live slot) and its route, `<app>-<env>.locations`, in the
+ * folder of its site: `skiff-site-<host>-<port>.d/`. The site file `skiff-site-<host>-<port>.conf`
+ * holds the one server block nginx allows for a server_name and port (TLS, the port 80 redirect) and
+ * includes every route of the folder, so envs on one host share it and never write each other's
+ * files. `nginx -t` before every reload.
+ */
 import { isIP } from 'node:net';
 import { script } from '../core/cmd.ts';
-import { COMPRESS_MIN_BYTES, nginx, nginxMaster, nginxWorkers, RESPONSE_HEADERS } from '../commands/proxy.ts';
+import { COMPRESS_MIN_BYTES, nginx, nginxMaster, nginxSites, nginxWorkers, RESPONSE_HEADERS } from '../commands/proxy.ts';
 import type { Config } from '../config/config.ts';
 import type { Clock } from '../core/clock.ts';
 import { EXIT, SkiffError } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
 import type { Proxy } from './proxy.ts';
-import { publicHost, publicPort } from './route.ts';
+import { publicHost, publicPort, publicPrefix } from './route.ts';
 import { nginxMaintenanceInclude } from './maintenance-page.ts';
 
 /** Where nginx's access logs go without DEPLOY_ACCESS_LOG_DIR (Debian's folder; the master opens them as root). */
@@ -44,13 +51,22 @@ const JSON_LOG =
 
 const isHttps = (cfg: Config): boolean => cfg.publicUrl?.startsWith('https:') === true;
 
-/** The files skiff owns for an app and env, and the names it gives nginx. */
+/** The site file of a host and port, and the folder of its envs' routes. */
+export const nginxSiteFiles = (confDir: string, host: string, port: number) => {
+  const site = `${confDir}/skiff-site-${host}-${port}`;
+  return { siteFile: `${site}.conf`, siteDir: `${site}.d` };
+};
+
+/** The files skiff owns for an app and env (and the site it shares), and the names it gives nginx. */
 export const nginxNames = (cfg: Config) => {
   const base = `${cfg.nginxConfDir}/${cfg.app.name}-${cfg.env}`;
   const name = `skiff_${cfg.app.name}_${cfg.env}`.replace(/-/g, '_');
+  const site = nginxSiteFiles(cfg.nginxConfDir, publicHost(cfg), publicPort(cfg));
   return {
     confFile: `${base}.conf`,
     upstreamFile: `${base}.upstream`,
+    ...site,
+    routeFile: `${site.siteDir}/${cfg.app.name}-${cfg.env}.locations`,
     upstream: name,
     logFormat: `${name}_json`,
     accessLog: `${cfg.http.accessLogDir ?? NGINX_LOG_DIR}/${cfg.app.name}-${cfg.env}.access.log`,
@@ -80,6 +96,7 @@ const writtenPaths = (cfg: Config): [string, string][] => {
   const n = nginxNames(cfg);
   return [
     ['DEPLOY_NGINX_CONF_DIR', n.upstreamFile],
+    ['DEPLOY_NGINX_CONF_DIR', n.routeFile],
     ...(cfg.http.accessLog === 'json' ? [['DEPLOY_ACCESS_LOG_DIR', n.accessLog] as [string, string]] : []),
     ...(isHttps(cfg) && cfg.tls.cert && cfg.tls.key ? [['DEPLOY_TLS_CERT', cfg.tls.cert] as [string, string], ['DEPLOY_TLS_KEY', cfg.tls.key] as [string, string]] : []),
   ];
@@ -88,28 +105,62 @@ const writtenPaths = (cfg: Config): [string, string][] => {
 /** The upstream file: the live slot. */
 export const nginxUpstream = (cfg: Config, port: number): string => `# written by skiff: the live slot of ${cfg.app.name} ${cfg.env}\nserver 127.0.0.1:${port};\n`;
 
+/** What envs on one site must agree on: the first line of its file, as JSON after `# skiff site `. */
+export interface SiteSettings {
+  readonly host: string;
+  readonly port: number;
+  readonly https: boolean;
+  readonly cert: string | null;
+  readonly key: string | null;
+}
+/** What the first line of an env's route file says, as JSON after `# skiff route `. */
+export interface RouteMeta {
+  readonly app: string;
+  readonly env: string;
+  readonly prefix: string;
+}
+
+export const siteSettings = (cfg: Config): SiteSettings => {
+  const https = isHttps(cfg);
+  return { host: publicHost(cfg), port: publicPort(cfg), https, cert: https ? (cfg.tls.cert ?? null) : null, key: https ? (cfg.tls.key ?? null) : null };
+};
+
 /**
- * skiff's conf file (nginx includes it in its http block): the upstream, the JSON log format, the
- * server of DEPLOY_PUBLIC_URL with TLS, headers and gzip as the settings say, and for an https URL a
- * server on port 80 that redirects to it (keeping a port other than 443) and answers ACME challenges.
+ * The env's conf file (nginx includes it in its http block): its upstream, whose server lives in the
+ * upstream file, and its JSON log format. The server is in the site file, the route in the locations file.
  */
 export const nginxConf = (cfg: Config): string => {
   const n = nginxNames(cfg);
-  const https = isHttps(cfg);
-  const host = publicHost(cfg);
-  const port = publicPort(cfg);
-  const json = cfg.http.accessLog === 'json';
-  const headers = cfg.http.headers.filter((h) => h !== 'hsts' || https).map((h) => RESPONSE_HEADERS[h]);
-  const gzip = cfg.http.compression.includes('gzip');
-  const accessLog = json ? [`    access_log ${quoted(n.accessLog)} ${n.logFormat};`] : [];
-  const redirect = https && port !== 80;
   return [
-    `# written by skiff for ${cfg.app.name} ${cfg.env}; the upstream lives in ${n.upstreamFile}`,
+    `# written by skiff for ${cfg.app.name} ${cfg.env}; the upstream lives in ${n.upstreamFile}, the route in ${n.routeFile}`,
     `upstream ${n.upstream} {`,
     `    include ${quoted(n.upstreamFile)};`,
     '    keepalive 16;',
     '}',
-    ...(json ? [`log_format ${n.logFormat} escape=json '${JSON_LOG}';`] : []),
+    // A websocket's upgrade goes on to the app; every other request keeps the upstream connection alive.
+    `map $http_upgrade $${n.upstream}_connection {`,
+    '    default upgrade;',
+    "    '' '';",
+    '}',
+    ...(cfg.http.accessLog === 'json' ? [`log_format ${n.logFormat} escape=json '${JSON_LOG}';`] : []),
+    '',
+  ].join('\n');
+};
+
+/**
+ * The site file of DEPLOY_PUBLIC_URL's host and port: the server with TLS as the settings say, which
+ * includes the routes of every env on it, and for an https URL a server on port 80 that redirects to
+ * it (keeping a port other than 443) and answers ACME challenges. Its text follows from SiteSettings
+ * alone, so every env on the site writes the same file.
+ */
+export const nginxSite = (cfg: Config): string => {
+  const n = nginxNames(cfg);
+  const settings = siteSettings(cfg);
+  const { https, host, port } = settings;
+  const redirect = https && port !== 80;
+  return [
+    `# skiff site ${JSON.stringify(settings)}`,
+    `# written by skiff for the envs whose routes are in ${n.siteDir}; each env writes its own route there`,
     'server {',
     https ? `    listen ${listenOn(cfg, port)} ssl http2;` : `    listen ${listenOn(cfg, port)};`,
     `    server_name ${host};`,
@@ -126,30 +177,13 @@ export const nginxConf = (cfg: Config): string => {
           '    ssl_session_tickets off;',
         ]
       : []),
-    ...accessLog,
-    // `always`: on error answers too. The app's own values are hidden below, so these replace them.
-    ...headers.map(([name, value]) => `    add_header ${name} "${value}" always;`),
-    ...(gzip
-      ? ['    gzip on;', '    gzip_vary on;', '    gzip_proxied any;', `    gzip_min_length ${COMPRESS_MIN_BYTES};`, `    gzip_types ${GZIP_TYPES.join(' ')};`]
-      : []),
-    // The maintenance page while it is on (lib/proxy/maintenance-page.ts): nothing while it is off.
-    ...nginxMaintenanceInclude(cfg),
-    '    location / {',
-    `        proxy_pass http://${n.upstream};`,
-    ...headers.map(([name]) => `        proxy_hide_header ${name};`),
-    '        proxy_http_version 1.1;',
-    '        proxy_set_header Connection "";',
-    '        proxy_set_header Host $host;',
-    '        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
-    '        proxy_set_header X-Forwarded-Proto $scheme;',
-    '    }',
+    `    include ${quoted(`${n.siteDir}/*.locations`)};`,
     '}',
     ...(redirect
       ? [
           'server {',
           `    listen ${listenOn(cfg, 80)};`,
           `    server_name ${host};`,
-          ...accessLog,
           // In a location, not at server level, so that a challenge location (this one, or the one
           // certbot's nginx plugin adds while it renews) is matched before the redirect.
           `    location ^~ /.well-known/acme-challenge/ {`,
@@ -163,6 +197,128 @@ export const nginxConf = (cfg: Config): string => {
       : []),
     '',
   ].join('\n');
+};
+
+/**
+ * The env's route, included in its site's server: `location /` for the whole host, else the prefix
+ * itself (`= /api`) and all below it (`^~ /api/`, before any regex location; not `/apix`). nginx
+ * takes the longest matching prefix, so the most specific route wins whatever the order of the files.
+ * The path reaches the app unchanged (proxy_pass with no URI). Headers, gzip and the log are the env's.
+ */
+export const nginxLocations = (cfg: Config): string => {
+  const n = nginxNames(cfg);
+  const prefix = publicPrefix(cfg);
+  const headers = cfg.http.headers.filter((h) => h !== 'hsts' || isHttps(cfg)).map((h) => RESPONSE_HEADERS[h]);
+  const gzip = cfg.http.compression.includes('gzip');
+  const body = [
+    // The maintenance page while it is on (lib/proxy/maintenance-page.ts): nothing while it is off.
+    ...nginxMaintenanceInclude(cfg),
+    ...(cfg.http.accessLog === 'json' ? [`    access_log ${quoted(n.accessLog)} ${n.logFormat};`] : []),
+    // `always`: on error answers too. The app's own values are hidden below, so these replace them.
+    ...headers.map(([name, value]) => `    add_header ${name} "${value}" always;`),
+    ...(gzip
+      ? ['    gzip on;', '    gzip_vary on;', '    gzip_proxied any;', `    gzip_min_length ${COMPRESS_MIN_BYTES};`, `    gzip_types ${GZIP_TYPES.join(' ')};`]
+      : []),
+    `    proxy_pass http://${n.upstream};`,
+    ...headers.map(([name]) => `    proxy_hide_header ${name};`),
+    '    proxy_http_version 1.1;',
+    '    proxy_set_header Upgrade $http_upgrade;',
+    `    proxy_set_header Connection $${n.upstream}_connection;`,
+    '    proxy_set_header Host $host;',
+    '    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
+    '    proxy_set_header X-Forwarded-Proto $scheme;',
+  ];
+  const meta: RouteMeta = { app: cfg.app.name, env: cfg.env, prefix };
+  const location = (match: string) => [`location ${match} {`, ...body, '}'];
+  return [
+    `# skiff route ${JSON.stringify(meta)}`,
+    ...(prefix === '' ? location('/') : [...location(`= ${prefix}`), ...location(`^~ ${prefix}/`)]),
+    '',
+  ].join('\n');
+};
+
+/** A site file and the routes in its folder, as `nginxSites` lists them. */
+export interface Site {
+  readonly file: string;
+  readonly settings: SiteSettings | undefined;
+  readonly routes: readonly { readonly file: string; readonly meta: RouteMeta | undefined }[];
+}
+
+const parseJsonLine = (line: string, tag: string): unknown => {
+  if (!line.startsWith(tag)) return undefined;
+  try {
+    return JSON.parse(line.slice(tag.length)) as unknown;
+  } catch {
+    return undefined;
+  }
+};
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const asSettings = (v: unknown): SiteSettings | undefined =>
+  isRecord(v) && typeof v.host === 'string' && typeof v.port === 'number' && typeof v.https === 'boolean'
+    ? { host: v.host, port: v.port, https: v.https, cert: typeof v.cert === 'string' ? v.cert : null, key: typeof v.key === 'string' ? v.key : null }
+    : undefined;
+const asMeta = (v: unknown): RouteMeta | undefined =>
+  isRecord(v) && typeof v.app === 'string' && typeof v.env === 'string' && typeof v.prefix === 'string' ? { app: v.app, env: v.env, prefix: v.prefix } : undefined;
+
+/** The answer of `nginxSites`: each site file with its settings (undefined when unreadable) and its routes. */
+export const parseSites = (answer: string): Site[] => {
+  const sites: { file: string; settings: SiteSettings | undefined; routes: { file: string; meta: RouteMeta | undefined }[] }[] = [];
+  for (const line of answer.split('\n')) {
+    const [kind, file, first = ''] = line.split('\t');
+    if (kind === 'site' && file) sites.push({ file, settings: asSettings(parseJsonLine(first, '# skiff site ')), routes: [] });
+    if (kind === 'route' && file) sites.at(-1)?.routes.push({ file, meta: asMeta(parseJsonLine(first, '# skiff route ')) });
+  }
+  return sites;
+};
+
+/** What a switch removes besides writing the env's files, or why the env cannot have its route. */
+export type SitePlan = { readonly conflict: string } | { readonly conflict?: undefined; readonly remove: readonly string[] };
+
+/**
+ * Where the env's route goes among the sites on the host (from `nginxSites`, before the change).
+ * Refused: a prefix another env's route on the site has; a port that another site of the host
+ * listens on (an https site listens on port 80 of its host too, to redirect); a site whose TLS
+ * settings differ while other envs are on it. The site file is written when missing,
+ * or when its text differs and its settings agree (or no other env is on it). This env's route in
+ * another site (its URL changed) is removed, with that site's file once no route is left there.
+ */
+export const planSite = (sites: readonly Site[], cfg: Config): SitePlan => {
+  const n = nginxNames(cfg);
+  const want = siteSettings(cfg);
+  const prefix = publicPrefix(cfg);
+  const others = (site: Site) => site.routes.filter((r) => r.file !== n.routeFile && !(r.meta?.app === cfg.app.name && r.meta.env === cfg.env));
+  const envName = (r: Site['routes'][number]) => (r.meta ? `${r.meta.app} ${r.meta.env}` : r.file);
+  const ours = sites.find((s) => s.file === n.siteFile);
+  const mine = ours ? others(ours) : [];
+  const taken = mine.find((r) => r.meta?.prefix === prefix);
+  if (taken) {
+    return { conflict: `${prefix === '' ? 'the root' : `the path prefix ${prefix}`} of ${want.host}:${want.port} is served by ${envName(taken)} already (${taken.file}): give DEPLOY_PUBLIC_URL another path, or deploy to another host name` };
+  }
+  // The ports a site's servers listen on: its own, and 80 for the redirect of an https site.
+  const claims = (s: SiteSettings) => (s.https && s.port !== 80 ? [s.port, 80] : [s.port]);
+  for (const site of sites) {
+    const s = site.settings;
+    if (site.file === n.siteFile || s?.host !== want.host || others(site).length === 0) continue;
+    const shared = claims(s).find((p) => claims(want).includes(p));
+    if (shared === undefined) continue;
+    return {
+      conflict: `port ${shared} of ${want.host} is served by ${others(site).map(envName).join(', ')} (${site.file}, ${s.https ? 'https' : 'http'} on ${s.port}): an https site redirects port 80 of its host, so the envs of a host on port 80 share its scheme (DEPLOY_PUBLIC_URL)`,
+    };
+  }
+  if (ours && mine.length > 0 && JSON.stringify(ours.settings) !== JSON.stringify(want)) {
+    const s = ours.settings;
+    const theirs = s ? `${s.https ? `https, ${s.cert ?? ''}, ${s.key ?? ''}` : 'http'}` : 'unreadable settings';
+    return { conflict: `the TLS settings for ${want.host}:${want.port} differ from those of ${mine.map(envName).join(', ')} on it (${theirs}): envs on one host must agree on the URL's scheme, DEPLOY_TLS_CERT and DEPLOY_TLS_KEY` };
+  }
+  const remove: string[] = [];
+  for (const site of sites) {
+    if (site.file === n.siteFile) continue;
+    const stale = site.routes.filter((r) => !others(site).includes(r));
+    if (stale.length === 0) continue;
+    remove.push(...stale.map((r) => r.file));
+    if (others(site).length === 0) remove.push(site.file);
+  }
+  return { remove };
 };
 
 /** nginx's error line without its timestamp and pid, or `nginx: ` prefix. */
@@ -199,19 +355,34 @@ export const certThere = (path: string) =>
   script('if [ -e "$1" ]; then echo yes; exit; fi; d=$(dirname "$1"); while [ ! -e "$d" ]; do d=$(dirname "$d"); done; if [ -x "$d" ]; then echo no; else echo unknown; fi', path);
 
 export const nginxProxy = (cfg: Config, clock: Clock): Proxy => {
-  const { confFile, upstreamFile } = nginxNames(cfg);
-  const serverBlock = nginxConf(cfg);
-  // Set once nginx -t refused the new conf file: the switch back of the same run writes the upstream
-  // only, leaving the conf that nginx runs in place.
+  const { confFile, upstreamFile, siteFile, siteDir, routeFile } = nginxNames(cfg);
+  const host_ = publicHost(cfg);
+  // Set once nginx -t refused the new files: the switch back of the same run writes the upstream
+  // only, leaving the files that nginx runs in place.
   let keepConf = false;
 
   /** Why `nginx -t` fails: skiff's TLS files in plain words, else nginx's own last line; undefined when it passes. */
-  const test = async (host: Host): Promise<{ tls: boolean; text: string } | undefined> => {
+  const test = async (host: Host, after: boolean): Promise<{ tls: boolean; text: string } | undefined> => {
     const r = await host.exec(nginx(cfg.nginxCmd, '-t'), { check: false });
-    if (r.code === 0) return undefined;
+    // nginx only warns about a second server for a name and port, and ignores it: the new site would never serve.
+    const clash = after ? [...r.stdout.matchAll(/conflicting server name "([^"]*)" on (\S+)/g)].find((m) => m[1] === host_) : undefined;
+    if (r.code === 0 && !clash) return undefined;
     const tls = tlsProblem(cfg, r.stdout);
     if (tls) return { tls: true, text: tls };
+    if (clash) {
+      return {
+        tls: false,
+        text: `another server block has server_name ${host_} on ${clash[2]} already (yours, or an env deployed by an older skiff, which keeps its server in its own <app>-<env>.conf: deploy that env again first)`,
+      };
+    }
     return { tls: false, text: bare(r.stdout.trim().split('\n').filter((l) => !/test failed/.test(l)).at(-1) ?? 'nginx -t failed') };
+  };
+
+  /** Where the env's route goes among the sites on the host; refuses a conflict (exit 2) before anything changes. */
+  const planOn = async (host: Host): Promise<readonly string[]> => {
+    const plan = planSite(parseSites((await host.exec(nginxSites(cfg.nginxConfDir))).stdout), cfg);
+    if (plan.conflict !== undefined) throw new SkiffError(`${host.name}: ${plan.conflict}; nothing was changed`, EXIT.usage);
+    return plan.remove;
   };
 
   return {
@@ -222,7 +393,8 @@ export const nginxProxy = (cfg: Config, clock: Clock): Proxy => {
       if (cfg.tls.certbot && cfg.tls.cert !== undefined && (await host.exec(certThere(cfg.tls.cert))).stdout.trim() === 'no') {
         throw new SkiffError(`${host.name}: no certificate for ${publicHost(cfg)} yet (${cfg.tls.cert}): run scripts/setup.ts ${cfg.env}, which obtains it with certbot (docs/proxies.md#nginx-with-certbot); nothing was changed`);
       }
-      const problem = await test(host);
+      await planOn(host);
+      const problem = await test(host, false);
       if (problem?.tls) {
         throw new SkiffError(`${host.name}: nginx -t fails before any change: ${problem.text} (${tlsOrigin(cfg)}): fix the files; nginx still serves what it loaded before`);
       }
@@ -236,17 +408,32 @@ export const nginxProxy = (cfg: Config, clock: Clock): Proxy => {
       return m ? Number(m[1]) : undefined;
     },
     async switchTo(host, port) {
-      const oldUpstream = await host.get(upstreamFile);
-      const oldConf = await host.get(confFile);
-      await host.put(upstreamFile, nginxUpstream(cfg, port));
-      const newConf = !keepConf && oldConf?.toString() !== serverBlock;
-      if (newConf) await host.put(confFile, serverBlock);
-      const problem = await test(host);
+      // Another env may have taken the prefix since the check (its lock is not this env's).
+      const remove = keepConf ? [] : await planOn(host);
+      const wanted = new Map<string, string | undefined>([[upstreamFile, nginxUpstream(cfg, port)]]);
+      if (!keepConf) {
+        wanted.set(confFile, nginxConf(cfg));
+        wanted.set(siteFile, nginxSite(cfg));
+        wanted.set(routeFile, nginxLocations(cfg));
+        for (const file of remove) wanted.set(file, undefined);
+      }
+      // Every file as it was, to put back exactly that when nginx refuses or ignores the change.
+      const old = new Map<string, Buffer | undefined>();
+      for (const path of wanted.keys()) old.set(path, await host.get(path));
+      const changed = [...wanted].filter(([path, text]) => old.get(path)?.toString() !== text);
+      if (changed.some(([path]) => path === routeFile)) await host.exec(script('mkdir -p "$1"', siteDir));
+      for (const [path, text] of changed) {
+        if (text === undefined) await host.exec(script('rm -f "$1"', path));
+        else await host.put(path, text);
+      }
+      const putBack = async () => {
+        for (const [path] of changed) await restore(host, path, old.get(path));
+      };
+      const newConf = changed.some(([path]) => path !== upstreamFile);
+      const problem = await test(host, newConf);
       if (problem) {
         if (newConf) keepConf = true;
-        // Put back exactly what was there, so the running nginx and its files agree again.
-        await restore(host, upstreamFile, oldUpstream);
-        await restore(host, confFile, oldConf);
+        await putBack();
         throw new SkiffError(
           problem.tls
             ? `${host.name}: nginx refuses the TLS files: ${problem.text} (${tlsOrigin(cfg)}); the old config is in place`
@@ -266,8 +453,7 @@ export const nginxProxy = (cfg: Config, clock: Clock): Proxy => {
       }
       // nginx keeps its old config when the new one cannot be applied (a port it cannot bind, say):
       // the files go back to what it runs, so the next reload does not pick up a half-applied change.
-      await restore(host, upstreamFile, oldUpstream);
-      await restore(host, confFile, oldConf);
+      await putBack();
       throw new SkiffError(`${host.name}: nginx did not start new workers within 10s of the reload, so it kept its old config (its error log says why, e.g. a port it cannot bind); the old files are back`);
     },
   };

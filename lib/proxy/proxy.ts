@@ -1,7 +1,8 @@
 /**
- * Proxy drivers: where public traffic goes. skiff owns one route per app and environment (Caddy: a
- * route with `@id`, changed through the admin API, lib/proxy/caddy.ts; nginx: `<app>-<env>.conf` and
- * an upstream file, `nginx -t` before every reload, lib/proxy/nginx.ts) and changes only the upstream
+ * Proxy drivers: where public traffic goes. skiff owns one route per app and environment, for the
+ * host and path prefix of DEPLOY_PUBLIC_URL (Caddy: a route with `@id`, changed through the admin
+ * API, lib/proxy/caddy.ts; nginx: `<app>-<env>.conf`, an upstream file and a route file in the site
+ * of its host, `nginx -t` before every reload, lib/proxy/nginx.ts) and changes only the upstream
  * after the first deploy.
  */
 import type { Config } from '../config/config.ts';

@@ -420,7 +420,9 @@ describe('https behind nginx, with certificate files', () => {
 
   it('a key that does not match the certificate: exit 1 with a line that says so, the old config serves', async () => {
     const before = readFileSync(join(s.deployPath, '.skiff/state.json'), 'utf8');
-    const conf = readFileSync(join(s.dir, 'nginx/conf.d/hello-t.conf'), 'utf8');
+    // The certificate and key are in the site file of the host and port.
+    const site = join(s.dir, `nginx/conf.d/skiff-site-${HOST}-18850.conf`);
+    const conf = readFileSync(site, 'utf8');
     s.setVersion('1.0.2');
     s.writeEnv('t.env', env(`DEPLOY_TLS_KEY=${other.key}`));
     const r = await s.run('deploy-vps', ['t']);
@@ -431,7 +433,7 @@ describe('https behind nginx, with certificate files', () => {
     );
     expect(r.stderr).not.toContain('could not switch');
     expect(readFileSync(join(s.deployPath, '.skiff/state.json'), 'utf8')).toBe(before);
-    expect(readFileSync(join(s.dir, 'nginx/conf.d/hello-t.conf'), 'utf8')).toBe(conf);
+    expect(readFileSync(site, 'utf8')).toBe(conf);
     const res = await ask(18850, '/', { ca });
     expect(res.body.toString()).toBe('hello 1.0.1 (t)\n');
     expect((await get(`http://127.0.0.1:${nginx.slots[0]}/`)).status).toBe(0); // the new slot was stopped

@@ -484,3 +484,129 @@ describe('the commands it runs', () => {
     expect(args(acmeDirectory('https://h/dir?$(x)', undefined, 10))).toEqual(['https://h/dir?$(x)', '10', '']);
   });
 });
+
+describe('several envs on one host: routes by path prefix', () => {
+  const env = (name: string, url: string, extra: Record<string, string> = {}) =>
+    testConfig({ DEPLOY_PROXY: 'caddy', ...extra, DEPLOY_PUBLIC_URL: url, DEPLOY_HEALTH_PATH: `${new URL(url).pathname.replace(/\/$/, '')}/health` }, name);
+  const routes = (host: FakeCaddy): Json[] => (at(host.root.config, 'apps', 'http', 'servers', 'skiff_80', 'routes') as Json[] | undefined) ?? [];
+  /** The @id of the first terminal route Caddy would take for a request: matchers as Caddy 2.6 reads host and path. */
+  const routeFor = (host: FakeCaddy, name: string, path: string): unknown => {
+    const hit = (m: Json) =>
+      (m.host as string[]).includes(name) &&
+      (m.path === undefined || (m.path as string[]).some((p) => (p.endsWith('/*') ? path.startsWith(p.slice(0, -1)) : path === p)));
+    return routes(host).find((r) => r.terminal === true && (r.match as Json[]).some(hit))?.['@id'];
+  };
+  const deploy = async (host: FakeCaddy, cfg: ReturnType<typeof env>, port = 3001) => {
+    const driver = caddy(cfg, fakeClock());
+    await driver.check(host);
+    await driver.switchTo(host, port);
+  };
+
+  it('a route with a prefix matches the prefix and all below it; no logger of its own', () => {
+    const cfg = env('api', 'http://example.com/api');
+    expect(caddyRoute(cfg, 3001)).toMatchObject({ match: [{ host: ['example.com'], path: ['/api', '/api/*'] }] });
+    expect(caddyHandlersRoute(cfg)).toMatchObject({ match: [{ host: ['example.com'], path: ['/api', '/api/*'] }] });
+    expect(caddyLogger(cfg)).toBeUndefined();
+    expect(caddyRoute(env('front', 'http://example.com'), 3001)).toMatchObject({ match: [{ host: ['example.com'] }] });
+  });
+
+  it.each([
+    ['root first', ['front', 'api', 'v1', 'docs']],
+    ['root last', ['v1', 'api', 'docs', 'front']],
+    ['mixed', ['api', 'front', 'v1', 'docs']],
+  ])('the most specific prefix wins whatever the order of the first deploys (%s)', async (_, order) => {
+    const cfgs: Record<string, ReturnType<typeof env>> = {
+      front: env('front', 'http://example.com'),
+      api: env('api', 'http://example.com/api'),
+      v1: env('v1', 'http://example.com/api/v1'),
+      docs: env('docs', 'http://example.com/docs'),
+    };
+    const host = fakeCaddy(ADMIN_ONLY);
+    for (const name of order) await deploy(host, cfgs[name] as ReturnType<typeof env>);
+    expect(routeFor(host, 'example.com', '/')).toBe('skiff-hello-front');
+    expect(routeFor(host, 'example.com', '/apix')).toBe('skiff-hello-front');
+    expect(routeFor(host, 'example.com', '/api')).toBe('skiff-hello-api');
+    expect(routeFor(host, 'example.com', '/api/notes')).toBe('skiff-hello-api');
+    expect(routeFor(host, 'example.com', '/api/v1')).toBe('skiff-hello-v1');
+    expect(routeFor(host, 'example.com', '/api/v1/x')).toBe('skiff-hello-v1');
+    expect(routeFor(host, 'example.com', '/docs/a')).toBe('skiff-hello-docs');
+    // Each env's handlers' route sits right before its route.
+    const ids = routes(host).map((r) => r['@id'] as string);
+    for (const [i, id] of ids.entries()) if (id.endsWith('-handlers')) expect(ids[i + 1]).toBe(id.replace(/-handlers$/, ''));
+    // A switch of one env is one PATCH of its own upstream, nothing of the others'.
+    host.changes.length = 0;
+    await deploy(host, cfgs.api as ReturnType<typeof env>, 3002);
+    expect(host.changes).toEqual(['PATCH /id/skiff-hello-api/handle/0/upstreams']);
+  });
+
+  it('a changed prefix moves the route to the place of its new prefix', async () => {
+    const host = fakeCaddy(ADMIN_ONLY);
+    await deploy(host, env('front', 'http://example.com'));
+    await deploy(host, env('api', 'http://example.com/api'));
+    host.changes.length = 0;
+    await deploy(host, env('api', 'http://example.com/v2'));
+    expect(host.changes).toEqual(['DELETE /id/skiff-hello-api', 'DELETE /id/skiff-hello-api-handlers', 'PUT /config/apps/http/servers/skiff_80/routes/0', 'PUT /config/apps/http/servers/skiff_80/routes/0']);
+    expect(routeFor(host, 'example.com', '/v2/x')).toBe('skiff-hello-api');
+    expect(routeFor(host, 'example.com', '/api/x')).toBe('skiff-hello-front');
+  });
+
+  it.each([
+    ['the same prefix', env('other', 'http://example.com/api'), "the path prefix /api of example.com is served by skiff's route skiff-hello-api already"],
+    ['the root', env('other', 'http://example.com'), "the root of example.com is served by skiff's route skiff-hello-front already"],
+    ['https on the port of http envs', env('other', 'https://example.com:80/x', FILES), 'the TLS settings for example.com differ from those of skiff-hello-api, skiff-hello-front on it'],
+  ])('refused before any change (exit 2): %s', async (_, cfg, message) => {
+    const host = fakeCaddy(ADMIN_ONLY);
+    await deploy(host, env('front', 'http://example.com'));
+    await deploy(host, env('api', 'http://example.com/api'));
+    const before = JSON.stringify(host.root.config);
+    const error = await caddy(cfg, fakeClock()).check(host).then(
+      () => undefined,
+      (e: unknown) => e as Error & { exitCode: number },
+    );
+    expect(error?.message).toContain(`fake: ${message}`);
+    expect(error?.message).toMatch(/; nothing was changed$/);
+    expect(error?.exitCode).toBe(2);
+    await expect(caddy(cfg, fakeClock()).switchTo(host, 3001)).rejects.toThrow(message);
+    expect(JSON.stringify(host.root.config)).toBe(before);
+  });
+
+  it('another port of the host is another server: its routes are its own', async () => {
+    const host = fakeCaddy(ADMIN_ONLY);
+    await deploy(host, env('front', 'http://example.com'));
+    await deploy(host, env('api', 'http://example.com/api'));
+    await deploy(host, env('other', 'http://example.com:8080/api'));
+    expect(at(host.root.config, 'apps', 'http', 'servers', 'skiff_8080', 'routes', 1, '@id')).toBe('skiff-hello-other');
+  });
+
+  it('https: the second env on the host relies on the first one\'s policy (Caddy takes one a host); other TLS settings are refused', async () => {
+    const host = fakeCaddy(ADMIN_ONLY);
+    await deploy(host, env('front', 'https://example.com', ACME));
+    await deploy(host, env('api', 'https://example.com/api', ACME));
+    const policies = at(host.root.config, 'apps', 'tls', 'automation', 'policies') as Json[];
+    expect(policies.map((p) => p['@id'])).toEqual(['skiff-hello-front-tls']);
+    const listed = at(host.root.config, 'apps', 'http', 'servers', 'skiff_443', 'routes') as Json[];
+    expect(listed.map((r) => r['@id'])).toEqual(['skiff-hello-api-handlers', 'skiff-hello-api', 'skiff-hello-front-handlers', 'skiff-hello-front']);
+    for (const [values, name] of [
+      [{ ...ACME, DEPLOY_ACME_EMAIL: 'other@example.com' }, 'another ACME email'],
+      [FILES, 'certificate files beside ACME'],
+      [HTTPS, 'another ACME directory'],
+    ] as const) {
+      const error = await caddy(env('docs', 'https://example.com/docs', values), fakeClock()).check(host).then(
+        () => undefined,
+        (e: unknown) => e as Error & { exitCode: number },
+      );
+      expect(error?.message, name).toMatch(/^fake: the TLS settings for example\.com differ from those of skiff-hello-api, skiff-hello-front on it .*: envs on one host must agree on them; nothing was changed$/);
+      expect(error?.exitCode).toBe(2);
+    }
+    // The owner of the policy may not change it under the others either.
+    await expect(caddy(env('front', 'https://example.com', { ...ACME, DEPLOY_ACME_EMAIL: 'new@example.com' }), fakeClock()).check(host)).rejects.toThrow(/TLS settings for example\.com differ/);
+  });
+
+  it("an env with a prefix leaves the host's logger names alone: its requests are in the root env's log", async () => {
+    const host = fakeCaddy(ADMIN_ONLY);
+    await deploy(host, env('front', 'http://example.com'));
+    await deploy(host, env('api', 'http://example.com/api'));
+    expect(at(host.root.config, 'apps', 'http', 'servers', 'skiff_80', 'logs', 'logger_names')).toEqual({ 'example.com': 'skiff_hello_front', 'example.com:80': 'skiff_hello_front' });
+    expect(Object.keys(at(host.root.config, 'logging', 'logs') as Json)).toEqual(['skiff_hello_front', 'default']);
+  });
+});

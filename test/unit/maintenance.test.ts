@@ -25,7 +25,7 @@ import {
   UNSAFE_IN_PAGE,
 } from '../../lib/proxy/maintenance-page.ts';
 import { keepingMaintenance, maintenanceFor } from '../../lib/proxy/maintenance.ts';
-import { nginxConf } from '../../lib/proxy/nginx.ts';
+import { nginxLocations, nginxNames } from '../../lib/proxy/nginx.ts';
 import { parseMaintenance } from '../../lib/state/maintenance.ts';
 import { EXIT } from '../../lib/core/errors.ts';
 import { auditAppended, fakeProxy, flowSession, hostState, rejection, slot, testConfig, thrown } from '../support/flow-ctx.ts';
@@ -33,7 +33,6 @@ import { ok, when, type RecordingHost, type Rule } from '../support/recording-ho
 
 const RECORD = '/srv/hello/.skiff/maintenance.json';
 const SNIPPET = '/etc/nginx/conf.d/hello-staging.maintenance';
-const CONF = '/etc/nginx/conf.d/hello-staging.conf';
 
 describe('the text of the page', () => {
   it('takes one line of at most 500 characters, trimmed; the default without --message', () => {
@@ -99,10 +98,10 @@ describe("what each proxy's config carries", () => {
     });
   });
 
-  it('nginx: the include (a glob that matches nothing while off) in skiff\'s server block, and the snippet', () => {
+  it("nginx: the include (a glob that matches nothing while off) in the env's location, and the snippet", () => {
     const n = testConfig({ DEPLOY_PROXY: 'nginx' });
     expect(nginxMaintenanceInclude(n)).toEqual(['    include "/etc/nginx/conf.d/hello-staging.maintenanc[e]";']);
-    expect(nginxConf(n)).toContain('    include "/etc/nginx/conf.d/hello-staging.maintenanc[e]";\n    location / {\n');
+    expect(nginxLocations(n)).toContain('location / {\n    include "/etc/nginx/conf.d/hello-staging.maintenanc[e]";\n');
     expect(nginxMaintenanceSnippet(n, 'Back "soon" $x', 60)).toBe(
       [
         '# written by skiff: the maintenance page of hello staging; `npx tsx scripts/maintenance.ts staging off` removes it',
@@ -179,7 +178,7 @@ const nginxSession = (rules: readonly Rule[] = [], files: Record<string, string>
   const fs = flowSession({
     cfg,
     state: hostState('blue', { blue: slot('20261130-090000-1.0.0', 3001) }),
-    files: { [CONF]: nginxConf(cfg), ...files },
+    files: { [nginxNames(cfg).routeFile]: nginxLocations(cfg), ...files },
     rules: [...rules, when('curl -g -s -D -', ok('HTTP/1.1 503 Service Unavailable\r\nRetry-After: 120\r\n\r\n')), newWorkers()],
   });
   // rm -f of a file removes it from the recording host, as on a real one.

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { render } from '../../lib/core/cmd.ts';
-import { certThere, nginxConf, nginxNames, nginxProxy, nginxUpstream, tlsProblem } from '../../lib/proxy/nginx.ts';
+import { certThere, nginxConf, nginxLocations, nginxNames, nginxProxy, nginxSite, nginxUpstream, parseSites, planSite, tlsProblem } from '../../lib/proxy/nginx.ts';
 import { fakeClock, testConfig } from '../support/flow-ctx.ts';
 import { inTurn, ok, RecordingHost, when } from '../support/recording-host.ts';
 
@@ -21,11 +21,12 @@ const JSON_FORMAT =
   `"referer":"$http_referer","user_agent":"$http_user_agent","tls":"$ssl_protocol"}';`;
 
 const PROXY_LINES = [
-  '        proxy_http_version 1.1;',
-  '        proxy_set_header Connection "";',
-  '        proxy_set_header Host $host;',
-  '        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
-  '        proxy_set_header X-Forwarded-Proto $scheme;',
+  '    proxy_http_version 1.1;',
+  '    proxy_set_header Upgrade $http_upgrade;',
+  '    proxy_set_header Connection $skiff_hello_staging_connection;',
+  '    proxy_set_header Host $host;',
+  '    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
+  '    proxy_set_header X-Forwarded-Proto $scheme;',
 ];
 const GZIP_LINES = [
   '    gzip on;',
@@ -35,16 +36,31 @@ const GZIP_LINES = [
   '    gzip_types text/plain text/css text/javascript text/xml text/csv application/json application/javascript application/xml application/xhtml+xml application/atom+xml application/rss+xml image/svg+xml;',
 ];
 
-describe("skiff's nginx conf", () => {
-  it('https on 443: TLS with the given files, HTTP/2, headers (HSTS too), gzip, JSON log, and port 80 redirecting', () => {
+const SITE = '/etc/nginx/conf.d/skiff-site-app.example.com-443';
+/** The server and the env's route as nginx reads them together. */
+const served = (cfg: ReturnType<typeof cfgWith>) => `${nginxSite(cfg)}${nginxLocations(cfg)}`;
+
+describe("skiff's nginx files", () => {
+  it("https on 443: the env's upstream and log format; the site with TLS, HTTP/2 and port 80 redirecting; the route with headers (HSTS too), gzip, JSON log", () => {
     expect(nginxConf(HTTPS)).toBe(
       [
-        '# written by skiff for hello staging; the upstream lives in /etc/nginx/conf.d/hello-staging.upstream',
+        `# written by skiff for hello staging; the upstream lives in /etc/nginx/conf.d/hello-staging.upstream, the route in ${SITE}.d/hello-staging.locations`,
         'upstream skiff_hello_staging {',
         '    include "/etc/nginx/conf.d/hello-staging.upstream";',
         '    keepalive 16;',
         '}',
+        'map $http_upgrade $skiff_hello_staging_connection {',
+        '    default upgrade;',
+        "    '' '';",
+        '}',
         JSON_FORMAT,
+        '',
+      ].join('\n'),
+    );
+    expect(nginxSite(HTTPS)).toBe(
+      [
+        '# skiff site {"host":"app.example.com","port":443,"https":true,"cert":"/etc/ssl/app.pem","key":"/etc/ssl/app.key"}',
+        `# written by skiff for the envs whose routes are in ${SITE}.d; each env writes its own route there`,
         'server {',
         '    listen 443 ssl http2;',
         '    server_name app.example.com;',
@@ -56,26 +72,11 @@ describe("skiff's nginx conf", () => {
         '    ssl_session_cache shared:skiff_tls:10m;',
         '    ssl_session_timeout 1d;',
         '    ssl_session_tickets off;',
-        '    access_log "/var/log/nginx/hello-staging.access.log" skiff_hello_staging_json;',
-        '    add_header Strict-Transport-Security "max-age=31536000" always;',
-        '    add_header X-Content-Type-Options "nosniff" always;',
-        '    add_header X-Frame-Options "SAMEORIGIN" always;',
-        '    add_header Referrer-Policy "strict-origin-when-cross-origin" always;',
-        ...GZIP_LINES,
-        '    include "/etc/nginx/conf.d/hello-staging.maintenanc[e]";',
-        '    location / {',
-        '        proxy_pass http://skiff_hello_staging;',
-        '        proxy_hide_header Strict-Transport-Security;',
-        '        proxy_hide_header X-Content-Type-Options;',
-        '        proxy_hide_header X-Frame-Options;',
-        '        proxy_hide_header Referrer-Policy;',
-        ...PROXY_LINES,
-        '    }',
+        `    include "${SITE}.d/*.locations";`,
         '}',
         'server {',
         '    listen 80;',
         '    server_name app.example.com;',
-        '    access_log "/var/log/nginx/hello-staging.access.log" skiff_hello_staging_json;',
         '    location ^~ /.well-known/acme-challenge/ {',
         '        root /var/www/html;',
         '    }',
@@ -86,24 +87,59 @@ describe("skiff's nginx conf", () => {
         '',
       ].join('\n'),
     );
+    expect(nginxLocations(HTTPS)).toBe(
+      [
+        '# skiff route {"app":"hello","env":"staging","prefix":""}',
+        'location / {',
+        '    include "/etc/nginx/conf.d/hello-staging.maintenanc[e]";',
+        '    access_log "/var/log/nginx/hello-staging.access.log" skiff_hello_staging_json;',
+        '    add_header Strict-Transport-Security "max-age=31536000" always;',
+        '    add_header X-Content-Type-Options "nosniff" always;',
+        '    add_header X-Frame-Options "SAMEORIGIN" always;',
+        '    add_header Referrer-Policy "strict-origin-when-cross-origin" always;',
+        ...GZIP_LINES,
+        '    proxy_pass http://skiff_hello_staging;',
+        '    proxy_hide_header Strict-Transport-Security;',
+        '    proxy_hide_header X-Content-Type-Options;',
+        '    proxy_hide_header X-Frame-Options;',
+        '    proxy_hide_header Referrer-Policy;',
+        ...PROXY_LINES,
+        '}',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('a path prefix: the prefix itself and all below it, the path passed on unchanged (proxy_pass with no URI)', () => {
+    const cfg = cfgWith({ DEPLOY_PUBLIC_URL: 'http://example.com/api/v1', DEPLOY_HEALTH_PATH: '/api/v1/health', DEPLOY_HEADERS: 'none', DEPLOY_COMPRESSION: 'none', DEPLOY_ACCESS_LOG: 'off' });
+    const body = ['    include "/etc/nginx/conf.d/hello-staging.maintenanc[e]";', '    proxy_pass http://skiff_hello_staging;', ...PROXY_LINES];
+    expect(nginxLocations(cfg)).toBe(
+      ['# skiff route {"app":"hello","env":"staging","prefix":"/api/v1"}', 'location = /api/v1 {', ...body, '}', 'location ^~ /api/v1/ {', ...body, '}', ''].join('\n'),
+    );
+    expect(nginxNames(cfg)).toMatchObject({
+      siteFile: '/etc/nginx/conf.d/skiff-site-example.com-80.conf',
+      routeFile: '/etc/nginx/conf.d/skiff-site-example.com-80.d/hello-staging.locations',
+    });
+    // The site does not depend on the env: every env on example.com:80 writes the same file.
+    expect(nginxSite(cfg)).toBe(nginxSite(testConfig({ ...NGINX, APP_NAME: 'web', DEPLOY_PUBLIC_URL: 'http://example.com', DEPLOY_HEADERS: 'hsts' }, 'prod')));
   });
 
   it('http: no TLS, no HSTS, no redirect server', () => {
-    const conf = nginxConf(cfgWith());
-    expect(conf).toContain('    listen 127.0.0.1:8080;\n    server_name 127.0.0.1;\n    access_log');
+    const conf = served(cfgWith());
+    expect(conf).toContain('    listen 127.0.0.1:8080;\n    server_name 127.0.0.1;\n    include');
     expect(conf).not.toMatch(/listen .*ssl|ssl_certificate|Strict-Transport-Security|return 308/);
     expect(conf).toContain('    add_header X-Content-Type-Options "nosniff" always;');
   });
 
   it('a port other than 443: the redirect keeps it', () => {
-    const conf = nginxConf(cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com:8443', ...FILES }));
+    const conf = nginxSite(cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com:8443', ...FILES }));
     expect(conf).toContain('    listen 8443 ssl http2;');
     expect(conf).toContain('    listen 80;');
     expect(conf).toContain('        return 308 https://$host:8443$request_uri;');
   });
 
   it('https on port 80 itself: no second server on 80', () => {
-    const conf = nginxConf(cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com:80', ...FILES }));
+    const conf = nginxSite(cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com:80', ...FILES }));
     expect(conf).toContain('    listen 80 ssl http2;');
     expect(conf.match(/listen/g)).toHaveLength(1);
   });
@@ -115,23 +151,24 @@ describe("skiff's nginx conf", () => {
     ['http://app.example.com', '80', undefined],
     ['https://203.0.113.7:8443', '203.0.113.7:8443 ssl http2', '203.0.113.7:80'],
   ])('%s listens on %s', (url, listen, redirect) => {
-    const conf = nginxConf(cfgWith({ DEPLOY_PUBLIC_URL: url, ...(url.startsWith('https') ? FILES : {}) }));
+    const conf = nginxSite(cfgWith({ DEPLOY_PUBLIC_URL: url, ...(url.startsWith('https') ? FILES : {}) }));
     const listens = [...conf.matchAll(/^ {4}listen (.*);$/gm)].map((m) => m[1]);
     expect(listens).toEqual(redirect ? [listen, redirect] : [listen]);
   });
 
   it('the settings chosen: a header or two, no compression, no log', () => {
-    const conf = nginxConf(cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com', ...FILES, DEPLOY_HEADERS: 'hsts', DEPLOY_COMPRESSION: 'zstd', DEPLOY_ACCESS_LOG: 'off' }));
+    const cfg = cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com', ...FILES, DEPLOY_HEADERS: 'hsts', DEPLOY_COMPRESSION: 'zstd', DEPLOY_ACCESS_LOG: 'off' });
+    const conf = served(cfg);
     expect(conf.match(/add_header .*/g)).toEqual(['add_header Strict-Transport-Security "max-age=31536000" always;']);
     expect(conf.match(/proxy_hide_header .*/g)).toEqual(['proxy_hide_header Strict-Transport-Security;']);
     // zstd alone: nginx in Debian has no zstd module, so nothing compresses.
-    expect(conf).not.toMatch(/gzip|log_format|access_log/);
-    expect(nginxConf(cfgWith({ DEPLOY_HEADERS: 'none', DEPLOY_COMPRESSION: 'none' }))).not.toMatch(/add_header|proxy_hide_header|gzip/);
+    expect(`${conf}${nginxConf(cfg)}`).not.toMatch(/gzip|log_format|access_log/);
+    expect(served(cfgWith({ DEPLOY_HEADERS: 'none', DEPLOY_COMPRESSION: 'none' }))).not.toMatch(/add_header|proxy_hide_header|gzip/);
   });
 
   it('paths with spaces and ; are quoted; names of the upstream and the log format have no -', () => {
     const cfg = cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com', DEPLOY_TLS_CERT: '/etc/my certs/a;b.pem', DEPLOY_TLS_KEY: '/etc/my certs/{k}.key', DEPLOY_ACCESS_LOG_DIR: '/srv/my logs' });
-    const conf = nginxConf(cfg);
+    const conf = served(cfg);
     expect(conf).toContain('    ssl_certificate "/etc/my certs/a;b.pem";');
     expect(conf).toContain('    ssl_certificate_key "/etc/my certs/{k}.key";');
     expect(conf).toContain('    access_log "/srv/my logs/hello-staging.access.log" skiff_hello_staging_json;');
@@ -140,6 +177,73 @@ describe("skiff's nginx conf", () => {
 
   it('the upstream file names the live port', () => {
     expect(nginxUpstream(cfgWith(), 3002)).toBe('# written by skiff: the live slot of hello staging\nserver 127.0.0.1:3002;\n');
+  });
+});
+
+describe('envs that share a site', () => {
+  const DIR = '/etc/nginx/conf.d';
+  const http = (app: string, url: string, extra: Record<string, string> = {}) =>
+    testConfig({ ...NGINX, APP_NAME: app, DEPLOY_PUBLIC_URL: url, DEPLOY_HEALTH_PATH: new URL(url).pathname.replace(/\/$/, '') + '/health', ...extra }, 'prod');
+  /** The answer of nginxSites after these envs deployed. */
+  const listing = (...cfgs: ReturnType<typeof http>[]) => {
+    const bySite = new Map<string, string[]>();
+    for (const c of cfgs) {
+      const n = nginxNames(c);
+      const lines = bySite.get(n.siteFile) ?? [`site\t${n.siteFile}\t${nginxSite(c).split('\n')[0]}`];
+      lines.push(`route\t${n.routeFile}\t${nginxLocations(c).split('\n')[0]}`);
+      bySite.set(n.siteFile, lines);
+    }
+    return [...bySite.values()].flat().join('\n');
+  };
+  const front = http('front', 'http://example.com');
+  const api = http('api', 'http://example.com/api');
+
+  it('the listing is read back as sites with their routes; a file that is not skiff\'s says nothing', () => {
+    expect(parseSites(`${listing(front, api)}\nsite\t${DIR}/skiff-site-x-80.conf\tserver {\nroute\t${DIR}/skiff-site-x-80.d/a.locations\t# skiff route {bad json`)).toEqual([
+      {
+        file: `${DIR}/skiff-site-example.com-80.conf`,
+        settings: { host: 'example.com', port: 80, https: false, cert: null, key: null },
+        routes: [
+          { file: `${DIR}/skiff-site-example.com-80.d/front-prod.locations`, meta: { app: 'front', env: 'prod', prefix: '' } },
+          { file: `${DIR}/skiff-site-example.com-80.d/api-prod.locations`, meta: { app: 'api', env: 'prod', prefix: '/api' } },
+        ],
+      },
+      { file: `${DIR}/skiff-site-x-80.conf`, settings: undefined, routes: [{ file: `${DIR}/skiff-site-x-80.d/a.locations`, meta: undefined }] },
+    ]);
+  });
+
+  it('a second env on the host joins its site; its own route again is no conflict', () => {
+    expect(planSite(parseSites(listing(front)), api)).toEqual({ remove: [] });
+    expect(planSite(parseSites(listing(front, api)), api)).toEqual({ remove: [] });
+    expect(planSite(parseSites(listing(front, api)), http('docs', 'http://example.com/docs'))).toEqual({ remove: [] });
+    // Another port of the host is another server.
+    expect(planSite(parseSites(listing(front, api)), http('web', 'http://example.com:8080/api'))).toEqual({ remove: [] });
+  });
+
+  it.each([
+    ['the same prefix', http('api2', 'http://example.com/api'), 'the path prefix /api of example.com:80 is served by api prod already'],
+    ['the root', http('web', 'http://example.com'), 'the root of example.com:80 is served by front prod already'],
+    ['https beside http on 80 (its redirect listens there)', http('web', 'https://example.com/web', FILES), 'port 80 of example.com is served by front prod, api prod'],
+    ['https on the port of http envs', http('web', 'https://example.com:80/web', FILES), 'the TLS settings for example.com:80 differ from those of front prod, api prod on it (http)'],
+  ])('refused: %s', (_, cfg, message) => {
+    const plan = planSite(parseSites(listing(front, api)), cfg);
+    expect(plan.conflict).toContain(message);
+  });
+
+  it('refused: TLS settings that differ from those of the envs on the site', () => {
+    const a = http('a', 'https://example.com', FILES);
+    const b = http('b', 'https://example.com/b', { DEPLOY_TLS_CERT: '/etc/ssl/other.pem', DEPLOY_TLS_KEY: '/etc/ssl/other.key' });
+    expect(planSite(parseSites(listing(a)), b).conflict).toBe(
+      'the TLS settings for example.com:443 differ from those of a prod on it (https, /etc/ssl/app.pem, /etc/ssl/app.key): envs on one host must agree on the URL\'s scheme, DEPLOY_TLS_CERT and DEPLOY_TLS_KEY',
+    );
+    // Alone on its site, an env changes its own certificate freely.
+    expect(planSite(parseSites(listing(b)), http('b', 'https://example.com/b', FILES))).toEqual({ remove: [] });
+  });
+
+  it("an env whose URL changed takes its route out of the old site, and the old site's file once no route is left", () => {
+    const moved = http('api', 'http://api.example.com');
+    expect(planSite(parseSites(listing(front, api)), moved)).toEqual({ remove: [`${DIR}/skiff-site-example.com-80.d/api-prod.locations`] });
+    expect(planSite(parseSites(listing(api)), moved)).toEqual({ remove: [`${DIR}/skiff-site-example.com-80.d/api-prod.locations`, `${DIR}/skiff-site-example.com-80.conf`] });
   });
 });
 
@@ -175,10 +279,12 @@ describe("what a failing nginx -t says about skiff's TLS files", () => {
 
 describe('the nginx driver on a host', () => {
   const MISMATCH = 'nginx: [emerg] SSL_CTX_use_PrivateKey("/etc/ssl/app.key") failed (SSL: error:05800074:x509 certificate routines::key values mismatch)\nnginx: configuration file /etc/nginx/nginx.conf test failed';
-  const { confFile, upstreamFile } = nginxNames(HTTPS);
+  const { confFile, upstreamFile, siteFile, routeFile } = nginxNames(HTTPS);
+  // No site of skiff's on the host yet; folders made and files removed answer ok.
+  const SITE_RULES = [when('skiff-site-*.conf', ok()), when('mkdir -p', ok()), when(/rm -f/, ok())];
 
   it('a certificate that does not match its key: the old files back, and a line that says so (exit 1)', async () => {
-    const host = new RecordingHost([when(/ sh nginx -t$/, { code: 1, stdout: MISMATCH, stderr: '' })]);
+    const host = new RecordingHost([...SITE_RULES, when(/ sh nginx -t$/, { code: 1, stdout: MISMATCH, stderr: '' })]);
     host.files.set(confFile, { content: Buffer.from('old conf'), mode: 0o644 });
     host.files.set(upstreamFile, { content: Buffer.from('server 127.0.0.1:3001;\n'), mode: 0o644 });
     const error = await nginxProxy(HTTPS, fakeClock()).switchTo(host, 3002).then(
@@ -195,7 +301,7 @@ describe('the nginx driver on a host', () => {
   });
 
   it('the switch back after a refused conf writes the upstream only, so nginx -t passes with the conf it runs', async () => {
-    const host = new RecordingHost([
+    const host = new RecordingHost([...SITE_RULES, 
       inTurn(/ sh nginx -t$/, [{ code: 1, stdout: MISMATCH, stderr: '' }, ok()]),
       when('awk', ok('100\n')),
       inTurn('pgrep', [ok('101\n'), ok('102\n')]),
@@ -212,7 +318,7 @@ describe('the nginx driver on a host', () => {
   });
 
   it('check: files that went bad under a running nginx are named before any change', async () => {
-    const host = new RecordingHost([when(/ sh nginx -t$/, { code: 1, stdout: MISMATCH, stderr: '' })]);
+    const host = new RecordingHost([...SITE_RULES, when(/ sh nginx -t$/, { code: 1, stdout: MISMATCH, stderr: '' })]);
     await expect(nginxProxy(HTTPS, fakeClock()).check(host)).rejects.toThrow(
       'fake: nginx -t fails before any change: the certificate /etc/ssl/app.pem does not match the key /etc/ssl/app.key (DEPLOY_TLS_CERT, DEPLOY_TLS_KEY): fix the files; nginx still serves what it loaded before',
     );
@@ -220,7 +326,7 @@ describe('the nginx driver on a host', () => {
   });
 
   it('check: nginx -t failing on something else shows nginx line without its timestamp', async () => {
-    const host = new RecordingHost([when(/ sh nginx -t$/, { code: 1, stdout: '2026/12/03 19:25:48 [emerg] 1#1: unknown directive "foo" in /etc/nginx/conf.d/x.conf:1\nnginx: configuration file /etc/nginx/nginx.conf test failed', stderr: '' })]);
+    const host = new RecordingHost([...SITE_RULES, when(/ sh nginx -t$/, { code: 1, stdout: '2026/12/03 19:25:48 [emerg] 1#1: unknown directive "foo" in /etc/nginx/conf.d/x.conf:1\nnginx: configuration file /etc/nginx/nginx.conf test failed', stderr: '' })]);
     await expect(nginxProxy(HTTPS, fakeClock()).check(host)).rejects.toThrow('fake: nginx -t fails before any change: unknown directive "foo" in /etc/nginx/conf.d/x.conf:1; fix the nginx config first');
   });
 
@@ -229,7 +335,7 @@ describe('the nginx driver on a host', () => {
     [{ DEPLOY_TLS_KEY: '/etc/ssl/a"b.key' }, 'DEPLOY_TLS_KEY: /etc/ssl/a"b.key holds'],
     [{ DEPLOY_ACCESS_LOG_DIR: '/srv/lo\\gs' }, 'DEPLOY_ACCESS_LOG_DIR: /srv/lo\\gs/hello-staging.access.log holds'],
   ])('check refuses a path nginx would read as syntax: %o (exit 2)', async (values, message) => {
-    const host = new RecordingHost([when(/ sh nginx -t$/, ok())]);
+    const host = new RecordingHost([...SITE_RULES, when(/ sh nginx -t$/, ok())]);
     const cfg = cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com', ...FILES, ...values });
     const error = await nginxProxy(cfg, fakeClock()).check(host).then(
       () => undefined,
@@ -241,7 +347,7 @@ describe('the nginx driver on a host', () => {
   });
 
   it('a reload nginx does not take (no new workers): the old files go back', async () => {
-    const host = new RecordingHost([
+    const host = new RecordingHost([...SITE_RULES, 
       when(/ sh nginx -t$/, ok()),
       when('awk', ok('100\n')),
       when('pgrep', ok('101\n')),
@@ -254,8 +360,10 @@ describe('the nginx driver on a host', () => {
   });
 
   it('a switch with unchanged settings writes only the upstream file', async () => {
-    const host = new RecordingHost([when(/ sh nginx -t$/, ok()), when('awk', ok('100\n')), inTurn('pgrep', [ok('101\n'), ok('102\n')]), when('reload', ok())]);
+    const host = new RecordingHost([...SITE_RULES, when(/ sh nginx -t$/, ok()), when('awk', ok('100\n')), inTurn('pgrep', [ok('101\n'), ok('102\n')]), when('reload', ok())]);
     host.files.set(confFile, { content: Buffer.from(nginxConf(HTTPS)), mode: 0o644 });
+    host.files.set(siteFile, { content: Buffer.from(nginxSite(HTTPS)), mode: 0o644 });
+    host.files.set(routeFile, { content: Buffer.from(nginxLocations(HTTPS)), mode: 0o644 });
     await nginxProxy(HTTPS, fakeClock()).switchTo(host, 3002);
     expect(host.puts.map((p) => p.path)).toEqual([upstreamFile]);
   });
