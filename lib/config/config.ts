@@ -65,6 +65,8 @@ export interface Config {
   readonly keepReleases: number;
   readonly build: string | undefined;
   readonly start: string;
+  /** DEPLOY_MIGRATE: the migration command, run in the live release (`Taskfile.ts db:migrate`); undefined when unset. */
+  readonly migrate: string | undefined;
   readonly dockerfile: string;
   readonly dockerBuildArgs: readonly string[];
   readonly drainSeconds: number;
@@ -200,6 +202,7 @@ export const KEYS = {
   DEPLOY_HEALTH_TIMEOUT: { schema: int(1, 3600), expected: 'seconds, 1-3600', default: '60' },
   DEPLOY_KEEP_RELEASES: { schema: int(1, 1000), expected: 'a whole number of at least 1', hint: 'the live release counts', default: '3' },
   DEPLOY_BUILD: { schema: str, expected: 'a shell command run in APP_DIR', default: '' },
+  DEPLOY_MIGRATE: { schema: str, expected: 'a shell command run in the release folder', default: '' },
   DEPLOY_START: { schema: nonEmpty, expected: 'the command that starts the app in a release', hint: 'e.g. DEPLOY_START=node server.js' },
   DEPLOY_RELEASE_DIR: { schema: str.refine((p) => !isAbsolute(p) && !p.split('/').includes('..')), expected: 'a folder inside APP_DIR', default: '.' },
   DEPLOY_DOCKERFILE: { schema: nonEmpty, expected: 'a Dockerfile path relative to APP_DIR', default: 'Dockerfile' },
@@ -522,6 +525,7 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     build: values.DEPLOY_BUILD || undefined,
     // Only the docker runtime may leave DEPLOY_START unset; it starts what the image says.
     start: values.DEPLOY_START ?? '',
+    migrate: values.DEPLOY_MIGRATE || undefined,
     dockerfile: values.DEPLOY_DOCKERFILE,
     dockerBuildArgs: values.DEPLOY_DOCKER_BUILD_ARGS,
     drainSeconds: values.DEPLOY_DRAIN_SECONDS,

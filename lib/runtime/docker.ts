@@ -8,6 +8,7 @@
 import type { Config } from '../config/config.ts';
 import { containerLogs, containerName, containerStatus, dockerAtBoot, runContainer, stopContainer, untagRelease } from '../commands/docker.ts';
 import { removeReleases } from '../commands/release.ts';
+import { execInContainer } from '../commands/exec.ts';
 import { firstLine, SkiffError } from '../core/errors.ts';
 import { DEADLINE, type Host } from '../host/host.ts';
 import { buildImage, checkDockerfile } from '../ship/build.ts';
@@ -99,5 +100,13 @@ export const dockerRuntime = (cfg: Config): Runtime => {
       await host.exec(containerLogs(name(slot), lines, follow), { onStdout: write, check: false, ...(follow ? { timeoutMs: DEADLINE.none } : {}), ...(signal ? { signal } : {}) });
     },
     logName: (_l, slot) => `docker logs ${name(slot)}`,
+    // docker exec needs the container running; it has the app's environment and the image's WORKDIR.
+    execIn: async (host, _l, { slot }, words, tty) => {
+      const found = parseContainerStatus(name(slot), (await host.exec(containerStatus(name(slot)))).stdout);
+      if (found.state !== 'running') {
+        throw new SkiffError(`${host.name}: the live container ${name(slot)} is not running, so there is nothing to exec in: run \`npx tsx scripts/start.ts ${cfg.env}\` first`);
+      }
+      return execInContainer(name(slot), words, tty);
+    },
   };
 };

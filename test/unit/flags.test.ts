@@ -20,6 +20,7 @@ const TABLE: Record<string, string> = {
   backup:        '-   x   x   x    x      x',
   build:         '-   x   x   x    -      -',
   'deploy-vps':  'x   x   x   x    x      x',
+  exec:          '-   x   -   x    -      -',
   logs:          '-   -   -   x    -      -',
   restore:       'x   x   -   x    x      x',
   rollback:      'x   x   x   x    x      x',
