@@ -71,3 +71,52 @@ export const execInRelease = (l: Layout, live: LiveProcess, w: ExecWords): Cmd =
  * terminal, the one the SSH session's pty provides.
  */
 export const execInContainer = (container: string, w: ExecWords, tty: boolean): Cmd => cmd('docker', 'exec', tty ? '-it' : '-i', container, ...argvOf(w));
+
+/**
+ * The SQLite console on a database file of the host (BACKUP_SQLITE, under shared/), refused when
+ * the file is not there: sqlite3 would make an empty database of a mistyped path. Exit 2 then.
+ * `args` go to sqlite3 after the file (`-readonly` before it is not offered: they follow it).
+ */
+export const sqliteConsole = (file: string, args: readonly string[]): Cmd =>
+  script(
+    [
+      'if [ ! -f "$1" ]; then echo "skiff: no database at $1 (BACKUP_SQLITE): deploy, or check the path" >&2; exit 2; fi',
+      'command -v sqlite3 >/dev/null 2>&1 || { echo "skiff: sqlite3 is not installed on this host: apt-get install sqlite3 (or run scripts/setup.ts)" >&2; exit 127; }',
+      'exec sqlite3 "$@"',
+    ].join('\n'),
+    file,
+    ...args,
+  );
+
+/**
+ * psql with a connection: its PG* variables (no password) as `NAME=value` words, validated
+ * against `pgVariables`, every other PG* variable of the host unset; the password, when there is
+ * one, in the private pgpass file `passFile` (written before, 0600), removed when psql exits. The
+ * shell catches SIGINT and SIGQUIT with a no-op (a caught signal is default again in psql), so a
+ * Ctrl-C that reaches the whole terminal's group leaves it waiting to remove the file.
+ */
+export const psqlConsole = (pgVariables: readonly string[], env: Readonly<Record<string, string>>, passFile: string | undefined, connectTimeout: number, args: readonly string[]): Cmd =>
+  script(
+    [
+      `unset PGPASSWORD PGPASSFILE PGSERVICEFILE ${pgVariables.join(' ')}`,
+      'pass=$1 n=$2; shift 2',
+      '[ -n "$pass" ] && export PGPASSFILE="$pass"',
+      `export PGCONNECT_TIMEOUT=${connectTimeout}`,
+      'while [ "$n" -gt 0 ]; do',
+      `  case $1 in ${pgVariables.map((v) => `${v}=*`).join('|')}) export "$1" ;; *) echo "skiff: not a connection variable: \${1%%=*}" >&2; exit 2 ;; esac`,
+      '  shift; n=$((n - 1))',
+      'done',
+      'command -v psql >/dev/null 2>&1 || { [ -n "$pass" ] && rm -f "$pass"; echo "skiff: psql is not installed on this host: apt-get install postgresql-client" >&2; exit 127; }',
+      'trap : INT QUIT',
+      'psql "$@"; s=$?',
+      '[ -n "$pass" ] && rm -f "$pass"',
+      'exit "$s"',
+    ].join('\n'),
+    passFile ?? '',
+    String(Object.keys(env).length),
+    ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+    ...args,
+  );
+
+/** Removes a pgpass file psqlConsole was given (after a session the connection cut short). */
+export const removeFile = (file: string): Cmd => cmd('rm', '-f', '--', file);

@@ -3,11 +3,13 @@
  * streamed and its exit status passed on. It takes no deploy lock: it reads which release is live
  * once, before it runs, and runs in that release (docs/exec.md says what a deploy meanwhile does).
  */
+import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { render, redactKnown, type Cmd } from '../core/cmd.ts';
+import { quote, render, redactKnown, type Cmd } from '../core/cmd.ts';
+import { parsePgUrl, PG_CONNECT_TIMEOUT, PG_VARIABLES } from '../config/pg-url.ts';
 import { EXIT, NotDeployedError, SkiffError, UsageError } from '../core/errors.ts';
 import type { Config, Target } from '../config/config.ts';
-import { shownWords, type ExecWords } from '../commands/exec.ts';
+import { psqlConsole, removeFile, shownWords, sqliteConsole, type ExecWords } from '../commands/exec.ts';
 import { DeadlineError, type Terminal } from '../host/host.ts';
 import { liveSlot, readState, audit, type SlotState } from '../state/state.ts';
 import type { Session } from './session.ts';
@@ -50,6 +52,13 @@ export interface ExecPlan {
   readonly session: Session;
   readonly release: SlotState;
   readonly command: Cmd;
+  /** What runs, as the user reads it (the words, or `psql`), for the dry run and the audit log. */
+  readonly shown: string;
+  /** Where it runs, for the dry run: `in release ... with its env file`, `on the host`. */
+  readonly where: string;
+  /** Run just before the command (a private file written), and after it however it ended. */
+  readonly prepare?: () => Promise<void>;
+  readonly cleanup?: () => Promise<void>;
 }
 
 /**
@@ -59,20 +68,54 @@ export interface ExecPlan {
 export const planExec = async (s: Session, words: ExecWords, tty: boolean): Promise<ExecPlan> => {
   const live = liveSlot(await readState(s.host, s.l));
   if (!live) throw new NotDeployedError(s.cfg.env, s.host.name);
-  return { session: s, release: live.release, command: await s.runtime.execIn(s.host, s.l, live, words, tty) };
+  const command = await s.runtime.execIn(s.host, s.l, live, words, tty);
+  const { release, version } = live.release;
+  // The command itself where it is one the user reads (`docker exec ...`), not the release folder's script.
+  const where = `in release ${release} (version ${version})${command.kind === 'script' ? ' with its env file' : `: ${render(command)}`}`;
+  return { session: s, release: live.release, command, shown: shownWords(words), where };
 };
 
 /**
- * The dry run's line for a host: what it would run, in which release, secrets redacted; the
- * command itself where it is one the user reads (`docker exec ...`), not the release folder's script.
+ * The database console on a host (`exec --db`, `Taskfile.ts db:shell`), reached as backups reach
+ * the database: psql with BACKUP_POSTGRES_URL's connection when it is set (its password in a
+ * private pgpass file written just before and removed after, never in argv or the environment),
+ * else sqlite3 on the first BACKUP_SQLITE file under shared/. It runs on the host, not in the
+ * release or its container (which may have neither client); `args` go to the client.
  */
-export const dryRunLine = (p: ExecPlan, words: ExecWords): string =>
-  `dry run: ${p.session.host.name}: would run ${shownWords(words)} in release ${p.release.release} (version ${p.release.version})` +
-  `${p.command.kind === 'script' ? ' with its env file' : `: ${render(p.command)}`}; nothing was run`;
+export const planDbConsole = async (s: Session, args: readonly string[]): Promise<ExecPlan> => {
+  const live = liveSlot(await readState(s.host, s.l));
+  if (!live) throw new NotDeployedError(s.cfg.env, s.host.name);
+  const { postgresUrl, sqlite } = s.cfg.backup;
+  const base = { session: s, release: live.release, where: 'on the host, as backups reach the database' };
+  if (postgresUrl) {
+    const c = parsePgUrl(postgresUrl.reveal());
+    const pass = c.password === undefined ? undefined : `${s.l.skiff}/.pgpass-${randomBytes(6).toString('hex')}`;
+    return {
+      ...base,
+      command: psqlConsole(PG_VARIABLES, c.env, pass, PG_CONNECT_TIMEOUT, args),
+      shown: `psql (${c.where})${args.length ? ` ${args.map(quote).join(' ')}` : ''}`,
+      ...(pass === undefined || c.password === undefined
+        ? {}
+        : {
+            prepare: () => s.host.put(pass, `*:*:*:*:${(c.password ?? '').replace(/[\\:]/g, (ch) => `\\${ch}`)}\n`, { mode: 0o600 }),
+            cleanup: async () => void (await s.host.exec(removeFile(pass), { check: false })),
+          }),
+    };
+  }
+  const [file] = sqlite;
+  if (file === undefined) {
+    throw new UsageError(`${s.cfg.env} names no database: set BACKUP_SQLITE (a file under shared/) or BACKUP_POSTGRES_URL in env/${s.cfg.env}.env`);
+  }
+  const path = `${s.l.shared}/${file}`;
+  return { ...base, command: sqliteConsole(path, args), shown: `sqlite3 ${quote(path)}${args.length ? ` ${args.map(quote).join(' ')}` : ''}` };
+};
+
+/** The dry run's line for a host: what it would run, and where, secrets redacted. */
+export const dryRunLine = (p: ExecPlan): string => `dry run: ${p.session.host.name}: would run ${p.shown} ${p.where}; nothing was run`;
 
 /** Records the run in the host's audit log (the words shown as typed, secrets redacted). */
-const auditExec = (p: ExecPlan, words: ExecWords, tty: boolean): Promise<void> =>
-  audit(p.session.host, p.session.l, p.session.now().toISOString(), p.session.who, redactKnown(`exec${tty ? ' --tty' : ''} in ${p.release.release}: ${shownWords(words).replace(/\s+/g, ' ')}`));
+const auditExec = (p: ExecPlan, tty: boolean): Promise<void> =>
+  audit(p.session.host, p.session.l, p.session.now().toISOString(), p.session.who, redactKnown(`exec${tty ? ' --tty' : ''} in ${p.release.release}: ${p.shown.replace(/\s+/g, ' ')}`));
 
 export interface StreamOptions {
   /** Milliseconds the command may run; DEADLINE.none for no limit. */
@@ -96,13 +139,14 @@ export interface HostEnd {
  * are several), and resolves to each host's exit status: the command's own, 124 past the
  * deadline, 130 when interrupted, 1 when ended by a signal. A host the connection to fails throws.
  */
-export const streamExec = async (plans: readonly ExecPlan[], words: ExecWords, o: StreamOptions): Promise<HostEnd[]> => {
+export const streamExec = async (plans: readonly ExecPlan[], o: StreamOptions): Promise<HostEnd[]> => {
   const ends: HostEnd[] = [];
   const several = plans.length > 1;
   for (const p of plans) {
     const { host, signal } = p.session;
     if (signal.aborted) break;
-    await auditExec(p, words, false);
+    await auditExec(p, false);
+    await p.prepare?.();
     const out = byLine(several ? `[${host.name}] ` : undefined, o.stdout);
     const err = byLine(several ? `[${host.name}] ` : undefined, o.stderr);
     let code: number;
@@ -125,6 +169,8 @@ export const streamExec = async (plans: readonly ExecPlan[], words: ExecWords, o
       if (!(error instanceof DeadlineError)) throw error;
       o.note(error.message);
       code = EXEC_DEADLINE_EXIT;
+    } finally {
+      await p.cleanup?.();
     }
     if (several) o.note(`[${host.name}] exit ${code}`);
     ends.push({ host: host.name, code });
@@ -166,16 +212,19 @@ const endCode = (code: number | null, signal: AbortSignal, host: string, note: (
  * Runs one plan with this terminal (a pty over SSH, `docker exec -it` in a container); resolves to
  * the command's exit status as streamExec does. The host restores the terminal however it ends.
  */
-export const ttyExec = async (p: ExecPlan, words: ExecWords, t: Terminal, timeoutMs: number, note: (line: string) => void): Promise<number> => {
+export const ttyExec = async (p: ExecPlan, t: Terminal, timeoutMs: number, note: (line: string) => void): Promise<number> => {
   const { host, signal } = p.session;
   if (!host.attach) throw new SkiffError(`${host.name} cannot run a command with a terminal`, EXIT.usage);
-  await auditExec(p, words, true);
+  await auditExec(p, true);
+  await p.prepare?.();
   try {
     return endCode(await host.attach(p.command, t, { timeoutMs, signal }), signal, host.name, note);
   } catch (error) {
     if (!(error instanceof DeadlineError)) throw error;
     note(error.message);
     return EXEC_DEADLINE_EXIT;
+  } finally {
+    await p.cleanup?.();
   }
 };
 
