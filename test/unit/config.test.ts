@@ -296,6 +296,7 @@ describe('parseConfig: each default of KEYS', () => {
     ['DEPLOY_HEALTH_TIMEOUT', (c) => c.health.timeoutSeconds, () => 60, { DEPLOY_HEALTH_TIMEOUT: '5' }, () => 5],
     ['DEPLOY_KEEP_RELEASES', (c) => c.keepReleases, () => 3, { DEPLOY_KEEP_RELEASES: '7' }, () => 7],
     ['DEPLOY_BUILD', (c) => c.build, () => undefined, { DEPLOY_BUILD: 'npm ci' }, () => 'npm ci'],
+    ['DEPLOY_MIGRATE', (c) => c.migrate, () => undefined, { DEPLOY_MIGRATE: 'alembic upgrade head' }, () => 'alembic upgrade head'],
     ['DEPLOY_RELEASE_DIR', (c) => c.app.releaseDir, () => join(root, 'app'), { DEPLOY_RELEASE_DIR: 'dist' }, () => join(root, 'app', 'dist')],
     ['DEPLOY_DOCKERFILE', (c) => c.dockerfile, () => 'Dockerfile', { DEPLOY_DOCKERFILE: 'ops/Dockerfile' }, () => 'ops/Dockerfile'],
     ['DEPLOY_DOCKER_BUILD_ARGS', (c) => c.dockerBuildArgs, () => [], { DEPLOY_DOCKER_BUILD_ARGS: 'A=1' }, () => ['A=1']],
