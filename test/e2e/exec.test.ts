@@ -52,6 +52,35 @@ describe('exec over SSH', () => {
     });
   const exec = (args: readonly string[]) => s.run('exec', args);
   const taskfile = (args: readonly string[]) => runProcess([TSX, join(ROOT, 'Taskfile.ts'), ...args], { cwd: '/', env: processEnv() });
+  /**
+   * Runs a shell line under `script` on a pty of python3's (this test's terminal), typing `send`
+   * once `after` has been printed; resolves to what the terminal showed, without carriage returns.
+   */
+  const inPty = async (inner: string, after = '', send = ''): Promise<string> => {
+    const driver = [
+      'import os, pty, sys, time',
+      'pid, fd = pty.fork()',
+      'if pid == 0:',
+      "    os.execvp('script', ['script', '-qec', sys.argv[1], '/dev/null'])",
+      "out = b''",
+      'sent = not sys.argv[3]',
+      'deadline = time.time() + 60',
+      'while time.time() < deadline:',
+      '    try:',
+      '        chunk = os.read(fd, 4096)',
+      '    except OSError:',
+      '        break',
+      '    if not chunk:',
+      '        break',
+      '    out += chunk',
+      '    if not sent and sys.argv[2].encode() in out:',
+      '        os.write(fd, sys.argv[3].encode())',
+      '        sent = True',
+      "sys.stdout.write(out.decode(errors='replace'))",
+    ].join('\n');
+    const r = await runProcess(['python3', '-c', driver, inner, after, send], { cwd: ROOT, env: processEnv() });
+    return r.stdout.replace(/\r/g, '');
+  };
   const audit = () => readFileSync(join(s.deployPath, '.skiff/audit.log'), 'utf8');
 
   beforeAll(async () => {
@@ -111,28 +140,7 @@ describe('exec over SSH', () => {
   it('--tty: a pty of this terminal\'s size, keys typed reach the command, the status comes back, the terminal is restored', async () => {
     // `script` is the terminal here: it gives the command a pty as a user's terminal would.
     const inner = `stty cols 101 rows 31; ${TSX} ${join(ROOT, 'scripts/exec.ts')} t --tty -- sh -c 'tty; stty size; echo "[$GREETING]"; read x; echo "got:$x"; exit 5'; echo "status:$?"; stty -a`;
-    const driver = `import pty, os, sys, time
-pid, fd = pty.fork()
-if pid == 0:
-    os.execvp('script', ['script', '-qec', sys.argv[1], '/dev/null'])
-out = b''
-deadline = time.time() + 60
-sent = False
-while time.time() < deadline:
-    try:
-        chunk = os.read(fd, 4096)
-    except OSError:
-        break
-    if not chunk:
-        break
-    out += chunk
-    if not sent and b'[hello from the env file]' in out:
-        os.write(fd, b'typed line\\r')
-        sent = True
-sys.stdout.write(out.decode(errors='replace'))
-`;
-    const r = await runProcess(['python3', '-c', driver, inner], { cwd: ROOT, env: processEnv() });
-    const out = r.stdout.replace(/\r/g, '');
+    const out = await inPty(inner, '[hello from the env file]', 'typed line\r');
     expect(out).toMatch(/\/dev\/pts\/\d+\n31 101\n\[hello from the env file\]\n/);
     expect(out).toContain('got:typed line\n');
     expect(out).toContain('status:5\n');
@@ -169,6 +177,38 @@ sys.stdout.write(out.decode(errors='replace'))
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/dry run: \S+: would run touch \$DATA_DIR\/dry in release \S+ \(version 1\.0\.0\) with its env file; nothing was run/);
       expect(existsSync(join(s.deployPath, 'shared/data/dry'))).toBe(false);
+    });
+  });
+
+  describe('docker runtime: docker exec in the live container', () => {
+    const dk = () =>
+      env(['DEPLOY_RUNTIME=docker', 'DEPLOY_DOCKER_BUILD_ARGS=BASE=local/node-base:20', 'DEPLOY_HEALTH_TIMEOUT=20'].join('\n'))
+        .replace('APP_NAME=hello', 'APP_NAME=hello-ex')
+        .replace(`DEPLOY_PATH=${s.deployPath}`, `DEPLOY_PATH=${join(s.dir, 'dk')}`)
+        .replace(`DEPLOY_PORTS=${PORT}`, `DEPLOY_PORTS=${PORT + 1}`);
+    beforeAll(async () => {
+      // Fails (rather than skips) when Docker cannot be had: CI starts it with test/infra/docker.sh.
+      execFileSync('bash', [join(ROOT, 'test/infra/docker.sh')], { stdio: 'ignore' });
+      s.writeEnv('dk.env', dk());
+      s.writeEnv('dk.secrets.env', `API_TOKEN=${SECRET}\n`, 0o600);
+      const r = await s.run('deploy-vps', ['dk']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+    });
+    afterAll(() => {
+      for (const slot of ['blue', 'green']) spawn('docker', ['rm', '-f', `hello-ex-dk-${slot}`], { stdio: 'ignore' });
+    });
+
+    it('runs in the container with its environment and WORKDIR, a secret redacted, and exits with its status', async () => {
+      const r = await exec(['dk', '--', 'echo "$GREETING|$PORT|$(pwd)|$(id -u)|token=$API_TOKEN"; exit 3']);
+      expect([r.code, r.stdout, r.stderr]).toEqual([3, `hello from the env file|${PORT + 1}|/app|1000|token=[REDACTED]\n`, '']);
+    });
+
+    it('--tty: docker exec -it through the SSH pty', async () => {
+      const inner = `${TSX} ${join(ROOT, 'scripts/exec.ts')} dk --tty -- sh -c 'tty; exit 4'; echo "status:$?"`;
+      const out = await inPty(inner);
+      expect(out).toMatch(/\/dev\/pts\/\d+\n/);
+      expect(out).toContain('status:4\n');
     });
   });
 
