@@ -5,7 +5,7 @@
  * restart, db:backup).
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -189,6 +189,13 @@ describe('exec over SSH', () => {
     beforeAll(async () => {
       // Fails (rather than skips) when Docker cannot be had: CI starts it with test/infra/docker.sh.
       execFileSync('bash', [join(ROOT, 'test/infra/docker.sh')], { stdio: 'ignore' });
+      // A build context holds no symbolic link docker could follow: the app's node_modules as files.
+      const modules = join(s.appDir, 'node_modules');
+      if (lstatSync(modules).isSymbolicLink()) {
+        const target = realpathSync(modules);
+        rmSync(modules);
+        cpSync(target, modules, { recursive: true });
+      }
       s.writeEnv('dk.env', dk());
       s.writeEnv('dk.secrets.env', `API_TOKEN=${SECRET}\n`, 0o600);
       const r = await s.run('deploy-vps', ['dk']);
@@ -199,15 +206,17 @@ describe('exec over SSH', () => {
       for (const slot of ['blue', 'green']) spawn('docker', ['rm', '-f', `hello-ex-dk-${slot}`], { stdio: 'ignore' });
     });
 
+    // The test image has Node and no shell: the command is several words, run without one.
     it('runs in the container with its environment and WORKDIR, a secret redacted, and exits with its status', async () => {
-      const r = await exec(['dk', '--', 'echo "$GREETING|$PORT|$(pwd)|$(id -u)|token=$API_TOKEN"; exit 3']);
+      const js = 'console.log([process.env.GREETING, process.env.PORT, process.cwd(), process.getuid(), "token=" + process.env.API_TOKEN].join("|")); process.exit(3)';
+      const r = await exec(['dk', '--', 'node', '-e', js]);
       expect([r.code, r.stdout, r.stderr]).toEqual([3, `hello from the env file|${PORT + 1}|/app|1000|token=[REDACTED]\n`, '']);
     });
 
-    it('--tty: docker exec -it through the SSH pty', async () => {
-      const inner = `${TSX} ${join(ROOT, 'scripts/exec.ts')} dk --tty -- sh -c 'tty; exit 4'; echo "status:$?"`;
-      const out = await inPty(inner);
-      expect(out).toMatch(/\/dev\/pts\/\d+\n/);
+    it('--tty: docker exec -it through the SSH pty, of this terminal\'s size', async () => {
+      const js = 'console.log(String(process.stdout.isTTY), process.stdout.columns, process.stdout.rows); process.exit(4)';
+      const out = await inPty(`stty cols 90 rows 20; ${TSX} ${join(ROOT, 'scripts/exec.ts')} dk --tty -- node -e '${js}'; echo "status:$?"`);
+      expect(out.replace(/\x1b\[[0-9;]*m/g, '')).toContain('true 90 20\n');
       expect(out).toContain('status:4\n');
     });
   });
