@@ -4,7 +4,7 @@
  * pty (`script`), the bad inputs, and the Taskfile tasks built on it (db:migrate, db:shell, shell,
  * restart, db:backup).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, lstatSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -203,7 +203,8 @@ describe('exec over SSH', () => {
       expect(r.code).toBe(0);
     });
     afterAll(() => {
-      for (const slot of ['blue', 'green']) spawn('docker', ['rm', '-f', `hello-ex-dk-${slot}`], { stdio: 'ignore' });
+      // The engine is shared: its containers and image tags go with the test.
+      spawnSync('sh', ['-c', 'docker rm -f hello-ex-dk-blue hello-ex-dk-green; docker images --format "{{.Repository}}:{{.Tag}}" hello-ex | xargs -r docker rmi -f'], { stdio: 'ignore' });
     });
 
     // The test image has Node and no shell: the command is several words, run without one.
