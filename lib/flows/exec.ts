@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { quote, render, redactKnown, type Cmd } from '../core/cmd.ts';
 import { parsePgUrl, PG_CONNECT_TIMEOUT, PG_VARIABLES } from '../config/pg-url.ts';
-import { EXIT, NotDeployedError, SkiffError, UsageError } from '../core/errors.ts';
+import { EXIT, firstLine, NotDeployedError, SkiffError, UsageError } from '../core/errors.ts';
 import type { Config, Target } from '../config/config.ts';
 import { psqlConsole, removeFile, shownWords, sqliteConsole, type ExecWords } from '../commands/exec.ts';
 import { DeadlineError, type Terminal } from '../host/host.ts';
@@ -58,7 +58,8 @@ export interface ExecPlan {
   readonly where: string;
   /** Run just before the command (a private file written), and after it however it ended. */
   readonly prepare?: () => Promise<void>;
-  readonly cleanup?: () => Promise<void>;
+  /** Never rejects: what it could not undo, as a line for the user. */
+  readonly cleanup?: () => Promise<string | undefined>;
 }
 
 /**
@@ -98,7 +99,12 @@ export const planDbConsole = async (s: Session, args: readonly string[]): Promis
         ? {}
         : {
             prepare: () => s.host.put(pass, `*:*:*:*:${(c.password ?? '').replace(/[\\:]/g, (ch) => `\\${ch}`)}\n`, { mode: 0o600 }),
-            cleanup: async () => void (await s.host.exec(removeFile(pass), { check: false })),
+            // Never thrown: a failed removal must not hide how the session ended; it is a line of its own.
+            cleanup: () =>
+              s.host.exec(removeFile(pass), { check: false }).then(
+                (r) => (r.code === 0 ? undefined : `could not remove ${pass} (exit ${r.code}): remove it on the host`),
+                (e: unknown) => `could not remove ${pass}: ${firstLine(e)}; remove it on the host`,
+              ),
           }),
     };
   }
@@ -170,7 +176,8 @@ export const streamExec = async (plans: readonly ExecPlan[], o: StreamOptions): 
       o.note(error.message);
       code = EXEC_DEADLINE_EXIT;
     } finally {
-      await p.cleanup?.();
+      const left = await p.cleanup?.();
+      if (left) o.note(`${host.name}: ${left}`);
     }
     if (several) o.note(`[${host.name}] exit ${code}`);
     ends.push({ host: host.name, code });
@@ -224,7 +231,8 @@ export const ttyExec = async (p: ExecPlan, t: Terminal, timeoutMs: number, note:
     note(error.message);
     return EXEC_DEADLINE_EXIT;
   } finally {
-    await p.cleanup?.();
+    const left = await p.cleanup?.();
+    if (left) note(`${host.name}: ${left}`);
   }
 };
 

@@ -224,6 +224,15 @@ describe('exec --db', () => {
     expect(plan.shown).toBe("psql (app on db.internal:5433) -c 'select 1'");
   });
 
+  it('a pgpass file that cannot be removed is a line of its own, and the command\'s status still stands', async () => {
+    const cfg = testConfig({ BACKUP_POSTGRES_URL: 'postgres://app:secretpw@db/app' });
+    const f = flowSession({ cfg, state: hostState('blue', { blue: slot('20261130-090000-1.1.0', 3001) }), rules: [when('psql "$@"', { code: 3, stdout: '', stderr: '' }), when('rm -f --', { code: 1, stdout: '', stderr: '' })] });
+    const notes: string[] = [];
+    const ends = await streamExec([await pg(f.session)], { timeoutMs: 1000, stdout: () => {}, stderr: () => {}, note: (n) => notes.push(n) });
+    expect(ends).toEqual([{ host: 'web1', code: 3 }]);
+    expect(notes).toEqual([expect.stringMatching(/^web1: could not remove \/srv\/hello\/\.skiff\/\.pgpass-\w+ \(exit 1\): remove it on the host$/)]);
+  });
+
   it('sqlite: sqlite3 on the first BACKUP_SQLITE file under shared/; neither set: exit 2', async () => {
     const cfg = testConfig({ BACKUP_SQLITE: 'data/app.db,data/other.db' });
     const f = flowSession({ cfg, state: hostState('blue', { blue: slot('20261130-090000-1.1.0', 3001) }) });
