@@ -7,7 +7,7 @@
  * Each task is a typed function with a description; lib/cli/taskfile.ts checks arguments and runs
  * dependencies once each, in order.
  */
-import { EXIT } from './lib/core/errors.ts';
+import { EXIT, UsageError } from './lib/core/errors.ts';
 import { main, npm, script, type Task, type TaskContext } from './lib/cli/taskfile.ts';
 
 const env = { name: 'env', kind: 'env' } as const;
@@ -34,6 +34,12 @@ const tasks: Record<string, Task> = {
   start: { description: 'start the live release if it is stopped', args: [env], script: 'start', run: script('start') },
   stop: { description: 'stop the live release', args: [env], script: 'stop', run: script('stop') },
   maintenance: { description: 'put up or take down the 503 maintenance page (on|off)', args: [env, { name: 'on|off', kind: 'word' }], script: 'maintenance', run: script('maintenance') },
+  'db:migrate': { description: 'run DEPLOY_MIGRATE in the live release (first host), with its environment', args: [env], run: (ctx) => migrate(ctx) },
+  'db:backup': { description: 'back up the database and data of an environment', args: [env, { name: 'label', kind: 'optional' }], script: 'backup', run: script('backup') },
+  'db:restore': { description: 'restore a backup of the database and data', args: [env, { name: 'backup', kind: 'word' }], script: 'restore', run: script('restore') },
+  'db:shell': { description: 'open psql or sqlite3 on the database of an environment (first host)', args: [env], run: (ctx) => onFirstHost(ctx, ['--db', ...tty()]) },
+  restart: { description: 'restart the live release: stop (it drains), then start', args: [env], run: (ctx) => restart(ctx) },
+  shell: { description: 'open a shell in the live release folder, with its environment (first host)', args: [env], run: (ctx) => onFirstHost(ctx, [...tty(), '--', 'exec "${SHELL:-/bin/sh}"']) },
   'env-check': { description: 'validate every env file and report every problem', run: () => envCheck() },
   test: { description: 'run every test', run: npm('test') },
   typecheck: { description: 'type-check the project', run: npm('typecheck') },
@@ -80,6 +86,39 @@ const verify = async (target: string): Promise<number> => {
   const { REPO_ROOT } = await import('./lib/core/paths.ts');
   return runAttached([join(REPO_ROOT, 'node_modules/.bin/tsx'), join(REPO_ROOT, 'scripts/status.ts'), target], process.cwd());
 };
+
+/** `--tty` when this terminal can give one (a piped stdin makes the session read it instead). */
+const tty = (): string[] => (process.stdin.isTTY ? ['--tty'] : []);
+
+/**
+ * scripts/exec.ts on the environment's first host (or the one `--host` names), with the task's
+ * flags before `rest`: a database, a shell or a migration is one host's business, not each host's.
+ */
+const onFirstHost = async ({ args: [target = ''], flags, task }: TaskContext, rest: readonly string[]): Promise<number> => {
+  const { loadConfig } = await import('./lib/config/config.ts');
+  const { targetName } = await import('./lib/flows/exec.ts');
+  const [first] = loadConfig(target).hosts;
+  const host = flags.includes('--host') || !first ? [] : ['--host', targetName(first)];
+  return script('exec')({ args: [target, ...host, ...flags, ...rest], flags: [], task });
+};
+
+/** DEPLOY_MIGRATE, run once through exec as a shell command line; refused when it is not set. */
+const migrate = async (ctx: TaskContext): Promise<number> => {
+  const target = ctx.args[0] ?? '';
+  const { loadConfig } = await import('./lib/config/config.ts');
+  const command = loadConfig(target).migrate;
+  if (!command) {
+    throw new UsageError(`db:migrate: DEPLOY_MIGRATE is not set for ${target}: set it in env/${target}.env to the migration command (e.g. DEPLOY_MIGRATE=alembic upgrade head)`);
+  }
+  return onFirstHost(ctx, ['--', command]);
+};
+
+/** stop (it drains for DEPLOY_DRAIN_SECONDS), then start and its health check; start takes no --yes. */
+const restart = ({ args: [target = ''], flags, task }: TaskContext) =>
+  chain([
+    () => script('stop')({ args: [target], flags, task }),
+    () => script('start')({ args: [target], flags: flags.filter((f) => f !== '--yes' && f !== '-y'), task }),
+  ]);
 
 const envCheck = async (): Promise<number> => {
   const { checkEnvFiles } = await import('./lib/config/envcheck.ts');

@@ -7,7 +7,7 @@ import { realClock } from '../core/clock.ts';
 import { render } from '../core/cmd.ts';
 import { confirm, interrupted } from './cli.ts';
 import { connect } from '../host/connect.ts';
-import { loadConfig, type Config } from '../config/config.ts';
+import { loadConfig, type Config, type Target } from '../config/config.ts';
 import { redirectableLog, type DeployCtx, type Session } from '../flows/session.ts';
 import { observeServing } from '../flows/status.ts';
 import type { ExecOptions, ExecResult, Host, PutOptions } from '../host/host.ts';
@@ -59,11 +59,13 @@ export interface RunOptions {
   readonly lockWait?: string | undefined;
   /** Checks on this machine before any host is reached (a missing Dockerfile, say). */
   readonly check?: (cfg: Config, runtime: Runtime) => void;
+  /** The hosts to connect to, of DEPLOY_HOSTS (default every one): `exec --host` reaches one. */
+  readonly hosts?: (cfg: Config) => readonly Target[];
 }
 
 /** Opens every host of the environment at once; if one cannot be reached, the others are closed. */
-const connectAll = async (cfg: Config): Promise<Host[]> => {
-  const opened = await Promise.allSettled(cfg.hosts.map((t) => connect(t, cfg)));
+const connectAll = async (cfg: Config, targets: readonly Target[] = cfg.hosts): Promise<Host[]> => {
+  const opened = await Promise.allSettled(targets.map((t) => connect(t, cfg)));
   const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   const hosts = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   if (failed) {
@@ -157,9 +159,10 @@ export const prepareRun = async (env: string, options: RunOptions) => {
   const facts = options.needsVersion === false ? undefined : await readGitFacts(cfg.app.dir, cfg.root);
   const version = facts ? formatVersion(facts) : '';
   const dryRun = options.dryRun ?? false;
-  const [target] = cfg.hosts;
+  const targets = options.hosts ? options.hosts(cfg) : cfg.hosts;
+  const [target] = targets;
   if (!target) throw new Error('no host');
-  const hosts = (await connectAll(cfg)).map((h) => (dryRun ? new DryRunHost(h, (line) => say(line)) : h));
+  const hosts = (await connectAll(cfg, targets)).map((h) => (dryRun ? new DryRunHost(h, (line) => say(line)) : h));
   const l = layout(cfg.path);
   const port = cfg.ports[0] as number;
   const url = cfg.publicUrl ?? `http://${target.kind === 'local' ? '127.0.0.1' : target.host}:${port}/`;

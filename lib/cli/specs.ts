@@ -62,6 +62,32 @@ export const specs = {
     },
     examples: ['npx tsx scripts/init.ts ../my-app --dry-run', 'npx tsx scripts/init.ts ../my-app', 'npx tsx scripts/init.ts ../my-app --update --yes'],
   }),
+  exec: command({
+    name: 'exec',
+    summary: 'Run a command in the live release of an environment, with the app\'s environment; its output streams here and exec exits with its status.',
+    usage: '<env> [--host H | --all] [--tty] [--timeout SECONDS] [--dry-run] -- <command...> | --db [-- <args...>]',
+    positionals: [env],
+    flags: {
+      host: { type: 'string', value: 'H', description: 'the host to run on: user@host:port, user@host, host:port or host, as in DEPLOY_HOSTS' },
+      all: { type: 'boolean', description: 'run on every host of DEPLOY_HOSTS, one after another; each host\'s status is printed' },
+      tty: { type: 'boolean', short: 't', description: 'an interactive session with a terminal (a console, a shell); needs a terminal here' },
+      timeout: { type: 'string', value: 'SECONDS', description: 'stop the command after SECONDS (exit 124); default 3600, none with --tty; 0: no deadline' },
+      db: { type: 'boolean', description: 'open the database console on the host: psql for BACKUP_POSTGRES_URL, else sqlite3 on BACKUP_SQLITE (words after -- go to it)' },
+      ...shared('dry-run'),
+    },
+    notOffered: {
+      yes: 'it asks nothing: it runs the command you typed, as ssh would',
+      json: 'it prints what the command prints, as it comes',
+      ...noLock('it takes no deploy lock: it runs in the release that is live when it starts (docs/exec.md)'),
+    },
+    examples: [
+      "npx tsx scripts/exec.ts production -- 'python manage.py migrate && echo done'",
+      'npx tsx scripts/exec.ts production -- ls -la data',
+      'npx tsx scripts/exec.ts production --tty -- python manage.py shell',
+      'npx tsx scripts/exec.ts staging --all -- uptime',
+      'npx tsx scripts/exec.ts production --db --tty',
+    ],
+  }),
   logs: command({
     name: 'logs',
     summary: 'Print the log of the live release of an environment.',

@@ -58,7 +58,7 @@ export const runHook = (s: HookSpec): Cmd =>
  * container has, under the same deadline as runHook. At the deadline `timeout` ends the docker
  * client; what the command started in the container goes when the deploy stops that container.
  */
-export const execInContainer = (container: string, command: string, timeoutSeconds: number): Cmd =>
+export const hookInContainer = (container: string, command: string, timeoutSeconds: number): Cmd =>
   script('exec timeout -k "$3" "$2" docker exec "$1" sh -c "$4" </dev/null 2>&1', container, String(timeoutSeconds), String(KILL_AFTER_SECONDS), command);
 
 /**

@@ -59,6 +59,32 @@ export interface PutOptions {
   readonly mode?: number;
 }
 
+/**
+ * This machine's terminal, handed to a command that runs with one (`exec --tty`): its size and
+ * type, the keys typed, where the command's output goes, and raw mode, which a host that relays
+ * the keys (SSH) turns on while the command runs and off again however it ends.
+ */
+export interface Terminal {
+  readonly rows: number;
+  readonly cols: number;
+  /** TERM, e.g. xterm-256color. */
+  readonly term: string;
+  /** The keys typed (raw mode: every byte as it comes, Ctrl-C included). */
+  readonly input: Readable;
+  readonly write: (chunk: Buffer) => void;
+  /** Raw mode on or off. */
+  readonly raw: (on: boolean) => void;
+  /** Calls `listener` when the window's size changes; returns what stops that. */
+  readonly onResize: (listener: (rows: number, cols: number) => void) => () => void;
+}
+
+export interface AttachOptions {
+  /** Milliseconds the command may run (default DEADLINE.none: an interactive session lasts what the user wants). */
+  readonly timeoutMs?: number;
+  /** Ends the command (SIGTERM to this process). */
+  readonly signal?: AbortSignal;
+}
+
 export interface Host {
   /** `local`, or `user@host:port`; used in messages. */
   readonly name: string;
@@ -72,6 +98,11 @@ export interface Host {
   get(path: string): Promise<Buffer | undefined>;
   /** Ends the connection; safe to call twice. */
   close(): Promise<void>;
+  /**
+   * Runs a command with a terminal (a pty over SSH, this terminal itself locally) until it exits;
+   * resolves to its exit status, null when a signal ended it. Hosts that cannot (a dry run's) have none.
+   */
+  attach?(command: Cmd, terminal: Terminal, options?: AttachOptions): Promise<number | null>;
 }
 
 /** A command that ran past its deadline and was stopped. One line: the host, the command (shortened, redacted), the deadline. */

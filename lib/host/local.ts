@@ -22,7 +22,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { Options as ZxOptions, ProcessOutput, ProcessPromise } from 'zx';
 import { cmd, quote, renderForExec, render, type Cmd } from '../core/cmd.ts';
 import { RemoteCommandError } from '../core/errors.ts';
-import { DEADLINE, DeadlineError, OutputBuffer, deadlineOf, type ExecOptions, type ExecResult, type Host, type PutOptions } from './host.ts';
+import { DEADLINE, DeadlineError, OutputBuffer, deadlineOf, type AttachOptions, type ExecOptions, type ExecResult, type Host, type PutOptions, type Terminal } from './host.ts';
 
 // DOCKER_HOST: the daemon this machine's docker commands talk to (rootless Docker, a remote engine).
 const PASSED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'SHELL', 'DOCKER_HOST'];
@@ -298,6 +298,37 @@ export class LocalHost implements Host {
   }
 
   async close(): Promise<void> {}
+
+  /**
+   * Runs the command on this terminal itself (stdio inherited, with the fixed environment of
+   * `exec`): it sets the terminal's modes and reads its size as any program does, so raw mode and
+   * window sizes are left to it. Ctrl-C goes to the command's process group, which this process
+   * shares: skiff's own SIGINT handlers are set aside while it runs, so the command decides what
+   * Ctrl-C does (a Python console stays open). SIGTERM, the deadline and `signal` end it.
+   */
+  async attach(command: Cmd, _t: Terminal, options: AttachOptions = {}): Promise<number | null> {
+    const limit = deadlineOf({ timeoutMs: options.timeoutMs ?? DEADLINE.none });
+    const { running: p } = await start({ argv: ['/bin/sh', '-c', renderForExec(command)], cwd: '/', env: baseEnv(), stdio: 'inherit' });
+    const saved = process.listeners('SIGINT');
+    process.removeAllListeners('SIGINT');
+    const ignoreInt = () => {};
+    process.on('SIGINT', ignoreInt);
+    const stop = () => p.child?.kill('SIGTERM');
+    options.signal?.addEventListener('abort', stop, { once: true });
+    let late = false;
+    const timer = limit === undefined ? undefined : setTimeout(() => ((late = true), stop()), limit);
+    try {
+      const o: ProcessOutput = await p;
+      if (late) throw new DeadlineError(this.name, command, limit ?? 0);
+      if (o.cause) throw o.cause;
+      return o.exitCode;
+    } finally {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', stop);
+      process.off('SIGINT', ignoreInt);
+      for (const l of saved) process.on('SIGINT', l as () => void);
+    }
+  }
 }
 
 /** Runs argv with this terminal as its stdio and the caller's whole environment; resolves to its exit code. */

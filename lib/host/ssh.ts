@@ -12,7 +12,7 @@ import ssh2 from 'ssh2';
 import type { ClientChannel, ClientErrorExtensions, ConnectConfig, ParsedKey, ServerHostKeyAlgorithm } from 'ssh2';
 import { quote, render, renderForExec, script, type Cmd } from '../core/cmd.ts';
 import { EXIT, RemoteCommandError, SkiffError } from '../core/errors.ts';
-import { DeadlineError, OutputBuffer, deadlineOf, type ExecOptions, type ExecResult, type Host, type PutOptions } from './host.ts';
+import { DEADLINE, DeadlineError, OutputBuffer, deadlineOf, type AttachOptions, type ExecOptions, type ExecResult, type Host, type PutOptions, type Terminal } from './host.ts';
 import { checkHostKey, fingerprint, hostName, keyTypeOf, knownKeyTypes, readKnownHosts, type KnownHost } from './known-hosts.ts';
 
 // ssh2 is CommonJS without static exports: Node refuses `import { Client } from 'ssh2'`.
@@ -281,6 +281,69 @@ export class SshHost implements Host {
       setTimeout(() => this.#client.destroy(), 2000).unref();
     });
     return this.#closing;
+  }
+
+  /**
+   * Runs the command with a pty of the terminal's size and type: the terminal goes raw, each key
+   * is sent as typed (Ctrl-C reaches the command, not skiff), the output comes back as the pty
+   * wrote it (stderr is in it), and a new window size follows. Raw mode is turned off however the
+   * session ends. Past the deadline, or on `signal`, the command gets SIGTERM and the channel closes.
+   */
+  async attach(command: Cmd, t: Terminal, options: AttachOptions = {}): Promise<number | null> {
+    const limit = deadlineOf({ timeoutMs: options.timeoutMs ?? DEADLINE.none });
+    const release = await this.#slots.take();
+    let cleanup = () => {};
+    try {
+      return await new Promise<number | null>((resolve, reject) => {
+        const fail = (reason: string) => reject(new SkiffError(`${this.name}: cannot run ${render(command)}: ${reason}`));
+        if (this.#closing || this.#lost) return fail('the connection is closed');
+        const open = (err: Error | undefined, channel: ClientChannel) => {
+          if (err) return fail(err.message);
+          let code: number | null = null;
+          let timer: NodeJS.Timeout | undefined;
+          const type = (b: Buffer | string) => channel.write(b);
+          const stopResize = t.onResize((rows, cols) => channel.setWindow(rows, cols, 0, 0));
+          const abort = () => {
+            signal(channel, 'TERM');
+            channel.close();
+          };
+          cleanup = () => {
+            clearTimeout(timer);
+            stopResize();
+            options.signal?.removeEventListener('abort', abort);
+            t.input.off('data', type);
+            t.input.pause();
+            t.raw(false);
+          };
+          channel.on('data', (b: Buffer) => t.write(b));
+          channel.stderr.on('data', (b: Buffer) => t.write(b));
+          channel.on('exit', (status: number | null) => (code = status));
+          channel.on('close', () => {
+            cleanup();
+            resolve(code);
+          });
+          if (limit !== undefined) {
+            timer = setTimeout(() => {
+              abort();
+              cleanup();
+              reject(new DeadlineError(this.name, command, limit));
+            }, limit);
+          }
+          options.signal?.addEventListener('abort', abort, { once: true });
+          t.raw(true);
+          t.input.on('data', type);
+          t.input.resume();
+        };
+        try {
+          this.#client.exec(renderForExec(command), { pty: { rows: t.rows, cols: t.cols, height: 0, width: 0, term: t.term } }, open);
+        } catch (e) {
+          fail((e as Error).message); // ssh2 throws when the socket is gone
+        }
+      });
+    } finally {
+      cleanup();
+      release();
+    }
   }
 
   async #run(command: Cmd, options: ExecOptions): Promise<RawResult> {

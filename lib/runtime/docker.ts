@@ -7,8 +7,9 @@
  */
 import type { Config } from '../config/config.ts';
 import { containerLogs, containerName, containerStatus, dockerAtBoot, runContainer, stopContainer, untagRelease } from '../commands/docker.ts';
-import { execInContainer } from '../commands/hooks.ts';
+import { hookInContainer } from '../commands/hooks.ts';
 import { removeReleases } from '../commands/release.ts';
+import { execInContainer } from '../commands/exec.ts';
 import { firstLine, SkiffError } from '../core/errors.ts';
 import { DEADLINE, type Host } from '../host/host.ts';
 import { buildImage, checkDockerfile } from '../ship/build.ts';
@@ -101,6 +102,14 @@ export const dockerRuntime = (cfg: Config): Runtime => {
     },
     logName: (_l, slot) => `docker logs ${name(slot)}`,
     // The slot's container runs the new image with the app's environment: the command runs there.
-    hookCommand: (_l, h) => execInContainer(name(h.slot), h.command, h.timeoutSeconds),
+    hookCommand: (_l, h) => hookInContainer(name(h.slot), h.command, h.timeoutSeconds),
+    // docker exec needs the container running; it has the app's environment and the image's WORKDIR.
+    execIn: async (host, _l, { slot }, words, tty) => {
+      const found = parseContainerStatus(name(slot), (await host.exec(containerStatus(name(slot)))).stdout);
+      if (found.state !== 'running') {
+        throw new SkiffError(`${host.name}: the live container ${name(slot)} is not running, so there is nothing to exec in: run \`npx tsx scripts/start.ts ${cfg.env}\` first`);
+      }
+      return execInContainer(name(slot), words, tty);
+    },
   };
 };

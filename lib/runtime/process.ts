@@ -6,6 +6,7 @@
 import type { Config } from '../config/config.ts';
 import { runHook } from '../commands/hooks.ts';
 import { removeReleases } from '../commands/release.ts';
+import { execInRelease } from '../commands/exec.ts';
 import { runBuild } from '../ship/build.ts';
 import { shipFolder } from '../ship/folder-ship.ts';
 import { pidfileSupervisor } from './pidfile.ts';
@@ -33,5 +34,8 @@ export const processRuntime = (cfg: Config): Runtime => ({
   removeReleases: async (host, l, ids) => {
     if (ids.length > 0) await host.exec(removeReleases(l, ids));
   },
+  // The folder and env file both supervisors start the slot with (lib/commands/supervisor.ts, systemd.ts).
+  execIn: async (_host, l, { release }, words) =>
+    execInRelease(l, { releaseDir: l.release(release.release), envFile: l.envOf(release.release), port: release.port, version: release.version, env: cfg.env }, words),
   ...(cfg.supervisor === 'systemd' ? systemdSupervisor(cfg) : pidfileSupervisor(cfg)),
 });

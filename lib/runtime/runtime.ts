@@ -10,6 +10,8 @@ import type { Host } from '../host/host.ts';
 import type { Cmd } from '../core/cmd.ts';
 import type { Layout } from '../core/paths.ts';
 import type { Shipped, ShipSpec } from '../ship/folder-ship.ts';
+import type { ExecWords } from '../commands/exec.ts';
+import type { SlotState } from '../state/state.ts';
 import { dockerRuntime } from './docker.ts';
 import { processRuntime } from './process.ts';
 
@@ -107,6 +109,12 @@ export interface Runtime {
   hookCommand(l: Layout, spec: HookRequest): Cmd;
   /** Where a slot's log is, for status. */
   logName(l: Layout, slot: string): string;
+  /**
+   * The command that runs `words` in the live release with the app's environment (`exec`): in its
+   * folder with its env file (process), or in its running container (docker; refused when it does
+   * not run). `tty`: the session has a terminal.
+   */
+  execIn(host: Host, l: Layout, live: { readonly slot: string; readonly release: SlotState }, words: ExecWords, tty: boolean): Promise<Cmd>;
 }
 
 /** What a supervisor does for the process runtime (pidfile or systemd). */

@@ -38,8 +38,10 @@ mkdir -p "$dir/root"
 if ! mountpoint -q "$dir/root"; then
   mount -t tmpfs -o "size=$2" tmpfs "$dir/root" || { echo "cannot mount a tmpfs of $2 at $dir/root (root needed)" >&2; exit 1; }
 fi
-setsid dockerd --data-root "$dir/root" --exec-root "$dir/exec" -H "$DOCKER_HOST" --pidfile "$dir/docker.pid" \
-  --bridge=none --iptables=false --ip-forward=false </dev/null >"$dir/dockerd.log" 2>&1 &
+# Only its own descriptors: an inherited one (a caller's flock) would be held as long as dockerd runs.
+(for fd in /proc/self/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null
+ exec setsid dockerd --data-root "$dir/root" --exec-root "$dir/exec" -H "$DOCKER_HOST" --pidfile "$dir/docker.pid" \
+  --bridge=none --iptables=false --ip-forward=false </dev/null >"$dir/dockerd.log" 2>&1) &
 for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
 docker info >/dev/null 2>&1 || { echo "the second dockerd did not start: $(tail -n 3 "$dir/dockerd.log")" >&2; exit 1; }
 echo "docker host ready: $sock ($2)"

@@ -13,7 +13,10 @@ if ! command -v dockerd >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq docker.io >/dev/null
 fi
 if ! docker info >/dev/null 2>&1; then
-  setsid dockerd --bridge=none --iptables=false --ip-forward=false </dev/null >/tmp/skiff-dockerd.log 2>&1 &
+  # Only its own descriptors: an inherited one (a caller's flock of /tmp/skiff-e2e.lock) would be
+  # held as long as dockerd runs, and every later test run would wait for it for ever.
+  (for fd in /proc/self/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null
+   exec setsid dockerd --bridge=none --iptables=false --ip-forward=false </dev/null >/tmp/skiff-dockerd.log 2>&1) &
   for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || { echo "dockerd did not start: $(tail -n 3 /tmp/skiff-dockerd.log)" >&2; exit 1; }
 fi

@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cacheKeys, execInContainer, parseCacheKeys, reuseFolders, runHook } from '../../lib/commands/hooks.ts';
+import { cacheKeys, hookInContainer, parseCacheKeys, reuseFolders, runHook } from '../../lib/commands/hooks.ts';
 import { renderEnvFile } from '../../lib/config/appenv.ts';
 import { render, renderForExec, Secret, type Cmd } from '../../lib/core/cmd.ts';
 import { ConfigError } from '../../lib/core/errors.ts';
@@ -50,8 +50,8 @@ describe('hook builders: every value one quoted word', () => {
     ]);
     expect(argsOf(c)).toEqual(['/srv/r', 'pip install -r requirements.txt', '.venv', '2', 'requirements.txt', 'constraints file.txt', 'node_modules', '1', 'package-lock.json']);
   });
-  it('execInContainer: docker exec in the slot container under timeout', () => {
-    expect(render(execInContainer('hello-staging-green', 'alembic upgrade head; echo "$X"', 60))).toBe(
+  it('hookInContainer: docker exec in the slot container under timeout', () => {
+    expect(render(hookInContainer('hello-staging-green', 'alembic upgrade head; echo "$X"', 60))).toBe(
       `sh -c 'exec timeout -k "$3" "$2" docker exec "$1" sh -c "$4" </dev/null 2>&1' sh hello-staging-green 60 10 'alembic upgrade head; echo "$X"'`,
     );
   });
