@@ -106,11 +106,14 @@ const onFirstHost = async ({ args: [target = ''], flags, task }: TaskContext, re
 const migrate = async (ctx: TaskContext): Promise<number> => {
   const target = ctx.args[0] ?? '';
   const { loadConfig } = await import('./lib/config/config.ts');
-  const command = loadConfig(target).migrate;
+  const cfg = loadConfig(target);
+  const command = cfg.migrate;
   if (!command) {
     throw new UsageError(`db:migrate: DEPLOY_MIGRATE is not set for ${target}: set it in env/${target}.env to the migration command (e.g. DEPLOY_MIGRATE=alembic upgrade head)`);
   }
-  return onFirstHost(ctx, ['--', command]);
+  // The deadline a deploy gives it; like exec it takes no deploy lock (docs/exec.md#dbmigrate).
+  const timeout = ctx.flags.includes('--timeout') ? [] : ['--timeout', String(cfg.migrateTimeoutSeconds)];
+  return onFirstHost(ctx, [...timeout, '--', command]);
 };
 
 /** stop (it drains for DEPLOY_DRAIN_SECONDS), then start and its health check; start takes no --yes. */

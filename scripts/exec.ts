@@ -20,7 +20,7 @@ await runMain(
     const w = execWords(words);
     if (!w && !flags.db) throw UsageErrorFor(`exec needs a command after --: e.g. npx tsx scripts/exec.ts ${env} -- ls -la`);
     if (flags.tty && !process.stdin.isTTY) throw UsageErrorFor('--tty needs a terminal on stdin: run exec without --tty, or from a terminal');
-    const seconds = flags.timeout === undefined ? (flags.tty ? 0 : 3600) : Number(flags.timeout);
+    const seconds = flags.timeout === undefined ? (flags.tty ? 0 : 3600) : /^\d{1,7}$/.test(flags.timeout) ? Number(flags.timeout) : Number.NaN;
     if (!Number.isInteger(seconds) || seconds < 0 || seconds > 2_000_000) throw UsageErrorFor(`--timeout takes whole seconds (0: no deadline), not ${JSON.stringify(flags.timeout)}`);
     const timeoutMs = seconds === 0 ? Number.POSITIVE_INFINITY : seconds * 1000;
 

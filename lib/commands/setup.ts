@@ -2,7 +2,7 @@
  * Builders for `setup`: one read-only command that tells what a host has (`hostFacts`), and the
  * changes setup makes, each idempotent, those that need root run through `asRoot`.
  */
-import { render, script, type Cmd } from '../core/cmd.ts';
+import { quote, render, script, type Cmd } from '../core/cmd.ts';
 
 /** Where setup persists the kernel settings skiff needs. */
 export const SYSCTL_FILE = '/etc/sysctl.d/60-skiff.conf';
@@ -133,8 +133,8 @@ export const certbotObtain = (a: {
 }): Cmd =>
   script(
     [
-      'name=$1 webroot=$2 email=$3 server=$4 caroot=$5 ncmd=$6',
-      'set -- certonly --non-interactive --agree-tos --webroot -w "$webroot" -d "$name" --cert-name "$name" --deploy-hook "$ncmd -t -q && $ncmd -s reload"',
+      'name=$1 webroot=$2 email=$3 server=$4 caroot=$5 hook=$6',
+      'set -- certonly --non-interactive --agree-tos --webroot -w "$webroot" -d "$name" --cert-name "$name" --deploy-hook "$hook"',
       'if [ -n "$email" ]; then set -- "$@" -m "$email"; else set -- "$@" --register-unsafely-without-email; fi',
       'if [ -n "$server" ]; then set -- "$@" --server "$server"; fi',
       'if [ -n "$caroot" ]; then export REQUESTS_CA_BUNDLE="$caroot"; fi',
@@ -149,5 +149,14 @@ export const certbotObtain = (a: {
     a.email ?? '',
     a.server ?? '',
     a.caRoot ?? '',
-    a.nginxCmd,
+    certbotHook(a.nginxCmd),
   );
+
+/**
+ * The command certbot runs (with a shell, as root) after each renewal: DEPLOY_NGINX_CMD split into
+ * words as the nginx driver runs it (no globbing), each word quoted, then `-t -q` and `-s reload`.
+ */
+export const certbotHook = (nginxCmd: string): string => {
+  const words = nginxCmd.trim().split(/\s+/).map(quote).join(' ');
+  return `${words} -t -q && ${words} -s reload`;
+};

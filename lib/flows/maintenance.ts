@@ -19,8 +19,10 @@ export interface MaintenanceFacts {
   readonly driver: MaintenanceDriver;
   /** The live slot and its release. */
   readonly live: { readonly slot: string; readonly release: SlotState };
-  /** The record as it was: undefined while maintenance is off. */
+  /** The record as it was: undefined while maintenance is off, or when it is damaged. */
   readonly before: MaintenanceRecord | undefined;
+  /** The record on the host could not be read: `on` writes a new one, `off` removes it. */
+  readonly damaged: boolean;
 }
 
 /** How many times the page (or the app, after `off`) is asked for through the proxy, 200 ms apart. */
@@ -42,9 +44,13 @@ export const maintenancePreflight = async (s: Session): Promise<MaintenanceFacts
   if (driver.problem) throw new SkiffError(`${driver.problem} (docs/maintenance.md)`, EXIT.usage);
   const live = liveSlot(await readState(host, l));
   if (!live) throw new NotDeployedError(cfg.env, host.name);
-  const before = await readMaintenance(host, l);
+  // A damaged record is what on and off are there to mend: they write a new one, or remove it.
+  const read = await readMaintenance(host, l).then(
+    (record) => ({ before: record, damaged: false }),
+    () => ({ before: undefined, damaged: true }),
+  );
   await proxy.check(host);
-  return { driver, live, before };
+  return { driver, live, ...read };
 };
 
 /** The page answers through the proxy: a 503 with this Retry-After (a few tries: nginx's new workers take a moment). */
@@ -115,9 +121,9 @@ export const turnOn = async (s: Session, facts: MaintenanceFacts, page: PageSett
  */
 export const turnOff = async (s: Session, facts: MaintenanceFacts): Promise<string> => {
   const { host, l, cfg } = s;
-  const { driver, live, before } = facts;
+  const { driver, live, before, damaged } = facts;
   const { release, version, port } = live.release;
-  if (!before && !(await driver.serving(host))) return 'maintenance is off already; nothing changed';
+  if (!before && !damaged && !(await driver.serving(host))) return 'maintenance is off already; nothing changed';
   const direct = (await host.exec(probeHealth(port, cfg.health.path, 5), { check: false, timeoutMs: 30_000 })).stdout.trim();
   if (!isOkStatus(direct)) {
     throw new SkiffError(

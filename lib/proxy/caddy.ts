@@ -207,9 +207,11 @@ export const prefixOfRoute = (route: unknown): string => {
   const paths = at(firstMatch(route), 'path');
   return Array.isArray(paths) && typeof paths[0] === 'string' ? paths[0] : '';
 };
-/** skiff's route of an env (not its handlers' route), by its @id. */
+/** The routes that go right before an env's route and belong to it: its handlers and its maintenance page. */
+const COMPANIONS = ['-handlers', '-maintenance'] as const;
+/** skiff's route of an env (not its handlers' or maintenance page's route), by its @id. */
 const isSkiffRoute = (route: unknown): route is Obj =>
-  isObj(route) && typeof route['@id'] === 'string' && route['@id'].startsWith('skiff-') && !route['@id'].endsWith('-handlers');
+  isObj(route) && typeof route['@id'] === 'string' && route['@id'].startsWith('skiff-') && !COMPANIONS.some((c) => String(route['@id']).endsWith(c));
 
 /** The route of another env of skiff's on the same host: its @id, prefix and the ports its server listens on. */
 interface Neighbour {
@@ -281,8 +283,10 @@ export const insertionIndex = (routes: readonly unknown[], cfg: Config): number 
   let after = 0;
   for (const [i, r] of routes.entries()) {
     if (!isSkiffRoute(r) || r['@id'] === caddyIds(cfg).route || !hostsOf(r).includes(host)) continue;
-    const before = routes[i - 1];
-    const start = i > 0 && isObj(before) && before['@id'] === `${String(r['@id'])}-handlers` ? i - 1 : i;
+    // Before the env's companions too: its headers and its maintenance page stay with its route.
+    const companions = new Set(COMPANIONS.map((c) => `${String(r['@id'])}${c}`));
+    let start = i;
+    while (start > 0 && isObj(routes[start - 1]) && companions.has(String(at(routes[start - 1], '@id')))) start -= 1;
     if (prefixOfRoute(r).length < mine) return start;
     after = i + 1;
   }

@@ -117,9 +117,9 @@ export const nginxMaintenanceProblem = (cfg: Config): string | undefined =>
   NGINX_UNSAFE_PATH.test(cfg.nginxConfDir) ? `DEPLOY_NGINX_CONF_DIR ${cfg.nginxConfDir} holds one of * ? [ ] " \\ $, which nginx would read as syntax: use a plain folder path` : undefined;
 
 /**
- * The line skiff's server block carries: it includes the snippet while it exists. The last letter as
- * a one-letter class makes the include a glob, and a glob that matches nothing is no error in nginx,
- * so the server block stays valid while maintenance is off (the file is absent).
+ * The line each location of the env's route file carries: it includes the snippet while it exists.
+ * The last letter as a one-letter class makes the include a glob, and a glob that matches nothing is
+ * no error in nginx, so the route stays valid while maintenance is off (the file is absent).
  */
 export const nginxMaintenanceInclude = (cfg: Config): string[] => {
   if (nginxMaintenanceProblem(cfg)) return [];
@@ -127,7 +127,11 @@ export const nginxMaintenanceInclude = (cfg: Config): string[] => {
   return [`    include "${file.slice(0, -1)}[${file.slice(-1)}]";`];
 };
 
-/** The snippet: at server level, so `return` answers every request before any location is chosen. */
+/**
+ * The snippet, included in the env's locations: `return` answers every request of the env's prefix
+ * before it is proxied (other envs on the site are untouched); its `add_header` lines join the
+ * route's own security headers, which sit at the same level.
+ */
 export const nginxMaintenanceSnippet = (cfg: Config, message: string, retryAfter: number): string =>
   [
     `# written by skiff: the maintenance page of ${cfg.app.name} ${cfg.env}; \`npx tsx scripts/maintenance.ts ${cfg.env} off\` removes it`,

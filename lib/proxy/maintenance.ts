@@ -2,7 +2,7 @@
  * The maintenance page through each proxy (scripts/maintenance.ts): a 503 with Retry-After in front
  * of skiff's route, while the slots behind it stay reachable directly for skiff's own health checks.
  * - Caddy: a `static_response` route with its own @id, right before skiff's route, through the admin API.
- * - nginx: a snippet file skiff owns, which skiff's server block includes while it exists; `nginx -t`, reload.
+ * - nginx: a snippet file skiff owns, which the env's locations include while it exists; `nginx -t`, reload.
  * - HAProxy: a map skiff owns, read by a rule in skiff's frontend; changed through the runtime API,
  *   with no reload, and written to its file so a reload or restart keeps it.
  * `keepingMaintenance` wraps a driver so that every switch (deploy, rollback, start putting back a
@@ -257,7 +257,9 @@ export const keepingMaintenance = (proxy: Proxy, cfg: Config, clock: Clock): Pro
     current: (host) => proxy.current(host),
     async switchTo(host, port) {
       await proxy.switchTo(host, port);
-      const record = await readMaintenance(host, l);
+      // The switch has happened: a damaged record must not undo it. The page is left as the switch
+      // left it; `status` and `maintenance on|off` name the record and mend it.
+      const record = await readMaintenance(host, l).catch(() => undefined);
       if (record && page && !page.problem) await page.apply(host, record);
     },
   };

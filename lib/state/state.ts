@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { appendLine } from '../commands/release.ts';
 import { SkiffError } from '../core/errors.ts';
+import { isReleaseId } from '../release/version.ts';
 import type { Host } from '../host/host.ts';
 import type { Layout } from '../core/paths.ts';
 
@@ -83,7 +84,8 @@ export const liveSlot = (state: HostState | undefined): { readonly slot: string;
 };
 
 const slotSchema = z.object({
-  release: z.string().min(1),
+  // The folder name under releases/: a record on the host never names a path of its own.
+  release: z.string().refine(isReleaseId, 'a release id (YYYYMMDD-HHMMSS-version)'),
   version: z.string().min(1),
   port: z.number().int().min(1).max(65535),
   start: z.string(),

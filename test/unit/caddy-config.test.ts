@@ -20,6 +20,7 @@ import {
   caddyRoute,
   caddyRoutes,
   caddyServer,
+  caddyConflict,
   planCaddy,
   type CaddyOp,
 } from '../../lib/proxy/caddy.ts';
@@ -537,6 +538,19 @@ describe('several envs on one host: routes by path prefix', () => {
     host.changes.length = 0;
     await deploy(host, cfgs.api as ReturnType<typeof env>, 3002);
     expect(host.changes).toEqual(['PATCH /id/skiff-hello-api/handle/0/upstreams']);
+  });
+
+  it("an env's maintenance route is its own: no conflict with itself, and another env goes before all of it", async () => {
+    const host = fakeCaddy(ADMIN_ONLY);
+    const front = env('front', 'http://example.com');
+    await deploy(host, front);
+    const list = routes(host);
+    const at0 = list.findIndex((r) => r['@id'] === 'skiff-hello-front');
+    list.splice(at0, 0, { '@id': 'skiff-hello-front-maintenance', match: list[at0]?.match, handle: [{ handler: 'static_response', status_code: 503 }], terminal: true });
+    expect(caddyConflict(host.root.config, front)).toBeUndefined();
+    await deploy(host, front, 3002);
+    await deploy(host, env('api', 'http://example.com/api'));
+    expect(routes(host).map((r) => r['@id'])).toEqual(['skiff-hello-api-handlers', 'skiff-hello-api', 'skiff-hello-front-handlers', 'skiff-hello-front-maintenance', 'skiff-hello-front']);
   });
 
   it('a changed prefix moves the route to the place of its new prefix', async () => {

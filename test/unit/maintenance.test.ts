@@ -241,6 +241,18 @@ describe('maintenance on a host (nginx, against the recording host)', () => {
     expect(auditAppended(host)).toEqual(['maintenance off']);
   });
 
+  it('a damaged record is mended by off (removed) and by on (written anew), not refused by them', async () => {
+    const off = nginxSession([], { [RECORD]: '{"message": "cut sh', [SNIPPET]: 'old' });
+    const facts = await maintenancePreflight(off.session);
+    expect(facts).toMatchObject({ before: undefined, damaged: true });
+    expect(await turnOff(off.session, facts)).toMatch(/^maintenance off: /);
+    expect(off.host.files.has(RECORD)).toBe(false);
+    expect(off.host.files.has(SNIPPET)).toBe(false);
+    const on = nginxSession([], { [RECORD]: 'not json' });
+    await turnOn(on.session, await maintenancePreflight(on.session), page);
+    expect(JSON.parse(on.host.files.get(RECORD)?.content.toString() ?? '{}')).toMatchObject({ message: 'Back soon', retryAfter: 120 });
+  });
+
   it('off refuses while the live release does not answer: nothing changes, maintenance stays on', async () => {
     const record = JSON.stringify({ ...page, since: '2026-12-01T09:00:00.000Z', by: 'ops@there' });
     const { session, host } = nginxSession([when('url="http://127.0.0.1:$1$2"', ok('000'))], { [RECORD]: record, [SNIPPET]: 'old' });

@@ -1,6 +1,7 @@
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { render } from '../../lib/core/cmd.ts';
-import { asRoot, certbotObtain, hostFacts } from '../../lib/commands/setup.ts';
+import { asRoot, certbotHook, certbotObtain, hostFacts } from '../../lib/commands/setup.ts';
 import { applySetup, parseFacts, planSetup, toolsFor, type Facts } from '../../lib/flows/setup.ts';
 import { testConfig } from '../support/flow-ctx.ts';
 import { anything, failed, RecordingHost, when } from '../support/recording-host.ts';
@@ -111,10 +112,17 @@ describe('planSetup: certbot for nginx', () => {
     expect(kinds({ ...READY, uid: '1000', user: 'deploy', sudo: 'no', tls_cert: 'no', tls_key: 'no' }, cfg).find((k) => k.includes('tls:'))).toMatch(/^fail: tls: obtain .*: needs root/);
   });
   it('runs certbot non-interactively, every value quoted, the hook kept for this name only', () => {
-    const text = render(certbotObtain({ name: 'app.example.com', webroot: '/var/www/my html', email: undefined, server: 'https://ca.example/dir', caRoot: '/etc/ca.pem', nginxCmd: "nginx -p '/x y'" }));
-    expect(text).toContain('certonly --non-interactive --agree-tos --webroot -w "$webroot" -d "$name" --cert-name "$name" --deploy-hook "$ncmd -t -q && $ncmd -s reload"');
+    const text = render(certbotObtain({ name: 'app.example.com', webroot: '/var/www/my html', email: undefined, server: 'https://ca.example/dir', caRoot: '/etc/ca.pem', nginxCmd: 'nginx -p /x' }));
+    expect(text).toContain('certonly --non-interactive --agree-tos --webroot -w "$webroot" -d "$name" --cert-name "$name" --deploy-hook "$hook"');
     expect(text).toContain('--register-unsafely-without-email');
-    expect(text).toMatch(/ app\.example\.com '\/var\/www\/my html' '' https:\/\/ca\.example\/dir \/etc\/ca\.pem 'nginx -p '\\''\/x y'\\'''$/);
+    expect(text).toMatch(/ app\.example\.com '\/var\/www\/my html' '' https:\/\/ca\.example\/dir \/etc\/ca\.pem 'nginx -p \/x -t -q && nginx -p \/x -s reload'$/);
+  });
+  it("the renewal hook runs DEPLOY_NGINX_CMD's words as the driver does: shell syntax in them stays inert", () => {
+    expect(certbotHook('nginx')).toBe('nginx -t -q && nginx -s reload');
+    const hook = certbotHook('nginx -c /etc/my;touch$(id).conf');
+    expect(hook).toBe("nginx -c '/etc/my;touch$(id).conf' -t -q && nginx -c '/etc/my;touch$(id).conf' -s reload");
+    const out = execFileSync('sh', ['-c', hook.replaceAll('nginx ', 'printf "[%s]" ')]).toString();
+    expect(out).toBe('[-c][/etc/my;touch$(id).conf][-t][-q][-c][/etc/my;touch$(id).conf][-s][reload]');
   });
 });
 

@@ -197,7 +197,7 @@ describe('parseState', () => {
     app: 'hello',
     env: 'local',
     live: 'blue',
-    slots: { blue: { release: 'r1', version: '1.0.0', port: 8001, start: 'node server.js', startedAt: '2026-11-22T23:45:12.000Z' } },
+    slots: { blue: { release: '20261122-234512-1.0.0', version: '1.0.0', port: 8001, start: 'node server.js', startedAt: '2026-11-22T23:45:12.000Z' } },
     updatedAt: '2026-11-22T23:45:12.000Z',
   };
 
@@ -220,6 +220,7 @@ describe('parseState', () => {
     ['a slot without its port', JSON.stringify({ ...state, slots: { blue: { ...state.slots.blue, port: undefined } } }), 'slots.blue.port: Invalid input: expected number, received undefined'],
     ['a port out of range', JSON.stringify({ ...state, slots: { blue: { ...state.slots.blue, port: 70000 } } }), 'slots.blue.port: Too big: expected number to be <=65535'],
     ['a live slot with no entry', JSON.stringify({ ...state, live: 'green' }), 'live: the live slot has no entry in slots'],
+    ['a release that names a path', JSON.stringify({ ...state, slots: { blue: { ...state.slots.blue, release: '../../etc' } } }), 'slots.blue.release: a release id (YYYYMMDD-HHMMSS-version)'],
   ])('%s is damaged, never read as nothing deployed', (_name, text, problem) => {
     const error = thrown(() => parseState(text));
     expect(error).toBeInstanceOf(StateDamagedError);
