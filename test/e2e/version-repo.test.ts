@@ -5,7 +5,7 @@
  * the app's repository, and beside a repository whose subfolder is the app.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -46,7 +46,9 @@ const makeLayout = (skiffAt: (app: Repo, dir: string) => string, opts: { version
   const dir = mkdtempSync(join(tmpdir(), 'skiff-version-repo-'));
   const deployPath = join(dir, 'srv');
   cleanups.push(() => {
-    for (const pid of pidsWithMarker(deployPath)) process.kill(pid, 'SIGKILL');
+    // The envs deploy into folders of srv/ (srv/local, srv/web): their slots carry those paths.
+    const envDirs = existsSync(deployPath) ? readdirSync(deployPath).map((e) => join(deployPath, e)) : [];
+    for (const pid of [deployPath, ...envDirs].flatMap(pidsWithMarker)) process.kill(pid, 'SIGKILL');
     rmSync(dir, { recursive: true, force: true });
     app.cleanup();
   });
