@@ -271,18 +271,27 @@ export const unitLog = (unit: string, lines: number, follow: boolean): Cmd =>
   );
 
 /**
- * When the host last booted, in seconds since the epoch: when its PID 1 started (the kernel's boot
- * time plus PID 1's start in clock ticks), which is also right in a container. Prints nothing when
- * it cannot be told.
+ * When the host last booted, in seconds since the epoch to the millisecond: when its PID 1 started
+ * (now, less the uptime, plus PID 1's start in clock ticks after the kernel's boot), which is also
+ * right in a container. The kernel's own btime is whole seconds, too coarse to tell a release started
+ * in the second of the boot from one started just before it; it is the answer only where `date`
+ * has no fractions. Prints nothing when it cannot be told.
  */
 export const bootedAt = (): Cmd =>
   script(
     [
-      'btime=$(awk \'$1 == "btime" { print $2 }\' /proc/stat 2>/dev/null)',
       'ticks=$(getconf CLK_TCK 2>/dev/null || echo 100)',
       // Field 22 of stat is the start time; the command name (field 2) may hold spaces, so count after its ")".
       'start=$(sed \'s/.*) //\' /proc/1/stat 2>/dev/null | cut -d" " -f20)',
-      '[ -n "$btime" ] && [ -n "$start" ] && echo $(( btime + start / ticks ))',
+      '[ -n "$start" ] || exit 0',
+      'now=$(date +%s.%N 2>/dev/null)',
+      'case $now in *.[0-9]*) ;; *) now=; esac',
+      'if [ -n "$now" ]; then',
+      '  LC_ALL=C awk -v now="$now" -v s="$start" -v t="$ticks" \'{ printf "%.3f\\n", now - $1 + s / t }\' /proc/uptime 2>/dev/null',
+      'else',
+      '  btime=$(awk \'$1 == "btime" { print $2 }\' /proc/stat 2>/dev/null)',
+      '  [ -n "$btime" ] && echo $(( btime + start / ticks ))',
+      'fi',
       'exit 0',
     ].join('\n'),
   );
