@@ -28,7 +28,8 @@ await runMain(specs['deploy-group'], async ({ args: [name], flags }) => {
   const { servingLine: observe } = await import('../lib/flows/status.ts');
   const { releaseId } = await import('../lib/release/version.ts');
   const now = new Date();
-  const plan = flags.rollback ? await g.planGroupRollback(group, runs) : undefined;
+  const closeAll = () => Promise.all(runs.map((r) => r.close()));
+  const plan = flags.rollback ? await g.planGroupRollback(group, runs).catch(async (error: unknown) => Promise.reject((await closeAll(), error))) : undefined;
   const services = runs.map((run, i) => {
     const env = group.envs[i] as string; // one run per env, in order
     const going = plan?.going[i] ?? { action: 'deploy', id: releaseId(now, run.version), version: run.version, gitSha: run.gitSha, start: run.cfg.start } as const;

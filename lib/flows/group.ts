@@ -403,7 +403,14 @@ export const groupRollbackTasks = (services: readonly Service[], o: GroupOptions
   const observe = o.observe ? { observe: o.observe } : {};
   const backwards = [...services].reverse().flatMap((s) => s.ctxs);
   return [
-    onEachHost(all, `Check ${services.map((s) => s.env).join(', ')}`, (c) => d.preflight(c)),
+    onEachHost(all, `Check ${services.map((s) => s.env).join(', ')}`, async (c) => {
+      await d.preflight(c);
+      // Read again under the lock: a service deployed alone since the plan was made is not taken back.
+      const live = c.run.previous?.slot.release;
+      if (live !== liveBefore.get(c)) {
+        throw new SkiffError(`${c.host.name} serves ${live ?? 'nothing'} now, not ${liveBefore.get(c) ?? 'nothing'} of the group's last deploy: it changed since; run the rollback again`, 2);
+      }
+    }),
     onEachHost(
       all,
       'Start each earlier release and check its health',

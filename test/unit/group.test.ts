@@ -241,3 +241,29 @@ describe('a group deploy against recording hosts', () => {
     ]);
   });
 });
+
+describe('a group deploy in a dry run', () => {
+  it('checks every service and starts, switches and stops nothing', async () => {
+    const api = service('api', A_API);
+    const web = service('web', A_WEB);
+    const services = [api, web].map((s) => ({ env: s.env, ctxs: withRun(asService(s.env, [s.f.session]), going) }));
+    await runTasks(groupDeployTasks(services, { dryRun: true, noBuild: true }));
+    for (const s of [api, web]) {
+      expect(s.f.switches).toEqual([]);
+      expect(s.f.host.commands.filter((c) => c.includes(CMD.start) || c.includes(CMD.stop))).toEqual([]);
+      // It asked each host what it has (its tools, state.json) like a deploy's preflight.
+      expect(s.f.host.commands.some((c) => c.includes(CMD.tools))).toBe(true);
+    }
+  });
+
+  it('a group rollback stops when a service changed since it was planned (deployed alone)', async () => {
+    const api = service('api', DEPLOY_ID);
+    const web = service('web', '20261202-100000-1.3.0');
+    const services = [api, web].map((s, i) => ({ env: s.env, ctxs: withRun(asService(s.env, [s.f.session]), { ...going, action: 'rollback' as const, id: [A_API, A_WEB][i] ?? '' }) }));
+    const live = new Map(services.flatMap((s) => s.ctxs.map((c) => [c, DEPLOY_ID] as const)));
+    const error = await runTasks(groupRollbackTasks(services, { dryRun: false }, live)).catch((e: unknown) => e);
+    expect((error as Error).message).toContain(`web serves 20261202-100000-1.3.0 now, not ${DEPLOY_ID} of the group's last deploy: it changed since; run the rollback again`);
+    expect((error as SkiffError).exitCode).toBe(2);
+    expect([...api.f.switches, ...web.f.switches]).toEqual([]);
+  });
+});
