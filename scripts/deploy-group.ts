@@ -48,7 +48,10 @@ await runMain(specs['deploy-group'], async ({ args: [name], flags }) => {
       ...steps,
       g.recordTask(all, () => (plan ? { ...plan.record, rolledBackAt: new Date().toISOString() } : g.deployRecord(group, id, services, new Date().toISOString(), all[0]?.who ?? ''))),
     ]);
-    for (const s of services) await s.run.doneServing(s.ctxs, `${plan ? `rolled ${s.env} back to` : `deployed ${s.run.version} (release`} ${s.ctxs[0]?.run.id}${plan ? '' : ')'} as part of ${group.name}: ${s.run.url}`);
+    for (const s of services) {
+      const id = s.ctxs[0]?.run.id ?? '';
+      await s.run.doneServing(s.ctxs, `${plan ? `rolled ${s.env} back to ${id}` : `deployed ${s.env} ${s.run.version} (release ${id})`} with group ${group.name}: ${s.run.url}`);
+    }
     if (flags.json) {
       const result = {
         action: plan ? 'rollback-group' : 'deploy-group',

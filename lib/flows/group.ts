@@ -13,7 +13,7 @@ import type { ListrTask, ListrTaskWrapper } from 'listr2';
 import type { Config } from '../config/config.ts';
 import { ENV_NAME } from '../config/env-files.ts';
 import type { Cmd } from '../core/cmd.ts';
-import { firstLine, SkiffError, UsageError } from '../core/errors.ts';
+import { EXIT, firstLine, SkiffError, UsageError } from '../core/errors.ts';
 import type { ExecOptions, ExecResult, Host, PutOptions } from '../host/host.ts';
 import { onEachHost } from '../cli/run.ts';
 import { publicHost, publicPort, publicPrefix } from '../proxy/route.ts';
@@ -137,7 +137,11 @@ export class ServiceHost implements Host {
 
 /** The sessions of a service with its hosts named after it. */
 export const asService = <S extends Session>(env: string, sessions: readonly S[]): S[] =>
-  sessions.map((s) => ({ ...s, host: new ServiceHost(s.host, sessions.length > 1 ? `${env} on ${s.host.name}` : env) }));
+  sessions.map((s) => {
+    const name = sessions.length > 1 ? `${env} on ${s.host.name}` : env;
+    // Its progress lines name it too: without a terminal, lines of services at work at once interleave.
+    return { ...s, host: new ServiceHost(s.host, name), logTo: (sink: (line: string) => void) => s.logTo((line) => sink(`${name}: ${line}`)) };
+  });
 
 /** One service of a group run: its env and one context per host. */
 export interface Service {
@@ -518,7 +522,7 @@ export const runGroupTasks = async (all: readonly DeployCtx[], tasks: readonly L
       task: async (c: object, w: ListrTaskWrapper<object, never, never>) => {
         for (const each of all) {
           each.logTo((line) => {
-            w.output = `${each.host.name}: ${line}`;
+            w.output = line;
           });
         }
         try {
@@ -535,6 +539,30 @@ export const runGroupTasks = async (all: readonly DeployCtx[], tasks: readonly L
   try {
     await list.run({});
   } catch (error) {
-    throw failure ?? error;
+    const first = failure ?? error;
+    // A failed run (exit 1) ends with its verdict on the whole group, from what each host is seen to serve.
+    if (first instanceof Error && (first instanceof SkiffError ? first.exitCode : EXIT.failed) === EXIT.failed) first.message += `\n  ${await verdict(all)}`;
+    throw first;
   }
+};
+
+/** After a failed group run: whether every service serves, healthy, the release it served before the run. */
+export const verdict = async (all: readonly DeployCtx[]): Promise<string> => {
+  const { observeServing } = await import('./status.ts');
+  const back = await Promise.all(
+    all.map(async (c) => {
+      let before: string | undefined;
+      try {
+        before = c.run.previous?.slot.release;
+      } catch {
+        return true; // it failed before its plan was made: nothing on it changed
+      }
+      if (before === undefined) return true; // it served nothing before this run
+      const seen = await observeServing(c);
+      return seen.healthy && seen.release === before;
+    }),
+  );
+  return back.every(Boolean)
+    ? 'every service of the group is back on the release it served before'
+    : `not every service is back on the release it served before: check each with \`npx tsx scripts/status.ts <env>\``;
 };

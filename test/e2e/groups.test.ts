@@ -79,7 +79,8 @@ describe('a group of two services behind one Caddy', () => {
     s.setVersion('1.0.1');
     const again = await s.run('deploy-group', ['shop']);
     expect(again.code, again.stderr).toBe(0);
-    expect(again.stdout).toMatch(/deployed 1\.0\.1 \(release \S+\) as part of shop/);
+    expect(again.stdout).toMatch(/deployed web 1\.0\.1 \(release \S+\) with group shop: /);
+    expect(again.stdout).toMatch(/deployed api 1\.0\.1 \(release \S+\) with group shop: http:\/\/127\.0\.0\.1:19200\/api/);
     expect(await webText()).toBe('hello 1.0.1 (web)');
     expect(await apiVersion()).toBe('1.0.1');
   });
@@ -96,6 +97,7 @@ describe('a group of two services behind one Caddy', () => {
     const error = errorOf(r.stderr);
     expect(error).toMatch(/^error: api: /);
     expect(error).toContain('undone on web');
+    expect(error.trim().split('\n').at(-1)?.trim()).toBe('every service of the group is back on the release it served before');
     expect(error).toMatch(/web serves 1\.0\.1 \(release \S+\), healthy through caddy/);
     expect(await webText()).toBe('hello 1.0.1 (web)');
     expect(await apiVersion()).toBe('1.0.1');
@@ -115,6 +117,7 @@ describe('a group of two services behind one Caddy', () => {
     const error = errorOf(r.stderr);
     expect(error).toMatch(/^error: api: .*through the proxy; switched back/);
     expect(error).toContain('undone on web');
+    expect(error.trim().split('\n').at(-1)?.trim()).toBe('every service of the group is back on the release it served before');
     expect(error).toMatch(/web serves 1\.0\.1 \(release \S+\), healthy through caddy/);
     expect(await webText()).toBe('hello 1.0.1 (web)');
     expect(await apiVersion()).toBe('1.0.1');

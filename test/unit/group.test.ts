@@ -19,6 +19,7 @@ import {
   type Group,
   type GroupRecord,
   type Service,
+  verdict,
 } from '../../lib/flows/group.ts';
 import { withRun, type Going } from '../../lib/flows/session.ts';
 import { CMD, DEPLOY_ID, flowSession, forPort, hostState, slot, testConfig, thrown, historyAppended, type FlowSession } from '../support/flow-ctx.ts';
@@ -177,7 +178,8 @@ describe('a group deploy against recording hosts', () => {
   it('web fails its health check: api\'s new release stops before anything switched, and the error names web', async () => {
     const api = service('api', A_API);
     const web = service('web', A_WEB, { rules: [forPort(CMD.probe, 3002, ok('503'))] });
-    const error = await runTasks(groupDeployTasks(make(api, web), { dryRun: false, noBuild: true })).catch((e: unknown) => e);
+    const services = make(api, web);
+    const error = await runTasks(groupDeployTasks(services, { dryRun: false, noBuild: true })).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(Error);
     const message = (error as Error).message;
     expect(message.split('\n')[0]).toMatch(/^web: /);
@@ -189,13 +191,15 @@ describe('a group deploy against recording hosts', () => {
     expect(historyAppended(api.f.host).map((r) => r.status)).toEqual(['failed']);
     expect(historyAppended(web.f.host).map((r) => r.status)).toEqual(['failed']);
     expect(historyAppended(api.f.host)[0]?.reason).toMatch(/^web failed: /);
+    expect(await verdict(services.flatMap((x) => x.ctxs))).toBe('every service of the group is back on the release it served before');
   });
 
   it("web's switch fails: api, switched already, switches back to its old slot, which never stopped", async () => {
     const api = service('api', A_API);
     // web's check through the proxy fails after its switch: switchOver switches it back itself.
     const web = service('web', A_WEB, { rules: [(c) => (c.includes(CMD.publicProbe) ? ok('502') : undefined)] });
-    const error = await runTasks(groupDeployTasks(make(api, web), { dryRun: false, noBuild: true })).catch((e: unknown) => e);
+    const services = make(api, web);
+    const error = await runTasks(groupDeployTasks(services, { dryRun: false, noBuild: true })).catch((e: unknown) => e);
     const message = (error as Error).message;
     expect(message.split('\n')[0]).toMatch(/^web: .*HTTP 502 through the proxy; switched back$/);
     expect(message).toContain('undone on api');
@@ -206,6 +210,8 @@ describe('a group deploy against recording hosts', () => {
     expect(historyAppended(api.f.host).map((r) => r.status)).toEqual(['rolled-back']);
     expect(historyAppended(api.f.host)[0]?.reason).toMatch(/^web failed: /);
     expect(historyAppended(web.f.host).map((r) => r.status)).toEqual(['rolled-back']);
+    // web's old release answers 502 through this fake proxy too: the verdict says so, it does not claim.
+    expect(await verdict(services.flatMap((x) => x.ctxs))).toBe('not every service is back on the release it served before: check each with `npx tsx scripts/status.ts <env>`');
   });
 
   it('api\'s migration fails: web\'s new release stops too, nothing switched', async () => {
