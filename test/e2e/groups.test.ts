@@ -5,7 +5,8 @@
  * fails only through the proxy, after web switched (web switches back to its earlier release); then
  * the group rolls back together. Bad groups are refused with one line, exit 2, nothing changed.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProbe } from '../support/probe.ts';
@@ -138,6 +139,23 @@ describe('a group of two services behind one Caddy', () => {
     expect(again.code).toBe(2);
     expect(again.stderr.trim()).toMatch(/^error: the last deploy of shop \(\S+\) was rolled back already, at \S+: deploy it again, or roll back each service/);
     expect(await everything()).toBe(before);
+  });
+
+  it("a service's lock held by another deploy: exit 3 naming the holder, nothing changed, no lock left on the other", async () => {
+    const lock = join(s.deployPath, '.skiff/lock');
+    mkdirSync(lock);
+    const at = new Date().toISOString();
+    writeFileSync(join(lock, 'holder.json'), JSON.stringify({ user: 'ana', host: hostname(), pid: process.pid, command: 'deploy', version: '9.9.9', started_at: at, heartbeat_at: at, token: 'held-by-the-test' }));
+    try {
+      const before = await everything();
+      const r = await s.run('deploy-group', ['shop', '--yes']);
+      expect(r.code, r.stderr).toBe(3);
+      expect(r.stderr).toContain('ana@');
+      expect(await everything()).toBe(before);
+      expect(existsSync(join(apiPath(), '.skiff/lock'))).toBe(false);
+    } finally {
+      rmSync(lock, { recursive: true, force: true });
+    }
   });
 
   it.each<[string, () => void, RegExp]>([

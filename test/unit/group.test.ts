@@ -24,6 +24,7 @@ import {
 import { withRun, type Going } from '../../lib/flows/session.ts';
 import { CMD, DEPLOY_ID, flowSession, forPort, hostState, slot, testConfig, thrown, historyAppended, type FlowSession } from '../support/flow-ctx.ts';
 import { ok, type RecordingHost } from '../support/recording-host.ts';
+import { words } from './shell-words.ts';
 
 const ENVS = new Set(['api', 'web', 'worker']);
 const parse = (text: string, name = 'shop') => parseGroup(name, `env/${name}.group`, text, (e) => ENVS.has(e), (g) => g === 'shop' || g === 'other');
@@ -209,6 +210,10 @@ describe('a group deploy against recording hosts', () => {
     for (const h of [api.f.host, web.f.host]) expect(h.commands.filter((c) => c.includes(CMD.stop) && c.includes('/srv/hello/.skiff/blue.pid'))).toEqual([]);
     expect(historyAppended(api.f.host).map((r) => r.status)).toEqual(['rolled-back']);
     expect(historyAppended(api.f.host)[0]?.reason).toMatch(/^web failed: /);
+    // api's new release had the traffic for a moment: it drains (SIGTERM, DEPLOY_DRAIN_SECONDS) after the switch back, not killed.
+    const apiStops = api.f.host.events.filter((e) => e.includes(CMD.stop) || e.startsWith('switch ') || e.includes(CMD.connections));
+    expect(apiStops.map((e) => (e.startsWith('switch ') ? e : e.includes(CMD.connections) ? 'connections' : 'stop')).slice(-4)).toEqual(['switch 3002', 'switch 3001', 'connections', 'stop']);
+    expect(words((apiStops.at(-1) ?? '').replace(/^exec /, '')).slice(-2)).toEqual(['/srv/hello#green', '10']);
     expect(historyAppended(web.f.host).map((r) => r.status)).toEqual(['rolled-back']);
     // web's old release answers 502 through this fake proxy too: the verdict says so, it does not claim.
     expect(await verdict(services.flatMap((x) => x.ctxs))).toBe('not every service is back on the release it served before: check each with `npx tsx scripts/status.ts <env>`');
