@@ -8,6 +8,7 @@ await runMain(specs['deploy-group'], async ({ args: [name], flags }) => {
   const { loadConfig } = await import('../lib/config/config.ts');
   const { UsageError } = await import('../lib/core/errors.ts');
   const g = await import('../lib/flows/group.ts');
+  const t = await import('../lib/cli/group-tasks.ts');
   const group = g.readGroup(name as string, envDir());
   // Every env file is read and the group checked before any host is reached.
   const problem = g.groupProblem(group, group.envs.map((env) => loadConfig(env)));
@@ -43,10 +44,10 @@ await runMain(specs['deploy-group'], async ({ args: [name], flags }) => {
   const o = { dryRun: flags['dry-run'], noBuild: flags['no-build'], verify: flags.verify, observe };
   const body = async () => {
     const all = services.flatMap((s) => s.ctxs);
-    const steps = plan ? g.groupRollbackTasks(services, o, plan.liveBefore(services)) : g.groupDeployTasks(services, o);
-    await g.runGroupTasks(all, [
+    const steps = plan ? t.groupRollbackTasks(services, o, plan.liveBefore(services)) : t.groupDeployTasks(services, o);
+    await t.runGroupTasks(all, [
       ...steps,
-      g.recordTask(all, () => (plan ? { ...plan.record, rolledBackAt: new Date().toISOString() } : g.deployRecord(group, id, services, new Date().toISOString(), all[0]?.who ?? ''))),
+      t.recordTask(all, () => (plan ? { ...plan.record, rolledBackAt: new Date().toISOString() } : g.deployRecord(group, id, services, new Date().toISOString(), all[0]?.who ?? ''))),
     ]);
     for (const s of services) {
       const id = s.ctxs[0]?.run.id ?? '';

@@ -10,9 +10,7 @@ import {
   asService,
   chooseGroupRecord,
   deployRecord,
-  groupDeployTasks,
   groupProblem,
-  groupRollbackTasks,
   lockOrder,
   parseGroup,
   parseGroupRecord,
@@ -21,6 +19,7 @@ import {
   type Service,
   verdict,
 } from '../../lib/flows/group.ts';
+import { groupDeployTasks, groupRollbackTasks } from '../../lib/cli/group-tasks.ts';
 import { withRun, type Going } from '../../lib/flows/session.ts';
 import { CMD, DEPLOY_ID, flowSession, forPort, hostState, slot, testConfig, thrown, historyAppended, type FlowSession } from '../support/flow-ctx.ts';
 import { ok, type RecordingHost } from '../support/recording-host.ts';
