@@ -12,10 +12,9 @@ import { join } from 'node:path';
 import type { Config } from '../config/config.ts';
 import { ENV_NAME } from '../config/env-files.ts';
 import type { Cmd } from '../core/cmd.ts';
-import { firstLine, SkiffError, UsageError } from '../core/errors.ts';
+import { SkiffError, UsageError } from '../core/errors.ts';
 import type { ExecOptions, ExecResult, Host, PutOptions } from '../host/host.ts';
 import { publicHost, publicPort, publicPrefix } from '../proxy/route.ts';
-import { connectionsTo } from '../commands/proxy.ts';
 import type { Layout } from '../core/paths.ts';
 import * as d from './deploy.ts';
 import type { DeployCtx, Going, Session } from './session.ts';
@@ -234,39 +233,11 @@ export const chooseGroupRecord = (group: Group, seen: readonly { env: string; ho
 // ---- Undo and verdict ---------------------------------------------------------------------------
 
 /**
- * Undo of a service's switch when a later service failed: the proxy goes back to the old slot,
- * which never stopped, and the new release, which had the traffic for a moment, drains like an old
- * slot (its open connections close, at most 2 s, then SIGTERM and DEPLOY_DRAIN_SECONDS) instead of
- * being killed with requests in flight; then it is recorded rolled back.
+ * Undo of a service's switch when a later service failed: the deploy's own switch back (the proxy
+ * goes back to the old slot, which never stopped; the new release, which had the traffic for a
+ * moment, drains before it stops; it is recorded rolled back).
  */
-export const switchBackDrained = async (c: DeployCtx, reason: string): Promise<void> => {
-  const { host, l, proxy, cfg } = c;
-  const from = c.run.switchedFrom;
-  // Nothing was routed before (a first deploy), or no proxy: the deploy's own undo.
-  if (!proxy || from === undefined) return d.switchBack(c, reason);
-  const { slot, port } = c.run.target;
-  try {
-    await proxy.switchTo(host, from);
-  } catch (error) {
-    const left = await d.recordFailure(c, 'rolled-back', new SkiffError(reason));
-    throw new SkiffError([`could not switch ${proxy.kind} back to port ${from} (it may still send traffic to the new release): ${firstLine(error)}`, ...left.filter((x) => x !== undefined)].join('; '));
-  }
-  c.log(`switched back to port ${from}`);
-  const deadline = c.clock.now() + Math.min(cfg.drainSeconds, 2) * 1000;
-  while (c.clock.now() < deadline) {
-    const open = Number((await host.exec(connectionsTo(port), { check: false })).stdout.trim() || '0');
-    if (open === 0) break;
-    await c.clock.sleep(100);
-  }
-  const problems: string[] = [];
-  try {
-    c.log(`new release in ${slot} ${await c.runtime.halt(host, l, slot, cfg.drainSeconds)}`);
-  } catch (error) {
-    problems.push(`could not stop the new release in slot ${slot}: ${firstLine(error)}`);
-  }
-  for (const x of await d.recordFailure(c, 'rolled-back', new SkiffError(reason))) if (x !== undefined) problems.push(x);
-  if (problems.length > 0) throw new SkiffError(problems.join('; '));
-};
+export const switchBackDrained = (c: DeployCtx, reason: string): Promise<void> => d.switchBack(c, reason);
 
 /** The group record of a deploy that went live everywhere. */
 export const deployRecord = (group: Group, id: string, services: readonly Service[], at: string, who: string): GroupRecord => ({
