@@ -1,11 +1,13 @@
 /**
- * The HAProxy driver. skiff owns `<confDir>/skiff-<app>-<env>.cfg`: a frontend on the public URL's
- * address and port, and a backend with both slots as servers, `blue` and `green`, the idle one
- * `disabled`. A switch changes the two servers' states through the runtime API (no reload), so no
- * client connection is closed: requests in flight finish on the old server, the next request on any
- * connection goes to the new one. Then the file is rewritten to match, so a restart or a reload of
- * HAProxy keeps the live server. HAProxy is reloaded only when the file itself changes shape: the
- * first deploy, or changed settings (ports, URL, TLS, headers, compression, log).
+ * The HAProxy driver. skiff owns `<confDir>/skiff-<app>-<env>.cfg`: the env's backend, with both
+ * slots as servers, `blue` and `green`, the idle one `disabled`; the frontend is shared by every env
+ * on the URL's address and port, which routes by host and path prefix through a map
+ * (lib/proxy/haproxy-front.ts). A switch changes the two servers' states through the runtime API
+ * (no reload), so no client connection is closed: requests in flight finish on the old server, the
+ * next request on any connection goes to the new one. Then the file is rewritten to match, so a
+ * restart or a reload of HAProxy keeps the live server. HAProxy is reloaded only when a file changes
+ * shape: a new route (the first deploy), changed settings (ports, URL, TLS, headers, compression,
+ * log), or an env's file of the previous layout (a frontend of its own) moving to the shared one.
  */
 import { script } from '../core/cmd.ts';
 import {

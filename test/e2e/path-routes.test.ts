@@ -146,6 +146,19 @@ describe.each([caddy, nginx, haproxy] as Under[])('two apps on one host behind $
     expect(await frontRoute()).toBe(before);
   });
 
+  it("the maintenance page of api is api's alone: front keeps serving, without one failed request", async () => {
+    const p = probe('/');
+    const on = await s.run('maintenance', ['api', 'on']);
+    expect(on.code, on.stderr).toBe(0);
+    expect((await get(`${origin}/api/health`)).status).toBe(503);
+    expect((await get(`${origin}/api/notes`)).status).toBe(503);
+    expect(await frontText()).toBe('hello 1.0.0 (front)');
+    const off = await s.run('maintenance', ['api', 'off']);
+    noFailures(await p.stop());
+    expect(off.code, off.stderr).toBe(0);
+    expect(await apiEnv()).toMatchObject({ environment: 'api', version: '1.0.0' });
+  });
+
   it.each([
     ['a prefix another env owns', 'other', () => api('', `${origin}/api`), /the path prefix \/api of 127\.0\.0\.1(:\d+)? is served by .*already/],
     ['the root another env owns', 'other', () => api('', origin), /the root of 127\.0\.0\.1(:\d+)? is served by .*already/],
