@@ -118,6 +118,10 @@ export const routeMapText = (entries: readonly (readonly [string, string])[]): s
 export const withRoute = (text: string, backend: string, keys: readonly string[]): string =>
   routeMapText([...parseRouteMap(text).filter(([, b]) => b !== backend), ...keys.map((k) => [k, backend] as const)]);
 
+/** The map without the lines of `backends` (envs whose file is gone: their routes are stale). */
+export const withoutRoutes = (text: string, backends: readonly string[]): string =>
+  backends.length === 0 ? text : routeMapText(parseRouteMap(text).filter(([, b]) => !backends.includes(b)));
+
 /** The other env that owns one of `keys` in the map already; undefined when none does. */
 export const routeOwner = (text: string, backend: string, keys: readonly string[]): string | undefined =>
   parseRouteMap(text).find(([k, b]) => b !== backend && keys.includes(k))?.[1];

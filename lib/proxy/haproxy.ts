@@ -46,6 +46,7 @@ import {
   routeKeys,
   routeOwner,
   routeRecordLine,
+  withoutRoutes,
   withRoute,
 } from './haproxy-front.ts';
 
@@ -290,8 +291,14 @@ export const haproxyProxy = (cfg: Config, clock: Clock): Proxy => {
     const runningRoute = routed(await api(host, [`show map ${front.map}`]));
     const oldEnv = await read(host, file);
     const oldFront = await read(host, front.file);
-    const oldMap = (await read(host, front.map)) ?? '';
-    const changes: Change[] = [{ path: front.map, old: await read(host, front.map), want: withRoute(oldMap, backend, keys) }];
+    const mapFile = await read(host, front.map);
+    // Lines of an env whose file is gone (removed by hand) route to nothing: they are dropped, not a conflict.
+    const stale: string[] = [];
+    for (const other of otherRoutes(mapFile ?? '', backend)) {
+      if (/^skiff-[a-z0-9-]+$/.test(other) && (await read(host, `${cfg.haproxy.confDir}/${other}.cfg`)) === undefined) stale.push(other);
+    }
+    const oldMap = withoutRoutes(mapFile ?? '', stale);
+    const changes: Change[] = [{ path: front.map, old: mapFile, want: withRoute(oldMap, backend, keys) }];
     changes.push({ path: front.file, old: oldFront, want: frontConfig(front) });
     // An env whose URL moved to another address or port takes its route out of the frontend it left
     // (and that frontend's files when no route is left there).

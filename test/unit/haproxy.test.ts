@@ -484,6 +484,8 @@ describe('the driver against a recording host', () => {
     const cfg = cfgWith({ DEPLOY_PUBLIC_URL: url, DEPLOY_HEALTH_PATH: `${new URL(url).pathname.replace(/\/$/, '')}/health` });
     const host = haproxyHost({ servers: [NO_BACKEND], routed: false });
     host.files.set(frontOf(cfg).map, { content: Buffer.from(map), mode: 0o644 });
+    const owner = map.trim().split(' ')[1] as string;
+    host.files.set(`/etc/haproxy/conf.d/${owner}.cfg`, { content: Buffer.from(`backend ${owner}\n`), mode: 0o644 });
     const error = (await haproxyProxy(cfg, fakeClock()).check(host).catch((e: unknown) => e)) as SkiffError;
     expect(error.message).toBe(message);
     expect(error.exitCode).toBe(EXIT.usage);
@@ -491,6 +493,9 @@ describe('the driver against a recording host', () => {
     // The switch refuses it too (a deploy that skipped the check never overwrites another env's route).
     await expect(haproxyProxy(cfg, fakeClock()).switchTo(host, 3001)).rejects.toThrow(message);
     expect(host.puts).toHaveLength(0);
+    // An env whose file is gone owns nothing: its lines are stale, and dropped at the next reload.
+    host.files.delete(`/etc/haproxy/conf.d/${owner}.cfg`);
+    await haproxyProxy(cfg, fakeClock()).check(host);
   });
 
   it('check refuses an https env on a port whose envs are http, and a certificate other than the one of the envs on its host', async () => {
@@ -573,6 +578,34 @@ describe('the driver against a recording host', () => {
       "fake: HAProxy did not show skiff's backend skiff-hello-staging within 20s of `systemctl reload haproxy`: check that HAProxy loads /etc/haproxy/conf.d (-f) and what its log says; the old file is back in place",
     );
     expect(clock.elapsed()).toBe(20_000);
+  });
+
+  it("an env's file of the previous layout (its own frontend): one reload writes it without, the map and the shared frontend, then drops the old certificate links", async () => {
+    const previous = `frontend skiff-hello-staging-in\n    mode http\n    bind 127.0.0.1:8080\n    default_backend skiff-hello-staging\n\n${haproxyConfig(cfgWith(), 'blue').replace(/^# skiff-route .*\n/m, '')}`;
+    const host = haproxyHost({ servers: [BLUE_LIVE], rules: [when('show info; show servers state', ok(`Pid: 42\n${BLUE_LIVE}`))] });
+    host.files.set(FILE, { content: Buffer.from(previous), mode: 0o644 });
+    await haproxyProxy(cfgWith(), fakeClock()).check(host); // its own port: no "in use", no other file
+    expect(await haproxyProxy(cfgWith(), fakeClock()).switchRisk(host)).toMatch(/\(its frontend moves to the one its address and port share\)/);
+    await haproxyProxy(cfgWith(), fakeClock()).switchTo(host, 3001);
+    expect(host.puts.map((p) => p.path)).toEqual([FILE, `${ROUTE_FRONT}.map`, `${ROUTE_FRONT}.cfg`]);
+    expect(hasOwnFrontend(host.files.get(FILE)?.content.toString() ?? '')).toBe(false);
+    expect(host.files.get(`${ROUTE_FRONT}.map`)?.content.toString()).toBe('127.0.0.1:8080/ skiff-hello-staging\n127.0.0.1/ skiff-hello-staging\n');
+    expect(host.commands.at(-1)).toContain(`rm -f "$@"' sh /etc/haproxy/conf.d/skiff-hello-staging.pem /etc/haproxy/conf.d/skiff-hello-staging.pem.key`);
+  });
+
+  it("https: the host's certificate and key linked into the frontend's folder before the reload", async () => {
+    const cfg = cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com/api', DEPLOY_HEALTH_PATH: '/api/health', DEPLOY_TLS_CERT: '/etc/ssl/a b.pem', DEPLOY_TLS_KEY: '/etc/ssl/a.key' });
+    const host = haproxyHost({ servers: [NO_BACKEND], rules: [
+        when('show info; show servers state', ok(`Pid: 42\n${BLUE_LIVE}`)),
+        when('ln -sfn', ok()),
+        when("'show map /etc/haproxy/conf.d/skiff-front-all-443.map'", ok('0x1 app.example.com:443/api/ skiff-hello-staging\n0x2 app.example.com/api/ skiff-hello-staging\n\n')),
+      ],
+    });
+    await haproxyProxy(cfg, fakeClock()).switchTo(host, 3001);
+    const dir = '/etc/haproxy/conf.d/skiff-front-all-443.certs';
+    const tls = host.commands.filter((c) => c.includes('mkdir -p') || c.includes('ln -sfn')).map((c) => words(c).slice(4));
+    expect(tls).toEqual([[dir], ['/etc/ssl/a.key', `${dir}/app.example.com.pem.key`], ['/etc/ssl/a b.pem', `${dir}/app.example.com.pem`]]);
+    expect(host.files.get('/etc/haproxy/conf.d/skiff-front-all-443.map')?.content.toString()).toBe('app.example.com:443/api/ skiff-hello-staging\napp.example.com/api/ skiff-hello-staging\n');
   });
 
   it('changed settings reload too, with the live server as asked', async () => {
