@@ -196,6 +196,14 @@ describe('blue-green behind HAProxy', () => {
     expect(existsSync(join(s.dir, 'haproxy/conf.d/skiff-hello-v.cfg'))).toBe(false);
     expect((await get('http://127.0.0.1:18823/')).status).toBe(0);
     expect(await version()).toBe('hello 1.2.2 (t)');
+    // A host name binds every address of the port: another frontend than 127.0.0.1's, on the same port.
+    s.writeEnv('v.env', readFileSync(join(s.envDir, 'v.env'), 'utf8').replace(`DEPLOY_PUBLIC_URL=${url}`, `DEPLOY_PUBLIC_URL=http://localhost:${ha.publicPort}`));
+    const named = await s.run('deploy-vps', ['v']);
+    expect(named.code).toBe(2);
+    expect(named.stderr.trim().split('\n').at(-1)).toBe(
+      `error: local: port ${ha.publicPort} of http://localhost:${ha.publicPort} is bound by ${join(s.dir, 'haproxy/conf.d')}/skiff-front-127.0.0.1-${ha.publicPort}.cfg already, for another address: the envs of one port share one address (give DEPLOY_PUBLIC_URL that address, or another port); nothing was changed`,
+    );
+    expect(existsSync(join(s.dir, 'haproxy/conf.d/skiff-hello-v.cfg'))).toBe(false);
   });
 
   it('https with a self-signed certificate and a separate key file: TLS, HSTS, and the first env untouched', async () => {
