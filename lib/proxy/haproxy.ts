@@ -453,6 +453,12 @@ export const haproxyProxy = (cfg: Config, clock: Clock): Proxy => {
       for (const port of boundPorts(cfg)) {
         const others = (await host.exec(filesBindingPort(cfg.haproxy.confDir, file, port))).stdout.trim().split('\n').filter((f) => f !== '' && f !== front.file);
         const other = others[0];
+        if (port === 80 && other?.startsWith(`${cfg.haproxy.confDir}/skiff-front-`) && other.endsWith('-443.cfg')) {
+          throw refuse(`port 80 of ${cfg.publicUrl} is bound by ${other}, which redirects it to https for its envs on port 443: give this env an https:// URL too, or another port; nothing was changed`);
+        }
+        if (port === 80 && front.port === 443 && other?.startsWith(`${cfg.haproxy.confDir}/skiff-front-`) && other.endsWith('-80.cfg')) {
+          throw refuse(`port 80, which an https URL on 443 redirects, is bound by ${other} for http envs: give those envs https:// URLs first, or this env another port; nothing was changed`);
+        }
         if (other?.startsWith(`${cfg.haproxy.confDir}/skiff-front-`)) {
           throw refuse(`port ${port} of ${cfg.publicUrl} is bound by ${other} already, for another address: the envs of one port share one address (give DEPLOY_PUBLIC_URL that address, or another port); nothing was changed`);
         }

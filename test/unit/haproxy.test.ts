@@ -472,6 +472,15 @@ describe('the driver against a recording host', () => {
     await expect(haproxyProxy(cfgWith(), fakeClock()).check(any)).rejects.toThrow(
       'fake: port 8080 of http://127.0.0.1:8080 is bound by /etc/haproxy/conf.d/skiff-front-all-8080.cfg already, for another address: the envs of one port share one address (give DEPLOY_PUBLIC_URL that address, or another port); nothing was changed',
     );
+    const redirect = haproxyHost({ servers: [NO_BACKEND], rules: [when('grep -Eq', ok('/etc/haproxy/conf.d/skiff-front-all-443.cfg\n'))] });
+    await expect(haproxyProxy(cfgWith({ DEPLOY_PUBLIC_URL: 'http://example.com' }), fakeClock()).check(redirect)).rejects.toThrow(
+      'fake: port 80 of http://example.com is bound by /etc/haproxy/conf.d/skiff-front-all-443.cfg, which redirects it to https for its envs on port 443: give this env an https:// URL too, or another port; nothing was changed',
+    );
+    const plain = haproxyHost({ servers: [NO_BACKEND], rules: [when('grep -Eq', ok('/etc/haproxy/conf.d/skiff-front-all-80.cfg\n'))] });
+    const https = cfgWith({ DEPLOY_PUBLIC_URL: 'https://example.com', DEPLOY_TLS_CERT: '/c.pem', DEPLOY_TLS_KEY: '/c.key' });
+    await expect(haproxyProxy(https, fakeClock()).check(plain)).rejects.toThrow(
+      'fake: port 80, which an https URL on 443 redirects, is bound by /etc/haproxy/conf.d/skiff-front-all-80.cfg for http envs: give those envs https:// URLs first, or this env another port; nothing was changed',
+    );
     // Its own frontend's file is no other's.
     const own = haproxyHost({ servers: [NO_BACKEND], rules: [when('grep -Eq', ok(`${ROUTE_FRONT}.cfg\n`))] });
     await haproxyProxy(cfgWith(), fakeClock()).check(own);
