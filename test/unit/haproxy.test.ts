@@ -476,7 +476,8 @@ describe('the driver against a recording host', () => {
     await expect(haproxyProxy(cfgWith({ DEPLOY_PUBLIC_URL: 'http://example.com' }), fakeClock()).check(redirect)).rejects.toThrow(
       'fake: port 80 of http://example.com is bound by /etc/haproxy/conf.d/skiff-front-all-443.cfg, which redirects it to https for its envs on port 443: give this env an https:// URL too, or another port; nothing was changed',
     );
-    const plain = haproxyHost({ servers: [NO_BACKEND], rules: [when('grep -Eq', ok('/etc/haproxy/conf.d/skiff-front-all-80.cfg\n'))] });
+    const on80: Rule = (r) => (r.includes('grep -Eq') ? ok(r.endsWith(' 80') ? '/etc/haproxy/conf.d/skiff-front-all-80.cfg\n' : '') : undefined);
+    const plain = haproxyHost({ servers: [NO_BACKEND], rules: [on80] });
     const https = cfgWith({ DEPLOY_PUBLIC_URL: 'https://example.com', DEPLOY_TLS_CERT: '/c.pem', DEPLOY_TLS_KEY: '/c.key' });
     await expect(haproxyProxy(https, fakeClock()).check(plain)).rejects.toThrow(
       'fake: port 80, which an https URL on 443 redirects, is bound by /etc/haproxy/conf.d/skiff-front-all-80.cfg for http envs: give those envs https:// URLs first, or this env another port; nothing was changed',
