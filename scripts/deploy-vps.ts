@@ -21,7 +21,7 @@ await runMain(specs['deploy-vps'], async ({ args: [env], flags }) => {
   await run.withHostLock(async (list) => {
     const dryRun = () => run.dryRun && 'dry run';
     const blueGreen = () => run.session.proxy !== undefined;
-    const going = { action: 'deploy', id: releaseId(new Date(), run.version), version: run.version, gitSha: run.gitSha, start: run.cfg.start } as const;
+    const going = { action: 'deploy', id: releaseId(new Date(), run.version), version: run.version, gitSha: run.gitSha, start: run.cfg.start, workers: run.cfg.workers } as const;
     const all = withRun(run.sessions, going);
     const ctx = all[0] as (typeof all)[number]; // one per host, and there is one at least
     // Once per deploy, on the first host: after the new slot is healthy, or before the replace without a proxy.
