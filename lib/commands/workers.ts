@@ -78,7 +78,7 @@ export const workerStatus = (l: Layout, release: string, ids: readonly string[])
 /**
  * Stops a release's workers together: SIGTERM to each one's session and to every process carrying
  * its marker, up to `graceSeconds` to finish the job it took, then SIGKILL. Removes their pid files.
- * Prints `stopped N`, `killed N` (N processes were still up at the end of the grace) or `not-running`.
+ * Prints `stopped N` (N worker processes ran), `killed N` (N were still up at the end of the grace) or `not-running`.
  */
 export const stopWorkers = (l: Layout, release: string, ids: readonly string[], graceSeconds: number): Cmd =>
   script(
@@ -87,14 +87,16 @@ export const stopWorkers = (l: Layout, release: string, ids: readonly string[], 
       // The rest are pairs of marker and pid file: one grep per marker, so no word is split.
       'pids() { while [ "$#" -ge 2 ]; do grep -lzxF "SKIFF_SLOT=$1" /proc/[0-9]*/environ 2>/dev/null; shift 2; done | sed "s#/proc/\\([0-9]*\\)/environ#\\1#" | sort -u; }',
       'unpid() { while [ "$#" -ge 2 ]; do rm -f "$2"; shift 2; done; }',
-      'found=$(pids "$@")',
+      // How many of the worker processes have a process left (a worker's children carry its marker too).
+      'up() { n=0; while [ "$#" -ge 2 ]; do if grep -qzxF "SKIFF_SLOT=$1" /proc/[0-9]*/environ 2>/dev/null; then n=$((n + 1)); fi; shift 2; done; echo "$n"; }',
+      'found=$(pids "$@"); had=$(up "$@")',
       'if [ -z "$found" ]; then unpid "$@"; echo not-running; exit 0; fi',
       'for p in $found; do kill -TERM "-$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; done',
       // Poll every 0.1 s up to the grace: a worker finishes the job it took and exits on its own.
       'i=0; while [ -n "$(pids "$@")" ] && [ "$i" -lt $(( grace * 10 )) ]; do sleep 0.1; i=$((i + 1)); done',
       'left=$(pids "$@")',
-      'if [ -n "$left" ]; then n=0; for p in $left; do kill -KILL "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; n=$((n + 1)); done; unpid "$@"; echo "killed $n"; exit 0; fi',
-      'unpid "$@"; echo "stopped $(echo $found | wc -w)"',
+      'if [ -n "$left" ]; then n=$(up "$@"); for p in $left; do kill -KILL "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done; unpid "$@"; echo "killed $n"; exit 0; fi',
+      'unpid "$@"; echo "stopped $had"',
     ].join('\n'),
     String(graceSeconds),
     ...ids.flatMap((id) => [slotMarker(l, workerSlot(release, id)), l.pidFile(workerSlot(release, id))]),

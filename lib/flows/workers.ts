@@ -32,6 +32,17 @@ export const parseWorkerStatus = (text: string): WorkerRun[] =>
     .filter(([id]) => Boolean(id))
     .map(([id = '', word, pid]): WorkerRun => (word === 'running' || word === 'crashed' ? { id, state: word, pid: Number(pid) } : { id, state: 'stopped' }));
 
+/**
+ * The line of a worker's log tail that says why it exited: of what it printed since its last start
+ * line (`--- ... start`), the last that names an error, else the last one (a runtime's own last line,
+ * like Node's `Node.js v20`, says nothing).
+ */
+export const whyExited = (tail: string): string => {
+  const lines = tail.split('\n').map((x) => x.trim());
+  const since = lines.slice(lines.findLastIndex((x) => x.startsWith('--- ')) + 1).filter(Boolean);
+  return (since.findLast((x) => /error|exception|fatal|not found|denied|no such/i.test(x)) ?? since.at(-1) ?? '').slice(0, 200);
+};
+
 const ids = (workers: readonly WorkerSpec[]) => workerInstances(workers).map((p) => p.id);
 
 /** How each process of a release's workers stands on the host. */
@@ -58,12 +69,12 @@ export const startReleaseWorkers = async (ctx: Session, r: ReleaseWorkers, inter
   const down = (await findWorkers(ctx, r)).filter((w) => w.state !== 'running');
   if (down.length > 0) {
     const first = down[0]?.id ?? '';
-    const last = (await host.exec(tail(workerLog(l, first), 1), { check: false })).stdout.trim();
+    const last = whyExited((await host.exec(tail(workerLog(l, first), 20), { check: false })).stdout);
     const stopped = procs.filter((p) => !down.some((w) => w.id === p.id)).map((p) => p.id);
     if (stopped.length > 0) await host.exec(stopWorkers(l, r.release, stopped, 0));
     throw new HealthCheckError(
       `${host.name}: worker ${down.map((w) => w.id).join(', ')} of release ${r.release} exited within ${cfg.workerUpSeconds}s of its start` +
-        `${last ? ` (its log ends: ${last.slice(0, 200)})` : ''}: see ${workerLog(l, first)}`,
+        `${last ? ` (its log says: ${last})` : ''}: see ${workerLog(l, first)}`,
     );
   }
   return `started ${procs.length} worker process${procs.length === 1 ? '' : 'es'} (${procs.map((p) => p.id).join(', ')}), up after ${cfg.workerUpSeconds}s`;

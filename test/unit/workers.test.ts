@@ -12,7 +12,7 @@ import { layout } from '../../lib/core/paths.ts';
 import { startWorkers, stopWorkers, workerLog, workerSlot, workerStatus } from '../../lib/commands/workers.ts';
 import { commit, replaceAndGate, retireOld, startIdle, switchOver } from '../../lib/flows/deploy.ts';
 import { formatStatus, gatherStatus, startLive, stopLive } from '../../lib/flows/status.ts';
-import { parseWorkerStatus, workersLine } from '../../lib/flows/workers.ts';
+import { parseWorkerStatus, whyExited, workersLine } from '../../lib/flows/workers.ts';
 import { goingBackTo } from '../../lib/flows/rollback.ts';
 import { CMD, deployCtx, DEPLOY_ID, flowSession, historyAppended, hostState, rejection, release, slot, testConfig } from '../support/flow-ctx.ts';
 import { inOrder, inTurn, ok, when } from '../support/recording-host.ts';
@@ -118,6 +118,14 @@ describe('worker builders', () => {
     expect(stop).toContain('kill -KILL "-$p"');
   });
 
+  it('tells why a worker exited from its log tail: an error line since its last start, else its last line', () => {
+    const node = "--- 2026 start 1.0.0 worker q.1\nold Error: from before\n--- 2026 start 1.1.0 worker q.1\nnode:internal/modules/cjs/loader:1228\n  throw err;\nError: Cannot find module '/srv/x/missing.cjs'\n    at Module._resolveFilename\n\nNode.js v20.20.2\n";
+    expect(whyExited(node)).toBe("Error: Cannot find module '/srv/x/missing.cjs'");
+    expect(whyExited('--- start\nbye\n')).toBe('bye');
+    expect(whyExited('--- start\n')).toBe('');
+    expect(whyExited('')).toBe('');
+  });
+
   it('reads the status lines, and says what to do for one that is down', () => {
     const runs = parseWorkerStatus('queue.1 running 12\nqueue.2 crashed 13\nmail.1 stopped\n');
     expect(runs).toEqual([
@@ -183,7 +191,7 @@ describe('workers in the deploy flow', () => {
     const e = await rejection(startIdle(ctx));
     expect(e).toBeInstanceOf(HealthCheckError);
     expect(e.message).toBe(
-      `web1: worker queue.2 of release ${DEPLOY_ID} exited within 2s of its start (its log ends: Error: Cannot find module worker.js): see /srv/hello/shared/logs/worker-queue.log`,
+      `web1: worker queue.2 of release ${DEPLOY_ID} exited within 2s of its start (its log says: Error: Cannot find module worker.js): see /srv/hello/shared/logs/worker-queue.log`,
     );
     const stops = host.commands.filter((c) => c.includes(W.stop));
     expect(stops.every((c) => c.includes(newMark) || c.includes(`#worker-queue.2@${DEPLOY_ID}`) || c.includes(`#worker-queue.1@${DEPLOY_ID}`))).toBe(true);
