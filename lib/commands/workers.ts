@@ -101,3 +101,33 @@ export const stopWorkers = (l: Layout, release: string, ids: readonly string[], 
     String(graceSeconds),
     ...ids.flatMap((id) => [slotMarker(l, workerSlot(release, id)), l.pidFile(workerSlot(release, id))]),
   );
+
+/**
+ * Stops every worker process of this DEPLOY_PATH that belongs to none of the `keep` releases: those
+ * a run killed after it started its workers and before it recorded the release left behind.
+ * SIGTERM, up to `graceSeconds`, SIGKILL. Prints the number of worker processes found (0: none).
+ */
+export const stopStrayWorkers = (l: Layout, keep: readonly string[], graceSeconds: number): Cmd =>
+  script(
+    [
+      'root=$1; grace=$2; shift 2',
+      // Prints `<pid> <marker>` for each process of a worker whose release is not one of the arguments.
+      'strays() {',
+      '  for f in $(grep -lzF "SKIFF_SLOT=$root#worker-" /proc/[0-9]*/environ 2>/dev/null); do',
+      '    v=$({ tr "\\000" "\\n" <"$f"; } 2>/dev/null | grep -m 1 "^SKIFF_SLOT=") || continue; v=${v#SKIFF_SLOT=}',
+      '    case "$v" in "$root#worker-"*@*) ;; *) continue ;; esac',
+      '    rel=${v##*@}; mine=no; for r in "$@"; do if [ "$r" = "$rel" ]; then mine=yes; fi; done',
+      '    if [ "$mine" = no ]; then p=${f#/proc/}; echo "${p%/environ} $v"; fi',
+      '  done',
+      '}',
+      'found=$(strays "$@")',
+      'if [ -z "$found" ]; then echo 0; exit 0; fi',
+      'for p in $(echo "$found" | cut -d" " -f1); do kill -TERM "-$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; done',
+      'i=0; while [ -n "$(strays "$@")" ] && [ "$i" -lt $(( grace * 10 )) ]; do sleep 0.1; i=$((i + 1)); done',
+      'for p in $(strays "$@" | cut -d" " -f1); do kill -KILL "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done',
+      'echo "$found" | cut -d" " -f2- | sort -u | wc -l',
+    ].join('\n'),
+    l.root,
+    String(graceSeconds),
+    ...keep,
+  );

@@ -18,7 +18,7 @@ import { loadState } from './state-repair.ts';
 import { checkPageAfterSwitch } from './maintenance.ts';
 import { readMaintenance } from '../state/maintenance.ts';
 import type { DeployCtx, Plan, Previous, Session } from './session.ts';
-import { startReleaseWorkers, stopReleaseWorkers, type ReleaseWorkers } from './workers.ts';
+import { startReleaseWorkers, stopReleaseWorkers, stopStrays, type ReleaseWorkers } from './workers.ts';
 
 /** With proxy `none` there is one slot, and it is called blue. */
 export const SINGLE_SLOT = 'blue';
@@ -177,6 +177,12 @@ const oldWorkers = (ctx: DeployCtx): ReleaseWorkers | undefined => {
 
 /** Starts the new release's workers once its slot is healthy; one that exits at once fails the step like a health check. */
 const startNewWorkers = async (ctx: DeployCtx): Promise<void> => {
+  const old = oldWorkers(ctx);
+  // Workers of no release that serves: an interrupted run's. Only where this env has workers at all.
+  if (ctx.run.workers.length > 0 || (old?.workers.length ?? 0) > 0) {
+    const strays = await stopStrays(ctx, old ? [old.release] : [], ctx.cfg.workerGraceSeconds);
+    if (strays) ctx.log(strays);
+  }
   const started = await startReleaseWorkers(ctx, newWorkers(ctx));
   if (started) ctx.log(started);
 };

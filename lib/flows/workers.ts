@@ -3,7 +3,7 @@
  * started once they stayed up DEPLOY_WORKER_UP_SECONDS (a worker that exits at once fails like a
  * health check), stopped with SIGTERM and DEPLOY_WORKER_GRACE_SECONDS to finish the job they took.
  */
-import { startWorkers, stopWorkers, workerLog, workerStatus } from '../commands/workers.ts';
+import { startWorkers, stopStrayWorkers, stopWorkers, workerLog, workerStatus } from '../commands/workers.ts';
 import { tail } from '../commands/release.ts';
 import { workerInstances, type WorkerSpec } from '../config/workers.ts';
 import { HealthCheckError } from '../core/errors.ts';
@@ -93,6 +93,17 @@ export const stopReleaseWorkers = async (ctx: Session, r: ReleaseWorkers, graceS
   const [how, n] = out.split(' ');
   const what = `${n ?? '?'} worker process${n === '1' ? '' : 'es'} of ${r.release}`;
   return how === 'killed' ? `killed ${what} still up after ${graceSeconds}s (DEPLOY_WORKER_GRACE_SECONDS)` : `stopped ${what}`;
+};
+
+/**
+ * Stops the worker processes of releases other than `keep` (left by a run killed between starting
+ * its workers and recording its release). Returns a line, or undefined when there were none.
+ */
+export const stopStrays = async (ctx: Session, keep: readonly string[], graceSeconds: number): Promise<string | undefined> => {
+  const n = Number(
+    (await ctx.host.exec(stopStrayWorkers(ctx.l, keep, graceSeconds), { timeoutMs: graceSeconds * 1000 + DEADLINE.command })).stdout.trim() || '0',
+  );
+  return n > 0 ? `stopped ${n} stray worker process${n === 1 ? '' : 'es'} of releases that are not live (left by an interrupted run)` : undefined;
 };
 
 /** The status line of a release's workers: `queue.1 running (pid 12), queue.2 crashed: run start`. */

@@ -9,7 +9,7 @@ import { parseWorkers, workerInstances } from '../../lib/config/workers.ts';
 import { render } from '../../lib/core/cmd.ts';
 import { ConfigError, HealthCheckError } from '../../lib/core/errors.ts';
 import { layout } from '../../lib/core/paths.ts';
-import { startWorkers, stopWorkers, workerLog, workerSlot, workerStatus } from '../../lib/commands/workers.ts';
+import { startWorkers, stopStrayWorkers, stopWorkers, workerLog, workerSlot, workerStatus } from '../../lib/commands/workers.ts';
 import { commit, replaceAndGate, retireOld, startIdle, switchOver } from '../../lib/flows/deploy.ts';
 import { formatStatus, gatherStatus, startLive, stopLive } from '../../lib/flows/status.ts';
 import { parseWorkerStatus, whyExited, workersLine } from '../../lib/flows/workers.ts';
@@ -22,7 +22,7 @@ const QUEUE = [{ name: 'queue', count: 2, command: 'node worker.js' }];
 const WITH_WORKERS = { DEPLOY_WORKERS: 'queue:2=node worker.js', DEPLOY_WORKER_GRACE_SECONDS: '7' };
 
 /** The distinctive pieces of the worker builders. */
-const W = { start: 'shift 5', status: '-ge 3 ]', stop: 'unpid "$@"' } as const;
+const W = { start: 'shift 5', status: '-ge 3 ]', stop: 'unpid "$@"', strays: 'strays() {' } as const;
 
 const configError = (values: Record<string, string>): ConfigError => {
   try {
@@ -126,6 +126,12 @@ describe('worker builders', () => {
     expect(whyExited('')).toBe('');
   });
 
+  it('stops stray workers: of this DEPLOY_PATH, of a release not kept', () => {
+    const c = render(stopStrayWorkers(l, [R], 5));
+    expect(c).toContain('case "$v" in "$root#worker-"*@*) ;; *) continue ;; esac');
+    expect(c.endsWith(" sh '/srv/a b' 5 20261201-100000-1.2.0")).toBe(true);
+  });
+
   it('reads the status lines, and says what to do for one that is down', () => {
     const runs = parseWorkerStatus('queue.1 running 12\nqueue.2 crashed 13\nmail.1 stopped\n');
     expect(runs).toEqual([
@@ -154,6 +160,7 @@ describe('workers in the deploy flow', () => {
         inTurn(W.status, [ok('queue.1 stopped\nqueue.2 stopped\n'), ok('queue.1 running 51\nqueue.2 running 52\n')]),
         when(W.start, ok('queue.1 51\nqueue.2 52\n')),
         when(W.stop, ok('stopped 2')),
+        when(W.strays, ok('1\n')),
       ],
     });
     await startIdle(ctx);
@@ -162,6 +169,10 @@ describe('workers in the deploy flow', () => {
     expect(clock.sleeps).toContain(2000);
     expect(host.commands.some((c) => c.includes(W.stop))).toBe(false);
     expect(logs).toContain('started 2 worker processes (queue.1, queue.2), up after 2s');
+    // Before the start: workers of no live release (an interrupted run's) are stopped; the live one's are kept.
+    expect(inOrder(host.events, [W.strays, W.start])).toEqual([W.strays, W.start]);
+    expect(host.commands.find((c) => c.includes(W.strays))?.endsWith(` sh /srv/hello 7 ${A}`)).toBe(true);
+    expect(logs).toContain('stopped 1 stray worker process of releases that are not live (left by an interrupted run)');
     await switchOver(ctx);
     await retireOld(ctx);
     const stops = host.commands.filter((c) => c.includes(W.stop));
