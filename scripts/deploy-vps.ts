@@ -69,7 +69,7 @@ await runMain(specs['deploy-vps'], async ({ args: [env], flags }) => {
         { undo: (c, reason) => (c.proxy ? d.unstart(c, reason) : d.unreplace(c, reason)), observe, serial: !blueGreen(), skip: dryRun },
       ),
       migrateTask(blueGreen),
-      onEachHost(all, `Switch ${run.cfg.proxy} to the new slot and verify`, (c) => d.timed(c, 'switch', () => d.switchOver(c)), {
+      onEachHost(all, `${run.cfg.workers.length > 0 ? 'Start the workers, switch' : 'Switch'} ${run.cfg.proxy} to the new slot and verify`, (c) => d.timed(c, 'switch', () => d.switchOver(c)), {
         undo: d.switchBack,
         observe,
         enabled: blueGreen,

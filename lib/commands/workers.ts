@@ -76,8 +76,9 @@ export const workerStatus = (l: Layout, release: string, ids: readonly string[])
   );
 
 /**
- * Stops a release's workers together: SIGTERM to each one's session and to every process carrying
- * its marker, up to `graceSeconds` to finish the job it took, then SIGKILL. Removes their pid files.
+ * Stops a release's workers together: SIGTERM once to every process carrying a marker, up to
+ * `graceSeconds` to finish the job it took, then SIGKILL (to each one's process group too).
+ * Removes their pid files.
  * Prints `stopped N` (N worker processes ran), `killed N` (N were still up at the end of the grace) or `not-running`.
  */
 export const stopWorkers = (l: Layout, release: string, ids: readonly string[], graceSeconds: number): Cmd =>
@@ -91,7 +92,9 @@ export const stopWorkers = (l: Layout, release: string, ids: readonly string[], 
       'up() { n=0; while [ "$#" -ge 2 ]; do if grep -qzxF "SKIFF_SLOT=$1" /proc/[0-9]*/environ 2>/dev/null; then n=$((n + 1)); fi; shift 2; done; echo "$n"; }',
       'found=$(pids "$@"); had=$(up "$@")',
       'if [ -z "$found" ]; then unpid "$@"; echo not-running; exit 0; fi',
-      'for p in $found; do kill -TERM "-$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; done',
+      // One SIGTERM to each process that carries a marker (children inherit it): a second one, through
+      // its process group, could cut short the job that the first one lets the worker finish.
+      'for p in $found; do kill -TERM "$p" 2>/dev/null; done',
       // Poll every 0.1 s up to the grace: a worker finishes the job it took and exits on its own.
       'i=0; while [ -n "$(pids "$@")" ] && [ "$i" -lt $(( grace * 10 )) ]; do sleep 0.1; i=$((i + 1)); done',
       'left=$(pids "$@")',
@@ -122,7 +125,7 @@ export const stopStrayWorkers = (l: Layout, keep: readonly string[], graceSecond
       '}',
       'found=$(strays "$@")',
       'if [ -z "$found" ]; then echo 0; exit 0; fi',
-      'for p in $(echo "$found" | cut -d" " -f1); do kill -TERM "-$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; done',
+      'for p in $(echo "$found" | cut -d" " -f1); do kill -TERM "$p" 2>/dev/null; done',
       'i=0; while [ -n "$(strays "$@")" ] && [ "$i" -lt $(( grace * 10 )) ]; do sleep 0.1; i=$((i + 1)); done',
       'for p in $(strays "$@" | cut -d" " -f1); do kill -KILL "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done',
       'echo "$found" | cut -d" " -f2- | sort -u | wc -l',

@@ -298,7 +298,6 @@ export const startIdle = async (ctx: DeployCtx): Promise<void> => {
     ctx.log(`started ${started} in ${slot} on port ${port}`);
     const { ms } = await gateSlot(ctx, slot, port);
     ctx.log(`healthy after ${ms} ms`);
-    await startNewWorkers(ctx);
   } catch (error) {
     const halted = await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(host, l, slot, 0));
     throw withLeft(error, [halted, await haltNewWorkers(ctx), ...(await recordFailure(ctx, 'failed', error))]);
@@ -320,6 +319,15 @@ export const switchOver = async (ctx: DeployCtx, proxy: Proxy | undefined = ctx.
   if (!proxy) return; // proxy none: replaceAndGate did the whole change
   const { host, l, cfg } = ctx;
   const { slot, port } = ctx.run.target;
+  // The new workers start here, after DEPLOY_MIGRATE (which runs between the health gate and this
+  // step): a worker of the new code never runs on the schema of before. One that exits fails the
+  // deploy before anything is switched, as a health check would.
+  try {
+    await startNewWorkers(ctx);
+  } catch (error) {
+    const halted = await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(host, l, slot, 0));
+    throw withLeft(error, [halted, await haltNewWorkers(ctx), ...(await recordFailure(ctx, 'failed', error))]);
+  }
   ctx.run.switchedFrom = await proxy.current(host);
   try {
     await proxy.switchTo(host, port);

@@ -102,7 +102,7 @@ describe('workers replaced on deploy, behind Caddy', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`old workers: stopped 1 worker process of ${before}`));
     // SIGTERM found the old worker at job2; it finished it within its grace, and is gone.
-    expect(jobsLog()).toContain('took job2 1.0.0\nterm job2\ndone job2 1.0.0\n');
+    expect(jobsLog(), r.stdout).toContain('took job2 1.0.0\nterm job2\ndone job2 1.0.0\n');
     expect(workerPids(before)).toEqual([]);
     expect(live()).not.toBe(before);
     addJob('job3');

@@ -114,7 +114,7 @@ describe('worker builders', () => {
     expect(stop.endsWith(
       " sh 30 '/srv/a b#worker-q.1@20261201-100000-1.2.0' '/srv/a b/.skiff/worker-q.1@20261201-100000-1.2.0.pid' '/srv/a b#worker-q.2@20261201-100000-1.2.0' '/srv/a b/.skiff/worker-q.2@20261201-100000-1.2.0.pid'",
     )).toBe(true);
-    expect(stop).toContain('kill -TERM "-$p"');
+    expect(stop).toContain('for p in $found; do kill -TERM "$p" 2>/dev/null; done');
     expect(stop).toContain('kill -KILL "-$p"');
   });
 
@@ -150,7 +150,7 @@ describe('workers in the deploy flow', () => {
   const oldStop = `#worker-queue.1@${A}`;
   const newMark = `#worker-queue.1@${DEPLOY_ID}`;
 
-  it('blue-green: the new workers start after the new slot is healthy, are checked after DEPLOY_WORKER_UP_SECONDS; the old stop after the switch with their grace', async () => {
+  it('blue-green: the new workers start after the new slot is healthy (and DEPLOY_MIGRATE), just before the switch, checked after DEPLOY_WORKER_UP_SECONDS; the old stop after it with their grace', async () => {
     const { ctx, host, clock, logs } = deployCtx({
       cfg,
       state: live,
@@ -164,7 +164,9 @@ describe('workers in the deploy flow', () => {
       ],
     });
     await startIdle(ctx);
-    expect(inOrder(host.events, [CMD.probe, W.status, W.start, W.status])).toEqual([CMD.probe, W.status, W.start, W.status]);
+    expect(host.commands.some((c) => c.includes(W.start))).toBe(false);
+    await switchOver(ctx);
+    expect(inOrder(host.events, [CMD.probe, W.status, W.start, W.status, 'switch 3002'])).toEqual([CMD.probe, W.status, W.start, W.status, 'switch 3002']);
     expect(host.commands.filter((c) => c.includes(W.start))[0]).toContain(newMark);
     expect(clock.sleeps).toContain(2000);
     expect(host.commands.some((c) => c.includes(W.stop))).toBe(false);
@@ -173,7 +175,6 @@ describe('workers in the deploy flow', () => {
     expect(inOrder(host.events, [W.strays, W.start])).toEqual([W.strays, W.start]);
     expect(host.commands.find((c) => c.includes(W.strays))?.endsWith(` sh /srv/hello 7 ${A}`)).toBe(true);
     expect(logs).toContain('stopped 1 stray worker process of releases that are not live (left by an interrupted run)');
-    await switchOver(ctx);
     await retireOld(ctx);
     const stops = host.commands.filter((c) => c.includes(W.stop));
     expect(stops).toHaveLength(1);
@@ -187,7 +188,7 @@ describe('workers in the deploy flow', () => {
     expect(historyAppended(host).at(-1)).toMatchObject({ id: DEPLOY_ID, status: 'live', workers: QUEUE });
   });
 
-  it('a worker that exits at once fails the start like a health check: the new slot and its other workers stop, the old workers are untouched, nothing is switched', async () => {
+  it('a worker that exits at once fails the deploy like a health check: the new slot and its other workers stop, the old workers are untouched, nothing is switched', async () => {
     const { ctx, host, switches } = deployCtx({
       cfg,
       state: live,
@@ -199,7 +200,8 @@ describe('workers in the deploy flow', () => {
         when(W.stop, ok('stopped 1')),
       ],
     });
-    const e = await rejection(startIdle(ctx));
+    await startIdle(ctx);
+    const e = await rejection(switchOver(ctx));
     expect(e).toBeInstanceOf(HealthCheckError);
     expect(e.message).toBe(
       `web1: worker queue.2 of release ${DEPLOY_ID} exited within 2s of its start (its log says: Error: Cannot find module worker.js): see /srv/hello/shared/logs/worker-queue.log`,
