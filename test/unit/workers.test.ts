@@ -10,7 +10,7 @@ import { render } from '../../lib/core/cmd.ts';
 import { ConfigError, HealthCheckError } from '../../lib/core/errors.ts';
 import { layout } from '../../lib/core/paths.ts';
 import { startWorkers, stopStrayWorkers, stopWorkers, workerLog, workerSlot, workerStatus } from '../../lib/commands/workers.ts';
-import { commit, replaceAndGate, retireOld, startIdle, switchOver } from '../../lib/flows/deploy.ts';
+import { commit, replaceAndGate, retireOld, startIdle, switchBack, switchOver } from '../../lib/flows/deploy.ts';
 import { formatStatus, gatherStatus, startLive, stopLive } from '../../lib/flows/status.ts';
 import { parseWorkerStatus, whyExited, workersLine } from '../../lib/flows/workers.ts';
 import { goingBackTo } from '../../lib/flows/rollback.ts';
@@ -241,6 +241,24 @@ describe('workers in the deploy flow', () => {
     // The previous release's slot came back; its workers were found running, so none was started for it.
     expect(bad.host.commands.filter((c) => c.includes(W.start)).every((c) => c.includes(newMark))).toBe(true);
     expect(bad.logs).toContain('previous workers: workers already running (2)');
+  });
+
+  it('another host failed after the switch: this one switches back, and its new slot and new workers stop at once', async () => {
+    const { ctx, host, switches } = deployCtx({
+      cfg,
+      state: live,
+      going: { workers: QUEUE },
+      rules: [inTurn(W.status, [ok('queue.1 stopped\nqueue.2 stopped\n'), ok('queue.1 running 1\nqueue.2 running 2\n')]), when(W.start, ok('')), when(W.stop, ok('stopped 2'))],
+    });
+    await startIdle(ctx);
+    await switchOver(ctx);
+    await expect(switchBack(ctx, 'web2 failed its health check')).resolves.toBeUndefined();
+    expect(switches).toEqual([3002, 3001]);
+    const stops = host.commands.filter((c) => c.includes(W.stop));
+    expect(stops).toHaveLength(1);
+    expect(stops[0]).toContain(newMark);
+    expect(stops[0]).toContain(' sh 0 ');
+    expect(historyAppended(host).at(-1)).toMatchObject({ id: DEPLOY_ID, status: 'rolled-back' });
   });
 
   it('a rollback starts the workers the release was deployed with, and none for a record without', () => {
