@@ -61,7 +61,7 @@ describe('workers replaced on deploy, behind Caddy', () => {
     localEnv(
       s,
       caddy.slots[0],
-      [caddy.keys(s.dir), `DEPLOY_PORTS=${caddy.slots.join(',')}`, `DEPLOY_PUBLIC_URL=${URL}`, `DEPLOY_WORKERS=${workers}`, 'DEPLOY_WORKER_GRACE_SECONDS=10', 'DEPLOY_DRAIN_SECONDS=1'].join('\n'),
+      [caddy.keys(s.dir), `DEPLOY_PORTS=${caddy.slots.join(',')}`, `DEPLOY_PUBLIC_URL=${URL}`, `DEPLOY_WORKERS=${workers}`, 'DEPLOY_WORKER_GRACE_SECONDS=10', 'DEPLOY_WORKER_UP_SECONDS=1', 'DEPLOY_DRAIN_SECONDS=1'].join('\n'),
     ).replace(`DEPLOY_PORTS=${caddy.slots[0]}\n`, '');
   const status = async () => JSON.parse((await s.run('status', ['t', '--json'])).stdout) as { release: { release: string }; workers: { id: string; state: string; pid?: number }[] };
 
@@ -81,7 +81,7 @@ describe('workers replaced on deploy, behind Caddy', () => {
     const r = await s.run('deploy-vps', ['t']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain('started 1 worker process (queue.1), up after 2s');
+    expect(r.stdout).toContain('started 1 worker process (queue.1), up after 1s');
     const st = await status();
     expect(st.workers).toEqual([{ id: 'queue.1', state: 'running', pid: expect.any(Number) }]);
     expect((await s.run('status', ['t'])).stdout).toMatch(/ {2}workers {3}queue\.1 running \(pid \d+\)/);
@@ -117,7 +117,7 @@ describe('workers replaced on deploy, behind Caddy', () => {
     s.writeEnv('t.env', env('queue=node worker.cjs;broken=node missing.cjs'));
     const r = await s.run('deploy-vps', ['t']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/worker broken\.1 of release \S+-1\.2\.0 exited within 2s of its start \(its log says: Error: Cannot find module '\S+missing\.cjs'\): see \S+\/worker-broken\.log/);
+    expect(r.stderr).toMatch(/worker broken\.1 of release \S+-1\.2\.0 exited within 1s of its start \(its log says: Error: Cannot find module '\S+missing\.cjs'\): see \S+\/worker-broken\.log/);
     expect(live()).toBe(before);
     expect((await get(URL)).text).toContain('hello 1.1.0');
     expect(workerPids(before)).toEqual(oldPids);
@@ -153,5 +153,41 @@ describe('workers replaced on deploy, behind Caddy', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain('DEPLOY_WORKERS is bad: the worker name "my/queue" is not a-z, 0-9 and - (at most 32, no spaces or slashes)');
     expect(live()).toBe(before);
+  });
+});
+
+describe('workers replaced on deploy with proxy none (one slot)', () => {
+  const PORT = 18635;
+  let s: Sandbox;
+  const data = () => join(s.deployPath, 'shared/data');
+  const jobsLog = () => (existsSync(join(data(), 'jobs.log')) ? readFileSync(join(data(), 'jobs.log'), 'utf8') : '');
+  const addJob = (n: string, body = '') => {
+    mkdirSync(join(data(), 'queue'), { recursive: true });
+    writeFileSync(join(data(), 'queue', `.${n}`), body);
+    renameSync(join(data(), 'queue', `.${n}`), join(data(), 'queue', n));
+  };
+  beforeAll(() => {
+    s = makeSandbox('workers-none');
+    writeFileSync(join(s.appDir, 'worker.cjs'), WORKER);
+    s.writeEnv('t.env', localEnv(s, PORT, 'DEPLOY_WORKERS=queue:2=node worker.cjs\nDEPLOY_WORKER_GRACE_SECONDS=10\nDEPLOY_WORKER_UP_SECONDS=1\nDEPLOY_DRAIN_SECONDS=1'));
+  });
+  afterAll(() => s.cleanup());
+
+  it('the new workers start once the new process is healthy, then the old ones finish their job and stop', async () => {
+    const first = await s.run('deploy-vps', ['t']);
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain('started 2 worker processes (queue.1, queue.2), up after 1s');
+    addJob('job1', 'long');
+    await waitFor(() => jobsLog().includes('took job1'), 'an old worker taking job1');
+    s.setVersion('1.1.0');
+    const r = await s.run('deploy-vps', ['t']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    // The new workers were up before the old ones were told to stop.
+    expect(r.stdout).toMatch(/started 2 worker processes \(queue\.1, queue\.2\), up after 1s[\s\S]*old workers: stopped 2 worker processes of \S+-1\.0\.0/);
+    expect(jobsLog()).toContain('took job1 1.0.0\nterm job1\ndone job1 1.0.0\n');
+    const st = JSON.parse((await s.run('status', ['t', '--json'])).stdout) as { workers: { id: string; state: string }[] };
+    expect(st.workers.map((w) => `${w.id} ${w.state}`)).toEqual(['queue.1 running', 'queue.2 running']);
   });
 });
