@@ -590,9 +590,9 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     issues.push({ ...issue('DEPLOY_WORKERS', KEYS.DEPLOY_WORKERS.expected, KEYS.DEPLOY_WORKERS.hint), problem: `is bad: ${error instanceof Error ? error.message : String(error)}` });
   }
   if (workers.length > 0 && runtime === 'docker') {
-    bad('DEPLOY_WORKERS', 'unset with DEPLOY_RUNTIME=docker (workers run under the process runtime only)', 'run the worker as an app of its own, or use DEPLOY_RUNTIME=process (docs/workers.md#docker)');
+    bad('DEPLOY_WORKERS', 'unset with DEPLOY_RUNTIME=docker (workers run under the process runtime only)', 'run the worker as an app of its own, or use DEPLOY_RUNTIME=process (docs/workers.md#where-workers-are-refused)');
   } else if (workers.length > 0 && values.DEPLOY_SUPERVISOR === 'systemd') {
-    bad('DEPLOY_WORKERS', 'unset with DEPLOY_SUPERVISOR=systemd (workers run under the pidfile supervisor only)', 'use DEPLOY_SUPERVISOR=pidfile, or a unit of your own (docs/workers.md#systemd)');
+    bad('DEPLOY_WORKERS', 'unset with DEPLOY_SUPERVISOR=systemd (workers run under the pidfile supervisor only)', 'use DEPLOY_SUPERVISOR=pidfile, or a unit of your own (docs/workers.md#where-workers-are-refused)');
   }
   for (const key of ['DEPLOY_WORKER_GRACE_SECONDS', 'DEPLOY_WORKER_UP_SECONDS'] as const) {
     if (source.values[key] !== undefined && source.values.DEPLOY_WORKERS === undefined) bad(key, 'set with DEPLOY_WORKERS', 'set DEPLOY_WORKERS, or remove it');
