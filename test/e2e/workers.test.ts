@@ -46,6 +46,16 @@ const tick = () => {
 tick();
 `;
 
+/** Pids of this DEPLOY_PATH's processes whose marker contains `piece` (one that ends meanwhile is left out). */
+const markedWith = (deployPath: string, piece: string): number[] =>
+  pidsWithMarker(deployPath).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/environ`, 'utf8').includes(piece);
+    } catch {
+      return false;
+    }
+  });
+
 describe('workers replaced on deploy, behind Caddy', () => {
   let s: Sandbox;
   const jobsLog = () => (existsSync(join(s.deployPath, 'shared/data/jobs.log')) ? readFileSync(join(s.deployPath, 'shared/data/jobs.log'), 'utf8') : '');
@@ -55,7 +65,7 @@ describe('workers replaced on deploy, behind Caddy', () => {
     writeFileSync(join(q, `.${n}`), body);
     renameSync(join(q, `.${n}`), join(q, n));
   };
-  const workerPids = (release: string) => pidsWithMarker(s.deployPath).filter((pid) => readFileSync(`/proc/${pid}/environ`, 'utf8').includes(`#worker-queue.1@${release}\0`));
+  const workerPids = (release: string) => markedWith(s.deployPath, `#worker-queue.1@${release}\0`);
   const live = () => readlinkSync(join(s.deployPath, 'current')).replace(/^releases\//, '');
   const env = (workers: string) =>
     localEnv(
@@ -122,7 +132,7 @@ describe('workers replaced on deploy, behind Caddy', () => {
     expect((await get(URL)).text).toContain('hello 1.1.0');
     expect(workerPids(before)).toEqual(oldPids);
     // Nothing of the failed release runs: no slot, no worker.
-    expect(pidsWithMarker(s.deployPath).filter((pid) => readFileSync(`/proc/${pid}/environ`, 'utf8').includes('-1.2.0\0'))).toEqual([]);
+    expect(markedWith(s.deployPath, 'APP_VERSION=1.2.0\0')).toEqual([]);
     s.writeEnv('t.env', env('queue=node worker.cjs'));
   });
 
