@@ -21,7 +21,7 @@ await runMain(specs['deploy-vps'], async ({ args: [env], flags }) => {
   await run.withHostLock(async (list) => {
     const dryRun = () => run.dryRun && 'dry run';
     const blueGreen = () => run.session.proxy !== undefined;
-    const going = { action: 'deploy', id: releaseId(new Date(), run.version), version: run.version, gitSha: run.gitSha, start: run.cfg.start } as const;
+    const going = { action: 'deploy', id: releaseId(new Date(), run.version), version: run.version, gitSha: run.gitSha, start: run.cfg.start, workers: run.cfg.workers } as const;
     const all = withRun(run.sessions, going);
     const ctx = all[0] as (typeof all)[number]; // one per host, and there is one at least
     // Once per deploy, on the first host: after the new slot is healthy, or before the replace without a proxy.
@@ -69,7 +69,7 @@ await runMain(specs['deploy-vps'], async ({ args: [env], flags }) => {
         { undo: (c, reason) => (c.proxy ? d.unstart(c, reason) : d.unreplace(c, reason)), observe, serial: !blueGreen(), skip: dryRun },
       ),
       migrateTask(blueGreen),
-      onEachHost(all, `Switch ${run.cfg.proxy} to the new slot and verify`, (c) => d.timed(c, 'switch', () => d.switchOver(c)), {
+      onEachHost(all, `${run.cfg.workers.length > 0 ? 'Start the workers, switch' : 'Switch'} ${run.cfg.proxy} to the new slot and verify`, (c) => d.timed(c, 'switch', () => d.switchOver(c)), {
         undo: d.switchBack,
         observe,
         enabled: blueGreen,

@@ -56,7 +56,7 @@ await runMain(specs.rollback, async ({ args: [env, requested], flags }) => {
         serial: !blueGreen(),
         skip: dryRun,
       }),
-      onEachHost(all, `Switch ${run.cfg.proxy} back and verify`, (c) => d.switchOver(c), { undo: d.switchBack, observe, enabled: blueGreen, skip: dryRun }),
+      onEachHost(all, `${ctx.run.workers.length > 0 ? 'Start its workers, switch' : 'Switch'} ${run.cfg.proxy} back and verify`, (c) => d.switchOver(c), { undo: d.switchBack, observe, enabled: blueGreen, skip: dryRun }),
       onEachHost(all, 'Drain and stop the old slot', (c) => d.retireOld(c), { enabled: blueGreen, skip: dryRun }),
       onEachHost(all, 'Switch current and record', (c) => d.commit(c)),
       onEachHost(

@@ -14,6 +14,7 @@ import { defaultAppDir } from '../init/manifest.ts';
 import { ENV_NAME, envDir, isSecretSetting, listEnvs } from './env-files.ts';
 import { parsePgUrl } from './pg-url.ts';
 import { prefixProblem } from '../proxy/route.ts';
+import { parseWorkers, type WorkerSpec } from './workers.ts';
 
 export { ENV_NAME, envDir, listEnvs };
 
@@ -102,6 +103,12 @@ export interface Config {
   readonly migrate: string | undefined;
   /** DEPLOY_MIGRATE_TIMEOUT: seconds it may run. */
   readonly migrateTimeoutSeconds: number;
+  /** DEPLOY_WORKERS: processes of the release that serve no HTTP, started and stopped with it (docs/workers.md). */
+  readonly workers: readonly WorkerSpec[];
+  /** DEPLOY_WORKER_GRACE_SECONDS: how long an old worker may finish its job after SIGTERM (default DEPLOY_DRAIN_SECONDS). */
+  readonly workerGraceSeconds: number;
+  /** DEPLOY_WORKER_UP_SECONDS: how long a new worker must stay up before the deploy counts it started. */
+  readonly workerUpSeconds: number;
   /** Every key that is not skiff's: the app's environment, written to shared/.env. */
   readonly appEnv: Readonly<Record<string, string | Secret>>;
 }
@@ -268,6 +275,10 @@ export const KEYS = {
   },
   DEPLOY_MIGRATE: { schema: str, expected: 'a shell command run once per deploy in the new release folder', hint: 'e.g. DEPLOY_MIGRATE=npx knex migrate:latest', default: '' },
   DEPLOY_MIGRATE_TIMEOUT: { schema: int(1, 86400), expected: 'seconds, 1-86400', default: '600' },
+  // Parsed in parseConfig (lib/config/workers.ts), so a bad entry is named in the error.
+  DEPLOY_WORKERS: { schema: str, expected: '`;`-separated name[:count]=command entries', hint: 'e.g. DEPLOY_WORKERS=queue:2=node worker.js;mailer=node mail.js', default: '' },
+  DEPLOY_WORKER_GRACE_SECONDS: { schema: int(0, 3600), expected: 'seconds, 0-3600', hint: 'default DEPLOY_DRAIN_SECONDS' },
+  DEPLOY_WORKER_UP_SECONDS: { schema: int(1, 600), expected: 'seconds, 1-600', default: '2' },
   BACKUP_PATHS: {
     schema: backupPaths,
     expected: 'comma-separated files or folders inside shared/ (relative, no .., not shared/ itself, not .env, none inside another)',
@@ -570,6 +581,22 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     bad('DEPLOY_RELEASE_CACHE', 'set with DEPLOY_RELEASE_CMD (the cache holds what that command makes)', 'set DEPLOY_RELEASE_CMD, or remove DEPLOY_RELEASE_CACHE');
   }
 
+  // Workers (docs/workers.md): the pidfile supervisor runs them; the others would half-run them.
+  let workers: WorkerSpec[] = [];
+  try {
+    workers = parseWorkers(values.DEPLOY_WORKERS);
+  } catch (error) {
+    issues.push({ ...issue('DEPLOY_WORKERS', KEYS.DEPLOY_WORKERS.expected, KEYS.DEPLOY_WORKERS.hint), problem: `is bad: ${error instanceof Error ? error.message : String(error)}` });
+  }
+  if (workers.length > 0 && runtime === 'docker') {
+    bad('DEPLOY_WORKERS', 'unset with DEPLOY_RUNTIME=docker (workers run under the process runtime only)', 'run the worker as an app of its own, or use DEPLOY_RUNTIME=process (docs/workers.md#where-workers-are-refused)');
+  } else if (workers.length > 0 && values.DEPLOY_SUPERVISOR === 'systemd') {
+    bad('DEPLOY_WORKERS', 'unset with DEPLOY_SUPERVISOR=systemd (workers run under the pidfile supervisor only)', 'use DEPLOY_SUPERVISOR=pidfile, or a unit of your own (docs/workers.md#where-workers-are-refused)');
+  }
+  for (const key of ['DEPLOY_WORKER_GRACE_SECONDS', 'DEPLOY_WORKER_UP_SECONDS'] as const) {
+    if (source.values[key] !== undefined && source.values.DEPLOY_WORKERS === undefined) bad(key, 'set with DEPLOY_WORKERS', 'set DEPLOY_WORKERS, or remove it');
+  }
+
   // skiff inside the app's repository (scripts/init.ts): APP_DIR defaults to that repository.
   const appDir = resolve(opts.root, expandHome(source.values.APP_DIR === undefined ? defaultAppDir(opts.root) : values.APP_DIR, opts.home));
   // A bad APP_DIR has its issue already; the default folder it fell back to is not checked too.
@@ -642,6 +669,9 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     releaseCache: values.DEPLOY_RELEASE_CACHE,
     migrate: values.DEPLOY_MIGRATE.trim() || undefined,
     migrateTimeoutSeconds: values.DEPLOY_MIGRATE_TIMEOUT,
+    workers,
+    workerGraceSeconds: values.DEPLOY_WORKER_GRACE_SECONDS ?? values.DEPLOY_DRAIN_SECONDS,
+    workerUpSeconds: values.DEPLOY_WORKER_UP_SECONDS,
     appEnv: appEnvOf(source),
   });
 };

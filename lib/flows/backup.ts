@@ -2,6 +2,7 @@
  * Backups and restores of an environment's data on its host (docs/backups.md). The pure parts
  * (names, manifests, verification, retention) are exported for tests; the flows take a Session.
  */
+import { startReleaseWorkers, stopReleaseWorkers } from './workers.ts';
 import { backupSpace, checkBackup, drillRestore, dumpPostgres, listBackups, restorePostgres, sealBackup, swapInData, takeSnapshot, targetsOutside } from '../commands/backup.ts';
 import { parsePgUrl, pgStdin, type PgConnection } from '../config/pg-url.ts';
 import { createHmac } from 'node:crypto';
@@ -396,16 +397,22 @@ export const restoreBackup = async (ctx: Session, name: string, manifest: Backup
   const { slot, release: live } = liveSlot(await readState(host, l)) ?? {};
   const safety = await takeBackup(ctx, 'before-restore', [name]);
   ctx.log(`safety backup ${safety.name}`);
+  // The live release's workers (docs/workers.md) stop and start with the app: none runs while its data is swapped.
+  const workers = live ? { release: live.release, version: live.version, workers: live.workers ?? [] } : undefined;
   const start = async () => {
     if (!slot || !live) return;
     await ctx.runtime.launch(host, l, { slot, release: live.release, port: live.port, start: live.start, version: live.version });
     await gateSlot(ctx, slot, live.port, false);
+    const started = workers ? await startReleaseWorkers(ctx, workers, false) : undefined;
+    if (started) ctx.log(started);
   };
   try {
     if (slot) {
       const stopped = await ctx.runtime.halt(host, l, slot, cfg.drainSeconds);
       ctx.log(`app ${stopped}`);
     }
+    const halted = workers ? await stopReleaseWorkers(ctx, workers, cfg.workerGraceSeconds) : undefined;
+    if (halted) ctx.log(halted);
     await swapIn(ctx, name, manifest);
     await start();
     await audit(host, l, ctx.now().toISOString(), ctx.who, `restore ${name} (safety backup ${safety.name})`);
@@ -414,6 +421,7 @@ export const restoreBackup = async (ctx: Session, name: string, manifest: Backup
     ctx.log(`restore failed, putting ${safety.name} back`);
     try {
       if (slot) await ctx.runtime.halt(host, l, slot, 0);
+      if (workers) await stopReleaseWorkers(ctx, workers, 0);
       await swapIn(ctx, safety.name, safety.manifest);
       await start();
     } catch (again) {

@@ -18,6 +18,7 @@ import { loadState } from './state-repair.ts';
 import { checkPageAfterSwitch } from './maintenance.ts';
 import { readMaintenance } from '../state/maintenance.ts';
 import type { DeployCtx, Plan, Previous, Session } from './session.ts';
+import { startReleaseWorkers, stopReleaseWorkers, stopStrays, type ReleaseWorkers } from './workers.ts';
 
 /** With proxy `none` there is one slot, and it is called blue. */
 export const SINGLE_SLOT = 'blue';
@@ -165,6 +166,38 @@ const throwIfLeft = (ctx: DeployCtx, left: readonly (string | undefined)[]): voi
 export const writeAppEnv = (ctx: DeployCtx): Promise<void> =>
   ctx.host.put(ctx.l.envOf(ctx.run.id), renderEnvFile({ ...ctx.cfg.appEnv }), { mode: 0o600 });
 
+/** The workers of the release this run puts live (DEPLOY_WORKERS, docs/workers.md). */
+const newWorkers = (ctx: DeployCtx): ReleaseWorkers => ({ release: ctx.run.id, version: ctx.run.version, workers: ctx.run.workers });
+
+/** The workers of the release that served before this run: what state.json says it was started with. */
+const oldWorkers = (ctx: DeployCtx): ReleaseWorkers | undefined => {
+  const prev = ctx.run.previous?.slot;
+  return prev && prev.release !== ctx.run.id ? { release: prev.release, version: prev.version, workers: prev.workers ?? [] } : undefined;
+};
+
+/** Starts the new release's workers once its slot is healthy; one that exits at once fails the step like a health check. */
+const startNewWorkers = async (ctx: DeployCtx): Promise<void> => {
+  const old = oldWorkers(ctx);
+  // Workers of no release that serves: an interrupted run's. Only where this env has workers at all.
+  if (ctx.run.workers.length > 0 || (old?.workers.length ?? 0) > 0) {
+    const strays = await stopStrays(ctx, old ? [old.release] : [], ctx.cfg.workerGraceSeconds);
+    if (strays) ctx.log(strays);
+  }
+  const started = await startReleaseWorkers(ctx, newWorkers(ctx));
+  if (started) ctx.log(started);
+};
+
+/** Stops the old release's workers, each given DEPLOY_WORKER_GRACE_SECONDS to finish the job it took. */
+const retireOldWorkers = async (ctx: DeployCtx): Promise<void> => {
+  const old = oldWorkers(ctx);
+  const stopped = old ? await stopReleaseWorkers(ctx, old, ctx.cfg.workerGraceSeconds) : undefined;
+  if (stopped) ctx.log(`old workers: ${stopped}`);
+};
+
+/** Undo: the new release's workers stop at once (they took a job only if they ran; SIGTERM lets a graceful one put it back). */
+const haltNewWorkers = (ctx: DeployCtx): Promise<string | undefined> =>
+  attempt(`stop the workers of ${ctx.run.id}`, () => stopReleaseWorkers(ctx, newWorkers(ctx), 0));
+
 const startIn = (ctx: DeployCtx, slot: string, release: string, version: string, port: number, start: string) =>
   ctx.runtime.launch(ctx.host, ctx.l, { slot, release, port, start, version });
 
@@ -197,6 +230,9 @@ export const replaceAndGate = async (ctx: DeployCtx): Promise<void> => {
     ctx.log(`started ${started} on port ${port}`);
     const { ms } = await gateSlot(ctx, SINGLE_SLOT, port);
     ctx.log(`healthy after ${ms} ms`);
+    // The old release's workers run until the new ones are up: a new one that exits leaves them working.
+    await startNewWorkers(ctx);
+    await retireOldWorkers(ctx);
   } catch (error) {
     const { down } = await restorePrevious(ctx, error);
     // Keep the original error as the one reported; say loudly that the host is down.
@@ -219,7 +255,7 @@ export const unreplace = async (ctx: DeployCtx, reason: string): Promise<void> =
 const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<{ left: (string | undefined)[]; down?: string }> => {
   const { host, l, cfg } = ctx;
   const halted = await attempt(`stop the new release in slot ${SINGLE_SLOT}`, () => ctx.runtime.halt(host, l, SINGLE_SLOT, 0));
-  const left = [halted, ...(await recordFailure(ctx, 'failed', error))];
+  const left = [halted, await haltNewWorkers(ctx), ...(await recordFailure(ctx, 'failed', error))];
   withLeft(error, left);
   const prev = ctx.run.previous;
   if (!prev) return { left };
@@ -227,6 +263,10 @@ const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<{ left: 
     await startIn(ctx, SINGLE_SLOT, prev.slot.release, prev.slot.version, prev.slot.port, prev.slot.start);
     await gateSlot(ctx, SINGLE_SLOT, prev.slot.port, false);
     ctx.log(`previous release ${prev.slot.release} serves again`);
+    // Its workers still run unless this host had stopped them (another host failed later): started again then.
+    const old = oldWorkers(ctx);
+    const workers = old ? await startReleaseWorkers(ctx, old, false) : undefined;
+    if (workers) ctx.log(`previous workers: ${workers}`);
     return { left };
   } catch (restoreError) {
     return { left, down: `the previous release ${prev.slot.release} did not come back: ${firstLine(restoreError)}; run \`npx tsx scripts/start.ts ${cfg.env}\`` };
@@ -260,7 +300,7 @@ export const startIdle = async (ctx: DeployCtx): Promise<void> => {
     ctx.log(`healthy after ${ms} ms`);
   } catch (error) {
     const halted = await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(host, l, slot, 0));
-    throw withLeft(error, [halted, ...(await recordFailure(ctx, 'failed', error))]);
+    throw withLeft(error, [halted, await haltNewWorkers(ctx), ...(await recordFailure(ctx, 'failed', error))]);
   }
 };
 
@@ -268,7 +308,7 @@ export const startIdle = async (ctx: DeployCtx): Promise<void> => {
 export const unstart = async (ctx: DeployCtx, reason: string): Promise<void> => {
   const { slot } = ctx.run.target;
   const halted = await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(ctx.host, ctx.l, slot, 0));
-  throwIfLeft(ctx, [halted, ...(await recordFailure(ctx, 'failed', new SkiffError(reason)))]);
+  throwIfLeft(ctx, [halted, await haltNewWorkers(ctx), ...(await recordFailure(ctx, 'failed', new SkiffError(reason)))]);
 };
 
 /**
@@ -279,6 +319,15 @@ export const switchOver = async (ctx: DeployCtx, proxy: Proxy | undefined = ctx.
   if (!proxy) return; // proxy none: replaceAndGate did the whole change
   const { host, l, cfg } = ctx;
   const { slot, port } = ctx.run.target;
+  // The new workers start here, after DEPLOY_MIGRATE (which runs between the health gate and this
+  // step): a worker of the new code never runs on the schema of before. One that exits fails the
+  // deploy before anything is switched, as a health check would.
+  try {
+    await startNewWorkers(ctx);
+  } catch (error) {
+    const halted = await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(host, l, slot, 0));
+    throw withLeft(error, [halted, await haltNewWorkers(ctx), ...(await recordFailure(ctx, 'failed', error))]);
+  }
   ctx.run.switchedFrom = await proxy.current(host);
   try {
     await proxy.switchTo(host, port);
@@ -289,7 +338,8 @@ export const switchOver = async (ctx: DeployCtx, proxy: Proxy | undefined = ctx.
     const back = from === undefined ? undefined : await attempt(`switch ${proxy.kind} back to port ${from} (it may still send traffic to the new release)`, () => proxy.switchTo(host, from));
     // The new slot keeps running when the proxy could not be switched back: it may be what serves.
     const halted = back ? undefined : await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(host, l, slot, 0));
-    throw withLeft(error, [back, halted, ...(await recordFailure(ctx, 'rolled-back', error))]);
+    const workers = back ? undefined : await haltNewWorkers(ctx);
+    throw withLeft(error, [back, halted, workers, ...(await recordFailure(ctx, 'rolled-back', error))]);
   }
 };
 
@@ -312,7 +362,8 @@ export const switchBack = async (ctx: DeployCtx, reason: string): Promise<void> 
         await drain(ctx, port);
         ctx.log(`new release in ${slot} ${await ctx.runtime.halt(host, l, slot, ctx.cfg.drainSeconds)}`);
       });
-  throwIfLeft(ctx, [back, halted, ...(await recordFailure(ctx, 'rolled-back', new SkiffError(reason)))]);
+  const workers = back ? undefined : await haltNewWorkers(ctx);
+  throwIfLeft(ctx, [back, halted, workers, ...(await recordFailure(ctx, 'rolled-back', new SkiffError(reason)))]);
 };
 
 /** Blue-green, step three (once every host serves the new release): drain the old slot and stop it. */
@@ -321,10 +372,12 @@ export const retireOld = async (ctx: DeployCtx): Promise<void> => {
   const { slot } = ctx.run.target;
   const prev = ctx.run.previous;
   const old = prev?.state.live;
-  if (!prev || !old || old === slot) return;
-  const waited = await drain(ctx, prev.slot.port);
-  const stopped = await ctx.runtime.halt(host, l, old, cfg.drainSeconds);
-  ctx.log(`old slot ${old} drained in ${waited} ms, ${stopped}`);
+  if (prev && old && old !== slot) {
+    const waited = await drain(ctx, prev.slot.port);
+    const stopped = await ctx.runtime.halt(host, l, old, cfg.drainSeconds);
+    ctx.log(`old slot ${old} drained in ${waited} ms, ${stopped}`);
+  }
+  await retireOldWorkers(ctx);
 };
 
 /** Through the proxy: the public health URL answers 2xx (a few tries; the switch is already done). */
@@ -371,6 +424,8 @@ const record = (ctx: DeployCtx, status: 'live' | 'failed' | 'rolled-back', reaso
   version: ctx.run.version,
   gitSha: ctx.run.gitSha,
   start: ctx.run.start,
+  // Recorded when there are some: a rollback starts the workers a release was deployed with, and none for a record without.
+  ...(ctx.run.workers.length > 0 ? { workers: ctx.run.workers } : {}),
   who: ctx.who,
   at: ctx.now().toISOString(),
   status,
@@ -392,7 +447,7 @@ export const commit = async (ctx: DeployCtx): Promise<void> => {
     app: cfg.app.name,
     env: cfg.env,
     live: slot,
-    slots: { ...ctx.run.previous?.state.slots, [slot]: { release: ctx.run.id, version: ctx.run.version, port, start: ctx.run.start, startedAt: at } },
+    slots: { ...ctx.run.previous?.state.slots, [slot]: { release: ctx.run.id, version: ctx.run.version, port, start: ctx.run.start, startedAt: at, ...(ctx.run.workers.length > 0 ? { workers: ctx.run.workers } : {}) } },
     updatedAt: at,
   });
   await appendHistory(host, l, record(ctx, 'live'));

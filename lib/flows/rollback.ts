@@ -83,6 +83,8 @@ export const goingBackTo = (target: ReleaseRecord, cfg: Config): Going => ({
   version: target.version,
   gitSha: target.gitSha,
   start: target.start ?? cfg.start,
+  // The workers it was deployed with, none for a record without: its code may lack today's workers' files.
+  ...(target.workers ? { workers: target.workers } : {}),
 });
 
 /** Marks the release that was live as bad (a rollback without an id). */

@@ -11,6 +11,7 @@ import type { Host } from '../host/host.ts';
 import type { Proxy } from '../proxy/proxy.ts';
 import type { Runtime } from '../runtime/runtime.ts';
 import type { Shipped } from '../ship/folder-ship.ts';
+import type { WorkerSpec } from '../config/workers.ts';
 import type { HostState, MigrationRecord, ReleaseCmdRecord, SlotState } from '../state/state.ts';
 
 export interface Session {
@@ -65,6 +66,8 @@ export interface Going {
   readonly gitSha: string | undefined;
   /** The start command: DEPLOY_START, or what an older release ran with. */
   readonly start: string;
+  /** Its workers: DEPLOY_WORKERS, or what an older release ran with (docs/workers.md); absent: none. */
+  readonly workers?: readonly WorkerSpec[];
 }
 
 /** One deploy or rollback on one host: what it puts live, its plan, and what it did so far. */
@@ -73,6 +76,7 @@ export class RunRecord {
   readonly version: string;
   readonly gitSha: string | undefined;
   readonly start: string;
+  readonly workers: readonly WorkerSpec[];
   #id: string;
   #claimed = false;
   #plan: Plan | undefined;
@@ -93,6 +97,7 @@ export class RunRecord {
     this.version = going.version;
     this.gitSha = going.gitSha;
     this.start = going.start;
+    this.workers = going.workers ?? [];
     this.#id = going.id;
   }
 

@@ -12,6 +12,7 @@ import { loadState } from './state-repair.ts';
 import { maintenanceLine, maintenanceStatus, type MaintenanceStatus } from './maintenance.ts';
 import { readMaintenance } from '../state/maintenance.ts';
 import { maintenanceFor } from '../proxy/maintenance.ts';
+import { findWorkers, startReleaseWorkers, stopReleaseWorkers, workersLine, type WorkerRun } from './workers.ts';
 import { liveSlot, readHistory, readState, audit, type ReleaseRecord, type SlotState } from '../state/state.ts';
 
 export interface StatusReport {
@@ -38,6 +39,8 @@ export interface StatusReport {
   readonly downSinceReboot?: boolean;
   /** Maintenance mode, when it is on or the proxy still serves its page (docs/maintenance.md). */
   readonly maintenance?: MaintenanceStatus;
+  /** The live release's workers (DEPLOY_WORKERS when it was deployed), each process with how it stands. */
+  readonly workers: readonly WorkerRun[];
 }
 
 /** Reads the state of the environment on its host. */
@@ -56,6 +59,7 @@ export const gatherStatus = async (ctx: Session, url: string): Promise<StatusRep
   const pidfile = cfg.runtime === 'process' && cfg.supervisor === 'pidfile';
   const downSinceReboot = Boolean(pidfile && release && proc.state !== 'running' && bootedIso && Date.parse(release.startedAt) < booted * 1000);
   const holder = await host.get(l.holder);
+  const workers = release ? await findWorkers(ctx, { release: release.release, version: release.version, workers: release.workers ?? [] }) : [];
   const proxy = ctx.proxy
     ? await ctx.proxy.current(host).then(
         (port) => ({ kind: ctx.proxy?.kind ?? '', port }),
@@ -71,6 +75,7 @@ export const gatherStatus = async (ctx: Session, url: string): Promise<StatusRep
     slot,
     release,
     process: proc,
+    workers,
     health,
     url,
     proxy,
@@ -143,6 +148,7 @@ export const formatStatus = (r: StatusReport): string => {
     `  release   ${rel.release} (version ${rel.version})`,
     `  slot      ${r.slot}, port ${rel.port}`,
     `  process   ${processLine(r.process)}`,
+    ...(r.workers.length > 0 ? [`  workers   ${workersLine(r.workers, r.env)}`] : []),
     ...(r.downSinceReboot
       ? [`  reboot    the host booted at ${r.bootedAt ?? '?'}, after this release started, and the pidfile supervisor does not start it at boot: run \`npx tsx scripts/start.ts ${r.env}\` (or use DEPLOY_SUPERVISOR=systemd)`]
       : []),
@@ -174,9 +180,18 @@ const deployedSlot = async (ctx: Session) => {
 /** Starts the live release if it is not running. Returns what happened, for the script to print. */
 export const startLive = async (ctx: Session): Promise<string> => {
   const started = await startLiveSlot(ctx);
+  const workers = await startLiveWorkers(ctx);
   const route = await restoreRoute(ctx);
   const page = await restorePage(ctx);
-  return [started, route, page].filter((x) => x !== undefined).join('; ');
+  return [started, workers, route, page].filter((x) => x !== undefined).join('; ');
+};
+
+/** The live release's workers that do not run, started (after its slot is healthy). */
+const startLiveWorkers = async (ctx: Session): Promise<string | undefined> => {
+  const { release } = await deployedSlot(ctx);
+  const started = await startReleaseWorkers(ctx, { release: release.release, version: release.version, workers: release.workers ?? [] });
+  if (started?.startsWith('started')) await audit(ctx.host, ctx.l, ctx.now().toISOString(), ctx.who, `start workers of ${release.release}`);
+  return started;
 };
 
 /** Puts the maintenance page back up where the proxy lost it while the host's record says it is on. */
@@ -229,11 +244,14 @@ export const stopLive = async (ctx: Session): Promise<string> => {
   const { host, l, cfg } = ctx;
   const { slot, release } = await deployedSlot(ctx);
   const result = await ctx.runtime.halt(host, l, slot, cfg.drainSeconds);
-  if (result === 'not-running') return `not running; nothing to stop`;
+  const workers = await stopReleaseWorkers(ctx, { release: release.release, version: release.version, workers: release.workers ?? [] }, cfg.workerGraceSeconds);
+  if (workers) await audit(host, l, ctx.now().toISOString(), ctx.who, `stop workers of ${release.release} (${workers})`);
+  if (result === 'not-running') return workers ? `the app was not running; ${workers}` : `not running; nothing to stop`;
   await audit(host, l, ctx.now().toISOString(), ctx.who, `stop ${release.release} (${result})`);
   const [how, what] = result.split(' ');
   const named = `${ctx.runtime.haltedWord} ${what}`;
-  return how === 'killed' ? `stopped ${named} (killed after ${cfg.drainSeconds}s of draining)` : `stopped ${named}`;
+  const slotLine = how === 'killed' ? `stopped ${named} (killed after ${cfg.drainSeconds}s of draining)` : `stopped ${named}`;
+  return workers ? `${slotLine}; ${workers}` : slotLine;
 };
 
 /** A writer that puts `prefix` before every line (a line cut between chunks is held until it ends). */

@@ -9,6 +9,7 @@ import { SkiffError } from '../core/errors.ts';
 import { isReleaseId } from '../release/version.ts';
 import type { Host } from '../host/host.ts';
 import type { Layout } from '../core/paths.ts';
+import { MAX_WORKER_COUNT, WORKER_NAME, type WorkerSpec } from '../config/workers.ts';
 
 export type ReleaseStatus = 'live' | 'failed' | 'rolled-back' | 'bad';
 
@@ -19,6 +20,8 @@ export interface SlotState {
   /** The start command the release was deployed with, so it starts the same way later. */
   readonly start: string;
   readonly startedAt: string;
+  /** The workers the release runs (DEPLOY_WORKERS when it was deployed); absent: none. */
+  readonly workers?: readonly WorkerSpec[];
 }
 
 export interface HostState {
@@ -36,6 +39,8 @@ export interface ReleaseRecord {
   readonly gitSha: string | undefined;
   /** The start command it was deployed with (absent in records of early versions). */
   readonly start?: string;
+  /** The workers it was deployed with (absent in records from before DEPLOY_WORKERS). */
+  readonly workers?: readonly WorkerSpec[];
   readonly who: string;
   readonly at: string;
   readonly status: ReleaseStatus;
@@ -90,6 +95,8 @@ const slotSchema = z.object({
   port: z.number().int().min(1).max(65535),
   start: z.string(),
   startedAt: z.string(),
+  // Worker names become file names and markers on the host: checked like DEPLOY_WORKERS.
+  workers: z.array(z.object({ name: z.string().regex(WORKER_NAME), count: z.number().int().min(1).max(MAX_WORKER_COUNT), command: z.string().min(1) })).optional(),
 });
 
 const stateSchema = z
@@ -177,7 +184,7 @@ export const rebuildState = (f: RebuildFacts): { readonly state: HostState | und
       app: f.app,
       env: f.env,
       live: slot.slot,
-      slots: { [slot.slot]: { release: liveId, version, port: slot.port, start: record?.start ?? f.start, startedAt: record?.at ?? f.now } },
+      slots: { [slot.slot]: { release: liveId, version, port: slot.port, start: record?.start ?? f.start, startedAt: record?.at ?? f.now, ...(record?.workers ? { workers: record.workers } : {}) } },
       updatedAt: f.now,
     },
   };

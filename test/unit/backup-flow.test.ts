@@ -268,6 +268,24 @@ describe('restoreBackup', () => {
     expect(logs).toEqual([`safety backup ${SAFETY}`, 'app stopped 11']);
   });
 
+  it("stops the live release's workers with the app before the swap, and starts them after its health check (docs/workers.md)", async () => {
+    const workers = [{ name: 'queue', count: 1, command: 'node worker.js' }];
+    const { session, host, logs } = restoring([
+      // unpid: the workers' stop; `-ge 3 ]`: their status, asked before the start and after DEPLOY_WORKER_UP_SECONDS; shift 5: their start.
+      when('unpid "$@"', ok('stopped 1')),
+      inTurn('-ge 3 ]', [ok('queue.1 stopped\n'), ok('queue.1 running 77\n')]),
+      when('shift 5', ok('queue.1 77\n')),
+    ]);
+    const withWorkers = { ...session, cfg: testConfig({ BACKUP_SQLITE: 'data/app.db', BACKUP_PATHS: 'uploads,avatars', DEPLOY_WORKERS: 'queue=node worker.js' }) };
+    host.files.set('/srv/hello/.skiff/state.json', { content: Buffer.from(JSON.stringify(hostState('blue', { blue: { ...slot(LIVE, 3001), workers } }))), mode: 0o600 });
+    await restoreBackup(withWorkers, OLD, manifestOf(OLD));
+    const steps = [CMD.stop, 'unpid "$@"', CMD.swap, CMD.start, CMD.probe, 'shift 5'];
+    expect(inOrder(host.events, steps)).toEqual(steps);
+    expect(host.commands.find((c) => c.includes('unpid "$@"'))).toContain(`#worker-queue.1@${LIVE}`);
+    expect(logs).toContain(`stopped 1 worker process of ${LIVE}`);
+    expect(logs).toContain('started 1 worker process (queue.1), up after 2s');
+  });
+
   it('swaps in the databases and the paths the manifest names, each as its own word', async () => {
     const { session, host } = restoring();
     await restoreBackup(session, OLD, manifestOf(OLD));

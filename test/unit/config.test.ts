@@ -312,6 +312,8 @@ describe('parseConfig: each default of KEYS', () => {
     ],
     ['DEPLOY_MIGRATE', (c) => c.migrate, () => undefined, { DEPLOY_MIGRATE: 'npm run migrate' }, () => 'npm run migrate'],
     ['DEPLOY_MIGRATE_TIMEOUT', (c) => c.migrateTimeoutSeconds, () => 600, { DEPLOY_MIGRATE_TIMEOUT: '30' }, () => 30],
+    ['DEPLOY_WORKERS', (c) => c.workers, () => [], { DEPLOY_WORKERS: 'queue:2=node w.js' }, () => [{ name: 'queue', count: 2, command: 'node w.js' }]],
+    ['DEPLOY_WORKER_UP_SECONDS', (c) => c.workerUpSeconds, () => 2, { DEPLOY_WORKERS: 'q=node w.js', DEPLOY_WORKER_UP_SECONDS: '5' }, () => 5],
     ['BACKUP_PATHS', (c) => c.backup.paths, () => [], { BACKUP_PATHS: 'uploads' }, () => ['uploads']],
     ['BACKUP_SQLITE', (c) => c.backup.sqlite, () => [], { BACKUP_SQLITE: 'data/app.db' }, () => ['data/app.db']],
     ['BACKUP_KEEP', (c) => c.backup.keep, () => 10, { BACKUP_KEEP: '30' }, () => 30],
