@@ -56,23 +56,3 @@ export const workerUsers = (proxy: 'caddy' | 'nginx', master = ''): Cmd =>
     ? script('ps -C caddy -o user= 2>/dev/null | sort -u; exit 0')
     : script('if [ -n "$1" ]; then ps -o user= --ppid "$1" 2>/dev/null | sort -u; else ps -C nginx -o user= 2>/dev/null | sort -u; fi; exit 0', master);
 
-/**
- * Prints `stale` when nginx's accepting workers may run an older config than `files` hold (a file
- * changed within a second of the oldest worker's start, or after it: its config was written but never
- * loaded, say after a kill between the two), else `loaded`. A switch that changes no file reloads
- * only then.
- */
-export const nginxStale = (master: string, files: readonly string[]): Cmd =>
-  script(
-    [
-      'master=$1; shift',
-      'if [ -n "$master" ]; then w=$(pgrep -P "$master" -f "^nginx: worker process$"); else w=$(pgrep -f "^nginx: worker process$"); fi',
-      '[ -n "$w" ] || { echo stale; exit 0; }',
-      'now=$(date +%s); age=$(ps -o etimes= -p "$(echo $w | tr " " ",")" | sort -n | tail -n 1 | tr -d " ")',
-      'start=$((now - ${age:-0})); newest=0',
-      'for f in "$@"; do [ -e "$f" ] || continue; t=$(stat -c %Y "$f"); [ "$t" -gt "$newest" ] && newest=$t; done',
-      'if [ $((newest + 1)) -ge "$start" ]; then echo stale; else echo loaded; fi',
-    ].join('\n'),
-    master,
-    ...files,
-  );

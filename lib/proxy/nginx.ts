@@ -7,10 +7,10 @@
  * the slot for each request by the env's flag file (lib/proxy/switch-flag.ts): a switch with
  * unchanged settings renames or removes the flag, with no reload. `nginx -t` before every reload.
  */
+import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { script } from '../core/cmd.ts';
 import { COMPRESS_MIN_BYTES, nginx, nginxMaster, nginxSites, nginxWorkers, RESPONSE_HEADERS } from '../commands/proxy.ts';
-import { nginxStale } from '../commands/switch-flag.ts';
 import type { Config } from '../config/config.ts';
 import type { Clock } from '../core/clock.ts';
 import { EXIT, SkiffError } from '../core/errors.ts';
@@ -69,6 +69,8 @@ export const nginxNames = (cfg: Config) => {
     confFile: `${base}.conf`,
     /** The live slot's upstream of skiff before the flag switch: removed when the env's conf is written now. */
     upstreamFile: `${base}.upstream`,
+    /** The digest of the env's files as nginx last loaded them: a switch whose files are the same reloads only when it differs. */
+    loadedFile: `${base}.loaded`,
     ...site,
     routeFile: `${site.siteDir}/${cfg.app.name}-${cfg.env}.locations`,
     upstream: name,
@@ -410,7 +412,7 @@ export const reloadNginx = async (host: Host, cfg: Config, clock: Clock): Promis
 };
 
 export const nginxProxy = (cfg: Config, clock: Clock): Proxy => {
-  const { confFile, upstreamFile, siteFile, siteDir, routeFile } = nginxNames(cfg);
+  const { confFile, upstreamFile, siteFile, siteDir, routeFile, loadedFile } = nginxNames(cfg);
   const host_ = publicHost(cfg);
   const dir = flagDir(cfg);
   // Set once nginx -t refused the new files: the switch back of the same run leaves the files that
@@ -529,12 +531,21 @@ export const nginxProxy = (cfg: Config, clock: Clock): Proxy => {
       // already pointing at `port`. Put back as it was when the new files do not load.
       const was = await flagNow(host, dir);
       await flagTo(host, dir, pair, port);
-      const master = (await host.exec(nginxMaster(cfg.nginxCmd))).stdout.trim();
-      // Files written but never loaded (a deploy killed between the two) are loaded now.
-      const stale = (await host.exec(nginxStale(master, [confFile, siteFile, routeFile]))).stdout.trim() === 'stale';
-      await load(host, wanted, stale, () => flagBack(host, dir, was));
+      // The digest is written once nginx has loaded the files: files written but never loaded (a
+      // deploy killed between the two) are loaded now, though they are already as wanted.
+      const digest = loadedDigest(wanted);
+      const loaded = (await host.get(loadedFile))?.toString().trim() === digest;
+      await load(host, wanted, !loaded, () => flagBack(host, dir, was));
+      if (!loaded) await host.put(loadedFile, `${digest}\n`);
     },
   };
+};
+
+/** sha256 of the files a switch wants, path and text, in order (the `.loaded` file of the env). */
+export const loadedDigest = (wanted: ReadonlyMap<string, string | undefined>): string => {
+  const hash = createHash('sha256');
+  for (const [path, text] of wanted) hash.update(`${path}\0${text ?? '\u0001absent'}\0`);
+  return hash.digest('hex');
 };
 
 const restore = async (host: Host, path: string, content: Buffer | undefined): Promise<void> => {

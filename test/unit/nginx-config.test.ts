@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { render } from '../../lib/core/cmd.ts';
-import { certThere, nginxConf, nginxLocations, nginxNames, nginxProxy, nginxSite, nginxUpstream, parseSites, planSite, tlsProblem } from '../../lib/proxy/nginx.ts';
+import { certThere, loadedDigest, nginxConf, nginxLocations, nginxNames, nginxProxy, nginxSite, nginxUpstream, parseSites, planSite, tlsProblem } from '../../lib/proxy/nginx.ts';
 import { fakeClock, testConfig } from '../support/flow-ctx.ts';
 import { inTurn, ok, RecordingHost, when } from '../support/recording-host.ts';
 
@@ -296,7 +296,7 @@ describe("what a failing nginx -t says about skiff's TLS files", () => {
 
 describe('the nginx driver on a host', () => {
   const MISMATCH = 'nginx: [emerg] SSL_CTX_use_PrivateKey("/etc/ssl/app.key") failed (SSL: error:05800074:x509 certificate routines::key values mismatch)\nnginx: configuration file /etc/nginx/nginx.conf test failed';
-  const { confFile, upstreamFile, siteFile, routeFile } = nginxNames(HTTPS);
+  const { confFile, upstreamFile, siteFile, routeFile, loadedFile } = nginxNames(HTTPS);
   /** The switch flag of the env, as the host's commands see it; `changes` after each change of it. */
   const flagOf = (start: 'none' | 'first' | 'second' = 'none') => {
     const flag = { now: start, changes: [] as string[] };
@@ -310,7 +310,7 @@ describe('the nginx driver on a host', () => {
     return { flag, rule };
   };
   /** No site of skiff's on the host yet; folders made and files removed answer ok; the flag folder is reachable. */
-  const siteRules = (stale = 'loaded') => [when('skiff-site-*.conf', ok()), when('ps -o user=', ok('www-data\n')), when('echo ok', ok('ok\n')), when('etimes', ok(`${stale}\n`)), when('mkdir -p', ok()), when(/rm -f/, ok())];
+  const siteRules = () => [when('skiff-site-*.conf', ok()), when('ps -o user=', ok('www-data\n')), when('echo ok', ok('ok\n')), when('mkdir -p', ok()), when(/rm -f/, ok())];
   const LEGACY = (host: RecordingHost) => {
     host.files.set(confFile, { content: Buffer.from('old conf'), mode: 0o644 });
     host.files.set(upstreamFile, { content: Buffer.from('server 127.0.0.1:3001;\n'), mode: 0o644 });
@@ -319,6 +319,9 @@ describe('the nginx driver on a host', () => {
     host.files.set(confFile, { content: Buffer.from(nginxConf(HTTPS)), mode: 0o644 });
     host.files.set(siteFile, { content: Buffer.from(nginxSite(HTTPS)), mode: 0o644 });
     host.files.set(routeFile, { content: Buffer.from(nginxLocations(HTTPS)), mode: 0o644 });
+    // What the last switch recorded once nginx had loaded them.
+    const wanted = new Map<string, string | undefined>([[confFile, nginxConf(HTTPS)], [siteFile, nginxSite(HTTPS)], [routeFile, nginxLocations(HTTPS)], [upstreamFile, undefined]]);
+    host.files.set(loadedFile, { content: Buffer.from(`${loadedDigest(wanted)}\n`), mode: 0o644 });
   };
   const reloads = () => [when(/ sh nginx -t$/, ok()), when('awk', ok('100\n')), inTurn('pgrep', [ok('101\n'), ok('102\n')]), when('reload', ok())];
 
@@ -403,6 +406,7 @@ describe('the nginx driver on a host', () => {
     await expect(nginxProxy(HTTPS, fakeClock()).switchTo(host, 3002)).rejects.toThrow(/did not start new workers within 10s of the reload, so it kept its old config .*; the old files are back/);
     expect(host.files.get(confFile)?.content.toString()).toBe('old conf');
     expect(host.files.get(upstreamFile)?.content.toString()).toBe('server 127.0.0.1:3001;\n');
+    expect(host.files.has(loadedFile)).toBe(false);
     expect(flag.changes).toEqual(['second', 'first']);
   });
 
@@ -416,6 +420,7 @@ describe('the nginx driver on a host', () => {
     expect(host.files.get(confFile)?.content.toString()).toBe(nginxConf(HTTPS));
     expect(host.commands).toContain(`sh -c 'rm -f "$1"' sh ${upstreamFile}`);
     expect(host.commands.filter((c) => c.includes('reload'))).toHaveLength(1);
+    expect(host.files.has(loadedFile)).toBe(true);
     expect(flag.changes).toEqual(['second']);
     expect(await driver.current(host)).toBe(3002);
   });
@@ -438,12 +443,18 @@ describe('the nginx driver on a host', () => {
     expect(flagCommands[1]).toContain(`rm -f "$1/live-second"`);
   });
 
-  it('unchanged files that nginx may never have loaded (written after its workers started): reloaded once', async () => {
+  it('unchanged files that nginx may never have loaded (no digest of them recorded after a reload): reloaded once, then recorded', async () => {
     const { rule } = flagOf('first');
-    const host = new RecordingHost([rule, ...siteRules('stale'), ...reloads()]);
+    const host = new RecordingHost([rule, ...siteRules(), ...reloads()]);
     CURRENT(host);
-    await nginxProxy(HTTPS, fakeClock()).switchTo(host, 3002);
-    expect(host.puts).toEqual([]);
+    const digest = host.files.get(loadedFile)?.content.toString();
+    host.files.delete(loadedFile);
+    const driver = nginxProxy(HTTPS, fakeClock());
+    await driver.switchTo(host, 3002);
+    expect(host.puts.map((p) => p.path)).toEqual([loadedFile]);
+    expect(host.files.get(loadedFile)?.content.toString()).toBe(digest);
+    expect(host.commands.filter((c) => c.includes('reload'))).toHaveLength(1);
+    await driver.switchTo(host, 3001);
     expect(host.commands.filter((c) => c.includes('reload'))).toHaveLength(1);
   });
 });

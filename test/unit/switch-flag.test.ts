@@ -4,7 +4,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { flagReach, nginxStale, readFlag, setFlag, workerUsers } from '../../lib/commands/switch-flag.ts';
+import { flagReach, readFlag, setFlag, workerUsers } from '../../lib/commands/switch-flag.ts';
 import { render, type Cmd } from '../../lib/core/cmd.ts';
 import { flagDir, flagFile, slotPair } from '../../lib/proxy/switch-flag.ts';
 import { testConfig } from '../support/flow-ctx.ts';
@@ -59,9 +59,6 @@ describe('the flag commands', () => {
     expect(sh(flagReach('/etc/hostname/flags', []))).toBe('write /etc/hostname');
   });
 
-  it('nginxStale: stale without workers to compare with', () => {
-    expect(sh(nginxStale('999999999', ['/etc/hostname']))).toBe('stale');
-  });
 });
 
 describe('where the flag lives', () => {
