@@ -65,7 +65,7 @@ export interface Config {
   };
   readonly nginxConfDir: string;
   readonly nginxCmd: string;
-  /** DEPLOY_SWITCH_DIR: the folder of the flag file that picks the live slot (Caddy, nginx); undefined: the driver's default (lib/proxy/switch-flag.ts). */
+  /** DEPLOY_SWITCH_DIR: the folder of the envs' flag folders, each holding the flag that picks its live slot (Caddy, nginx); undefined: the driver's default (lib/proxy/switch-flag.ts). */
   readonly switchDir: string | undefined;
   readonly health: { readonly path: string; readonly timeoutSeconds: number };
   readonly keepReleases: number;
@@ -243,8 +243,8 @@ export const KEYS = {
   },
   DEPLOY_SWITCH_DIR: {
     schema: str.regex(/^\/[A-Za-z0-9._\/-]*$/),
-    expected: 'an absolute folder on the host of letters, digits and - . _ / (Caddy and nginx stat a flag file in it for each request)',
-    hint: 'default /var/lib/skiff/<app>-<env> (Caddy), DEPLOY_NGINX_CONF_DIR/<app>-<env>.slot (nginx)',
+    expected: 'an absolute folder on the host of letters, digits and - . _ / (the env\'s flag folder is <app>-<env> in it; Caddy and nginx stat the flag for each request)',
+    hint: 'default /var/lib/skiff (Caddy); nginx: DEPLOY_NGINX_CONF_DIR/<app>-<env>.slot',
   },
   DEPLOY_HEALTH_PATH: { schema: str.regex(/^\/[^\s]*$/), expected: 'a URL path starting with /', default: '/api/health' },
   DEPLOY_HEALTH_TIMEOUT: { schema: int(1, 3600), expected: 'seconds, 1-3600', default: '60' },

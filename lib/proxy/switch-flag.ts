@@ -13,10 +13,13 @@ import type { Host } from '../host/host.ts';
 /** Where Caddy's flag folders go without DEPLOY_SWITCH_DIR: a folder of skiff's that setup makes for the SSH user. */
 export const CADDY_SWITCH_ROOT = '/var/lib/skiff';
 
-/** The env's flag folder: DEPLOY_SWITCH_DIR, else one beside the files skiff writes for the proxy. */
+/**
+ * The env's flag folder, its own whatever the settings (two envs sharing one would move each other):
+ * `<app>-<env>` in DEPLOY_SWITCH_DIR, else beside the files skiff writes for nginx, else in /var/lib/skiff.
+ */
 export const flagDir = (cfg: Config): string => {
-  if (cfg.switchDir !== undefined) return cfg.switchDir;
   const name = `${cfg.app.name}-${cfg.env}`;
+  if (cfg.switchDir !== undefined) return `${cfg.switchDir === '/' ? '' : cfg.switchDir}/${name}`;
   return cfg.proxy === 'nginx' ? `${cfg.nginxConfDir}/${name}.slot` : `${CADDY_SWITCH_ROOT}/${name}`;
 };
 

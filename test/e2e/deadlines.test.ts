@@ -114,7 +114,7 @@ describe('a Caddy admin API that never answers a switch', () => {
       ].join('\n'),
     );
   /** The slot port skiff's route sends to: the second while the switch flag is there (lib/proxy/switch-flag.ts). */
-  const upstream = () => `127.0.0.1:${existsSync(join(s.dir, 'switch/live-second')) ? SLOTS[1] : SLOTS[0]}`;
+  const upstream = () => `127.0.0.1:${existsSync(join(s.dir, 'switch/hello-t/live-second')) ? SLOTS[1] : SLOTS[0]}`;
 
   beforeAll(async () => {
     s = makeSandbox('deadlines-caddy');

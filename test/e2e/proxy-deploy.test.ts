@@ -3,7 +3,7 @@
  * on loopback ports of its own.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
@@ -196,6 +196,23 @@ describe.each([caddyUnderTest(), nginxUnderTest()])('blue-green behind $name', (
       expect(await versionThroughProxy()).toBe('hello 1.0.4 (t)');
     });
   } else {
+    it("a switch flag folder nginx's workers cannot search: refused before any change (exit 2)", async () => {
+      const before = readFileSync(join(s.deployPath, '.skiff/state.json'), 'utf8');
+      const closed = join(s.dir, 'closed');
+      mkdirSync(closed, { mode: 0o700 });
+      s.writeEnv('t.env', env(`DEPLOY_SWITCH_DIR=${closed}/flags`));
+      s.setVersion('1.0.5');
+      const r = await s.run('deploy-vps', ['t']);
+      s.writeEnv('t.env', env());
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim().split('\n').at(-1)).toBe(
+        `error: local: nginx runs as nobody, which cannot search ${closed} (mode 700), so it could not see the switch flag in ${closed}/flags/hello-t: let it in (chmod o+x ${closed}), or choose another DEPLOY_SWITCH_DIR; nothing was changed`,
+      );
+      expect(existsSync(join(closed, 'flags'))).toBe(false);
+      expect(readFileSync(join(s.deployPath, '.skiff/state.json'), 'utf8')).toBe(before);
+      expect(await versionThroughProxy()).toBe('hello 1.0.4 (t)');
+    });
+
     it('an nginx config test that fails after the change leaves the old config in place (exit 1)', async () => {
       // A config of someone else's that breaks once skiff's conf of the env exists: the glob matches
       // nothing before the first deploy of this env, and includes its upstreams a second time after it.

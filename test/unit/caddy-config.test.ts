@@ -59,7 +59,7 @@ describe('the JSON skiff sends Caddy', () => {
     });
     // The same route whichever slot is live; DEPLOY_SWITCH_DIR moves the flag.
     expect(caddyRoute(testConfig(), 3002)).toEqual(caddyRoute(testConfig(), 3001));
-    expect(at(caddyRoute(testConfig({ DEPLOY_SWITCH_DIR: '/srv/flags/' }), 3001), 'handle', '0', 'routes', '0', 'match', '0', 'file', 'root')).toBe('/srv/flags');
+    expect(at(caddyRoute(testConfig({ DEPLOY_SWITCH_DIR: '/srv/flags/' }), 3001), 'handle', '0', 'routes', '0', 'match', '0', 'file', 'root')).toBe('/srv/flags/hello-staging');
     // Not terminal: its handlers wrap the proxy of the route after it.
     expect(caddyHandlersRoute(testConfig())).toEqual({
       '@id': 'skiff-hello-staging-handlers',

@@ -62,10 +62,11 @@ describe('the flag commands', () => {
 });
 
 describe('where the flag lives', () => {
-  it('nginx: beside its conf; Caddy: /var/lib/skiff; DEPLOY_SWITCH_DIR for both', () => {
+  it('nginx: beside its conf; Caddy: /var/lib/skiff; <app>-<env> in DEPLOY_SWITCH_DIR for both', () => {
     expect(flagFile(testConfig({ DEPLOY_PROXY: 'nginx', DEPLOY_NGINX_CONF_DIR: '/etc/nginx/conf.d' }))).toBe('/etc/nginx/conf.d/hello-staging.slot/live-second');
     expect(flagDir(testConfig({ DEPLOY_PROXY: 'caddy' }))).toBe('/var/lib/skiff/hello-staging');
-    expect(flagDir(testConfig({ DEPLOY_PROXY: 'nginx', DEPLOY_SWITCH_DIR: '/srv/flags/hello/' }))).toBe('/srv/flags/hello');
+    expect(flagDir(testConfig({ DEPLOY_PROXY: 'nginx', DEPLOY_SWITCH_DIR: '/srv/flags/' }))).toBe('/srv/flags/hello-staging');
+    expect(flagDir(testConfig({ DEPLOY_PROXY: 'caddy', DEPLOY_SWITCH_DIR: '/' }))).toBe('/hello-staging');
   });
 
   it('slotPair: DEPLOY_PORTS, or a port outside it first (a switch back after the ports changed)', () => {
