@@ -123,7 +123,7 @@ export const caddyRoute = (cfg: Config, port: number): Obj => {
 export const routeSlots = (route: unknown): { first: number; second: number; dir: string } | { port: number } | undefined => {
   const portOf = (h: unknown): number | undefined => {
     const dial = at(h, 'upstreams');
-    const first = Array.isArray(dial) ? (at(dial[0], 'dial') as unknown) : undefined;
+    const first = Array.isArray(dial) ? at(dial[0], 'dial') : undefined;
     const port = typeof first === 'string' ? Number(first.split(':').at(-1)) : NaN;
     return Number.isInteger(port) && port > 0 ? port : undefined;
   };
