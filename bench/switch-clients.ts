@@ -332,8 +332,8 @@ for (const [i, name] of chosen.entries()) {
 const label: Record<string, string> = {
   "seeds' flow": "seeds' flow (Caddy, one upstream)",
   'seeds-caddy': "seeds' flow (Caddy, one upstream)",
-  caddy: "Caddy (skiff's driver: admin API)",
-  nginx: "nginx (skiff's driver: reload)",
+  caddy: "Caddy (skiff's driver: flag file)",
+  nginx: "nginx (skiff's driver: flag file)",
   haproxy: "HAProxy (skiff's driver: runtime API)",
   'caddy-first': 'Caddy, both slots once, lb_policy first (prototype)',
   'caddy-flag': 'Caddy, both slots once, file matcher on a flag file (prototype)',

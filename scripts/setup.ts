@@ -8,6 +8,7 @@ await runMain(specs.setup, async ({ args: [env], flags }) => {
   const { prepareRun } = await import('../lib/cli/run.ts');
   const { applySetup, exposedPorts, parseFacts, planSetup, toolsFor } = await import('../lib/flows/setup.ts');
   const { hostFacts } = await import('../lib/commands/setup.ts');
+  const { flagDir } = await import('../lib/proxy/switch-flag.ts');
   const { say } = await import('../lib/cli/ui.ts');
   const run = await prepareRun(env as string, { command: 'setup', needsVersion: false });
   const { cfg } = run;
@@ -21,6 +22,7 @@ await runMain(specs.setup, async ({ args: [env], flags }) => {
           nginxDir: cfg.nginxConfDir,
           nginxCmd: cfg.nginxCmd,
           tlsFiles: cfg.tls.cert !== undefined && cfg.tls.key !== undefined ? [cfg.tls.cert, cfg.tls.key] : undefined,
+          switchDir: cfg.proxy === 'caddy' || cfg.proxy === 'nginx' ? flagDir(cfg) : undefined,
         }))).stdout);
       const target = cfg.hosts[i];
       const steps = [...planSetup(cfg, facts, { install: flags.install ?? false }), ...(target ? await exposedPorts(cfg, target) : [])];

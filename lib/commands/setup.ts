@@ -33,10 +33,13 @@ export const hostFacts = (a: {
   readonly nginxCmd: string;
   /** DEPLOY_TLS_CERT and DEPLOY_TLS_KEY, when given: `tls_cert`, `tls_key` are yes when the file is there. */
   readonly tlsFiles?: readonly [string, string] | undefined;
+  /** The switch flag's folder (Caddy, nginx): `switch_dir` is yes (this user writes it), make (this user can make it), no, or absent when not given. */
+  readonly switchDir?: string | undefined;
 }): Cmd =>
   script(
     [
-      'path=$1 ndir=$2 ncmd=$3 dropin_text=$4 sysctl_text=$5 cert=$6 key=$7; shift 7',
+      'path=$1 ndir=$2 ncmd=$3 dropin_text=$4 sysctl_text=$5 cert=$6 key=$7 sdir=$8; shift 8',
+      'if [ -n "$sdir" ]; then if [ -d "$sdir" ]; then [ -w "$sdir" ] && echo switch_dir=yes || echo switch_dir=no; else p=$sdir; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; [ -d "$p" ] && [ -w "$p" ] && echo switch_dir=make || echo switch_dir=no; fi; fi',
       'if [ -n "$cert" ]; then [ -e "$cert" ] && echo tls_cert=yes || echo tls_cert=no; [ -e "$key" ] && echo tls_key=yes || echo tls_key=no; fi',
       'echo "uid=$(id -u)"; echo "user=$(id -un)"; echo "home=$HOME"',
       'if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then sd=yes; else sd=no; fi; echo "systemd=$sd"',
@@ -60,6 +63,7 @@ export const hostFacts = (a: {
     SYSCTL_TEXT,
     a.tlsFiles?.[0] ?? '',
     a.tlsFiles?.[1] ?? '',
+    a.switchDir ?? '',
     ...a.tools,
   );
 
@@ -103,6 +107,9 @@ export const enableLinger = (user: string): Cmd =>
 
 /** Starts the Docker service at boot (as root). */
 export const enableDocker = (): Cmd => script('systemctl enable --quiet docker.service');
+
+/** Makes the switch flag's folder for `user` (as root when needed): its own, mode 755, so the proxy's user can search it and only `user` write it. */
+export const makeSwitchDir = (path: string, user: string): Cmd => script('mkdir -p "$1" && chown "$2": "$1" && chmod 755 "$1"', path, user);
 
 /** Writes a file (stdin) atomically, with its folder, mode 644 (as root). */
 export const writeRootFile = (path: string): Cmd =>

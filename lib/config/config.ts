@@ -66,6 +66,8 @@ export interface Config {
   };
   readonly nginxConfDir: string;
   readonly nginxCmd: string;
+  /** DEPLOY_SWITCH_DIR: the folder of the envs' flag folders, each holding the flag that picks its live slot (Caddy, nginx); undefined: the driver's default (lib/proxy/switch-flag.ts). */
+  readonly switchDir: string | undefined;
   readonly health: { readonly path: string; readonly timeoutSeconds: number };
   readonly keepReleases: number;
   readonly build: string | undefined;
@@ -245,6 +247,11 @@ export const KEYS = {
     schema: str.regex(/^\/[^\u0000-\u001f]*$/),
     expected: 'an absolute folder on the host that the proxy can write',
     hint: 'default /var/log/caddy or /var/log/nginx',
+  },
+  DEPLOY_SWITCH_DIR: {
+    schema: str.regex(/^\/[A-Za-z0-9._\/-]*$/),
+    expected: 'an absolute folder on the host of letters, digits and - . _ / (the env\'s flag folder is <app>-<env> in it; Caddy and nginx stat the flag for each request)',
+    hint: 'default /var/lib/skiff (Caddy); nginx: DEPLOY_NGINX_CONF_DIR/<app>-<env>.slot',
   },
   DEPLOY_HEALTH_PATH: { schema: str.regex(/^\/[^\s]*$/), expected: 'a URL path starting with /', default: '/api/health' },
   DEPLOY_HEALTH_TIMEOUT: { schema: int(1, 3600), expected: 'seconds, 1-3600', default: '60' },
@@ -638,6 +645,7 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     },
     nginxConfDir: values.DEPLOY_NGINX_CONF_DIR,
     nginxCmd: values.DEPLOY_NGINX_CMD,
+    switchDir: values.DEPLOY_SWITCH_DIR?.replace(/(.)\/+$/, '$1'),
     health: { path: values.DEPLOY_HEALTH_PATH, timeoutSeconds: values.DEPLOY_HEALTH_TIMEOUT },
     keepReleases: values.DEPLOY_KEEP_RELEASES,
     // An empty DEPLOY_BUILD (its default) means there is nothing to build.

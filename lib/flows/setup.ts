@@ -20,6 +20,7 @@ import {
   hostFacts,
   makeDeployPath,
   makeFolder,
+  makeSwitchDir,
   SYSCTL_FILE,
   SYSCTL_TEXT,
   tightenDeployPath,
@@ -28,6 +29,7 @@ import {
 import { firstLine } from '../core/errors.ts';
 import { ACME_WEBROOT } from '../proxy/nginx.ts';
 import { publicHost } from '../proxy/route.ts';
+import { flagDir } from '../proxy/switch-flag.ts';
 import { DEADLINE, type Host } from '../host/host.ts';
 
 /** Each command a host needs, and the Debian package that has it. */
@@ -156,6 +158,15 @@ export const planSetup = (cfg: Config, facts: Facts, opts: SetupOptions): Step[]
     if (facts.nginx_includes === 'no') {
       steps.push({ kind: 'warn', text: `nginx: its config does not include ${cfg.nginxConfDir}: add \`include ${cfg.nginxConfDir}/*.conf;\` inside http { }` });
     } else if (facts.nginx_dir === 'yes') steps.push({ kind: 'ok', text: `nginx: includes ${cfg.nginxConfDir}` });
+  }
+
+  // The switch flag's folder: the SSH user makes and removes the flag in it at each switch.
+  if ((cfg.proxy === 'caddy' || cfg.proxy === 'nginx') && facts.switch_dir !== undefined) {
+    const dir = flagDir(cfg);
+    const text = `switch: create ${dir} for the flag that picks the live slot (owner ${user}, mode 755)`;
+    if (facts.switch_dir === 'yes') steps.push({ kind: 'ok', text: `switch: ${user} writes ${dir}, the folder of the flag that picks the live slot` });
+    else if (facts.switch_dir === 'make') steps.push({ kind: 'change', text, run: [{ cmd: makeSwitchDir(dir, user) }] });
+    else steps.push(rootly(text, { cmd: makeSwitchDir(dir, user) }));
   }
 
   // Certificates given as files must be there before the proxy is told to load them; certbot's are obtained here.

@@ -1,7 +1,8 @@
 /**
  * The Caddy driver: skiff's route (with `@id`) and the route of its handlers before it, its TLS
- * policy or certificate files and its access log, set through Caddy's admin API. A switch with
- * unchanged settings changes only the upstream.
+ * policy or certificate files and its access log, set through Caddy's admin API. skiff's route holds
+ * both slots and picks one for each request by the env's flag file (lib/proxy/switch-flag.ts): a
+ * switch with unchanged settings renames or removes the flag and loads no config.
  */
 import {
   acmeDirectory,
@@ -18,6 +19,8 @@ import { EXIT, SkiffError } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
 import type { Proxy } from './proxy.ts';
 import { publicHost, publicPort, publicPrefix, routeId } from './route.ts';
+import { FLAG } from '../commands/switch-flag.ts';
+import { checkFlagReach, flagBack, flagDir, flagNow, flagTo, slotPair } from './switch-flag.ts';
 
 /** Seconds a new certificate may take by ACME before the switch gives up (Let's Encrypt: usually 5-20 s). */
 export const CADDY_CERT_SECONDS = 60;
@@ -91,13 +94,53 @@ export const caddyMatch = (cfg: Config): Obj[] => {
   return [{ host: [publicHost(cfg)], ...(prefix === '' ? {} : { path: [prefix, `${prefix}/*`] }) }];
 };
 
-/** skiff's route: the public host (and path prefix) to the slot's port. A switch changes its `handle/0/upstreams` only. */
-export const caddyRoute = (cfg: Config, port: number): Obj => ({
-  '@id': caddyIds(cfg).route,
-  match: caddyMatch(cfg),
-  handle: [{ handler: 'reverse_proxy', upstreams: [{ dial: `127.0.0.1:${port}` }] }],
-  terminal: true,
-});
+const proxyTo = (port: number): Obj => ({ handler: 'reverse_proxy', upstreams: [{ dial: `127.0.0.1:${port}` }] });
+
+/**
+ * skiff's route: the public host (and path prefix) to both slots of `slotPair(cfg, port)`. Its
+ * subroute sends a request to the second slot while the flag file exists (a `file` matcher: a stat
+ * per request), else to the first; a switch changes the flag, not the route.
+ */
+export const caddyRoute = (cfg: Config, port: number): Obj => {
+  const [first, second] = slotPair(cfg, port);
+  return {
+    '@id': caddyIds(cfg).route,
+    match: caddyMatch(cfg),
+    handle: [
+      {
+        handler: 'subroute',
+        routes: [
+          { match: [{ file: { root: flagDir(cfg), try_files: [`/${FLAG}`] } }], handle: [proxyTo(second)], terminal: true },
+          { handle: [proxyTo(first)] },
+        ],
+      },
+    ],
+    terminal: true,
+  };
+};
+
+/** What a route of skiff's sends to: both slots and the flag folder, or the one port of a route of skiff before the flag switch. */
+export const routeSlots = (route: unknown): { first: number; second: number; dir: string } | { port: number } | undefined => {
+  const portOf = (h: unknown): number | undefined => {
+    const dial = at(h, 'upstreams');
+    const first = Array.isArray(dial) ? at(dial[0], 'dial') : undefined;
+    const port = typeof first === 'string' ? Number(first.split(':').at(-1)) : NaN;
+    return Number.isInteger(port) && port > 0 ? port : undefined;
+  };
+  const handle = isObj(route) && Array.isArray(route.handle) ? (route.handle[0] as unknown) : undefined;
+  if (at(handle, 'handler') === 'reverse_proxy') {
+    const port = portOf(handle);
+    return port === undefined ? undefined : { port };
+  }
+  const routes = at(handle, 'routes');
+  if (at(handle, 'handler') !== 'subroute' || !Array.isArray(routes)) return undefined;
+  const [flagged, other] = routes as unknown[];
+  const handlerOf = (r: unknown): unknown => (isObj(r) && Array.isArray(r.handle) ? (r.handle[0] as unknown) : undefined);
+  const second = portOf(handlerOf(flagged));
+  const first = portOf(handlerOf(other));
+  const dir = at(firstMatch(flagged), 'file', 'root');
+  return first !== undefined && second !== undefined && typeof dir === 'string' ? { first, second, dir } : undefined;
+};
 
 /**
  * The route of the handlers, right before skiff's route and for the same host, not terminal: Caddy
@@ -192,10 +235,6 @@ const findRoute = (config: unknown, id: string): Found | undefined => {
   }
   return undefined;
 };
-/** A route with its upstreams left out: two routes that differ only there are switched by a PATCH of the upstream. */
-const withoutUpstreams = (route: Obj): unknown =>
-  ({ ...route, handle: (Array.isArray(route.handle) ? route.handle : []).map((h) => (isObj(h) && h.handler === 'reverse_proxy' ? { ...h, upstreams: [] } : h)) });
-
 /** The first matcher set of a route (skiff's routes have one). */
 const firstMatch = (route: unknown): unknown => (isObj(route) && Array.isArray(route.match) ? (route.match[0] as unknown) : undefined);
 const hostsOf = (route: unknown): string[] => {
@@ -373,11 +412,10 @@ export const planCaddy = (config: unknown, cfg: Config, port: number, opts: { ke
       ops.push({ method: 'PUT', path: `${configPath(routes)}/${found.index}`, body: wantHandlers, what: handlersWhat });
     }
     if (same(found.route, wanted)) {
-      // Already there (start putting back a route, a switch back that was never needed): no reload.
-    } else if (same(withoutUpstreams(found.route), withoutUpstreams(wanted))) {
-      ops.push({ method: 'PATCH', path: `/id/${ids.route}/handle/0/upstreams`, body: [{ dial: `127.0.0.1:${port}` }], what: `switch ${ids.route} to port ${port}` });
+      // Already there (every switch with unchanged settings: the flag does it): no config load.
     } else {
-      // Another host, or a route someone edited: the whole route, and only it, is replaced.
+      // A route of skiff before the flag switch, other slot ports, another host, or a route someone
+      // edited: the whole route, and only it, is replaced (one config load).
       ops.push({ method: 'PATCH', path: `/id/${ids.route}`, body: wanted, what: `update the route ${ids.route}` });
     }
     server = { name: found.server, listen: found.listen, existing: true };
@@ -510,6 +548,8 @@ export const caddy = (cfg: Config, clock: Clock = realClock): Proxy => {
       const config = await readConfig(host);
       const clash = caddyConflict(config, cfg);
       if (clash) throw new SkiffError(`${host.name}: ${clash}; nothing was changed`, EXIT.usage);
+      // Caddy stats the flag for every request: a folder it cannot search would fail them all.
+      await checkFlagReach(host, cfg, 'caddy');
       // A new or changed ACME directory is asked first, from the host: a policy Caddy cannot use would
       // leave the host without a certificate once applied (Caddy serves the old one no longer).
       const want = keepTls ? undefined : caddyPolicy(cfg);
@@ -525,31 +565,45 @@ export const caddy = (cfg: Config, clock: Clock = realClock): Proxy => {
       }
     },
     async switchRisk(host) {
-      // Every admin API change is a config reload: Caddy opens a new SO_REUSEPORT listener and closes
+      // Every admin API change is a config reload (a switch makes none unless settings changed):
+      // Caddy opens a new SO_REUSEPORT listener and closes
       // the old one, and Linux resets the connections still queued on the old one unless it moves
       // them (net.ipv4.tcp_migrate_req, Linux 5.14+). No Caddy setting avoids it; measured on Caddy
       // 2.6.2: about one new connection in four switches reset with 0, none in 500 with 1.
       const migrate = (await host.exec(tcpMigrateReq(), { check: false })).stdout.trim();
       return migrate === '0'
-        ? `${host.name}: net.ipv4.tcp_migrate_req is 0, so Caddy may reset a new connection at the switch: ` +
+        ? `${host.name}: net.ipv4.tcp_migrate_req is 0, so Caddy may reset a new connection when it loads a new config (the first deploy, a change of settings): ` +
             `set it to 1 for switches without a failed request: \`npx tsx scripts/setup.ts ${cfg.env}\` does (or sysctl -w net.ipv4.tcp_migrate_req=1, and a file in /etc/sysctl.d)`
         : undefined;
     },
     async current(host) {
-      const r = await caddyApi(host, cfg, 'GET', `/id/${ids.route}/handle/0/upstreams/0/dial`);
+      const r = await caddyApi(host, cfg, 'GET', `/id/${ids.route}`);
       if (r.status !== 200) return undefined;
-      const port = Number(String(JSON.parse(r.body)).split(':').at(-1));
-      return Number.isInteger(port) && port > 0 ? port : undefined;
+      const slots = routeSlots(JSON.parse(r.body || 'null') as unknown);
+      if (slots === undefined) return undefined;
+      if ('port' in slots) return slots.port;
+      // The flag where the loaded route looks for it.
+      return (await flagNow(host, slots.dir)) === 'second' ? slots.second : slots.first;
     },
     async switchTo(host, port) {
-      // With unchanged settings the plan is one PATCH of the upstream (Caddy still reloads its config;
-      // see switchRisk); changed settings rewrite skiff's route, policy and logger, nothing else.
+      // With unchanged settings the plan is empty and the flag is the switch (no config load);
+      // changed settings rewrite skiff's route, policy and logger, nothing else.
       const config = await readConfig(host);
       // Another env may have taken the prefix since the check (its own lock is not this env's).
       const clash = caddyConflict(config, cfg);
       if (clash) throw new SkiffError(`${host.name}: ${clash}; nothing was changed`, EXIT.usage);
       const plan = planCaddy(config, cfg, port, { keepTls });
-      await apply(host, plan.ops);
+      // The flag first, so that a new route sends to `port` from the moment Caddy loads it.
+      const dir = flagDir(cfg);
+      const was = await flagNow(host, dir);
+      await flagTo(host, dir, slotPair(cfg, port), port);
+      try {
+        await apply(host, plan.ops);
+      } catch (error) {
+        // The route Caddy runs may be the flag's already (only its other settings changed).
+        await flagBack(host, dir, was);
+        throw error;
+      }
       if (!plan.awaitCertificate || (await certificateArrives(host, plan.address))) return;
       keepTls = true;
       const left = plan.undoTls.length > 0 ? 'the TLS settings that served before are back' : 'Caddy keeps trying';

@@ -10,7 +10,7 @@
  */
 import { haproxyApi } from '../commands/haproxy.ts';
 import { removeFile } from '../commands/maintenance.ts';
-import { nginx, nginxMaster, nginxWorkers } from '../commands/proxy.ts';
+import { nginx } from '../commands/proxy.ts';
 import type { Config } from '../config/config.ts';
 import type { Clock } from '../core/clock.ts';
 import { layout } from '../core/paths.ts';
@@ -32,7 +32,7 @@ import {
   nginxMaintenanceSnippet,
   parseMapEntries,
 } from './maintenance-page.ts';
-import { nginxNames } from './nginx.ts';
+import { nginxNames, reloadNginx } from './nginx.ts';
 import type { Proxy } from './proxy.ts';
 import { routeId } from './route.ts';
 
@@ -113,15 +113,12 @@ const caddyMaintenance = (cfg: Config): MaintenanceDriver => {
   };
 };
 
-/** Seconds nginx may take to replace its workers after a reload. */
-const NGINX_RELOAD_MS = 10_000;
-
 const nginxMaintenance = (cfg: Config, proxy: Proxy, clock: Clock): MaintenanceDriver => {
   const file = nginxMaintenanceFile(cfg);
   const { routeFile } = nginxNames(cfg);
   const include = nginxMaintenanceInclude(cfg)[0] ?? '';
 
-  /** Writes (or removes) the snippet, checks, reloads and waits for new workers; on any failure the old snippet is back. */
+  /** Writes (or removes) the snippet, checks, reloads and waits for new workers (reloadNginx); on any failure the old snippet is back. */
   const change = async (host: Host, content: string | undefined): Promise<void> => {
     const old = await host.get(file);
     const putBack = async () => {
@@ -136,22 +133,10 @@ const nginxMaintenance = (cfg: Config, proxy: Proxy, clock: Clock): MaintenanceD
       const why = test.stdout.trim().split('\n').filter((l) => !/test failed/.test(l)).at(-1) ?? 'nginx -t failed';
       throw new SkiffError(`${host.name}: nginx -t fails with the maintenance page: ${why}; the old config is in place`);
     }
-    const master = (await host.exec(nginxMaster(cfg.nginxCmd))).stdout.trim();
-    const before = new Set((await host.exec(nginxWorkers(master))).stdout.split('\n').filter(Boolean));
-    const reload = await host.exec(nginx(cfg.nginxCmd, '-s', 'reload'), { check: false });
-    if (reload.code !== 0) {
-      await putBack();
-      throw new SkiffError(`${host.name}: nginx -s reload failed: ${reload.stdout.trim().split('\n').at(-1)}; the old config is in place`);
-    }
-    // A reload is asynchronous: the page is up (or gone) once every accepting worker is a new one.
-    const deadline = clock.now() + NGINX_RELOAD_MS;
-    while (clock.now() < deadline) {
-      const workers = (await host.exec(nginxWorkers(master))).stdout.split('\n').filter(Boolean);
-      if (workers.length > 0 && workers.every((w) => !before.has(w))) return;
-      await clock.sleep(50);
-    }
+    const failed = await reloadNginx(host, cfg, clock);
+    if (failed === undefined) return;
     await putBack();
-    throw new SkiffError(`${host.name}: nginx did not start new workers within ${NGINX_RELOAD_MS / 1000}s of the reload (its error log says why); the old snippet is back`);
+    throw new SkiffError(`${host.name}: ${failed}; the old snippet is back`);
   };
 
   /** Whether the env's route file (its locations) includes the snippet. */

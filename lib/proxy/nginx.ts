@@ -1,11 +1,13 @@
 /**
- * The nginx driver. In DEPLOY_NGINX_CONF_DIR each env owns `<app>-<env>.conf` (its upstream and log
- * format), `<app>-<env>.upstream` (the live slot) and its route, `<app>-<env>.locations`, in the
- * folder of its site: `skiff-site-<host>-<port>.d/`. The site file `skiff-site-<host>-<port>.conf`
- * holds the one server block nginx allows for a server_name and port (TLS, the port 80 redirect) and
- * includes every route of the folder, so envs on one host share it and never write each other's
- * files. `nginx -t` before every reload.
+ * The nginx driver. In DEPLOY_NGINX_CONF_DIR each env owns `<app>-<env>.conf` (an upstream for each
+ * slot, its log format) and its route, `<app>-<env>.locations`, in the folder of its site:
+ * `skiff-site-<host>-<port>.d/`. The site file `skiff-site-<host>-<port>.conf` holds the one server
+ * block nginx allows for a server_name and port (TLS, the port 80 redirect) and includes every route
+ * of the folder, so envs on one host share it and never write each other's files. The route picks
+ * the slot for each request by the env's flag file (lib/proxy/switch-flag.ts): a switch with
+ * unchanged settings renames or removes the flag, with no reload. `nginx -t` before every reload.
  */
+import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { script } from '../core/cmd.ts';
 import { COMPRESS_MIN_BYTES, nginx, nginxMaster, nginxSites, nginxWorkers, RESPONSE_HEADERS } from '../commands/proxy.ts';
@@ -16,6 +18,7 @@ import type { Host } from '../host/host.ts';
 import type { Proxy } from './proxy.ts';
 import { publicHost, publicPort, publicPrefix } from './route.ts';
 import { nginxMaintenanceInclude } from './maintenance-page.ts';
+import { checkFlagReach, flagBack, flagDir, flagFile, flagNow, flagTo, slotPair } from './switch-flag.ts';
 
 /** Where nginx's access logs go without DEPLOY_ACCESS_LOG_DIR (Debian's folder; the master opens them as root). */
 export const NGINX_LOG_DIR = '/var/log/nginx';
@@ -64,10 +67,17 @@ export const nginxNames = (cfg: Config) => {
   const site = nginxSiteFiles(cfg.nginxConfDir, publicHost(cfg), publicPort(cfg));
   return {
     confFile: `${base}.conf`,
+    /** The live slot's upstream of skiff before the flag switch: removed when the env's conf is written now. */
     upstreamFile: `${base}.upstream`,
+    /** The digest of the env's files as nginx last loaded them: a switch whose files are the same reloads only when it differs. */
+    loadedFile: `${base}.loaded`,
     ...site,
     routeFile: `${site.siteDir}/${cfg.app.name}-${cfg.env}.locations`,
     upstream: name,
+    /** The upstreams of the first and second slot, and the variable the route sets to one of them. */
+    first: `${name}_first`,
+    second: `${name}_second`,
+    slotVar: `$${name}_slot`,
     logFormat: `${name}_json`,
     accessLog: `${cfg.http.accessLogDir ?? NGINX_LOG_DIR}/${cfg.app.name}-${cfg.env}.access.log`,
   };
@@ -95,15 +105,30 @@ const UNQUOTABLE = /["\\$]/;
 const writtenPaths = (cfg: Config): [string, string][] => {
   const n = nginxNames(cfg);
   return [
-    ['DEPLOY_NGINX_CONF_DIR', n.upstreamFile],
+    ['DEPLOY_NGINX_CONF_DIR', n.confFile],
+    [cfg.switchDir === undefined ? 'DEPLOY_NGINX_CONF_DIR' : 'DEPLOY_SWITCH_DIR', flagFile(cfg)],
     ['DEPLOY_NGINX_CONF_DIR', n.routeFile],
     ...(cfg.http.accessLog === 'json' ? [['DEPLOY_ACCESS_LOG_DIR', n.accessLog] as [string, string]] : []),
     ...(isHttps(cfg) && cfg.tls.cert && cfg.tls.key ? [['DEPLOY_TLS_CERT', cfg.tls.cert] as [string, string], ['DEPLOY_TLS_KEY', cfg.tls.key] as [string, string]] : []),
   ];
 };
 
-/** The upstream file: the live slot. */
+/** The upstream file of skiff before the flag switch: the live slot (still written by a switch back to a conf of then). */
 export const nginxUpstream = (cfg: Config, port: number): string => `# written by skiff: the live slot of ${cfg.app.name} ${cfg.env}\nserver 127.0.0.1:${port};\n`;
+
+/** What the second line of the env's conf says, as JSON after `# skiff slots `: its slot ports and the flag its route stats. */
+export interface SlotsMeta {
+  readonly first: number;
+  readonly second: number;
+  readonly flag: string;
+}
+
+/** The slots of a conf file's text; undefined for a conf of skiff before the flag switch (or none). */
+export const parseSlots = (text: string | undefined): SlotsMeta | undefined => {
+  const line = text?.split('\n').find((l) => l.startsWith('# skiff slots '));
+  const v = line === undefined ? undefined : parseJsonLine(line, '# skiff slots ');
+  return isRecord(v) && typeof v.first === 'number' && typeof v.second === 'number' && typeof v.flag === 'string' ? { first: v.first, second: v.second, flag: v.flag } : undefined;
+};
 
 /** What envs on one site must agree on: the first line of its file, as JSON after `# skiff site `. */
 export interface SiteSettings {
@@ -126,17 +151,20 @@ export const siteSettings = (cfg: Config): SiteSettings => {
 };
 
 /**
- * The env's conf file (nginx includes it in its http block): its upstream, whose server lives in the
- * upstream file, and its JSON log format. The server is in the site file, the route in the locations file.
+ * The env's conf file (nginx includes it in its http block): an upstream for each slot (the pair of
+ * `slotPair(cfg, port)`), and its JSON log format. The server is in the site file, the route (which
+ * picks the upstream by the flag) in the locations file.
  */
-export const nginxConf = (cfg: Config): string => {
+export const nginxConf = (cfg: Config, port: number = cfg.ports[0] ?? 0): string => {
   const n = nginxNames(cfg);
+  const [first, second] = slotPair(cfg, port);
+  const slots: SlotsMeta = { first, second, flag: flagFile(cfg) };
+  const upstream = (name: string, p: number) => [`upstream ${name} {`, `    server 127.0.0.1:${p};`, '    keepalive 16;', '}'];
   return [
-    `# written by skiff for ${cfg.app.name} ${cfg.env}; the upstream lives in ${n.upstreamFile}, the route in ${n.routeFile}`,
-    `upstream ${n.upstream} {`,
-    `    include ${quoted(n.upstreamFile)};`,
-    '    keepalive 16;',
-    '}',
+    `# written by skiff for ${cfg.app.name} ${cfg.env}: both slots; ${n.routeFile} sends a request to the second while ${slots.flag} exists, else to the first`,
+    `# skiff slots ${JSON.stringify(slots)}`,
+    ...upstream(n.first, first),
+    ...upstream(n.second, second),
     // A websocket's upgrade goes on to the app; every other request keeps the upstream connection alive.
     `map $http_upgrade $${n.upstream}_connection {`,
     '    default upgrade;',
@@ -219,7 +247,13 @@ export const nginxLocations = (cfg: Config): string => {
     ...(gzip
       ? ['    gzip on;', '    gzip_vary on;', '    gzip_proxied any;', `    gzip_min_length ${COMPRESS_MIN_BYTES};`, `    gzip_types ${GZIP_TYPES.join(' ')};`]
       : []),
-    `    proxy_pass http://${n.upstream};`,
+    // The slot, per request: a stat of the flag (no open_file_cache: a rename or removal counts at once).
+    // Only `set` in the `if`, which nginx runs in the rewrite phase; the rest of the location applies as written.
+    `    set ${n.slotVar} ${n.first};`,
+    `    if (-f ${quoted(flagFile(cfg))}) {`,
+    `        set ${n.slotVar} ${n.second};`,
+    '    }',
+    `    proxy_pass http://${n.slotVar};`,
     ...headers.map(([name]) => `    proxy_hide_header ${name};`),
     '    proxy_http_version 1.1;',
     '    proxy_set_header Upgrade $http_upgrade;',
@@ -354,11 +388,35 @@ const tlsOrigin = (cfg: Config): string =>
 export const certThere = (path: string) =>
   script('if [ -e "$1" ]; then echo yes; exit; fi; d=$(dirname "$1"); while [ ! -e "$d" ]; do d=$(dirname "$d"); done; if [ -x "$d" ]; then echo no; else echo unknown; fi', path);
 
+/** How long nginx may take to replace its workers after a reload. */
+export const NGINX_RELOAD_MS = 10_000;
+
+/**
+ * `nginx -s reload`, then waits until every worker accepting connections is a new one (a reload is
+ * asynchronous). Undefined once it has; else why not: the reload command failed, or no new workers
+ * came (nginx keeps its old config when the new one cannot be applied, a port it cannot bind, say).
+ * The callers put their files back. The drivers' switches and the maintenance page share it.
+ */
+export const reloadNginx = async (host: Host, cfg: Config, clock: Clock): Promise<string | undefined> => {
+  const master = (await host.exec(nginxMaster(cfg.nginxCmd))).stdout.trim();
+  const before = new Set((await host.exec(nginxWorkers(master))).stdout.split('\n').filter(Boolean));
+  const reload = await host.exec(nginx(cfg.nginxCmd, '-s', 'reload'), { check: false });
+  if (reload.code !== 0) return `nginx -s reload failed: ${reload.stdout.trim().split('\n').at(-1) ?? `exit ${reload.code}`}`;
+  const deadline = clock.now() + NGINX_RELOAD_MS;
+  while (clock.now() < deadline) {
+    const workers = (await host.exec(nginxWorkers(master))).stdout.split('\n').filter(Boolean);
+    if (workers.length > 0 && workers.every((w) => !before.has(w))) return undefined;
+    await clock.sleep(50);
+  }
+  return `nginx did not start new workers within ${NGINX_RELOAD_MS / 1000}s of the reload, so it kept its old config (its error log says why, e.g. a port it cannot bind)`;
+};
+
 export const nginxProxy = (cfg: Config, clock: Clock): Proxy => {
-  const { confFile, upstreamFile, siteFile, siteDir, routeFile } = nginxNames(cfg);
+  const { confFile, upstreamFile, siteFile, siteDir, routeFile, loadedFile } = nginxNames(cfg);
   const host_ = publicHost(cfg);
-  // Set once nginx -t refused the new files: the switch back of the same run writes the upstream
-  // only, leaving the files that nginx runs in place.
+  const dir = flagDir(cfg);
+  // Set once nginx -t refused the new files: the switch back of the same run leaves the files that
+  // nginx runs in place and switches as they do (their flag, or the upstream file of a conf of before).
   let keepConf = false;
 
   /** Why `nginx -t` fails: skiff's TLS files in plain words, else nginx's own last line; undefined when it passes. */
@@ -385,6 +443,40 @@ export const nginxProxy = (cfg: Config, clock: Clock): Proxy => {
     return plan.remove;
   };
 
+  /** Writes `wanted` (undefined: remove), checks it and reloads; on any failure every file is as it was and `undo` has run. */
+  const load = async (host: Host, wanted: ReadonlyMap<string, string | undefined>, force: boolean, undo: () => Promise<void>): Promise<void> => {
+    // Every file as it was, to put back exactly that when nginx refuses or ignores the change.
+    const old = new Map<string, Buffer | undefined>();
+    for (const path of wanted.keys()) old.set(path, await host.get(path));
+    const changed = [...wanted].filter(([path, text]) => old.get(path)?.toString() !== text);
+    if (changed.length === 0 && !force) return;
+    if (changed.some(([path]) => path === routeFile)) await host.exec(script('mkdir -p "$1"', siteDir));
+    for (const [path, text] of changed) {
+      if (text === undefined) await host.exec(script('rm -f "$1"', path));
+      else await host.put(path, text);
+    }
+    const putBack = async () => {
+      for (const [path] of changed) await restore(host, path, old.get(path));
+      await undo();
+    };
+    const newConf = changed.some(([path]) => path !== upstreamFile);
+    const problem = await test(host, newConf);
+    if (problem) {
+      if (newConf) keepConf = true;
+      await putBack();
+      throw new SkiffError(
+        problem.tls
+          ? `${host.name}: nginx refuses the TLS files: ${problem.text} (${tlsOrigin(cfg)}); the old config is in place`
+          : `${host.name}: nginx -t fails with the new ${newConf ? 'config' : 'upstream'}: ${problem.text}; the old config is in place`,
+      );
+    }
+    const failed = await reloadNginx(host, cfg, clock);
+    if (failed === undefined) return;
+    // The files go back to what nginx runs, so the next reload does not pick up a half-applied change.
+    await putBack();
+    throw new SkiffError(`${host.name}: ${failed}; the old files are back`);
+  };
+
   return {
     kind: 'nginx',
     async check(host) {
@@ -399,64 +491,61 @@ export const nginxProxy = (cfg: Config, clock: Clock): Proxy => {
         throw new SkiffError(`${host.name}: nginx -t fails before any change: ${problem.text} (${tlsOrigin(cfg)}): fix the files; nginx still serves what it loaded before`);
       }
       if (problem) throw new SkiffError(`${host.name}: nginx -t fails before any change: ${problem.text}; fix the nginx config first`);
+      // Its workers stat the flag for every request: a folder they cannot search would fail them all (500).
+      await checkFlagReach(host, cfg, 'nginx', (await host.exec(nginxMaster(cfg.nginxCmd))).stdout.trim());
     },
-    // nginx keeps its listening socket across reloads: new workers take over from the same queue.
+    // No reload at a switch with unchanged settings; one that changes settings keeps the listening socket.
     switchRisk: () => Promise.resolve(undefined),
     async current(host) {
+      const conf = (await host.get(confFile))?.toString();
+      const slots = parseSlots(conf);
+      if (slots) return (await flagNow(host, slots.flag.replace(/\/[^/]*$/, ''))) === 'second' ? slots.second : slots.first;
+      // A conf of skiff before the flag switch: its upstream file names the live slot.
       const text = (await host.get(upstreamFile))?.toString();
       const m = text ? /server 127\.0\.0\.1:(\d+);/.exec(text) : null;
       return m ? Number(m[1]) : undefined;
     },
     async switchTo(host, port) {
+      if (keepConf) {
+        // nginx refused this run's files, which are back as they were: switch the way those do.
+        const slots = parseSlots((await host.get(confFile))?.toString());
+        if (slots && (port === slots.first || port === slots.second)) {
+          await flagTo(host, slots.flag.replace(/\/[^/]*$/, ''), [slots.first, slots.second], port);
+          return;
+        }
+        await load(host, new Map([[upstreamFile, nginxUpstream(cfg, port)]]), false, () => Promise.resolve());
+        return;
+      }
       // Another env may have taken the prefix since the check (its lock is not this env's).
-      const remove = keepConf ? [] : await planOn(host);
-      const wanted = new Map<string, string | undefined>([[upstreamFile, nginxUpstream(cfg, port)]]);
-      if (!keepConf) {
-        wanted.set(confFile, nginxConf(cfg));
-        wanted.set(siteFile, nginxSite(cfg));
-        wanted.set(routeFile, nginxLocations(cfg));
-        for (const file of remove) wanted.set(file, undefined);
-      }
-      // Every file as it was, to put back exactly that when nginx refuses or ignores the change.
-      const old = new Map<string, Buffer | undefined>();
-      for (const path of wanted.keys()) old.set(path, await host.get(path));
-      const changed = [...wanted].filter(([path, text]) => old.get(path)?.toString() !== text);
-      if (changed.some(([path]) => path === routeFile)) await host.exec(script('mkdir -p "$1"', siteDir));
-      for (const [path, text] of changed) {
-        if (text === undefined) await host.exec(script('rm -f "$1"', path));
-        else await host.put(path, text);
-      }
-      const putBack = async () => {
-        for (const [path] of changed) await restore(host, path, old.get(path));
-      };
-      const newConf = changed.some(([path]) => path !== upstreamFile);
-      const problem = await test(host, newConf);
-      if (problem) {
-        if (newConf) keepConf = true;
-        await putBack();
-        throw new SkiffError(
-          problem.tls
-            ? `${host.name}: nginx refuses the TLS files: ${problem.text} (${tlsOrigin(cfg)}); the old config is in place`
-            : `${host.name}: nginx -t fails with the new upstream: ${problem.text}; the old config is in place`,
-        );
-      }
-      const master = (await host.exec(nginxMaster(cfg.nginxCmd))).stdout.trim();
-      const before = new Set((await host.exec(nginxWorkers(master))).stdout.split('\n').filter(Boolean));
-      const reload = await host.exec(nginx(cfg.nginxCmd, '-s', 'reload'), { check: false });
-      if (reload.code !== 0) throw new SkiffError(`${host.name}: nginx -s reload failed: ${reload.stdout.trim().split('\n').at(-1)}`);
-      // A reload is asynchronous: wait until every worker accepting connections is a new one.
-      const deadline = clock.now() + 10_000;
-      while (clock.now() < deadline) {
-        const workers = (await host.exec(nginxWorkers(master))).stdout.split('\n').filter(Boolean);
-        if (workers.length > 0 && workers.every((w) => !before.has(w))) return;
-        await clock.sleep(50);
-      }
-      // nginx keeps its old config when the new one cannot be applied (a port it cannot bind, say):
-      // the files go back to what it runs, so the next reload does not pick up a half-applied change.
-      await putBack();
-      throw new SkiffError(`${host.name}: nginx did not start new workers within 10s of the reload, so it kept its old config (its error log says why, e.g. a port it cannot bind); the old files are back`);
+      const remove = await planOn(host);
+      const pair = slotPair(cfg, port);
+      const wanted = new Map<string, string | undefined>([
+        [confFile, nginxConf(cfg, port)],
+        [siteFile, nginxSite(cfg)],
+        [routeFile, nginxLocations(cfg)],
+        // The upstream file of skiff before the flag switch: the new conf no longer includes it.
+        [upstreamFile, undefined],
+      ]);
+      for (const file of remove) wanted.set(file, undefined);
+      // The flag first: with unchanged files it is the whole switch; with new ones nginx loads them
+      // already pointing at `port`. Put back as it was when the new files do not load.
+      const was = await flagNow(host, dir);
+      await flagTo(host, dir, pair, port);
+      // The digest is written once nginx has loaded the files: files written but never loaded (a
+      // deploy killed between the two) are loaded now, though they are already as wanted.
+      const digest = loadedDigest(wanted);
+      const loaded = (await host.get(loadedFile))?.toString().trim() === digest;
+      await load(host, wanted, !loaded, () => flagBack(host, dir, was));
+      if (!loaded) await host.put(loadedFile, `${digest}\n`);
     },
   };
+};
+
+/** sha256 of the files a switch wants, path and text, in order (the `.loaded` file of the env). */
+export const loadedDigest = (wanted: ReadonlyMap<string, string | undefined>): string => {
+  const hash = createHash('sha256');
+  for (const [path, text] of wanted) hash.update(`${path}\0${text ?? '\u0001absent'}\0`);
+  return hash.digest('hex');
 };
 
 const restore = async (host: Host, path: string, content: Buffer | undefined): Promise<void> => {

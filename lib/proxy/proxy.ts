@@ -1,9 +1,10 @@
 /**
  * Proxy drivers: where public traffic goes. skiff owns one route per app and environment, for the
  * host and path prefix of DEPLOY_PUBLIC_URL (Caddy: a route with `@id`, changed through the admin
- * API, lib/proxy/caddy.ts; nginx: `<app>-<env>.conf`, an upstream file and a route file in the site
- * of its host, `nginx -t` before every reload, lib/proxy/nginx.ts) and changes only the upstream
- * after the first deploy.
+ * API, lib/proxy/caddy.ts; nginx: `<app>-<env>.conf` and a route file in the site of its host,
+ * `nginx -t` before every reload, lib/proxy/nginx.ts). Both slots are in that route, and after the
+ * first deploy a switch with unchanged settings is a flag file (lib/proxy/switch-flag.ts), with no
+ * reload; HAProxy's is its runtime API.
  */
 import type { Config } from '../config/config.ts';
 import type { Host } from '../host/host.ts';

@@ -110,9 +110,11 @@ describe('a Caddy admin API that never answers a switch', () => {
         `DEPLOY_CADDY_ADMIN=127.0.0.1:${RELAY}`,
         `DEPLOY_PUBLIC_URL=${url}`,
         'DEPLOY_DRAIN_SECONDS=1',
+        `DEPLOY_SWITCH_DIR=${join(s.dir, 'switch')}`,
       ].join('\n'),
     );
-  const upstream = async () => JSON.parse((await get(`http://127.0.0.1:${ADMIN}/id/skiff-hello-t/handle/0/upstreams/0/dial`)).text) as string;
+  /** The slot port skiff's route sends to: the second while the switch flag is there (lib/proxy/switch-flag.ts). */
+  const upstream = () => `127.0.0.1:${existsSync(join(s.dir, 'switch/hello-t/live-second')) ? SLOTS[1] : SLOTS[0]}`;
 
   beforeAll(async () => {
     s = makeSandbox('deadlines-caddy');
@@ -144,7 +146,7 @@ describe('a Caddy admin API that never answers a switch', () => {
     const r = await s.run('deploy-vps', ['t']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(await upstream()).toBe(`127.0.0.1:${SLOTS[0]}`);
+    expect(upstream()).toBe(`127.0.0.1:${SLOTS[0]}`);
   });
   afterAll(() => {
     for (const socket of hung) socket.destroy();
@@ -159,6 +161,9 @@ describe('a Caddy admin API that never answers a switch', () => {
     const before = (await get(url)).text;
     expect(before).toMatch(/^hello 1\.0\.0/);
     s.setVersion('1.0.1');
+    // A changed setting: the switch changes the route's handlers through the admin API (a switch
+    // with unchanged settings only renames the flag file, and sends Caddy nothing).
+    s.writeEnv('t.env', `${env()}\nDEPLOY_HEADERS=nosniff`);
     hangNextPatch = true;
     const t0 = Date.now();
     const r = await s.run('deploy-vps', ['t']);
@@ -167,12 +172,12 @@ describe('a Caddy admin API that never answers a switch', () => {
     expect(hung).toHaveLength(1); // the switch's PATCH was the one held
     const last = r.stderr.trim().split('\n').filter((l) => l.startsWith('error: '));
     expect(last[0]).toMatch(
-      new RegExp(`^error: ${userInfo().username}@${SSH.ip.replace(/\./g, '\\.')}:${SSH.port}: Caddy's admin API at 127\\.0\\.0\\.1:${RELAY} did not answer PATCH /id/skiff-hello-t/handle/0/upstreams within 15s: check that Caddy is not stuck`),
+      new RegExp(`^error: ${userInfo().username}@${SSH.ip.replace(/\./g, '\\.')}:${SSH.port}: Caddy's admin API at 127\\.0\\.0\\.1:${RELAY} did not answer PATCH /id/skiff-hello-t-handlers within 15s: check that Caddy is not stuck`),
     );
     expect(took).toBeGreaterThanOrEqual(15_000);
     expect(took).toBeLessThan(60_000);
     expect(lockHeld(s.deployPath)).toBe(false);
-    expect(await upstream()).toBe(`127.0.0.1:${SLOTS[0]}`);
+    expect(upstream()).toBe(`127.0.0.1:${SLOTS[0]}`);
     expect((await get(url)).text).toBe(before);
     expect(listening(SLOTS[1])).toBe(false); // the new release's slot was stopped
     const history = readFileSync(join(s.deployPath, '.skiff/releases.jsonl'), 'utf8').trim().split('\n');
@@ -183,6 +188,6 @@ describe('a Caddy admin API that never answers a switch', () => {
     const r = await s.run('deploy-vps', ['t']);
     expect(r.code, r.stderr).toBe(0);
     expect((await get(url)).text).toMatch(/^hello 1\.0\.1/);
-    expect(await upstream()).toBe(`127.0.0.1:${SLOTS[1]}`);
+    expect(upstream()).toBe(`127.0.0.1:${SLOTS[1]}`);
   });
 });

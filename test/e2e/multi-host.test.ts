@@ -55,6 +55,8 @@ describe('deploy to two hosts', () => {
         `DEPLOY_CADDY_ADMIN=${ADMIN}`,
         `DEPLOY_PUBLIC_URL=http://127.0.0.1:${PUBLIC}`,
         'DEPLOY_DRAIN_SECONDS=2',
+        // Each host's own switch flag: /srv/skiff-hosts is the one folder the test hosts do not share.
+        'DEPLOY_SWITCH_DIR=/srv/skiff-hosts/switch',
         extra,
       ].join('\n'),
     );

@@ -5,7 +5,7 @@
  * failed request; a route another env owns is refused with nothing changed; a failed or stopped app
  * leaves the other serving.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProbe } from '../support/probe.ts';
@@ -50,9 +50,11 @@ describe.each([caddy, nginx, haproxy] as Under[])('two apps on one host behind $
   };
   /** What skiff wrote for front in the proxy: its Caddy routes, or its nginx files. */
   const frontRoute = async (): Promise<string> => {
+    // With its switch flag: the slot it sends to.
     if (proxy.name === 'caddy') {
       const admin = `http://${caddy.admin}`;
-      return `${(await get(`${admin}/id/skiff-hello-front`)).text}${(await get(`${admin}/id/skiff-hello-front-handlers`)).text}`;
+      const flag = existsSync(join(s.dir, 'caddy-switch/hello-front/live-second'));
+      return `${(await get(`${admin}/id/skiff-hello-front`)).text}${(await get(`${admin}/id/skiff-hello-front-handlers`)).text}flag=${flag}`;
     }
     if (proxy.name === 'haproxy') {
       // Its backend file, and its lines of the shared route map.
@@ -62,7 +64,8 @@ describe.each([caddy, nginx, haproxy] as Under[])('two apps on one host behind $
     }
     const dir = join(s.dir, 'nginx/conf.d');
     const site = `skiff-site-127.0.0.1-${proxy.publicPort}`;
-    return ['hello-front.conf', 'hello-front.upstream', `${site}.d/hello-front.locations`].map((f) => readFileSync(join(dir, f), 'utf8')).join('\n');
+    const flag = existsSync(join(dir, 'hello-front.slot/live-second'));
+    return [...['hello-front.conf', `${site}.d/hello-front.locations`].map((f) => readFileSync(join(dir, f), 'utf8')), `flag=${flag}`].join('\n');
   };
   /** Everything the proxy runs: Caddy's whole config, or every file in nginx's conf.d. */
   const proxyState = async (): Promise<string> => {

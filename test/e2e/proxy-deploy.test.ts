@@ -2,12 +2,59 @@
  * Blue-green deploys on this machine behind a real Caddy and a real nginx, each started by the test
  * on loopback ports of its own.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProbe } from '../support/probe.ts';
 import { caddyUnderTest, nginxUnderTest } from '../support/proxies.ts';
 import { get, localEnv, makeSandbox, type Sandbox } from '../support/sandbox.ts';
+
+/**
+ * One kept-alive client connection, a request every 100 ms, never sent again: how many connections
+ * it needed and how many requests failed. A proxy that reloads closes it (docs/proxies.md).
+ */
+const keptAlive = (port: number) => {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const sockets = new Set<Socket>();
+  let failures = 0;
+  let ok = 0;
+  let stopped = false;
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const req = request({ host: '127.0.0.1', port, path: '/api/health', agent, timeout: 5000 }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          if (res.statusCode === 200) ok += 1;
+          else failures += 1;
+          resolve();
+        });
+      });
+      req.on('socket', (socket: Socket) => sockets.add(socket));
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', () => {
+        failures += 1;
+        resolve();
+      });
+      req.end();
+    });
+  const loop = (async () => {
+    while (!stopped) {
+      await one();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      await loop;
+      agent.destroy();
+      return { connections: sockets.size, failures, ok };
+    },
+  };
+};
 
 describe.each([caddyUnderTest(), nginxUnderTest()])('blue-green behind $name', (proxy) => {
   let s: Sandbox;
@@ -40,14 +87,27 @@ describe.each([caddyUnderTest(), nginxUnderTest()])('blue-green behind $name', (
     expect(state().live).toBe('blue');
   });
 
-  it('a redeploy goes to the other slot without one failed request, and stops the old one', async () => {
-    // New connection per request: what a proxy does to idle keep-alive connections on a reload is
-    // measured by bench/zero-downtime.ts, not asserted here.
+  /** nginx's accepting workers: the same pids after a deploy when it did not reload. */
+  const workers = () => {
+    const master = readFileSync(join(s.dir, 'nginx/nginx.pid'), 'utf8').trim();
+    return execFileSync('sh', ['-c', `pgrep -P ${master} -f '^nginx: worker process$' || true`]).toString().trim().split('\n').sort();
+  };
+
+  it('a redeploy goes to the other slot without one failed request, reloading nothing, and stops the old one', async () => {
+    // New connection per request, and one kept-alive connection: a switch with unchanged settings
+    // renames the flag file only, so the proxy loads no config and closes no connection.
     const probe = startProbe(`${url}/api/health`, { headers: { connection: 'close' }, timeoutMs: 5000 });
+    const client = keptAlive(proxy.publicPort);
+    const before = proxy.name === 'nginx' ? workers() : [];
     s.setVersion('1.0.1');
     const r = await s.run('deploy-vps', ['t']);
     const result = await probe.stop();
+    const kept = await client.stop();
     expect(r.code).toBe(0);
+    expect(kept.failures).toBe(0);
+    expect(kept.ok).toBeGreaterThan(5);
+    expect(kept.connections, 'the kept-alive connection was closed: the proxy reloaded').toBe(1);
+    if (proxy.name === 'nginx') expect(workers()).toEqual(before);
     expect(result.requests).toBeGreaterThan(50);
     expect(result.failures, `failed requests: ${result.firstErrors.join('; ')}`).toBe(0);
     expect(await versionThroughProxy()).toBe('hello 1.0.1 (t)');
@@ -136,16 +196,33 @@ describe.each([caddyUnderTest(), nginxUnderTest()])('blue-green behind $name', (
       expect(await versionThroughProxy()).toBe('hello 1.0.4 (t)');
     });
   } else {
+    it("a switch flag folder nginx's workers cannot search: refused before any change (exit 2)", async () => {
+      const before = readFileSync(join(s.deployPath, '.skiff/state.json'), 'utf8');
+      const closed = join(s.dir, 'closed');
+      mkdirSync(closed, { mode: 0o700 });
+      s.writeEnv('t.env', env(`DEPLOY_SWITCH_DIR=${closed}/flags`));
+      s.setVersion('1.0.5');
+      const r = await s.run('deploy-vps', ['t']);
+      s.writeEnv('t.env', env());
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim().split('\n').at(-1)).toBe(
+        `error: local: nginx runs as nobody, which cannot search ${closed} (mode 700), so it could not see the switch flag in ${closed}/flags/hello-t: let it in (chmod o+x ${closed}), or choose another DEPLOY_SWITCH_DIR; nothing was changed`,
+      );
+      expect(existsSync(join(closed, 'flags'))).toBe(false);
+      expect(readFileSync(join(s.deployPath, '.skiff/state.json'), 'utf8')).toBe(before);
+      expect(await versionThroughProxy()).toBe('hello 1.0.4 (t)');
+    });
+
     it('an nginx config test that fails after the change leaves the old config in place (exit 1)', async () => {
-      // A config of someone else's that breaks once skiff's upstream file exists: the glob matches
-      // nothing before the first deploy of this env, and a `server` line at http level after it.
+      // A config of someone else's that breaks once skiff's conf of the env exists: the glob matches
+      // nothing before the first deploy of this env, and includes its upstreams a second time after it.
       const confDir = join(s.dir, 'nginx/conf.d');
-      writeFileSync(join(confDir, 'zz-other.conf'), `include ${confDir}/hello-u.upstrea[m];\n`);
+      writeFileSync(join(confDir, 'zz-other.conf'), `include ${confDir}/hello-u.con[f];\n`);
       s.writeEnv('u.env', env().replace(`DEPLOY_PATH=${s.deployPath}`, `DEPLOY_PATH=${s.dir}/srv-u`).replace(/DEPLOY_PORTS=.*/g, 'DEPLOY_PORTS=18613,18614').replace(`DEPLOY_PUBLIC_URL=${url}`, 'DEPLOY_PUBLIC_URL=http://127.0.0.1:18615'));
       const r = await s.run('deploy-vps', ['u']);
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/nginx -t fails with the new upstream: .*; the old config is in place/);
-      expect(existsSync(join(confDir, 'hello-u.upstream'))).toBe(false);
+      expect(r.stderr).toMatch(/nginx -t fails with the new config: .*duplicate upstream.*; the old config is in place/);
+      expect(existsSync(join(confDir, 'hello-u.slot/live-second'))).toBe(false);
       expect(existsSync(join(confDir, 'hello-u.conf'))).toBe(false);
       expect(await versionThroughProxy()).toBe('hello 1.0.4 (t)');
       expect((await get('http://127.0.0.1:18613/')).status).toBe(0); // the new slot was stopped

@@ -1,6 +1,6 @@
 /** A real Caddy and a real nginx for end-to-end tests, each started on loopback ports of its own. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { get } from './sandbox.ts';
 
@@ -43,7 +43,8 @@ export const caddyUnderTest = (publicPort = 18600, opts: { httpPort?: number } =
       await waitFor(async () => (await get(`http://127.0.0.1:${publicPort + 9}/config/`)).status === 200, 'caddy');
     },
     stop: () => child?.kill('SIGKILL'),
-    keys: () => `DEPLOY_PROXY=caddy\nDEPLOY_CADDY_ADMIN=127.0.0.1:${publicPort + 9}`,
+    // The switch flag in the sandbox (Caddy runs as root here): not in /var/lib/skiff of this machine.
+    keys: (dir) => `DEPLOY_PROXY=caddy\nDEPLOY_CADDY_ADMIN=127.0.0.1:${publicPort + 9}\nDEPLOY_SWITCH_DIR=${join(dir, 'caddy-switch')}`,
   };
 };
 
@@ -57,6 +58,9 @@ export const nginxUnderTest = (publicPort = 18610): ProxyUnderTest => {
     async start(dir) {
       const conf = join(dir, 'nginx');
       mkdirSync(join(conf, 'conf.d'), { recursive: true });
+      // nginx's workers (nobody) stat the switch flag in conf.d: they must be able to search the
+      // sandbox (mkdtemp makes it 0700), as they search /etc/nginx on a host. Search, not list.
+      chmodSync(dir, 0o711);
       writeFileSync(
         join(conf, 'nginx.conf'),
         [

@@ -45,9 +45,21 @@ describe('the JSON skiff sends Caddy', () => {
     expect(caddyRoute(testConfig(), 3001)).toEqual({
       '@id': 'skiff-hello-staging',
       match: [{ host: ['127.0.0.1'] }],
-      handle: [{ handler: 'reverse_proxy', upstreams: [{ dial: '127.0.0.1:3001' }] }],
+      // Both slots: the second while the flag file is there (a stat per request), else the first.
+      handle: [
+        {
+          handler: 'subroute',
+          routes: [
+            { match: [{ file: { root: '/var/lib/skiff/hello-staging', try_files: ['/live-second'] } }], handle: [{ handler: 'reverse_proxy', upstreams: [{ dial: '127.0.0.1:3002' }] }], terminal: true },
+            { handle: [{ handler: 'reverse_proxy', upstreams: [{ dial: '127.0.0.1:3001' }] }] },
+          ],
+        },
+      ],
       terminal: true,
     });
+    // The same route whichever slot is live; DEPLOY_SWITCH_DIR moves the flag.
+    expect(caddyRoute(testConfig(), 3002)).toEqual(caddyRoute(testConfig(), 3001));
+    expect(at(caddyRoute(testConfig({ DEPLOY_SWITCH_DIR: '/srv/flags/' }), 3001), 'handle', '0', 'routes', '0', 'match', '0', 'file', 'root')).toBe('/srv/flags/hello-staging');
     // Not terminal: its handlers wrap the proxy of the route after it.
     expect(caddyHandlersRoute(testConfig())).toEqual({
       '@id': 'skiff-hello-staging-handlers',
@@ -201,6 +213,8 @@ interface FakeCaddy extends Host {
   readonly changes: string[];
   /** Every command, rendered. */
   readonly commands: string[];
+  /** The switch flag's state after each change of it (`second`, `first`). */
+  readonly flags: string[];
 }
 
 /**
@@ -211,14 +225,26 @@ const fakeCaddy = (config: unknown, opts: { handshake?: () => number; directory?
   const root = { config: clone(config) };
   const changes: string[] = [];
   const commands: string[] = [];
+  const flags: string[] = [];
+  let flag: 'none' | 'first' | 'second' = 'none';
   return {
     name: 'fake',
     root,
     changes,
     commands,
+    flags,
     async exec(command: Cmd, options: ExecOptions = {}): Promise<ExecResult> {
       const rendered = render(command);
       commands.push(rendered);
+      // The switch flag (lib/commands/switch-flag.ts): read, made, removed; its folder reachable.
+      if (rendered.includes('ps -C caddy')) return { code: 0, stdout: 'caddy\n', stderr: '' };
+      if (rendered.includes('echo ok')) return { code: 0, stdout: 'ok\n', stderr: '' };
+      if (rendered.includes('echo second')) return { code: 0, stdout: `${flag}\n`, stderr: '' };
+      if (rendered.includes('live-second')) {
+        flag = rendered.includes('mv -f') ? 'second' : 'first';
+        flags.push(flag);
+        return { code: 0, stdout: '', stderr: '' };
+      }
       const args = words(rendered).slice(4);
       if (rendered.includes('--resolve')) return { code: 0, stdout: `exit=${opts.handshake?.() ?? 0}\n`, stderr: '' };
       if (rendered.includes('--cacert "$3"')) return opts.directory ?? { code: 0, stdout: '{"newOrder":"x"}', stderr: '' };
@@ -275,19 +301,23 @@ describe('planCaddy: what a switch changes', () => {
     expect(plan).toMatchObject({ awaitCertificate: true, address: '127.0.0.1', undoTls: [] });
   });
 
-  it('once applied, the next switch with the same settings is one PATCH of the upstream', async () => {
+  it('once applied, the next switch with the same settings loads no config: the flag is the switch', async () => {
     const host = fakeCaddy(ADMIN_ONLY);
     const cfg = testConfig(ACME);
     await caddy(cfg, fakeClock()).switchTo(host, 3001);
     host.changes.length = 0;
     await caddy(cfg, fakeClock()).switchTo(host, 3002);
-    expect(host.changes).toEqual(['PATCH /id/skiff-hello-staging/handle/0/upstreams']);
+    expect(host.changes).toEqual([]);
+    expect(host.flags).toEqual(['first', 'second']);
     expect(await caddy(cfg).current(host)).toBe(3002);
+    await caddy(cfg, fakeClock()).switchTo(host, 3001);
+    expect(host.changes).toEqual([]);
+    expect(await caddy(cfg).current(host)).toBe(3001);
     // Already there: nothing is sent (each change is a reload of Caddy's config).
     expect(planCaddy(host.root.config, cfg, 3002).ops).toEqual([]);
   });
 
-  it("changed headers rewrite the handlers' route only, then the upstream is switched as always", async () => {
+  it("changed headers rewrite the handlers' route only; the flag switches as always", async () => {
     const host = fakeCaddy(SHARED);
     await caddy(testConfig(ACME), fakeClock()).switchTo(host, 3001);
     const routes = () => at(host.root.config, 'apps', 'http', 'servers', 'srv0', 'routes') as Json[];
@@ -295,7 +325,7 @@ describe('planCaddy: what a switch changes', () => {
     host.changes.length = 0;
     const cfg = testConfig({ ...ACME, DEPLOY_HEADERS: 'nosniff' });
     await caddy(cfg, fakeClock()).switchTo(host, 3002);
-    expect(host.changes).toEqual(['PATCH /id/skiff-hello-staging-handlers', 'PATCH /id/skiff-hello-staging/handle/0/upstreams']);
+    expect(host.changes).toEqual(['PATCH /id/skiff-hello-staging-handlers']);
     expect(routes().slice(0, 2)).toEqual(caddyRoutes(cfg, 3002));
     expect(routes().slice(2)).toEqual(others);
     // No header and no compression: the handlers' route goes; some again: it comes back right before skiff's route.
@@ -304,7 +334,7 @@ describe('planCaddy: what a switch changes', () => {
     expect(routes().map((r) => r['@id'] ?? 'catch-all')).toEqual(['skiff-hello-staging', 'blog', 'catch-all']);
     host.changes.length = 0;
     await caddy(testConfig(ACME), fakeClock()).switchTo(host, 3001);
-    expect(host.changes).toEqual(['PUT /config/apps/http/servers/srv0/routes/0', 'PATCH /id/skiff-hello-staging/handle/0/upstreams']);
+    expect(host.changes).toEqual(['PUT /config/apps/http/servers/srv0/routes/0']);
     expect(routes().slice(0, 2)).toEqual(caddyRoutes(testConfig(ACME), 3001));
   });
 
@@ -339,7 +369,7 @@ describe('planCaddy: what a switch changes', () => {
     });
   });
 
-  it("a route of an older skiff (no handlers' route): the handlers' route goes right before it, the upstream is switched", () => {
+  it("a route of an older skiff (no handlers' route): the handlers' route goes right before it, and the route is rewritten with both slots", () => {
     const old = clone(SHARED);
     old.apps.http.servers.srv0.routes.unshift({
       '@id': 'skiff-hello-staging',
@@ -348,7 +378,9 @@ describe('planCaddy: what a switch changes', () => {
       terminal: true,
     });
     old.apps.http.servers.srv0.listen = [':8080'];
-    expect(shape(planCaddy(old, testConfig({ DEPLOY_ACCESS_LOG: 'off' }), 3002).ops)).toEqual(['PUT /config/apps/http/servers/srv0/routes/0', 'PATCH /id/skiff-hello-staging/handle/0/upstreams']);
+    const plan = planCaddy(old, testConfig({ DEPLOY_ACCESS_LOG: 'off' }), 3002);
+    expect(shape(plan.ops)).toEqual(['PUT /config/apps/http/servers/srv0/routes/0', 'PATCH /id/skiff-hello-staging']);
+    expect(plan.ops[1]?.body).toEqual(caddyRoute(testConfig(), 3002));
     // Another host in the URL: the route is replaced whole.
     expect(shape(planCaddy(old, testConfig({ DEPLOY_ACCESS_LOG: 'off', DEPLOY_PUBLIC_URL: 'http://localhost:8080', DEPLOY_HEADERS: 'none', DEPLOY_COMPRESSION: 'none' }), 3002).ops)).toEqual(['PATCH /id/skiff-hello-staging']);
   });
@@ -357,7 +389,7 @@ describe('planCaddy: what a switch changes', () => {
     const host = fakeCaddy(ADMIN_ONLY);
     await caddy(testConfig(ACME), fakeClock()).switchTo(host, 3001);
     const plan = planCaddy(host.root.config, testConfig(FILES), 3002);
-    expect(shape(plan.ops)).toEqual(['PUT /config/apps/tls/certificates/load_files', 'PATCH /id/skiff-hello-staging/handle/0/upstreams', 'DELETE /id/skiff-hello-staging-tls']);
+    expect(shape(plan.ops)).toEqual(['PUT /config/apps/tls/certificates/load_files', 'DELETE /id/skiff-hello-staging-tls']);
     expect(plan.awaitCertificate).toBe(false);
   });
 
@@ -365,7 +397,7 @@ describe('planCaddy: what a switch changes', () => {
     const host = fakeCaddy(ADMIN_ONLY);
     await caddy(testConfig(FILES), fakeClock()).switchTo(host, 3001);
     const plan = planCaddy(host.root.config, testConfig(ACME), 3002);
-    expect(shape(plan.ops)).toEqual(['PUT /config/apps/tls/automation/policies', 'PATCH /id/skiff-hello-staging/handle/0/upstreams', 'DELETE /id/skiff-hello-staging-cert']);
+    expect(shape(plan.ops)).toEqual(['PUT /config/apps/tls/automation/policies', 'DELETE /id/skiff-hello-staging-cert']);
     expect(plan.awaitCertificate).toBe(true);
     expect(shape(plan.undoTls)).toEqual(['POST /config/apps/tls/certificates/load_files', 'DELETE /id/skiff-hello-staging-tls']);
   });
@@ -375,12 +407,11 @@ describe('planCaddy: what a switch changes', () => {
     await caddy(testConfig(ACME), fakeClock()).switchTo(host, 3001);
     const old = at(host.root.config, 'apps', 'tls', 'automation', 'policies', 0);
     const plan = planCaddy(host.root.config, testConfig({ ...ACME, DEPLOY_ACME_CA: 'https://acme.example.net/dir' }), 3002);
-    expect(shape(plan.ops)).toEqual(['PATCH /id/skiff-hello-staging-tls', 'PATCH /id/skiff-hello-staging/handle/0/upstreams']);
+    expect(shape(plan.ops)).toEqual(['PATCH /id/skiff-hello-staging-tls']);
     expect(plan.undoTls).toEqual([{ method: 'PATCH', path: '/id/skiff-hello-staging-tls', body: old, what: 'put the TLS policy skiff-hello-staging-tls back' }]);
     // keepTls (the switch back after the certificate did not come): the TLS settings are left alone.
     expect(shape(planCaddy(host.root.config, testConfig({ ...ACME, DEPLOY_ACME_CA: 'https://acme.example.net/dir' }), 3002, { keepTls: true }).ops)).toEqual([
-      'PATCH /id/skiff-hello-staging/handle/0/upstreams',
-    ]);
+      ]);
   });
 
   it("the access log turned off: skiff's logger, its exclusion and its logger names go; others' stay", async () => {
@@ -444,7 +475,7 @@ describe('the Caddy driver on a host', () => {
     failing.changes.length = 0;
     handshake = 0;
     await driver.switchTo(failing, 3001);
-    expect(failing.changes).toEqual(['PATCH /id/skiff-hello-staging/handle/0/upstreams']);
+    expect(failing.changes).toEqual([]);
   });
 
   it('check asks a new ACME directory from the host, with its root, and stops before any change when it does not answer', async () => {
@@ -467,6 +498,37 @@ describe('the Caddy driver on a host', () => {
     await caddy(testConfig(ACME)).check(host);
     await caddy(testConfig(FILES)).check(host);
     expect(host.commands.filter((c) => c.includes('--cacert'))).toEqual([]);
+  });
+
+  it('a route of an older skiff: current reads its port; the first switch sets the flag, then loads the route once; a refused load puts the flag back', async () => {
+    const old = {
+      apps: {
+        http: {
+          servers: {
+            skiff_8080: {
+              listen: [':8080'],
+              routes: [{ '@id': 'skiff-hello-staging', match: [{ host: ['127.0.0.1'] }], handle: [{ handler: 'reverse_proxy', upstreams: [{ dial: '127.0.0.1:3001' }] }], terminal: true }],
+            },
+          },
+        },
+      },
+    };
+    const cfg = testConfig({ DEPLOY_ACCESS_LOG: 'off', DEPLOY_HEADERS: 'none', DEPLOY_COMPRESSION: 'none' });
+    const refusing = fakeCaddy(old, { refuse: /^PATCH \/id\/skiff-hello-staging$/ });
+    expect(await caddy(cfg).current(refusing)).toBe(3001);
+    await expect(caddy(cfg, fakeClock()).switchTo(refusing, 3002)).rejects.toThrow(/Caddy refused to update the route skiff-hello-staging/);
+    expect(refusing.flags).toEqual(['second', 'first']);
+    expect(await caddy(cfg).current(refusing)).toBe(3001);
+    const host = fakeCaddy(old);
+    await caddy(cfg, fakeClock()).switchTo(host, 3002);
+    expect(host.changes).toEqual(['PATCH /id/skiff-hello-staging']);
+    expect(host.flags).toEqual(['second']);
+    expect(await caddy(cfg).current(host)).toBe(3002);
+    // From then on: the flag alone, both ways.
+    host.changes.length = 0;
+    await caddy(cfg, fakeClock()).switchTo(host, 3001);
+    expect(host.changes).toEqual([]);
+    expect(await caddy(cfg).current(host)).toBe(3001);
   });
 
   it("Caddy refusing a change (a certificate file it cannot load): its reason in the message, and nothing after it is sent", async () => {
@@ -537,7 +599,7 @@ describe('several envs on one host: routes by path prefix', () => {
     // A switch of one env is one PATCH of its own upstream, nothing of the others'.
     host.changes.length = 0;
     await deploy(host, cfgs.api as ReturnType<typeof env>, 3002);
-    expect(host.changes).toEqual(['PATCH /id/skiff-hello-api/handle/0/upstreams']);
+    expect(host.changes).toEqual([]);
   });
 
   it("an env's maintenance route is its own: no conflict with itself, and another env goes before all of it", async () => {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { render } from '../../lib/core/cmd.ts';
-import { certThere, nginxConf, nginxLocations, nginxNames, nginxProxy, nginxSite, nginxUpstream, parseSites, planSite, tlsProblem } from '../../lib/proxy/nginx.ts';
+import { certThere, loadedDigest, nginxConf, nginxLocations, nginxNames, nginxProxy, nginxSite, nginxUpstream, parseSites, planSite, tlsProblem } from '../../lib/proxy/nginx.ts';
 import { fakeClock, testConfig } from '../support/flow-ctx.ts';
 import { inTurn, ok, RecordingHost, when } from '../support/recording-host.ts';
 
@@ -37,6 +37,14 @@ const GZIP_LINES = [
 ];
 
 const SITE = '/etc/nginx/conf.d/skiff-site-app.example.com-443';
+/** The slot of each request: the second while the flag file is there. */
+const SLOT_LINES = [
+  '    set $skiff_hello_staging_slot skiff_hello_staging_first;',
+  '    if (-f "/etc/nginx/conf.d/hello-staging.slot/live-second") {',
+  '        set $skiff_hello_staging_slot skiff_hello_staging_second;',
+  '    }',
+  '    proxy_pass http://$skiff_hello_staging_slot;',
+];
 /** The server and the env's route as nginx reads them together. */
 const served = (cfg: ReturnType<typeof cfgWith>) => `${nginxSite(cfg)}${nginxLocations(cfg)}`;
 
@@ -44,9 +52,14 @@ describe("skiff's nginx files", () => {
   it("https on 443: the env's upstream and log format; the site with TLS, HTTP/2 and port 80 redirecting; the route with headers (HSTS too), gzip, JSON log", () => {
     expect(nginxConf(HTTPS)).toBe(
       [
-        `# written by skiff for hello staging; the upstream lives in /etc/nginx/conf.d/hello-staging.upstream, the route in ${SITE}.d/hello-staging.locations`,
-        'upstream skiff_hello_staging {',
-        '    include "/etc/nginx/conf.d/hello-staging.upstream";',
+        `# written by skiff for hello staging: both slots; ${SITE}.d/hello-staging.locations sends a request to the second while /etc/nginx/conf.d/hello-staging.slot/live-second exists, else to the first`,
+        '# skiff slots {"first":3001,"second":3002,"flag":"/etc/nginx/conf.d/hello-staging.slot/live-second"}',
+        'upstream skiff_hello_staging_first {',
+        '    server 127.0.0.1:3001;',
+        '    keepalive 16;',
+        '}',
+        'upstream skiff_hello_staging_second {',
+        '    server 127.0.0.1:3002;',
         '    keepalive 16;',
         '}',
         'map $http_upgrade $skiff_hello_staging_connection {',
@@ -98,7 +111,11 @@ describe("skiff's nginx files", () => {
         '    add_header X-Frame-Options "SAMEORIGIN" always;',
         '    add_header Referrer-Policy "strict-origin-when-cross-origin" always;',
         ...GZIP_LINES,
-        '    proxy_pass http://skiff_hello_staging;',
+        '    set $skiff_hello_staging_slot skiff_hello_staging_first;',
+        '    if (-f "/etc/nginx/conf.d/hello-staging.slot/live-second") {',
+        '        set $skiff_hello_staging_slot skiff_hello_staging_second;',
+        '    }',
+        '    proxy_pass http://$skiff_hello_staging_slot;',
         '    proxy_hide_header Strict-Transport-Security;',
         '    proxy_hide_header X-Content-Type-Options;',
         '    proxy_hide_header X-Frame-Options;',
@@ -112,7 +129,7 @@ describe("skiff's nginx files", () => {
 
   it('a path prefix: the prefix itself and all below it, the path passed on unchanged (proxy_pass with no URI)', () => {
     const cfg = cfgWith({ DEPLOY_PUBLIC_URL: 'http://example.com/api/v1', DEPLOY_HEALTH_PATH: '/api/v1/health', DEPLOY_HEADERS: 'none', DEPLOY_COMPRESSION: 'none', DEPLOY_ACCESS_LOG: 'off' });
-    const body = ['    include "/etc/nginx/conf.d/hello-staging.maintenanc[e]";', '    proxy_pass http://skiff_hello_staging;', ...PROXY_LINES];
+    const body = ['    include "/etc/nginx/conf.d/hello-staging.maintenanc[e]";', ...SLOT_LINES, ...PROXY_LINES];
     expect(nginxLocations(cfg)).toBe(
       ['# skiff route {"app":"hello","env":"staging","prefix":"/api/v1"}', 'location = /api/v1 {', ...body, '}', 'location ^~ /api/v1/ {', ...body, '}', ''].join('\n'),
     );
@@ -279,14 +296,39 @@ describe("what a failing nginx -t says about skiff's TLS files", () => {
 
 describe('the nginx driver on a host', () => {
   const MISMATCH = 'nginx: [emerg] SSL_CTX_use_PrivateKey("/etc/ssl/app.key") failed (SSL: error:05800074:x509 certificate routines::key values mismatch)\nnginx: configuration file /etc/nginx/nginx.conf test failed';
-  const { confFile, upstreamFile, siteFile, routeFile } = nginxNames(HTTPS);
-  // No site of skiff's on the host yet; folders made and files removed answer ok.
-  const SITE_RULES = [when('skiff-site-*.conf', ok()), when('mkdir -p', ok()), when(/rm -f/, ok())];
-
-  it('a certificate that does not match its key: the old files back, and a line that says so (exit 1)', async () => {
-    const host = new RecordingHost([...SITE_RULES, when(/ sh nginx -t$/, { code: 1, stdout: MISMATCH, stderr: '' })]);
+  const { confFile, upstreamFile, siteFile, routeFile, loadedFile } = nginxNames(HTTPS);
+  /** The switch flag of the env, as the host's commands see it; `changes` after each change of it. */
+  const flagOf = (start: 'none' | 'first' | 'second' = 'none') => {
+    const flag = { now: start, changes: [] as string[] };
+    const rule = (rendered: string) => {
+      if (rendered.includes('echo second')) return ok(`${flag.now}\n`);
+      if (!rendered.includes('live-second')) return undefined;
+      flag.now = rendered.includes('mv -f') ? 'second' : 'first';
+      flag.changes.push(flag.now);
+      return ok();
+    };
+    return { flag, rule };
+  };
+  /** No site of skiff's on the host yet; folders made and files removed answer ok; the flag folder is reachable. */
+  const siteRules = () => [when('skiff-site-*.conf', ok()), when('ps -o user=', ok('www-data\n')), when('echo ok', ok('ok\n')), when('mkdir -p', ok()), when(/rm -f/, ok())];
+  const LEGACY = (host: RecordingHost) => {
     host.files.set(confFile, { content: Buffer.from('old conf'), mode: 0o644 });
     host.files.set(upstreamFile, { content: Buffer.from('server 127.0.0.1:3001;\n'), mode: 0o644 });
+  };
+  const CURRENT = (host: RecordingHost) => {
+    host.files.set(confFile, { content: Buffer.from(nginxConf(HTTPS)), mode: 0o644 });
+    host.files.set(siteFile, { content: Buffer.from(nginxSite(HTTPS)), mode: 0o644 });
+    host.files.set(routeFile, { content: Buffer.from(nginxLocations(HTTPS)), mode: 0o644 });
+    // What the last switch recorded once nginx had loaded them.
+    const wanted = new Map<string, string | undefined>([[confFile, nginxConf(HTTPS)], [siteFile, nginxSite(HTTPS)], [routeFile, nginxLocations(HTTPS)], [upstreamFile, undefined]]);
+    host.files.set(loadedFile, { content: Buffer.from(`${loadedDigest(wanted)}\n`), mode: 0o644 });
+  };
+  const reloads = () => [when(/ sh nginx -t$/, ok()), when('awk', ok('100\n')), inTurn('pgrep', [ok('101\n'), ok('102\n')]), when('reload', ok())];
+
+  it('a certificate that does not match its key: the old files and flag back, and a line that says so (exit 1)', async () => {
+    const { flag, rule } = flagOf();
+    const host = new RecordingHost([rule, ...siteRules(), when(/ sh nginx -t$/, { code: 1, stdout: MISMATCH, stderr: '' }), when('awk', ok('100\n'))]);
+    LEGACY(host);
     const error = await nginxProxy(HTTPS, fakeClock()).switchTo(host, 3002).then(
       () => undefined,
       (e: unknown) => e as Error & { exitCode: number },
@@ -298,17 +340,14 @@ describe('the nginx driver on a host', () => {
     expect(host.files.get(confFile)?.content.toString()).toBe('old conf');
     expect(host.files.get(upstreamFile)?.content.toString()).toBe('server 127.0.0.1:3001;\n');
     expect(host.commands.some((c) => c.includes('reload'))).toBe(false);
+    // Set before the files (so that they load pointing at the new slot), then back.
+    expect(flag.changes).toEqual(['second', 'first']);
   });
 
-  it('the switch back after a refused conf writes the upstream only, so nginx -t passes with the conf it runs', async () => {
-    const host = new RecordingHost([...SITE_RULES, 
-      inTurn(/ sh nginx -t$/, [{ code: 1, stdout: MISMATCH, stderr: '' }, ok()]),
-      when('awk', ok('100\n')),
-      inTurn('pgrep', [ok('101\n'), ok('102\n')]),
-      when('reload', ok()),
-    ]);
-    host.files.set(confFile, { content: Buffer.from('old conf'), mode: 0o644 });
-    host.files.set(upstreamFile, { content: Buffer.from('server 127.0.0.1:3001;\n'), mode: 0o644 });
+  it('the switch back after a refused conf of before the flag writes its upstream file only, so nginx -t passes with the conf it runs', async () => {
+    const { rule } = flagOf();
+    const host = new RecordingHost([rule, ...siteRules(), inTurn(/ sh nginx -t$/, [{ code: 1, stdout: MISMATCH, stderr: '' }, ok()]), when('awk', ok('100\n')), inTurn('pgrep', [ok('101\n'), ok('102\n')]), when('reload', ok())]);
+    LEGACY(host);
     const driver = nginxProxy(HTTPS, fakeClock());
     await expect(driver.switchTo(host, 3002)).rejects.toThrow(/does not match the key/);
     host.puts.length = 0;
@@ -318,7 +357,7 @@ describe('the nginx driver on a host', () => {
   });
 
   it('check: files that went bad under a running nginx are named before any change', async () => {
-    const host = new RecordingHost([...SITE_RULES, when(/ sh nginx -t$/, { code: 1, stdout: MISMATCH, stderr: '' })]);
+    const host = new RecordingHost([...siteRules(), when(/ sh nginx -t$/, { code: 1, stdout: MISMATCH, stderr: '' })]);
     await expect(nginxProxy(HTTPS, fakeClock()).check(host)).rejects.toThrow(
       'fake: nginx -t fails before any change: the certificate /etc/ssl/app.pem does not match the key /etc/ssl/app.key (DEPLOY_TLS_CERT, DEPLOY_TLS_KEY): fix the files; nginx still serves what it loaded before',
     );
@@ -326,8 +365,22 @@ describe('the nginx driver on a host', () => {
   });
 
   it('check: nginx -t failing on something else shows nginx line without its timestamp', async () => {
-    const host = new RecordingHost([...SITE_RULES, when(/ sh nginx -t$/, { code: 1, stdout: '2026/12/03 19:25:48 [emerg] 1#1: unknown directive "foo" in /etc/nginx/conf.d/x.conf:1\nnginx: configuration file /etc/nginx/nginx.conf test failed', stderr: '' })]);
+    const host = new RecordingHost([...siteRules(), when(/ sh nginx -t$/, { code: 1, stdout: '2026/12/03 19:25:48 [emerg] 1#1: unknown directive "foo" in /etc/nginx/conf.d/x.conf:1\nnginx: configuration file /etc/nginx/nginx.conf test failed', stderr: '' })]);
     await expect(nginxProxy(HTTPS, fakeClock()).check(host)).rejects.toThrow('fake: nginx -t fails before any change: unknown directive "foo" in /etc/nginx/conf.d/x.conf:1; fix the nginx config first');
+  });
+
+  it.each([
+    ['search www-data /etc/nginx/conf.d 700', 'fake: nginx runs as www-data, which cannot search /etc/nginx/conf.d (mode 700), so it could not see the switch flag in /etc/nginx/conf.d/hello-staging.slot: let it in (chmod o+x /etc/nginx/conf.d), or set DEPLOY_SWITCH_DIR to a folder it can search; nothing was changed'],
+    ['write /etc/nginx', 'fake: cannot make the switch folder /etc/nginx/conf.d/hello-staging.slot: /etc/nginx is not writable by the deploying user: run `npx tsx scripts/setup.ts staging`, which makes it for you (or set DEPLOY_SWITCH_DIR to a folder nginx can search); nothing was changed'],
+  ])('check: a flag folder nginx cannot reach, or the deploying user cannot make (%s): refused, exit 2', async (said, message) => {
+    const host = new RecordingHost([when('skiff-site-*.conf', ok()), when(/ sh nginx -t$/, ok()), when('awk', ok('100\n')), when('ps -o user=', ok('www-data\n')), when('echo ok', ok(`${said}\n`))]);
+    const error = await nginxProxy(HTTPS, fakeClock()).check(host).then(
+      () => undefined,
+      (e: unknown) => e as Error & { exitCode: number },
+    );
+    expect(error?.message).toBe(message);
+    expect(error?.exitCode).toBe(2);
+    expect(host.puts).toEqual([]);
   });
 
   it.each([
@@ -335,7 +388,7 @@ describe('the nginx driver on a host', () => {
     [{ DEPLOY_TLS_KEY: '/etc/ssl/a"b.key' }, 'DEPLOY_TLS_KEY: /etc/ssl/a"b.key holds'],
     [{ DEPLOY_ACCESS_LOG_DIR: '/srv/lo\\gs' }, 'DEPLOY_ACCESS_LOG_DIR: /srv/lo\\gs/hello-staging.access.log holds'],
   ])('check refuses a path nginx would read as syntax: %o (exit 2)', async (values, message) => {
-    const host = new RecordingHost([...SITE_RULES, when(/ sh nginx -t$/, ok())]);
+    const host = new RecordingHost([...siteRules(), when(/ sh nginx -t$/, ok())]);
     const cfg = cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com', ...FILES, ...values });
     const error = await nginxProxy(cfg, fakeClock()).check(host).then(
       () => undefined,
@@ -346,26 +399,63 @@ describe('the nginx driver on a host', () => {
     expect(host.commands).toEqual([]);
   });
 
-  it('a reload nginx does not take (no new workers): the old files go back', async () => {
-    const host = new RecordingHost([...SITE_RULES, 
-      when(/ sh nginx -t$/, ok()),
-      when('awk', ok('100\n')),
-      when('pgrep', ok('101\n')),
-      when('reload', ok()),
-    ]);
-    host.files.set(confFile, { content: Buffer.from('old conf'), mode: 0o644 });
-    host.files.set(upstreamFile, { content: Buffer.from('server 127.0.0.1:3001;\n'), mode: 0o644 });
+  it('a reload nginx does not take (no new workers): the old files and flag go back', async () => {
+    const { flag, rule } = flagOf('first');
+    const host = new RecordingHost([rule, ...siteRules(), when(/ sh nginx -t$/, ok()), when('awk', ok('100\n')), when('pgrep', ok('101\n')), when('reload', ok())]);
+    LEGACY(host);
     await expect(nginxProxy(HTTPS, fakeClock()).switchTo(host, 3002)).rejects.toThrow(/did not start new workers within 10s of the reload, so it kept its old config .*; the old files are back/);
     expect(host.files.get(confFile)?.content.toString()).toBe('old conf');
+    expect(host.files.get(upstreamFile)?.content.toString()).toBe('server 127.0.0.1:3001;\n');
+    expect(host.files.has(loadedFile)).toBe(false);
+    expect(flag.changes).toEqual(['second', 'first']);
   });
 
-  it('a switch with unchanged settings writes only the upstream file', async () => {
-    const host = new RecordingHost([...SITE_RULES, when(/ sh nginx -t$/, ok()), when('awk', ok('100\n')), inTurn('pgrep', [ok('101\n'), ok('102\n')]), when('reload', ok())]);
-    host.files.set(confFile, { content: Buffer.from(nginxConf(HTTPS)), mode: 0o644 });
-    host.files.set(siteFile, { content: Buffer.from(nginxSite(HTTPS)), mode: 0o644 });
-    host.files.set(routeFile, { content: Buffer.from(nginxLocations(HTTPS)), mode: 0o644 });
-    await nginxProxy(HTTPS, fakeClock()).switchTo(host, 3002);
-    expect(host.puts.map((p) => p.path)).toEqual([upstreamFile]);
+  it('the first switch from a conf of before the flag: the conf with both slots, the upstream file gone, one reload; current follows', async () => {
+    const { flag, rule } = flagOf();
+    const host = new RecordingHost([rule, ...siteRules(), ...reloads()]);
+    LEGACY(host);
+    const driver = nginxProxy(HTTPS, fakeClock());
+    expect(await driver.current(host)).toBe(3001);
+    await driver.switchTo(host, 3002);
+    expect(host.files.get(confFile)?.content.toString()).toBe(nginxConf(HTTPS));
+    expect(host.commands).toContain(`sh -c 'rm -f "$1"' sh ${upstreamFile}`);
+    expect(host.commands.filter((c) => c.includes('reload'))).toHaveLength(1);
+    expect(host.files.has(loadedFile)).toBe(true);
+    expect(flag.changes).toEqual(['second']);
+    expect(await driver.current(host)).toBe(3002);
+  });
+
+  it('a switch with unchanged settings: the flag only, by rename or removal; no file written, no nginx -t, no reload', async () => {
+    const { flag, rule } = flagOf('first');
+    const host = new RecordingHost([rule, ...siteRules(), ...reloads()]);
+    CURRENT(host);
+    const driver = nginxProxy(HTTPS, fakeClock());
+    expect(await driver.current(host)).toBe(3001);
+    await driver.switchTo(host, 3002);
+    expect(await driver.current(host)).toBe(3002);
+    await driver.switchTo(host, 3001);
+    expect(await driver.current(host)).toBe(3001);
+    expect(host.puts).toEqual([]);
+    expect(host.commands.filter((c) => / nginx -t$|reload/.test(c))).toEqual([]);
+    expect(flag.changes).toEqual(['second', 'first']);
+    const flagCommands = host.commands.filter((c) => c.includes('live-second') && !c.includes('echo second'));
+    expect(flagCommands[0]).toContain(`mkdir -p "$1" && chmod 755 "$1" && : >"$1/.live-second.tmp" && mv -f "$1/.live-second.tmp" "$1/live-second"' sh /etc/nginx/conf.d/hello-staging.slot`);
+    expect(flagCommands[1]).toContain(`rm -f "$1/live-second"`);
+  });
+
+  it('unchanged files that nginx may never have loaded (no digest of them recorded after a reload): reloaded once, then recorded', async () => {
+    const { rule } = flagOf('first');
+    const host = new RecordingHost([rule, ...siteRules(), ...reloads()]);
+    CURRENT(host);
+    const digest = host.files.get(loadedFile)?.content.toString();
+    host.files.delete(loadedFile);
+    const driver = nginxProxy(HTTPS, fakeClock());
+    await driver.switchTo(host, 3002);
+    expect(host.puts.map((p) => p.path)).toEqual([loadedFile]);
+    expect(host.files.get(loadedFile)?.content.toString()).toBe(digest);
+    expect(host.commands.filter((c) => c.includes('reload'))).toHaveLength(1);
+    await driver.switchTo(host, 3001);
+    expect(host.commands.filter((c) => c.includes('reload'))).toHaveLength(1);
   });
 });
 

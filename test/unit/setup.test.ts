@@ -99,6 +99,28 @@ describe('planSetup: TLS files', () => {
   });
 });
 
+describe('planSetup: the switch flag folder', () => {
+  it('made for the SSH user (mode 755), by itself where it can, as root where it cannot; ok once it writes it', () => {
+    const cfg = testConfig({ DEPLOY_PROXY: 'caddy' });
+    const deploy = { ...READY, uid: '1000', user: 'deploy', sudo: 'yes' };
+    const made = planSetup(cfg, { ...deploy, switch_dir: 'no' }, { install: false }).find((s) => s.text.startsWith('switch:'));
+    expect(made?.text).toBe('switch: create /var/lib/skiff/hello-staging for the flag that picks the live slot (owner deploy, mode 755)');
+    expect(render(made?.run?.[0]?.cmd ?? { kind: 'argv', args: [] })).toContain('sudo -n sh -c');
+    expect(render(made?.run?.[0]?.cmd ?? { kind: 'argv', args: [] })).toContain('chown');
+    const own = planSetup(cfg, { ...deploy, switch_dir: 'make' }, { install: false }).find((s) => s.text.startsWith('switch:'));
+    expect(render(own?.run?.[0]?.cmd ?? { kind: 'argv', args: [] })).not.toContain('sudo');
+    expect(kinds({ ...deploy, switch_dir: 'yes' }, cfg)).toContain('ok: switch: deploy writes /var/lib/skiff/hello-staging, the folder of the flag that picks the live slot');
+    expect(kinds({ ...deploy, sudo: 'no', switch_dir: 'no' }, cfg).find((k) => k.includes('switch:'))).toMatch(/^fail: switch: create .*: needs root/);
+    expect(kinds({ ...deploy, switch_dir: 'no' }, testConfig({ DEPLOY_PROXY: 'none', DEPLOY_PORTS: '3001' })).some((k) => k.includes('switch:'))).toBe(false);
+  });
+
+  it('asks the host about the folder', () => {
+    const text = render(hostFacts({ path: '/srv/a', tools: ['sh'], nginxDir: '/etc/nginx/conf.d', nginxCmd: 'nginx', switchDir: '/var/lib/skiff/hello-staging' }));
+    expect(text).toContain('echo switch_dir=make');
+    expect(text).toMatch(/ \/var\/lib\/skiff\/hello-staging sh$/);
+  });
+});
+
 describe('planSetup: certbot for nginx', () => {
   const cfg = testConfig({ DEPLOY_PROXY: 'nginx', DEPLOY_PUBLIC_URL: 'https://app.example.com', DEPLOY_ACME_EMAIL: 'ops@example.com' });
   it('obtains the certificate when it is not there, as root, with the long deadline', () => {
