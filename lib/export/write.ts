@@ -4,7 +4,7 @@
  * file that holds a secret value with mode 600 (its folder 700).
  */
 import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { UsageError } from '../core/errors.ts';
 import { writeAtomic } from '../init/manifest.ts';
 import type { ExportFile } from './export.ts';
@@ -12,6 +12,10 @@ import type { ExportFile } from './export.ts';
 /** What writing would do: the files to write and those it would replace. Throws when the folder cannot take them. */
 export const checkOut = (out: string, files: readonly ExportFile[], force: boolean): { replaced: string[] } => {
   if (existsSync(out) && !statSync(out).isDirectory()) throw new UsageError(`--out ${out} is a file, not a folder: give a folder (it is made if missing)`);
+  // The folder is made with its parents: the nearest one that exists must be a folder too.
+  let parent = dirname(out);
+  while (!existsSync(parent) && dirname(parent) !== parent) parent = dirname(parent);
+  if (!statSync(parent).isDirectory()) throw new UsageError(`--out ${out} lies under ${parent}, which is a file: give a folder`);
   const replaced = files.map((f) => join(out, f.name)).filter((p) => existsSync(p));
   const notFiles = replaced.filter((p) => !statSync(p).isFile());
   if (notFiles.length > 0) throw new UsageError(`${notFiles.join(', ')} is not a file: move it away`);
