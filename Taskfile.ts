@@ -24,6 +24,7 @@ const chain = async (steps: readonly (() => Promise<number>)[]): Promise<number>
 const tasks: Record<string, Task> = {
   build: { description: 'build the app of an environment', args: [env], script: 'build', run: script('build') },
   deploy: { description: 'build and deploy to an environment', args: [env], script: 'deploy-vps', run: script('deploy-vps') },
+  'deploy-group': { description: 'deploy the services of a group (env/<group>.group) together, all or nothing; --rollback takes them back', args: [{ name: 'group', kind: 'word' }], script: 'deploy-group', run: script('deploy-group') },
   rollback: { description: 'go back to an earlier release', args: [env, { name: 'release', kind: 'optional' }], script: 'rollback', run: script('rollback') },
   backup: { description: 'back up the data of an environment', args: [env, { name: 'label', kind: 'optional' }], script: 'backup', run: script('backup') },
   restore: { description: 'restore a backup', args: [env, { name: 'backup', kind: 'word' }], script: 'restore', run: script('restore') },

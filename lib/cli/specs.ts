@@ -72,6 +72,20 @@ export const specs = {
       'npx tsx scripts/export.ts production --to compose --with-secrets',
     ],
   }),
+  'deploy-group': command({
+    name: 'deploy-group',
+    summary: 'Deploy the services of a group (env/<group>.group) together, switching in its order: all go live or none; --rollback takes them all back to what they served before.',
+    usage: '<group> [--rollback] [--yes] [--dry-run] [--json] [--no-build] [--verify] [--force-unlock] [--lock-wait SECONDS]',
+    positionals: [{ name: '<group>', required: true, description: 'group: the name of a file env/<group>.group that names envs in order' }],
+    flags: {
+      rollback: { type: 'boolean', description: "take every service back to the release it served before the group's last deploy" },
+      ...shared('yes', 'dry-run', 'json', 'force-unlock', 'lock-wait'),
+      'no-build': { type: 'boolean', description: 'ship each APP_DIR as it is (already built by scripts/build.ts)' },
+      verify: { type: 'boolean', description: 'check the live release on each host by sha256 before reusing its files (by size otherwise)' },
+    },
+    notOffered: {},
+    examples: ['npx tsx scripts/deploy-group.ts shop', 'npx tsx scripts/deploy-group.ts shop --dry-run', 'npx tsx scripts/deploy-group.ts shop --rollback --yes'],
+  }),
   init: command({
     name: 'init',
     summary: "Bring skiff into an existing app's git repository: its scripts, lib/, the Taskfile, npm aliases and packages in package.json, env/staging.env and env/production.env from what it finds in the app.",

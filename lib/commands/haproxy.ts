@@ -107,3 +107,12 @@ export const linkFile = (target: string, link: string): Cmd => script('ln -sfn "
 /** Whether a folder exists and this user may write in it: prints `ok`, `missing` or `not-writable`. */
 export const folderState = (dir: string): Cmd =>
   script('if [ ! -d "$1" ]; then echo missing; elif [ ! -w "$1" ]; then echo not-writable; else echo ok; fi', dir);
+
+/** Where a link points (nothing when it is not a link): the certificate a frontend's folder holds for a host. */
+export const readLink = (path: string): Cmd => script('readlink "$1" || true', path);
+
+/** Makes a folder (and its parents) when it is missing: a frontend's certificate folder. */
+export const makeFolder = (dir: string): Cmd => script('mkdir -p "$1"', dir);
+
+/** Removes files, when they are there. */
+export const removeFiles = (paths: readonly string[]): Cmd => script('rm -f "$@"', ...paths);

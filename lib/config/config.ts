@@ -523,7 +523,6 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
   const urlProblem = values.DEPLOY_PUBLIC_URL === undefined ? undefined : prefixProblem(values.DEPLOY_PUBLIC_URL);
   if (urlProblem) bad('DEPLOY_PUBLIC_URL', urlProblem, 'e.g. https://example.com/api');
   const prefix = urlProblem || values.DEPLOY_PUBLIC_URL === undefined ? '' : new URL(values.DEPLOY_PUBLIC_URL).pathname.replace(/\/$/, '');
-  if (prefix !== '' && proxy === 'haproxy') bad('DEPLOY_PUBLIC_URL', 'a URL without a path with DEPLOY_PROXY=haproxy (its driver gives each env a port of its own)', 'use caddy or nginx for path routes (docs/haproxy.md)');
   // The prefix reaches the app unchanged, so the check through the proxy must ask a path of this app's.
   if (prefix !== '' && proxy !== 'none' && values.DEPLOY_HEALTH_PATH !== prefix && !values.DEPLOY_HEALTH_PATH.startsWith(`${prefix}/`)) {
     issues.push({

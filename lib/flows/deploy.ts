@@ -302,9 +302,16 @@ export const switchBack = async (ctx: DeployCtx, reason: string): Promise<void> 
       ? await attempt(`switch ${proxy.kind} back to port ${from} (it may still send traffic to the new release)`, () => proxy.switchTo(host, from))
       : undefined;
   if (!back) ctx.log(`switched back to port ${from ?? '(none)'}`);
-  const { slot } = ctx.run.target;
-  // As in switchOver: the new slot keeps running when the proxy could not be switched back.
-  const halted = back ? undefined : await attempt(`stop the new release in slot ${slot}`, () => ctx.runtime.halt(host, l, slot, 0));
+  const { slot, port } = ctx.run.target;
+  // As in switchOver: the new slot keeps running when the proxy could not be switched back. It had the
+  // traffic for a moment, so it drains like an old slot (its open connections close, then SIGTERM and
+  // DEPLOY_DRAIN_SECONDS) rather than being killed with requests in flight.
+  const halted = back
+    ? undefined
+    : await attempt(`stop the new release in slot ${slot}`, async () => {
+        await drain(ctx, port);
+        ctx.log(`new release in ${slot} ${await ctx.runtime.halt(host, l, slot, ctx.cfg.drainSeconds)}`);
+      });
   throwIfLeft(ctx, [back, halted, ...(await recordFailure(ctx, 'rolled-back', new SkiffError(reason)))]);
 };
 

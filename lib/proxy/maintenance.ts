@@ -3,7 +3,7 @@
  * of skiff's route, while the slots behind it stay reachable directly for skiff's own health checks.
  * - Caddy: a `static_response` route with its own @id, right before skiff's route, through the admin API.
  * - nginx: a snippet file skiff owns, which the env's locations include while it exists; `nginx -t`, reload.
- * - HAProxy: a map skiff owns, read by a rule in skiff's frontend; changed through the runtime API,
+ * - HAProxy: a map skiff owns, read by a rule in the env's backend; changed through the runtime API,
  *   with no reload, and written to its file so a reload or restart keeps it.
  * `keepingMaintenance` wraps a driver so that every switch (deploy, rollback, start putting back a
  * lost route) puts the page back up when the host's record says maintenance is on.

@@ -4,12 +4,13 @@
  * API: no client connection is closed, not even a kept-alive one.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { haproxyUnderTest, startKeptAliveProbe } from '../support/haproxy.ts';
+import { startProbe } from '../support/probe.ts';
 import { get, localEnv, makeSandbox, type Sandbox } from '../support/sandbox.ts';
 
 const ha = haproxyUnderTest(18820);
@@ -28,6 +29,11 @@ const raw = (target: string, headers: Record<string, string> = {}, opts: { ca?: 
     req.on('timeout', () => req.destroy(new Error('timed out')));
     req.on('error', reject);
   });
+
+const waitUntil = async (check: () => boolean, what: string) => {
+  for (let i = 0; i < 100 && !check(); i++) await new Promise((r) => setTimeout(r, 100));
+  if (!check()) throw new Error(`${what} did not come up within 10 s`);
+};
 
 /** The access log lines HAProxy printed (one JSON object each). */
 const accessLog = () =>
@@ -180,16 +186,24 @@ describe('blue-green behind HAProxy', () => {
     expect(await version()).toBe('hello 1.2.2 (t)');
   });
 
-  it('another env on the same public port is refused before anything changes (exit 2)', async () => {
+  it("another env at the root of the same host and port is refused before anything changes (exit 2): that route is t's", async () => {
     s.writeEnv('v.env', env().replace(`DEPLOY_PATH=${s.deployPath}`, `DEPLOY_PATH=${s.dir}/srv-v`).replace(/DEPLOY_PORTS=.*/g, 'DEPLOY_PORTS=18823,18824'));
     const r = await s.run('deploy-vps', ['v']);
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n').at(-1)).toBe(
-      `error: local: port ${ha.publicPort} of ${url} is bound by ${confFile()} already: each env behind HAProxy needs a public port of its own (docs/haproxy.md)`,
+      `error: local: the root of 127.0.0.1:${ha.publicPort} is served by skiff's route skiff-hello-t already: give DEPLOY_PUBLIC_URL another path, or deploy to another host name; nothing was changed`,
     );
     expect(existsSync(join(s.dir, 'haproxy/conf.d/skiff-hello-v.cfg'))).toBe(false);
     expect((await get('http://127.0.0.1:18823/')).status).toBe(0);
     expect(await version()).toBe('hello 1.2.2 (t)');
+    // A host name binds every address of the port: another frontend than 127.0.0.1's, on the same port.
+    s.writeEnv('v.env', readFileSync(join(s.envDir, 'v.env'), 'utf8').replace(`DEPLOY_PUBLIC_URL=${url}`, `DEPLOY_PUBLIC_URL=http://localhost:${ha.publicPort}`));
+    const named = await s.run('deploy-vps', ['v']);
+    expect(named.code).toBe(2);
+    expect(named.stderr.trim().split('\n').at(-1)).toBe(
+      `error: local: port ${ha.publicPort} of http://localhost:${ha.publicPort} is bound by ${join(s.dir, 'haproxy/conf.d')}/skiff-front-127.0.0.1-${ha.publicPort}.cfg already, for another address: the envs of one port share one address (give DEPLOY_PUBLIC_URL that address, or another port); nothing was changed`,
+    );
+    expect(existsSync(join(s.dir, 'haproxy/conf.d/skiff-hello-v.cfg'))).toBe(false);
   });
 
   it('https with a self-signed certificate and a separate key file: TLS, HSTS, and the first env untouched', async () => {
@@ -218,5 +232,53 @@ describe('blue-green behind HAProxy', () => {
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).not.toContain('will be reloaded');
     expect(await version()).toBe('hello 1.2.2 (t)');
+  });
+
+  it("a host with the previous layout (the env's own frontend on the port) moves to the shared frontend at the next deploy: one reload, no failed request", async () => {
+    // Put t back into the layout of the previous version: a frontend of its own in its file, no shared one.
+    const dir = join(s.dir, 'haproxy/conf.d');
+    const front = join(dir, `skiff-front-127.0.0.1-${ha.publicPort}`);
+    const backend = readFileSync(confFile(), 'utf8').split('\n').filter((l) => !l.startsWith('#')).join('\n');
+    const previous = [
+      '# Written by skiff for hello t; rewritten at every switch (edits here do not last).',
+      'frontend skiff-hello-t-in',
+      '    mode http',
+      `    bind 127.0.0.1:${ha.publicPort}`,
+      '    option forwardfor',
+      '    http-request set-header X-Forwarded-Proto http',
+      '    no log',
+      '    default_backend skiff-hello-t',
+      '',
+      backend,
+    ].join('\n');
+    writeFileSync(confFile(), previous);
+    rmSync(`${front}.cfg`);
+    writeFileSync(`${front}.map`, '');
+    const worker = ha.workerPid();
+    ha.reload();
+    await waitUntil(() => ha.workerPid() !== worker && /skiff-hello-t-in/.test(ha.api('show stat')), 'HAProxy with the previous layout');
+    expect(await version()).toBe('hello 1.2.2 (t)');
+
+    const p = startProbe(`${url}/api/health`, { headers: { connection: 'close' }, timeoutMs: 5000 });
+    s.setVersion('1.3.0');
+    const before = ha.workerPid();
+    const r = await s.run('deploy-vps', ['t']);
+    const result = await p.stop();
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('its frontend moves to the one its address and port share');
+    expect(result.failures, `failed requests: ${result.firstErrors.join('; ')}`).toBe(0);
+    expect(result.requests).toBeGreaterThan(20);
+    expect(ha.workerPid()).not.toBe(before);
+    expect(readFileSync(confFile(), 'utf8')).not.toMatch(/^frontend /m);
+    expect(readFileSync(`${front}.cfg`, 'utf8')).toMatch(/^frontend skiff-front-127\.0\.0\.1-18820$/m);
+    expect(ha.api('show stat')).not.toMatch(/skiff-hello-t-in/);
+    expect(await version()).toBe('hello 1.3.0 (t)');
+    // And the next deploy is a runtime switch again.
+    const worker2 = ha.workerPid();
+    s.setVersion('1.3.1');
+    const again = await s.run('deploy-vps', ['t']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).not.toContain('will be reloaded');
+    expect(ha.workerPid()).toBe(worker2);
   });
 });

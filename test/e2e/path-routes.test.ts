@@ -1,7 +1,7 @@
 /**
  * Two apps behind one proxy on one host and one domain: `front` at `/` and `api` at `/api`
- * (DEPLOY_PUBLIC_URL=http://127.0.0.1:<port>/api), behind a real Caddy and a real nginx started by
- * the test. Each is deployed and rolled back while a probe asks the other, which must not see one
+ * (DEPLOY_PUBLIC_URL=http://127.0.0.1:<port>/api), behind a real Caddy, a real nginx and a real
+ * HAProxy started by the test. Each is deployed and rolled back while a probe asks the other, which must not see one
  * failed request; a route another env owns is refused with nothing changed; a failed or stopped app
  * leaves the other serving.
  */
@@ -9,14 +9,25 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProbe } from '../support/probe.ts';
-import { caddyUnderTest, nginxUnderTest, type ProxyUnderTest } from '../support/proxies.ts';
+import { haproxyUnderTest } from '../support/haproxy.ts';
+import { caddyUnderTest, nginxUnderTest } from '../support/proxies.ts';
 import { get, localEnv, makeSandbox, pidsWithMarker, type Sandbox } from '../support/sandbox.ts';
 
-// Ports 18980-18989 (Caddy: public, slots +1..+7, admin +9) and 18990-18997 (nginx).
+// Ports 18980-18989 (Caddy: public, slots +1..+7, admin +9), 18990-18997 (nginx) and 19140-19147 (HAProxy).
 const caddy = caddyUnderTest(18980);
 const nginx = nginxUnderTest(18990);
+const haproxy = haproxyUnderTest(19140);
 
-describe.each([caddy, nginx] as ProxyUnderTest[])('two apps on one host behind $name', (proxy) => {
+interface Under {
+  readonly name: 'caddy' | 'nginx' | 'haproxy';
+  readonly publicPort: number;
+  readonly slots: readonly [number, number];
+  start(dir: string): Promise<void>;
+  stop(): void | Promise<void>;
+  keys(dir: string): string;
+}
+
+describe.each([caddy, nginx, haproxy] as Under[])('two apps on one host behind $name', (proxy) => {
   let s: Sandbox;
   const origin = `http://127.0.0.1:${proxy.publicPort}`;
   const apiPath = () => join(s.dir, 'srv-api');
@@ -43,6 +54,12 @@ describe.each([caddy, nginx] as ProxyUnderTest[])('two apps on one host behind $
       const admin = `http://${caddy.admin}`;
       return `${(await get(`${admin}/id/skiff-hello-front`)).text}${(await get(`${admin}/id/skiff-hello-front-handlers`)).text}`;
     }
+    if (proxy.name === 'haproxy') {
+      // Its backend file, and its lines of the shared route map.
+      const dir = join(s.dir, 'haproxy/conf.d');
+      const map = readFileSync(join(dir, `skiff-front-127.0.0.1-${proxy.publicPort}.map`), 'utf8');
+      return `${readFileSync(join(dir, 'skiff-hello-front.cfg'), 'utf8')}\n${map.split('\n').filter((l) => l.endsWith(' skiff-hello-front')).join('\n')}`;
+    }
     const dir = join(s.dir, 'nginx/conf.d');
     const site = `skiff-site-127.0.0.1-${proxy.publicPort}`;
     return ['hello-front.conf', 'hello-front.upstream', `${site}.d/hello-front.locations`].map((f) => readFileSync(join(dir, f), 'utf8')).join('\n');
@@ -50,7 +67,7 @@ describe.each([caddy, nginx] as ProxyUnderTest[])('two apps on one host behind $
   /** Everything the proxy runs: Caddy's whole config, or every file in nginx's conf.d. */
   const proxyState = async (): Promise<string> => {
     if (proxy.name === 'caddy') return (await get(`http://${caddy.admin}/config/`)).text;
-    const dir = join(s.dir, 'nginx/conf.d');
+    const dir = join(s.dir, proxy.name === 'haproxy' ? 'haproxy/conf.d' : 'nginx/conf.d');
     const walk = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : [`${join(d, e.name)}\n${readFileSync(join(d, e.name), 'utf8')}`]));
     return walk(dir).sort().join('\n');
   };
@@ -67,8 +84,8 @@ describe.each([caddy, nginx] as ProxyUnderTest[])('two apps on one host behind $
     s.writeEnv('front.env', front());
     s.writeEnv('api.env', api());
   });
-  afterAll(() => {
-    proxy.stop();
+  afterAll(async () => {
+    await proxy.stop();
     for (const pid of [...pidsWithMarker(apiPath()), ...pidsWithMarker(join(s.dir, 'srv-other'))]) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -127,6 +144,19 @@ describe.each([caddy, nginx] as ProxyUnderTest[])('two apps on one host behind $
     expect(r2.code).toBe(0);
     expect(await apiEnv()).toMatchObject({ version: '1.0.0' });
     expect(await frontRoute()).toBe(before);
+  });
+
+  it("the maintenance page of api is api's alone: front keeps serving, without one failed request", async () => {
+    const p = probe('/');
+    const on = await s.run('maintenance', ['api', 'on']);
+    expect(on.code, on.stderr).toBe(0);
+    expect((await get(`${origin}/api/health`)).status).toBe(503);
+    expect((await get(`${origin}/api/notes`)).status).toBe(503);
+    expect(await frontText()).toBe('hello 1.0.0 (front)');
+    const off = await s.run('maintenance', ['api', 'off']);
+    noFailures(await p.stop());
+    expect(off.code, off.stderr).toBe(0);
+    expect(await apiEnv()).toMatchObject({ environment: 'api', version: '1.0.0' });
   });
 
   it.each([

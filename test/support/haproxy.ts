@@ -22,6 +22,8 @@ export interface HaproxyUnderTest {
   keys(dir: string): string;
   /** One line of runtime API commands; the answer. */
   api(commands: string): string;
+  /** Reloads HAProxy as DEPLOY_HAPROXY_RELOAD does (a new worker takes over; returns at once). */
+  reload(): void;
   /** The pid of the worker that answers the runtime API now. */
   workerPid(): number | undefined;
   /** HAProxy's output so far: its notices and the access log. */
@@ -90,6 +92,9 @@ export const haproxyUnderTest = (publicPort = 18820): HaproxyUnderTest => {
       ].join('\n');
     },
     api,
+    reload() {
+      child?.kill('SIGUSR2');
+    },
     workerPid() {
       const m = /^Pid: (\d+)$/m.exec(api('show info'));
       return m ? Number(m[1]) : undefined;

@@ -236,6 +236,44 @@ describe('a backup never replaces another of the same name (run by sh)', () => {
   });
 });
 
+describe('the snapshot reads BACKUP_PATHS once (run by sh)', () => {
+  const run = (c: ReturnType<typeof takeSnapshot>, path?: string) => {
+    if (c.kind !== 'script') throw new Error('a script');
+    return spawnSync('sh', ['-c', c.text, 'sh', ...c.args.map(String)], { encoding: 'utf8', env: { ...process.env, ...(path ? { PATH: `${path}:${process.env.PATH ?? ''}` } : {}) } });
+  };
+  let dir = '';
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'skiff-snap-'));
+    mkdirSync(join(dir, 'shared/uploads'), { recursive: true });
+    writeFileSync(join(dir, 'shared/uploads/a.txt'), 'a\n'.repeat(5000));
+    mkdirSync(join(dir, 'backups'));
+    mkdirSync(join(dir, 'bin'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  const fake = (name: string, body: string) => writeFileSync(join(dir, 'bin', name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+
+  it("prints the archive's sha256 taken while it was written, which is the file's", () => {
+    const stage = join(dir, 'backups/b.partial');
+    const r = run(takeSnapshot(join(dir, 'shared'), stage, [], ['uploads']));
+    expect(r.status, r.stderr).toBe(0);
+    const sum = spawnSync('sha256sum', [join(stage, 'files.tar')], { encoding: 'utf8' }).stdout.slice(0, 64);
+    expect(r.stdout).toBe(`${sum} ${readFileSync(join(stage, 'files.tar')).length} files.tar\n`);
+  });
+
+  it.each([
+    ['tar fails', 'tar', 'echo "tar: uploads: Cannot open" >&2; exit 2', 'tar: uploads: Cannot open'],
+    ['the disk is full (tee fails)', 'tee', 'cat >/dev/null; echo "tee: files.tar: No space left on device" >&2; exit 1', 'No space left on device'],
+  ])('%s: exit 1 with its line, no sum printed', (_what, tool, body, line) => {
+    fake(tool, body);
+    const r = run(takeSnapshot(join(dir, 'shared'), join(dir, 'backups/b.partial'), [], ['uploads']), join(dir, 'bin'));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(line);
+    expect(r.stderr).toContain('the archive of BACKUP_PATHS could not be written in');
+    expect(r.stderr).not.toMatch(/[0-9a-f]{64}/);
+    expect(r.stdout).not.toContain('files.tar');
+  });
+});
+
 describe('unsafeMembers: what files.tar may hold, from real tar -tv listings', () => {
   // Archives made with GNU tar itself, listed the way checkBackup lists them.
   let dir = '';

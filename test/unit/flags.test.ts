@@ -19,6 +19,7 @@ const TABLE: Record<string, string> = {
   //             yes dry json verb unlock wait
   backup:        '-   x   x   x    x      x',
   build:         '-   x   x   x    -      -',
+  'deploy-group': 'x  x   x   x    x      x',
   'deploy-vps':  'x   x   x   x    x      x',
   init:          'x   x   -   x    -      -',
   export:        '-   x   x   x    -      -',

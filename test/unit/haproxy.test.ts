@@ -20,6 +20,19 @@ import {
   userCommand,
 } from '../../lib/commands/haproxy.ts';
 import {
+  certLinkIn,
+  frontConfig,
+  frontOf,
+  hasOwnFrontend,
+  otherRoutes,
+  parseRouteMap,
+  readRouteRecord,
+  routeKeys,
+  routeMapText,
+  routeOwner,
+  withRoute,
+} from '../../lib/proxy/haproxy-front.ts';
+import {
   boundPorts,
   checkProblem,
   haproxyConfig,
@@ -62,28 +75,22 @@ const MAINTENANCE_RULES = [
   `    http-request return status 503 content-type "text/html; charset=utf-8" lf-string "%[str(page),map(${MAP}),b64dec]" hdr Retry-After "%[str(retry),map(${MAP})]" hdr Cache-Control no-store if { str(page),map(${MAP}) -m found }`,
 ];
 
-describe("skiff's HAProxy file", () => {
-  it('an http URL: a frontend on its address and port, both slots in one backend, the idle one disabled', () => {
+const ROUTE_FRONT = '/etc/haproxy/conf.d/skiff-front-127.0.0.1-8080';
+const RECORD = '# skiff-route {"front":"skiff-front-127.0.0.1-8080","host":"127.0.0.1","keys":["127.0.0.1/","127.0.0.1:8080/"]}';
+
+describe("skiff's HAProxy files: the env's backend", () => {
+  it('an http URL: both slots in one backend, the idle one disabled, with what is the env own; a record of its route', () => {
     expect(haproxyConfig(cfgWith(), 'blue')).toBe(
       [
         '# Written by skiff for hello staging; rewritten at every switch (edits here do not last).',
-        "# The live slot is the server without `disabled`: a switch changes the servers' states through the",
-        '# runtime API, with no reload, then writes this file to match, so a restart keeps the live server.',
-        'frontend skiff-hello-staging-in',
-        '    mode http',
-        '    bind 127.0.0.1:8080',
-        '    option forwardfor',
-        '    http-request set-header X-Forwarded-Proto http',
-        '    http-request capture req.hdr(host) len 256',
-        '    http-request capture req.hdr(user-agent) len 256',
-        '    log global',
-        `    log-format '{"time":%Ts.%ms,"client":"%ci","method":"%HM","uri":"%[capture.req.uri,json(utf8s)]","host":"%[capture.req.hdr(0),json(utf8s)]","status":%ST,"bytes":%B,"ms":%Ta,"backend":"%b","server":"%s","termination":"%ts","ua":"%[capture.req.hdr(1),json(utf8s)]"}'`,
-        ...MAINTENANCE_RULES,
-        '    default_backend skiff-hello-staging',
-        '',
+        RECORD,
+        `# Its route is in ${ROUTE_FRONT}.map, served by the frontend of ${ROUTE_FRONT}.cfg. The live slot is the server`,
+        "# without `disabled`: a switch changes the servers' states through the runtime API, with no reload,",
+        '# then writes this file to match, so a restart keeps the live server.',
         'backend skiff-hello-staging',
         '    mode http',
         '    default-server pool-purge-delay 200ms',
+        ...MAINTENANCE_RULES,
         '    http-response set-header X-Content-Type-Options nosniff',
         '    http-response set-header X-Frame-Options SAMEORIGIN',
         '    http-response set-header Referrer-Policy strict-origin-when-cross-origin',
@@ -94,6 +101,8 @@ describe("skiff's HAProxy file", () => {
         '',
       ].join('\n'),
     );
+    expect(hasOwnFrontend(haproxyConfig(cfgWith(), 'blue'))).toBe(false);
+    expect(readRouteRecord(haproxyConfig(cfgWith(), 'blue'))).toEqual({ front: 'skiff-front-127.0.0.1-8080', host: '127.0.0.1', keys: ['127.0.0.1/', '127.0.0.1:8080/'] });
   });
 
   it('green live: blue is the disabled one', () => {
@@ -103,42 +112,16 @@ describe("skiff's HAProxy file", () => {
     expect(livePortInFile(haproxyConfig(cfgWith(), 'blue'))).toBe(3001);
   });
 
-  it('https on 443: TLS with the linked certificate, HSTS, and port 80 redirected to the URL', () => {
+  it('https: HSTS in the backend', () => {
     const cfg = cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com', DEPLOY_TLS_CERT: '/etc/letsencrypt/live/a/fullchain.pem', DEPLOY_TLS_KEY: '/etc/letsencrypt/live/a/privkey.pem' });
-    const text = haproxyConfig(cfg, 'blue');
-    expect(text).toContain(
-      [
-        '    bind :443 ssl crt /etc/haproxy/conf.d/skiff-hello-staging.pem alpn h2,http/1.1',
-        '    bind :80',
-        '    http-request redirect prefix https://app.example.com code 301 unless { ssl_fc }',
-        '    option forwardfor',
-        '    http-request set-header X-Forwarded-Proto https',
-      ].join('\n'),
-    );
-    expect(text).toContain('    http-response set-header Strict-Transport-Security "max-age=31536000"\n');
-    expect(boundPorts(cfg)).toEqual([443, 80]);
+    expect(haproxyConfig(cfg, 'blue')).toContain('    http-response set-header Strict-Transport-Security "max-age=31536000"\n');
+    expect(haproxyConfig(cfgWith(), 'blue')).not.toContain('Strict-Transport-Security');
   });
 
-  it('https on another port: no redirect, nothing bound on 80', () => {
-    const cfg = cfgWith({ DEPLOY_PUBLIC_URL: 'https://127.0.0.1:8443', DEPLOY_TLS_CERT: '/c.pem', DEPLOY_TLS_KEY: '/c.key' });
-    const text = haproxyConfig(cfg, 'blue');
-    expect(text).toContain('    bind 127.0.0.1:8443 ssl crt /etc/haproxy/conf.d/skiff-hello-staging.pem alpn h2,http/1.1\n    option forwardfor');
-    expect(text).not.toContain('redirect');
-    expect(boundPorts(cfg)).toEqual([8443]);
-  });
-
-  it.each([
-    ['http://[::1]:8080', '    bind [::1]:8080\n'],
-    ['http://app.example.com:8080', '    bind :8080\n'],
-    ['http://app.example.com', '    bind :80\n'],
-  ])('%s binds %j', (url, line) => {
-    expect(haproxyConfig(cfgWith({ DEPLOY_PUBLIC_URL: url }), 'blue')).toContain(line);
-  });
-
-  it('no headers, no compression, no access log: none of their lines', () => {
+  it('no headers, no compression, no access log: none of their lines, and its requests silenced in the log', () => {
     const text = haproxyConfig(cfgWith({ DEPLOY_HEADERS: 'none', DEPLOY_COMPRESSION: 'none', DEPLOY_ACCESS_LOG: 'off' }), 'blue');
     expect(text).not.toMatch(/http-response|compression|capture|log-format/);
-    expect(text).toContain('    no log\n');
+    expect(text).toContain('    http-request set-log-level silent\n');
   });
 
   it('zstd alone compresses nothing (HAProxy 2.6 has no zstd)', () => {
@@ -149,11 +132,99 @@ describe("skiff's HAProxy file", () => {
     expect(shapeOf(haproxyConfig(cfgWith(), 'blue'))).toBe(shapeOf(haproxyConfig(cfgWith(), 'green')));
     expect(shapeOf(haproxyConfig(cfgWith({ DEPLOY_HEADERS: 'nosniff' }), 'blue'))).not.toBe(shapeOf(haproxyConfig(cfgWith(), 'blue')));
     expect(shapeOf(haproxyConfig(cfgWith({ DEPLOY_PORTS: '3001,3003' }), 'blue'))).not.toBe(shapeOf(haproxyConfig(cfgWith(), 'blue')));
+    expect(shapeOf(haproxyConfig(cfgWith({ DEPLOY_PUBLIC_URL: 'http://127.0.0.1:8080/api', DEPLOY_HEALTH_PATH: '/api/health' }), 'blue'))).not.toBe(shapeOf(haproxyConfig(cfgWith(), 'blue')));
   });
 
   it('a file with both servers enabled, or none, names no live port', () => {
     expect(livePortInFile('server blue 127.0.0.1:1\nserver green 127.0.0.1:2\n')).toBeUndefined();
     expect(livePortInFile('server blue 127.0.0.1:1 disabled\nserver green 127.0.0.1:2 disabled\n')).toBeUndefined();
+  });
+
+  it('a route record that is damaged, or names a path rather than a frontend, is none', () => {
+    expect(readRouteRecord('# skiff-route {"front":"../../etc/x","host":"a","keys":[]}\n')).toBeUndefined();
+    expect(readRouteRecord('# skiff-route {not json\n')).toBeUndefined();
+    expect(readRouteRecord('# skiff-route {"front":"skiff-front-all-443","host":"a","keys":["a b"]}\n')).toBeUndefined();
+    expect(readRouteRecord('frontend skiff-hello-staging-in\n')).toBeUndefined();
+    expect(hasOwnFrontend('# x\nfrontend skiff-hello-staging-in\n    bind :8080\n')).toBe(true);
+  });
+});
+
+describe("skiff's HAProxy files: the frontend an address and port share, and its route map", () => {
+  it('an http URL: the frontend binds its address and port, logs JSON, and picks the backend from the map by host and path', () => {
+    const front = frontOf(cfgWith());
+    expect(front).toMatchObject({ name: 'skiff-front-127.0.0.1-8080', file: `${ROUTE_FRONT}.cfg`, map: `${ROUTE_FRONT}.map`, https: false, port: 8080, binds: ['127.0.0.1:8080'] });
+    expect(frontConfig(front)).toBe(
+      [
+        "# Written by skiff for the envs behind HAProxy on 127.0.0.1:8080: each env's backend is in its skiff-<app>-<env>.cfg,",
+        `# its route in ${ROUTE_FRONT}.map (\`<host><prefix>/ <backend>\`, the longest prefix wins). Edits here do not last.`,
+        'frontend skiff-front-127.0.0.1-8080',
+        '    mode http',
+        '    bind 127.0.0.1:8080',
+        '    option forwardfor',
+        '    http-request set-header X-Forwarded-Proto http',
+        '    http-request capture req.hdr(host) len 256',
+        '    http-request capture req.hdr(user-agent) len 256',
+        '    log global',
+        `    log-format '{"time":%Ts.%ms,"client":"%ci","method":"%HM","uri":"%[capture.req.uri,json(utf8s)]","host":"%[capture.req.hdr(0),json(utf8s)]","status":%ST,"bytes":%B,"ms":%Ta,"backend":"%b","server":"%s","termination":"%ts","ua":"%[capture.req.hdr(1),json(utf8s)]"}'`,
+        '    http-request set-var-fmt(txn.skiff_route) "%[req.hdr(host),lower]%[path]/"',
+        `    http-request set-var(txn.skiff_backend) var(txn.skiff_route),map_beg(${ROUTE_FRONT}.map)`,
+        '    use_backend %[var(txn.skiff_backend)] if { var(txn.skiff_backend) -m found }',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('https on 443: every certificate of its folder (SNI), port 80 redirected to https on the same host', () => {
+    const cfg = cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com', DEPLOY_TLS_CERT: '/etc/letsencrypt/live/a/fullchain.pem', DEPLOY_TLS_KEY: '/etc/letsencrypt/live/a/privkey.pem' });
+    const front = frontOf(cfg);
+    expect(front.name).toBe('skiff-front-all-443');
+    expect(frontConfig(front)).toContain(
+      [
+        '    bind :443 ssl crt /etc/haproxy/conf.d/skiff-front-all-443.certs/ alpn h2,http/1.1',
+        '    bind :80',
+        '    http-request redirect scheme https code 301 unless { ssl_fc }',
+        '    option forwardfor',
+        '    http-request set-header X-Forwarded-Proto https',
+      ].join('\n'),
+    );
+    expect(certLinkIn(front, cfg)).toBe('/etc/haproxy/conf.d/skiff-front-all-443.certs/app.example.com.pem');
+    expect(boundPorts(cfg)).toEqual([443, 80]);
+  });
+
+  it('https on another port: no redirect, nothing bound on 80', () => {
+    const cfg = cfgWith({ DEPLOY_PUBLIC_URL: 'https://127.0.0.1:8443', DEPLOY_TLS_CERT: '/c.pem', DEPLOY_TLS_KEY: '/c.key' });
+    const text = frontConfig(frontOf(cfg));
+    expect(text).toContain('    bind 127.0.0.1:8443 ssl crt /etc/haproxy/conf.d/skiff-front-127.0.0.1-8443.certs/ alpn h2,http/1.1\n    option forwardfor');
+    expect(text).not.toContain('redirect');
+    expect(boundPorts(cfg)).toEqual([8443]);
+  });
+
+  it.each([
+    ['http://[::1]:8080', 'skiff-front-__1-8080', '    bind [::1]:8080\n', ['[::1]/', '[::1]:8080/']],
+    ['http://app.example.com:8080/api', 'skiff-front-all-8080', '    bind :8080\n', ['app.example.com/api/', 'app.example.com:8080/api/']],
+    ['http://App.Example.com', 'skiff-front-all-80', '    bind :80\n', ['app.example.com/', 'app.example.com:80/']],
+    ['https://example.com/api/v1', 'skiff-front-all-443', '    bind :443 ssl', ['example.com/api/v1/', 'example.com:443/api/v1/']],
+  ])('%s: frontend %s binds %j, route keys %j', (url, name, line, keys) => {
+    const tls: Record<string, string> = url.startsWith('https') ? { DEPLOY_TLS_CERT: '/c.pem', DEPLOY_TLS_KEY: '/c.key' } : {};
+    const cfg = cfgWith({ DEPLOY_PUBLIC_URL: url, DEPLOY_HEALTH_PATH: `${new URL(url).pathname.replace(/\/$/, '')}/health`, ...tls });
+    expect(frontOf(cfg).name).toBe(name);
+    expect(frontConfig(frontOf(cfg))).toContain(line);
+    expect(routeKeys(cfg)).toEqual(keys);
+  });
+
+  it("the map: the env's lines replace only its own, the longest keys first; a key of another env's is its owner's", () => {
+    const map = 'example.com/ skiff-front-prod\nexample.com:443/ skiff-front-prod\n';
+    const withApi = withRoute(map, 'skiff-api-prod', ['example.com/api/', 'example.com:443/api/']);
+    expect(withApi).toBe('example.com:443/api/ skiff-api-prod\nexample.com/api/ skiff-api-prod\nexample.com:443/ skiff-front-prod\nexample.com/ skiff-front-prod\n');
+    expect(withRoute(withApi, 'skiff-api-prod', ['example.com/v2/'])).toBe('example.com:443/ skiff-front-prod\nexample.com/v2/ skiff-api-prod\nexample.com/ skiff-front-prod\n');
+    expect(withRoute(withApi, 'skiff-api-prod', [])).toBe('example.com:443/ skiff-front-prod\nexample.com/ skiff-front-prod\n');
+    expect(withRoute('', 'skiff-api-prod', [])).toBe('');
+    expect(routeOwner(withApi, 'skiff-other-prod', ['example.com/api/', 'example.com:443/api/'])).toBe('skiff-api-prod');
+    expect(routeOwner(withApi, 'skiff-api-prod', ['example.com/api/'])).toBeUndefined();
+    expect(routeOwner(withApi, 'skiff-other-prod', ['example.com/api/v1/'])).toBeUndefined(); // nested: the longest wins
+    expect(otherRoutes(withApi, 'skiff-api-prod')).toEqual(['skiff-front-prod']);
+    expect(parseRouteMap('# a comment\n\nbad line here\nk v\n')).toEqual([['k', 'v']]);
+    expect(routeMapText([['b/', 'x'], ['a/', 'y']])).toBe('a/ y\nb/ x\n');
   });
 });
 
@@ -313,7 +384,16 @@ const NO_BACKEND = "Can't find backend.\n\n";
 const PROCESS = 'pid 41\ncwd /\narg haproxy\narg -Ws\narg -f\narg /etc/haproxy/haproxy.cfg\narg -f\narg /etc/haproxy/conf.d\n';
 
 /** A recording host with a running HAProxy: the socket, the API's answers in turn, the command line. */
-const haproxyHost = (answers: { state?: string; servers: string[]; process?: string; check?: number; rules?: Rule[] }) => {
+/** The files of a host where the env is deployed with `live` (its backend, the shared frontend, the route map). */
+const deployed = (host: RecordingHost, live: 'blue' | 'green' = 'blue', cfg = cfgWith()) => {
+  const front = frontOf(cfg);
+  host.files.set(FILE, { content: Buffer.from(haproxyConfig(cfg, live)), mode: 0o644 });
+  host.files.set(front.file, { content: Buffer.from(frontConfig(front)), mode: 0o644 });
+  host.files.set(front.map, { content: Buffer.from(withRoute('', 'skiff-hello-staging', routeKeys(cfg))), mode: 0o644 });
+  return host;
+};
+
+const haproxyHost = (answers: { state?: string; servers: string[]; process?: string; check?: number; rules?: Rule[]; routed?: boolean; link?: string }) => {
   let n = 0;
   const serversRule: Rule = (r) => {
     if (!r.includes("'show servers state skiff-hello-staging'")) return undefined;
@@ -329,6 +409,10 @@ const haproxyHost = (answers: { state?: string; servers: string[]; process?: str
     when('/proc/$pid/cmdline', ok(answers.process ?? PROCESS)),
     serversRule,
     when('show info; show servers state', ok('Pid: 42\n')),
+    // The running route map holds the env's lines (after a reload too).
+    when("'show map /etc/haproxy/conf.d/skiff-front-", ok(answers.routed === false ? '' : '0x55a1 127.0.0.1:8080/ skiff-hello-staging\n0x55a2 127.0.0.1/ skiff-hello-staging\n\n')),
+    when('readlink', ok(answers.link ?? '')),
+    when('mkdir -p', ok()),
     when('set server', ok('\n\n')),
     when(' -c -f ', answers.check ? { code: answers.check, stdout: "[ALERT]    (5) : config : Parsing [x.cfg:3]: unknown keyword 'x'\n", stderr: '' } : ok('Configuration file is valid\n')),
     when("'systemctl reload haproxy'", ok()),
@@ -376,12 +460,68 @@ describe('the driver against a recording host', () => {
     expect(error.exitCode).toBe(EXIT.usage);
   });
 
-  it("check refuses a first deploy on a port that another env's file binds", async () => {
+  it("check refuses a first deploy on a port that another env's file of the previous layout binds (its own frontend), or another address's frontend", async () => {
     const host = haproxyHost({ servers: [NO_BACKEND], rules: [when('grep -Eq', ok('/etc/haproxy/conf.d/skiff-other-prod.cfg\n'))] });
     const error = (await haproxyProxy(cfgWith(), fakeClock()).check(host).catch((e: unknown) => e)) as SkiffError;
     expect(error.message).toBe(
-      'fake: port 8080 of http://127.0.0.1:8080 is bound by /etc/haproxy/conf.d/skiff-other-prod.cfg already: each env behind HAProxy needs a public port of its own (docs/haproxy.md)',
+      "fake: port 8080 of http://127.0.0.1:8080 is bound by /etc/haproxy/conf.d/skiff-other-prod.cfg, an env's frontend of an earlier skiff version: deploy that env once (it moves to the frontend its address and port share), then this one; nothing was changed",
     );
+    expect(error.exitCode).toBe(EXIT.usage);
+    expect(host.puts).toHaveLength(0);
+    const any = haproxyHost({ servers: [NO_BACKEND], rules: [when('grep -Eq', ok('/etc/haproxy/conf.d/skiff-front-all-8080.cfg\n'))] });
+    await expect(haproxyProxy(cfgWith(), fakeClock()).check(any)).rejects.toThrow(
+      'fake: port 8080 of http://127.0.0.1:8080 is bound by /etc/haproxy/conf.d/skiff-front-all-8080.cfg already, for another address: the envs of one port share one address (give DEPLOY_PUBLIC_URL that address, or another port); nothing was changed',
+    );
+    const redirect = haproxyHost({ servers: [NO_BACKEND], rules: [when('grep -Eq', ok('/etc/haproxy/conf.d/skiff-front-all-443.cfg\n'))] });
+    await expect(haproxyProxy(cfgWith({ DEPLOY_PUBLIC_URL: 'http://example.com' }), fakeClock()).check(redirect)).rejects.toThrow(
+      'fake: port 80 of http://example.com is bound by /etc/haproxy/conf.d/skiff-front-all-443.cfg, which redirects it to https for its envs on port 443: give this env an https:// URL too, or another port; nothing was changed',
+    );
+    const on80: Rule = (r) => (r.includes('grep -Eq') ? ok(r.endsWith(' 80') ? '/etc/haproxy/conf.d/skiff-front-all-80.cfg\n' : '') : undefined);
+    const plain = haproxyHost({ servers: [NO_BACKEND], rules: [on80] });
+    const https = cfgWith({ DEPLOY_PUBLIC_URL: 'https://example.com', DEPLOY_TLS_CERT: '/c.pem', DEPLOY_TLS_KEY: '/c.key' });
+    await expect(haproxyProxy(https, fakeClock()).check(plain)).rejects.toThrow(
+      'fake: port 80, which an https URL on 443 redirects, is bound by /etc/haproxy/conf.d/skiff-front-all-80.cfg for http envs: give those envs https:// URLs first, or this env another port; nothing was changed',
+    );
+    // Its own frontend's file is no other's.
+    const own = haproxyHost({ servers: [NO_BACKEND], rules: [when('grep -Eq', ok(`${ROUTE_FRONT}.cfg\n`))] });
+    await haproxyProxy(cfgWith(), fakeClock()).check(own);
+  });
+
+  it.each([
+    ['the root another env owns', 'http://127.0.0.1:8080', '127.0.0.1/ skiff-front-prod\n', "fake: the root of 127.0.0.1:8080 is served by skiff's route skiff-front-prod already: give DEPLOY_PUBLIC_URL another path, or deploy to another host name; nothing was changed"],
+    ['a prefix another env owns', 'http://127.0.0.1:8080/api', '127.0.0.1:8080/api/ skiff-api-prod\n', "fake: the path prefix /api of 127.0.0.1:8080 is served by skiff's route skiff-api-prod already: give DEPLOY_PUBLIC_URL another path, or deploy to another host name; nothing was changed"],
+  ])('check refuses %s: exit 2, nothing written', async (_, url, map, message) => {
+    const cfg = cfgWith({ DEPLOY_PUBLIC_URL: url, DEPLOY_HEALTH_PATH: `${new URL(url).pathname.replace(/\/$/, '')}/health` });
+    const host = haproxyHost({ servers: [NO_BACKEND], routed: false });
+    host.files.set(frontOf(cfg).map, { content: Buffer.from(map), mode: 0o644 });
+    const owner = map.trim().split(' ')[1] as string;
+    host.files.set(`/etc/haproxy/conf.d/${owner}.cfg`, { content: Buffer.from(`backend ${owner}\n`), mode: 0o644 });
+    const error = (await haproxyProxy(cfg, fakeClock()).check(host).catch((e: unknown) => e)) as SkiffError;
+    expect(error.message).toBe(message);
+    expect(error.exitCode).toBe(EXIT.usage);
+    expect(host.puts).toHaveLength(0);
+    // The switch refuses it too (a deploy that skipped the check never overwrites another env's route).
+    await expect(haproxyProxy(cfg, fakeClock()).switchTo(host, 3001)).rejects.toThrow(message);
+    expect(host.puts).toHaveLength(0);
+    // An env whose file is gone owns nothing: its lines are stale, and dropped at the next reload.
+    host.files.delete(`/etc/haproxy/conf.d/${owner}.cfg`);
+    await haproxyProxy(cfg, fakeClock()).check(host);
+  });
+
+  it('check refuses an https env on a port whose envs are http, and a certificate other than the one of the envs on its host', async () => {
+    const tls = { DEPLOY_PUBLIC_URL: 'https://127.0.0.1:8080/web', DEPLOY_HEALTH_PATH: '/web/health', DEPLOY_TLS_CERT: '/etc/ssl/b.pem', DEPLOY_TLS_KEY: '/etc/ssl/b.key' };
+    const web = when("'show servers state skiff-web-staging'", ok(NO_BACKEND));
+    const http = haproxyHost({ servers: [NO_BACKEND], routed: false, rules: [web] });
+    deployed(http, 'blue', cfgWith());
+    await expect(haproxyProxy(cfgWith({ ...tls, APP_NAME: 'web' }), fakeClock()).check(http)).rejects.toThrow(
+      `fake: the TLS settings for 127.0.0.1:8080 differ from those of skiff-hello-staging on it (http on 127.0.0.1:8080, ${ROUTE_FRONT}.cfg): the envs of one address and port share the URL's scheme; nothing was changed`,
+    );
+    const first = cfgWith({ ...tls, DEPLOY_PUBLIC_URL: 'https://127.0.0.1:8080', DEPLOY_HEALTH_PATH: '/health', DEPLOY_TLS_CERT: '/etc/ssl/a.pem' });
+    const other = { ...tls, APP_NAME: 'web' };
+    const host = haproxyHost({ servers: [NO_BACKEND], routed: false, link: '/etc/ssl/a.pem\n', rules: [web] });
+    deployed(host, 'blue', first);
+    const error = (await haproxyProxy(cfgWith(other), fakeClock()).check(host).catch((e: unknown) => e)) as SkiffError;
+    expect(error.message).toMatch(/^fake: the TLS settings for 127\.0\.0\.1:8080 differ from those of skiff-hello-staging on it \(\/etc\/ssl\/a\.pem, .*\): envs on one host must agree on DEPLOY_TLS_CERT and DEPLOY_TLS_KEY; nothing was changed$/);
     expect(error.exitCode).toBe(EXIT.usage);
   });
 
@@ -390,26 +530,23 @@ describe('the driver against a recording host', () => {
     await expect(haproxyProxy(cfgWith(), fakeClock()).check(first)).rejects.toThrow(
       "fake: HAProxy's config check fails before any change: config : Parsing [x.cfg:3]: unknown keyword 'x'; fix the HAProxy config first",
     );
-    const later = haproxyHost({ servers: [BLUE_LIVE] });
-    later.files.set(FILE, { content: Buffer.from(haproxyConfig(cfgWith(), 'blue')), mode: 0o644 });
+    const later = deployed(haproxyHost({ servers: [BLUE_LIVE] }));
     await haproxyProxy(cfgWith(), fakeClock()).check(later);
     expect(later.commands.some((c) => c.includes(' -c -f '))).toBe(false);
   });
 
   it('a switch: the new server ready, the old one in maint, verified, then the file; no reload', async () => {
-    const host = haproxyHost({ servers: [BLUE_LIVE, GREEN_LIVE] });
-    host.files.set(FILE, { content: Buffer.from(haproxyConfig(cfgWith(), 'blue')), mode: 0o644 });
+    const host = deployed(haproxyHost({ servers: [BLUE_LIVE, GREEN_LIVE] }));
     await haproxyProxy(cfgWith(), fakeClock()).switchTo(host, 3002);
     const api = host.commands.filter((c) => c.includes('socat -t')).map((c) => words(c)[5]);
-    expect(api).toEqual(['show servers state skiff-hello-staging', 'set server skiff-hello-staging/green state ready; set server skiff-hello-staging/blue state maint', 'show servers state skiff-hello-staging']);
+    expect(api).toEqual(['show servers state skiff-hello-staging', `show map ${ROUTE_FRONT}.map`, 'set server skiff-hello-staging/green state ready; set server skiff-hello-staging/blue state maint', 'show servers state skiff-hello-staging']);
     expect(host.commands.some((c) => c.includes('reload'))).toBe(false);
     expect(host.puts.map((p) => p.path)).toEqual([FILE]);
     expect(livePortInFile(host.files.get(FILE)?.content.toString() ?? '')).toBe(3002);
   });
 
   it('a switch that HAProxy does not take is an error, and the file stays', async () => {
-    const host = haproxyHost({ servers: [BLUE_LIVE, BLUE_LIVE] });
-    host.files.set(FILE, { content: Buffer.from(haproxyConfig(cfgWith(), 'blue')), mode: 0o644 });
+    const host = deployed(haproxyHost({ servers: [BLUE_LIVE, BLUE_LIVE] }));
     await expect(haproxyProxy(cfgWith(), fakeClock()).switchTo(host, 3002)).rejects.toThrow(
       "fake: after the switch HAProxy's skiff-hello-staging sends new requests to port 3001, not 3002",
     );
@@ -430,7 +567,7 @@ describe('the driver against a recording host', () => {
     });
     await haproxyProxy(cfgWith(), clock).switchTo(host, 3001);
     const order = host.events.filter((e) => /put | -c -f |systemctl reload|show info; show servers/.test(e)).map((e) => (e.startsWith('put') ? e : e.includes(' -c -f ') ? 'check' : e.includes('reload') ? 'reload' : 'poll'));
-    expect(order).toEqual([`put ${FILE}`, 'check', 'reload', 'poll', 'poll', 'poll']);
+    expect(order).toEqual([`put ${FILE}`, `put ${ROUTE_FRONT}.map`, `put ${ROUTE_FRONT}.cfg`, 'check', 'reload', 'poll', 'poll', 'poll']);
     expect(host.commands.find((c) => c.includes(' -c -f '))).toContain("haproxy -c -f /etc/haproxy/haproxy.cfg -f /etc/haproxy/conf.d");
     expect(clock.elapsed()).toBe(200);
   });
@@ -451,6 +588,34 @@ describe('the driver against a recording host', () => {
       "fake: HAProxy did not show skiff's backend skiff-hello-staging within 20s of `systemctl reload haproxy`: check that HAProxy loads /etc/haproxy/conf.d (-f) and what its log says; the old file is back in place",
     );
     expect(clock.elapsed()).toBe(20_000);
+  });
+
+  it("an env's file of the previous layout (its own frontend): one reload writes it without, the map and the shared frontend, then drops the old certificate links", async () => {
+    const previous = `frontend skiff-hello-staging-in\n    mode http\n    bind 127.0.0.1:8080\n    default_backend skiff-hello-staging\n\n${haproxyConfig(cfgWith(), 'blue').replace(/^# skiff-route .*\n/m, '')}`;
+    const host = haproxyHost({ servers: [BLUE_LIVE], rules: [when('show info; show servers state', ok(`Pid: 42\n${BLUE_LIVE}`))] });
+    host.files.set(FILE, { content: Buffer.from(previous), mode: 0o644 });
+    await haproxyProxy(cfgWith(), fakeClock()).check(host); // its own port: no "in use", no other file
+    expect(await haproxyProxy(cfgWith(), fakeClock()).switchRisk(host)).toMatch(/\(its frontend moves to the one its address and port share\)/);
+    await haproxyProxy(cfgWith(), fakeClock()).switchTo(host, 3001);
+    expect(host.puts.map((p) => p.path)).toEqual([FILE, `${ROUTE_FRONT}.map`, `${ROUTE_FRONT}.cfg`]);
+    expect(hasOwnFrontend(host.files.get(FILE)?.content.toString() ?? '')).toBe(false);
+    expect(host.files.get(`${ROUTE_FRONT}.map`)?.content.toString()).toBe('127.0.0.1:8080/ skiff-hello-staging\n127.0.0.1/ skiff-hello-staging\n');
+    expect(host.commands.at(-1)).toContain(`rm -f "$@"' sh /etc/haproxy/conf.d/skiff-hello-staging.pem /etc/haproxy/conf.d/skiff-hello-staging.pem.key`);
+  });
+
+  it("https: the host's certificate and key linked into the frontend's folder before the reload", async () => {
+    const cfg = cfgWith({ DEPLOY_PUBLIC_URL: 'https://app.example.com/api', DEPLOY_HEALTH_PATH: '/api/health', DEPLOY_TLS_CERT: '/etc/ssl/a b.pem', DEPLOY_TLS_KEY: '/etc/ssl/a.key' });
+    const host = haproxyHost({ servers: [NO_BACKEND], rules: [
+        when('show info; show servers state', ok(`Pid: 42\n${BLUE_LIVE}`)),
+        when('ln -sfn', ok()),
+        when("'show map /etc/haproxy/conf.d/skiff-front-all-443.map'", ok('0x1 app.example.com:443/api/ skiff-hello-staging\n0x2 app.example.com/api/ skiff-hello-staging\n\n')),
+      ],
+    });
+    await haproxyProxy(cfg, fakeClock()).switchTo(host, 3001);
+    const dir = '/etc/haproxy/conf.d/skiff-front-all-443.certs';
+    const tls = host.commands.filter((c) => c.includes('mkdir -p') || c.includes('ln -sfn')).map((c) => words(c).slice(4));
+    expect(tls).toEqual([[dir], ['/etc/ssl/a.key', `${dir}/app.example.com.pem.key`], ['/etc/ssl/a b.pem', `${dir}/app.example.com.pem`]]);
+    expect(host.files.get('/etc/haproxy/conf.d/skiff-front-all-443.map')?.content.toString()).toBe('app.example.com:443/api/ skiff-hello-staging\napp.example.com/api/ skiff-hello-staging\n');
   });
 
   it('changed settings reload too, with the live server as asked', async () => {

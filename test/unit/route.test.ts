@@ -50,8 +50,17 @@ describe('the path prefix of DEPLOY_PUBLIC_URL', () => {
     [{ DEPLOY_PUBLIC_URL: 'https://example.com/api', DEPLOY_HEALTH_PATH: '/health' }, 'DEPLOY_HEALTH_PATH is /health, outside the route of DEPLOY_PUBLIC_URL (e.g. DEPLOY_HEALTH_PATH=/api/health)'],
     [{ DEPLOY_PUBLIC_URL: 'https://example.com/app' }, 'DEPLOY_HEALTH_PATH is /api/health (its default), outside the route of DEPLOY_PUBLIC_URL (e.g. DEPLOY_HEALTH_PATH=/app/health)'],
     [{ DEPLOY_PUBLIC_URL: 'https://example.com/api', DEPLOY_HEALTH_PATH: '/apix/health' }, 'DEPLOY_HEALTH_PATH is /apix/health, outside'],
-    [{ DEPLOY_PUBLIC_URL: 'http://example.com/api', DEPLOY_PROXY: 'haproxy' }, 'expected a URL without a path with DEPLOY_PROXY=haproxy'],
+    [{ DEPLOY_PUBLIC_URL: 'http://example.com/api', DEPLOY_PROXY: 'haproxy', DEPLOY_HEALTH_PATH: '/health' }, 'DEPLOY_HEALTH_PATH is /health, outside the route of DEPLOY_PUBLIC_URL (e.g. DEPLOY_HEALTH_PATH=/api/health)'],
+    [{ DEPLOY_PUBLIC_URL: 'http://example.com/a b', DEPLOY_PROXY: 'haproxy' }, 'expected a path prefix of letters, digits and - . _ ~ between slashes'],
+    [{ DEPLOY_PUBLIC_URL: 'http://example.com/x/../api', DEPLOY_PROXY: 'haproxy' }, 'without . or .. segments'],
+    [{ DEPLOY_PUBLIC_URL: 'http://example.com/api(v1)?', DEPLOY_PROXY: 'haproxy' }, 'without a query or fragment'],
+    [{ DEPLOY_PUBLIC_URL: 'http://example.com/api[0-9]', DEPLOY_PROXY: 'haproxy' }, 'expected a path prefix of letters, digits and - . _ ~ between slashes'],
   ])('the config refuses %o', (values, said) => {
     expect(() => testConfig({ DEPLOY_PROXY: 'caddy', ...values })).toThrow(said);
+  });
+
+  it('HAProxy takes a path prefix like the other proxies', () => {
+    const cfg = testConfig({ DEPLOY_PROXY: 'haproxy', DEPLOY_PUBLIC_URL: 'https://example.com/api', DEPLOY_HEALTH_PATH: '/api/health', DEPLOY_TLS_CERT: '/c.pem', DEPLOY_TLS_KEY: '/c.key' });
+    expect(publicHealthUrl(cfg)).toBe('https://example.com/api/health');
   });
 });
