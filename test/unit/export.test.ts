@@ -246,3 +246,21 @@ describe('scripts/export.ts', () => {
     expect(existsSync(out)).toBe(false);
   });
 });
+
+describe('export of an env with an IP URL, and of one with no URL', () => {
+  const env = (name: string, lines: string[]) => {
+    writeFileSync(join(dir, `${name}.env`), ['APP_NAME=shop', 'APP_DIR=example', 'DEPLOY_PATH=/srv/shop', 'DEPLOY_RUNTIME=docker', ...lines].join('\n'));
+    return loadConfig(name, { SKIFF_ENV_DIR: dir, HOME: dir });
+  };
+  it('an IP address: an Ingress rule for every host, no TLS; no URL: no Ingress', () => {
+    const ip = buildExport(env('ipurl', ['DEPLOY_PROXY=caddy', 'DEPLOY_PORTS=4001,4002', 'DEPLOY_PUBLIC_URL=http://127.0.0.1:8080']), opts({ to: 'kubernetes', image: 'shop:1' }));
+    const ingress = parse(file(ip.files, 'ingress.yaml').text);
+    expect(ingress.spec.rules).toEqual([{ http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'shop-ipurl', port: { name: 'http' } } } } ] } }]);
+    expect(ingress.spec.tls).toBeUndefined();
+    const none = buildExport(env('nourl', ['DEPLOY_PORTS=4001']), opts({ to: 'kubernetes', image: 'shop:1' }));
+    expect(none.files.map((f) => f.name)).toEqual(['deployment.yaml', 'service.yaml', 'pvc.yaml']);
+    expect(none.notes.join('\n')).toContain('no DEPLOY_PUBLIC_URL: no Ingress');
+    expect(none.secretKeys).toEqual([]);
+    expect(parse(file(none.files, 'deployment.yaml').text).spec.template.spec.containers[0].envFrom).toBeUndefined();
+  });
+});
