@@ -35,6 +35,7 @@ const tasks: Record<string, Task> = {
   start: { description: 'start the live release if it is stopped', args: [env], script: 'start', run: script('start') },
   stop: { description: 'stop the live release', args: [env], script: 'stop', run: script('stop') },
   maintenance: { description: 'put up or take down the 503 maintenance page (on|off)', args: [env, { name: 'on|off', kind: 'word' }], script: 'maintenance', run: script('maintenance') },
+  export: { description: 'write Compose, Swarm or Kubernetes files for the release (--to compose|swarm|kubernetes)', args: [env], script: 'export', run: script('export') },
   'db:migrate': { description: 'run DEPLOY_MIGRATE in the live release (first host), with its environment', args: [env], run: (ctx) => migrate(ctx) },
   'db:backup': { description: 'back up the database and data of an environment', args: [env, { name: 'label', kind: 'optional' }], script: 'backup', run: script('backup') },
   'db:restore': { description: 'restore a backup of the database and data', args: [env, { name: 'backup', kind: 'word' }], script: 'restore', run: script('restore') },

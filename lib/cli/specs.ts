@@ -46,6 +46,32 @@ export const specs = {
     notOffered: {},
     examples: ['npx tsx scripts/deploy-vps.ts local', 'npx tsx scripts/deploy-vps.ts production --yes', 'npx tsx scripts/deploy-vps.ts staging --dry-run'],
   }),
+  export: command({
+    name: 'export',
+    summary: 'Write what Compose, Swarm or Kubernetes needs to run the release an env deploys (its docker image, environment, health check, limits), from the same config (docs/scaling.md).',
+    usage: '<env> --to compose|swarm|kubernetes [--out DIR] [--version V] [--image NAME] [--replicas N] [--probe curl|wget|node] [--with-secrets] [--force] [--dry-run] [--json]',
+    positionals: [env],
+    flags: {
+      to: { type: 'string', value: 'TARGET', description: 'compose (a Compose file), swarm (a stack file with deploy keys) or kubernetes (manifests)' },
+      out: { type: 'string', value: 'DIR', description: 'the folder to write into (default exported/<env>/<target>); made if missing' },
+      version: { type: 'string', value: 'V', description: 'the image tag to run (default: the version deploy would build now, as build prints it)' },
+      image: { type: 'string', value: 'NAME', description: 'the image name without its tag, e.g. registry.example.com/hello (default APP_NAME, as the docker runtime tags it)' },
+      replicas: { type: 'string', value: 'N', description: 'how many containers or pods (default: the number of hosts in DEPLOY_HOSTS)' },
+      probe: { type: 'string', value: 'PROGRAM', description: 'Compose and Swarm: the program in the image that asks the health path (default node for a Node base image, else curl)' },
+      'with-secrets': { type: 'boolean', description: 'also write the secret values (*.secrets.yaml or secret.yaml, mode 600); without it no file holds one' },
+      force: { type: 'boolean', description: 'replace files the folder holds already' },
+      ...shared('dry-run', 'json'),
+    },
+    notOffered: {
+      yes: 'it asks nothing: it writes files here, never over one without --force',
+      ...noLock('it takes no deploy lock: it writes files on this machine and touches no host'),
+    },
+    examples: [
+      'npx tsx scripts/export.ts production --to kubernetes --dry-run',
+      'npx tsx scripts/export.ts production --to swarm --image registry.example.com/hello --out deploy/swarm',
+      'npx tsx scripts/export.ts production --to compose --with-secrets',
+    ],
+  }),
   'deploy-group': command({
     name: 'deploy-group',
     summary: 'Deploy the services of a group (env/<group>.group) together, switching in its order: all go live or none; --rollback takes them all back to what they served before.',

@@ -65,6 +65,7 @@ export const aliases = (taskfile: string): Record<string, string> => ({
   'deploy:logs': 'tsx scripts/logs.ts',
   'deploy:exec': 'tsx scripts/exec.ts',
   'deploy:maintenance': 'tsx scripts/maintenance.ts',
+  'deploy:export': 'tsx scripts/export.ts',
   'db:migrate': `tsx ${taskfile} db:migrate`,
   'db:backup': `tsx ${taskfile} db:backup`,
   'db:restore': `tsx ${taskfile} db:restore`,

@@ -5,10 +5,11 @@
 # the blue-green tests need Caddy, nginx and HAProxy (the TLS tests pebble, an ACME server, and certbot), the SSH host tests OpenSSH (the tests start their own
 # instances on loopback), the several-hosts tests socat and nsenter (test/infra/nshost.sh), the
 # backup tests sqlite3 and PostgreSQL, the Python example's tests Debian's python3 packages.
+# The export test checks the Compose files it writes with docker-compose config (parse only: it starts nothing).
 set -euo pipefail
 
 need=()
-for pair in curl:curl socat:socat nsenter:util-linux setsid:util-linux tar:tar python3:python3 make:make g++:g++ sqlite3:sqlite3 ps:procps caddy:caddy nginx:nginx haproxy:haproxy pebble:pebble certbot:certbot ssh-keygen:openssh-client sshd:openssh-server; do
+for pair in curl:curl socat:socat nsenter:util-linux setsid:util-linux tar:tar python3:python3 make:make g++:g++ sqlite3:sqlite3 ps:procps caddy:caddy nginx:nginx haproxy:haproxy pebble:pebble certbot:certbot ssh-keygen:openssh-client sshd:openssh-server docker-compose:docker-compose; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 # The backup tests run a PostgreSQL 15 server of their own (test/infra/postgres.sh).

@@ -22,6 +22,7 @@ const TABLE: Record<string, string> = {
   'deploy-group': 'x  x   x   x    x      x',
   'deploy-vps':  'x   x   x   x    x      x',
   init:          'x   x   -   x    -      -',
+  export:        '-   x   x   x    -      -',
   exec:          '-   x   -   x    -      -',
   logs:          '-   -   -   x    -      -',
   maintenance:   '-   x   x   x    x      x',
