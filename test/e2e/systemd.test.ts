@@ -100,16 +100,18 @@ describe.skipIf(skip)('the systemd supervisor on a systemd host', () => {
     const r = await s.run('setup', ['t', '--dry-run']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain('would change 3 things (dry run: nothing was changed)');
+    expect(r.stdout).toContain('would change 4 things (dry run: nothing was changed)');
+    expect(r.stdout).toContain('would    switch: create /var/lib/skiff/hello-t for the flag that picks the live slot');
     expect(r.stdout).toContain('would    DEPLOY_PATH: create /srv/hello (owner root, mode 750)');
-    expect((await host.exec('test -e /srv/hello; echo $?')).stdout.trim()).toBe('1');
+    expect((await host.exec('test -e /srv/hello; echo $?; test -e /var/lib/skiff/hello-t; echo $?')).stdout.trim()).toBe('1\n1');
   });
 
   it('setup prepares the host, and a second run changes nothing', async () => {
     const first = await s.run('setup', ['t']);
     expect(first.stderr).toBe('');
     expect(first.code).toBe(0);
-    expect(first.stdout).toContain('changed 3 things');
+    expect(first.stdout).toContain('changed 4 things');
+    expect(first.stdout).toContain('changed  switch: create /var/lib/skiff/hello-t');
     expect(first.stdout).toContain('changed  kernel: set net.ipv4.tcp_migrate_req = 1');
     expect((await host.exec('stat -c "%U %a" /srv/hello; cat /proc/sys/net/ipv4/tcp_migrate_req')).stdout.trim()).toBe('root 750\n1');
     const second = await s.run('setup', ['t']);
