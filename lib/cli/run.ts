@@ -31,6 +31,8 @@ export class DryRunHost implements Host {
     this.#print = print;
   }
   async exec(command: Cmd, options: ExecOptions = {}): Promise<ExecResult> {
+    // A command that only reads runs for real: what a dry run says of the host is the host's answer.
+    if (command.reads && options.stdin === undefined) return this.#inner.exec(command, options);
     this.#print(`[dry-run] ${this.name}: ${render(command)}${options.stdin !== undefined ? ' < (input)' : ''}`);
     // A stream nobody reads would block its writer (the build's tar): read it to the end.
     if (options.stdin !== undefined && typeof options.stdin === 'object' && !Buffer.isBuffer(options.stdin)) options.stdin.resume();

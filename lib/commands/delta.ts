@@ -3,7 +3,7 @@
  * NUL-separated, and reach `rm`/`ln` through `xargs -0`: a file name is never part of a command line
  * the shell reads.
  */
-import { script, type Cmd } from '../core/cmd.ts';
+import { reads, script, type Cmd } from '../core/cmd.ts';
 
 /**
  * Starts `<release>.partial` as a copy of the live release made of hard links (`cp -al`, or a plain
@@ -21,8 +21,29 @@ export const seedFromLive = (liveDir: string, partial: string): Cmd =>
     partial,
   );
 
-/** Unpacks the tar stream on stdin into a folder that exists. */
-export const unpackInto = (dir: string): Cmd => script('tar -x -f - -C "$1"', dir);
+/** How a ship stream is packed (lib/ship/compress.ts). */
+export type Packing = 'zstd' | 'gzip' | 'none';
+
+/** The tar flag that unpacks a packed stream: tar runs the decompressor and fails when it does. */
+const TAR_FLAG: Record<Packing, string> = { zstd: '--zstd', gzip: '-z', none: '' };
+
+/** Unpacks the tar stream on stdin (zstd- or gzip-packed, or plain) into a folder that exists. */
+export const unpackInto = (dir: string, packing: Packing = 'none'): Cmd =>
+  packing === 'none' ? script('tar -x -f - -C "$1"', dir) : script('tar -x "$2" -f - -C "$1"', dir, TAR_FLAG[packing]);
+
+/**
+ * Prints `zstd`, `tar-zstd` and `tar-gzip`, one per line, for what the host can unpack. Each is
+ * tried for real on an empty archive, so a tar without the flag or a missing program says no.
+ */
+export const unpackersProbe = (): Cmd =>
+  reads(script(
+    [
+      'command -v zstd >/dev/null 2>&1 && echo zstd',
+      'tar --zstd -cf - -T /dev/null 2>/dev/null | tar --zstd -tf - >/dev/null 2>&1 && echo tar-zstd',
+      'tar -czf - -T /dev/null 2>/dev/null | tar -tzf - >/dev/null 2>&1 && echo tar-gzip',
+      'exit 0',
+    ].join('\n'),
+  ));
 
 /**
  * Links content the live release has into the new one at another path: stdin holds NUL-separated

@@ -3,6 +3,7 @@
  * with quoting for a host.
  */
 import { cmd, script, type Cmd } from '../core/cmd.ts';
+import type { Packing } from './delta.ts';
 
 export interface ImageBuild {
   /** `<app>:<version>`. */
@@ -88,8 +89,10 @@ export const hostImageLayers = (): Cmd =>
 /** Free kilobytes on the file system that holds a path (Docker's root dir): the one builder, shared with the backup. */
 export { freeKilobytes } from '../core/disk.ts';
 
-/** Reads a `docker save` archive on standard input into the host's image store. */
-export const loadImage = (): Cmd => cmd('docker', 'load');
+/** Reads a `docker save` archive on standard input (plain, gzip or zstd) into the host's image store. */
+export const loadImage = (packing: Packing = 'none'): Cmd =>
+  // docker load reads gzip by itself; zstd goes through the host's zstd (not every Docker reads it).
+  packing === 'zstd' ? script('zstd -dcq | docker load') : cmd('docker', 'load');
 
 /** The id of an image on a host, or nothing when it is not there. */
 export const hostImageId = (ref: string): Cmd => script('docker image inspect --format "{{.Id}}" "$1" 2>/dev/null; exit 0', ref);

@@ -70,6 +70,8 @@ export interface Config {
   readonly switchDir: string | undefined;
   readonly health: { readonly path: string; readonly timeoutSeconds: number };
   readonly keepReleases: number;
+  /** DEPLOY_SHIP_COMPRESSION: how the delta tar and the docker archive travel (lib/ship/compress.ts). */
+  readonly shipCompression: 'auto' | 'zstd' | 'gzip' | 'none';
   readonly build: string | undefined;
   readonly start: string;
   readonly dockerfile: string;
@@ -255,6 +257,12 @@ export const KEYS = {
   },
   DEPLOY_HEALTH_PATH: { schema: str.regex(/^\/[^\s]*$/), expected: 'a URL path starting with /', default: '/api/health' },
   DEPLOY_HEALTH_TIMEOUT: { schema: int(1, 3600), expected: 'seconds, 1-3600', default: '60' },
+  DEPLOY_SHIP_COMPRESSION: {
+    schema: z.enum(['auto', 'zstd', 'gzip', 'none']),
+    expected: '`auto`, `zstd`, `gzip` or `none`',
+    hint: 'auto: zstd where both ends have it, else gzip; none to this machine itself',
+    default: 'auto',
+  },
   DEPLOY_KEEP_RELEASES: { schema: int(1, 1000), expected: 'a whole number of at least 1', hint: 'the live release counts', default: '3' },
   DEPLOY_BUILD: { schema: str, expected: 'a shell command run in APP_DIR', default: '' },
   DEPLOY_START: { schema: nonEmpty, expected: 'the command that starts the app in a release', hint: 'e.g. DEPLOY_START=node server.js' },
@@ -648,6 +656,7 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     switchDir: values.DEPLOY_SWITCH_DIR?.replace(/(.)\/+$/, '$1'),
     health: { path: values.DEPLOY_HEALTH_PATH, timeoutSeconds: values.DEPLOY_HEALTH_TIMEOUT },
     keepReleases: values.DEPLOY_KEEP_RELEASES,
+    shipCompression: values.DEPLOY_SHIP_COMPRESSION,
     // An empty DEPLOY_BUILD (its default) means there is nothing to build.
     build: values.DEPLOY_BUILD || undefined,
     // Only the docker runtime may leave DEPLOY_START unset; it starts what the image says.

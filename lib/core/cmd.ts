@@ -103,10 +103,17 @@ export class Raw {
 export const raw = (text: string): Raw => new Raw(text);
 
 /** One simple command (argv), or commands joined by a shell operator. */
-export type Cmd =
+export type Cmd = (
   | { readonly kind: 'argv'; readonly args: readonly Arg[] }
   | { readonly kind: 'join'; readonly op: '&&' | '||' | ';' | '|'; readonly parts: readonly Cmd[] }
-  | { readonly kind: 'script'; readonly text: string; readonly args: readonly Arg[] };
+  | { readonly kind: 'script'; readonly text: string; readonly args: readonly Arg[] }
+) & {
+  /** Changes nothing on the host (marked by `reads`): a dry run runs it for real. */
+  readonly reads?: true;
+};
+
+/** Marks a command that only reads: a dry run runs it, so what it reports is the host's answer. */
+export const reads = (command: Cmd): Cmd => ({ ...command, reads: true });
 
 /** A simple command from its words. */
 export const cmd = (...args: readonly Arg[]): Cmd => ({ kind: 'argv', args });

@@ -18,6 +18,7 @@ import { loadState } from './state-repair.ts';
 import { checkPageAfterSwitch } from './maintenance.ts';
 import { readMaintenance } from '../state/maintenance.ts';
 import type { DeployCtx, Plan, Previous, Session } from './session.ts';
+import { negotiateCompression } from '../ship/compress.ts';
 import { startReleaseWorkers, stopReleaseWorkers, stopStrays, type ReleaseWorkers } from './workers.ts';
 
 /** With proxy `none` there is one slot, and it is called blue. */
@@ -51,6 +52,8 @@ export const preflight = async (ctx: DeployCtx): Promise<void> => {
     throw new SkiffError(`${host.name} lacks ${missing.join(', ')}: run \`npx tsx scripts/setup.ts ${ctx.cfg.env} --install\` (or on the host: apt-get install coreutils tar util-linux)`);
   }
   await ctx.runtime.preflight(host, ctx.log);
+  // What a deploy's ship stream is packed with, asked of the host now: a setting it cannot meet stops here.
+  if (ctx.run.action === 'deploy') ctx.log((await negotiateCompression(host, ctx.cfg)).said);
   // A damaged state.json is rebuilt from the history and what runs, and rewritten (the lock is held).
   const { state, damaged } = await loadState(ctx, { repair: true });
   if (damaged) ctx.log(damaged);

@@ -236,7 +236,7 @@ const feed = (stdin: NodeJS.WritableStream, input: string | Buffer | Readable | 
 export const streamFrom = (
   argv: readonly string[],
   cwd: string,
-  input?: Buffer,
+  input?: Buffer | Readable,
   env: Record<string, string> = baseEnv(),
 ): { stdout: Readable; done: Promise<void> } => {
   if (argv[0] === undefined) throw new Error('streamFrom: empty argv');
@@ -249,7 +249,7 @@ export const streamFrom = (
       child?.stdout?.pipe(stdout);
       child?.stderr?.on('data', (b: Buffer) => err.push(b));
       child?.stdin?.on('error', () => {}); // as in run: the status tells
-      child?.stdin?.end(input);
+      if (child?.stdin) feed(child.stdin, input);
       const o: ProcessOutput = await p;
       if (o.cause) throw o.cause;
       if (o.exitCode !== 0) throw new RemoteCommandError('local', argv.join(' '), o.exitCode, Buffer.concat(err).toString());

@@ -31,6 +31,7 @@ import { imageTag } from './build.ts';
 import type { Shipped, ShipSpec } from './folder-ship.ts';
 import { run, streamFrom } from '../host/local.ts';
 import { TarFilter } from './tar.ts';
+import { compressed, negotiateCompression } from './compress.ts';
 
 /** What `releases/<id>/release.json` holds for a docker release. */
 export interface ImageRelease {
@@ -184,6 +185,7 @@ export const shipImage = async (
   let sent = 0;
   let loadedId = image.id;
   let layers = { files: 0, reused: 0 };
+  let how = '';
   if (onHost.images.has(image.id)) {
     summary = `the host has image ${image.id.slice(7, 19)} already: nothing sent`;
   } else {
@@ -206,13 +208,16 @@ export const shipImage = async (
           'free space there (docker image prune, or lower DEPLOY_KEEP_RELEASES); nothing was sent',
       );
     }
+    const packing = (await negotiateCompression(host, cfg)).docker;
     const save = streamFrom(saveImage(image.tag), process.cwd(), undefined, localEnv());
     const filter = new TarFilter({ keep: (m) => plan.keep(m.name), capture: (m) => ARCHIVE_META(m.name) });
-    const saved = save.done.then(() => undefined, (e: unknown) => e);
+    const packed = compressed(save.stdout.pipe(filter), packing);
+    const settled = Promise.all([save.done, packed.done]).then(() => undefined, (e: unknown) => e);
     // The host's answer says more than a broken pipe here: it is awaited first.
-    await host.exec(loadImage(), { stdin: save.stdout.pipe(filter), timeoutMs: DEADLINE.transfer });
-    const saveError = await saved;
+    await host.exec(loadImage(packing), { stdin: packed.stream, timeoutMs: DEADLINE.transfer });
+    const saveError = await settled;
     if (saveError) throw saveError;
+    how = packing === 'none' ? '' : ` (${packing})`;
     const learned = learnLayerNames(filter.captured.get('manifest.json'), (p) => filter.captured.get(p));
     if ([...learned].some(([k, v]) => names.get(k) !== v)) await saveNames(new Map([...names, ...learned]));
     const got = (await host.exec(hostImageId(image.tag))).stdout.trim();
@@ -234,6 +239,6 @@ export const shipImage = async (
   await host.put(releaseJsonPath(l, spec.id), `${JSON.stringify(release, null, 2)}\n`);
   await host.exec(seq(tagImage(loadedId, image.tag), tagImage(loadedId, ref)));
   const bytes = before !== undefined && host.bytesSent !== undefined ? host.bytesSent - before : sent;
-  log(`shipped ${formatBytes(bytes)} of image ${image.tag}: ${summary}`);
+  log(`shipped ${formatBytes(bytes)}${how} of image ${image.tag}: ${summary}`);
   return { bytes, ...layers };
 };

@@ -17,6 +17,7 @@ import { releaseEntriesTar } from './build.ts';
 import { describeLeftOut } from './ignore.ts';
 import { checkLiveAgainstHost, formatBytes, manifestChanges, manifestTotals, nulList, parseLiveListing, parseManifest, planDelta, serializeManifest } from './delta.ts';
 import { releaseRules, walkRelease, type ReleaseWalk } from './manifest.ts';
+import { compressed, negotiateCompression } from './compress.ts';
 
 /** What a ship sent: bytes (counted at the SSH channel), files or layers sent, and those the host had. */
 export interface Shipped {
@@ -90,16 +91,20 @@ export const shipFolder = async (host: Host, l: Layout, cfg: Config, spec: ShipS
     counter.bytes += b.length;
     return b;
   };
+  const packing = await negotiateCompression(host, cfg);
   const sendTar = async (tar: { stream: Readable; done: Promise<void> }) => {
-    await Promise.all([host.exec(unpackInto(partial), { stdin: counting(tar.stream, counter), timeoutMs: DEADLINE.transfer }), tar.done]);
+    const packed = compressed(tar.stream, packing.tar);
+    await Promise.all([host.exec(unpackInto(partial, packing.tar), { stdin: counting(packed.stream, counter), timeoutMs: DEADLINE.transfer }), tar.done, packed.done]);
   };
   let summary: string;
   let files: { files: number; reused: number };
+  let sent = true;
   try {
     if (live && liveId) {
       const plan = planDelta(live.manifest, manifest);
       await host.exec(seedFromLive(l.release(liveId), partial), { stdin: input(nulList([...plan.remove, ...live.extra])), timeoutMs: DEADLINE.transfer });
-      if (plan.send.length > 0) await sendTar(releaseEntriesTar(cfg, plan.send));
+      sent = plan.send.length > 0;
+      if (sent) await sendTar(releaseEntriesTar(cfg, plan.send));
       if (plan.link.length > 0) {
         await host.exec(linkInto(partial), { stdin: input(nulList(plan.link.flatMap(([from, to]) => [`${l.release(liveId)}/${from}`, to]))), timeoutMs: DEADLINE.transfer });
       }
@@ -121,6 +126,7 @@ export const shipFolder = async (host: Host, l: Layout, cfg: Config, spec: ShipS
   if (live && liveId) await host.exec(updateManifest(l.manifestOf(liveId), l.manifestOf(id)), { stdin: input(Buffer.from(manifestChanges(live.manifest, manifest))) });
   else await host.put(l.manifestOf(id), input(Buffer.from(serializeManifest(manifest))));
   const bytes = before !== undefined && host.bytesSent !== undefined ? host.bytesSent - before : counter.bytes;
-  log(`shipped ${formatBytes(bytes)} for a ${formatBytes(total.bytes)} release: ${summary}`);
+  const how = packing.tar === 'none' || !sent ? '' : ` (${packing.tar})`;
+  log(`shipped ${formatBytes(bytes)}${how} for a ${formatBytes(total.bytes)} release: ${summary}`);
   return { bytes, ...files };
 };

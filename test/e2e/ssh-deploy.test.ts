@@ -77,9 +77,9 @@ describe('deploy over SSH', () => {
     const live = () => (JSON.parse(readFileSync(join(s.deployPath, '.skiff/state.json'), 'utf8')) as { live: string; slots: Record<string, { release: string }> });
     const liveDir = () => join(releases(), live().slots[live().live]?.release as string);
     const shippedBytes = (out: string) => {
-      const m = /shipped ([\d.]+) (B|KB|MB) for a ([\d.]+) (KB|MB) release: (\d+) of (\d+) files sent/.exec(out);
+      const m = /shipped ([\d.]+) (B|KB|MB)( \(zstd\))? for a ([\d.]+) (KB|MB) release: (\d+) of (\d+) files sent/.exec(out);
       if (!m) throw new Error(`no shipped line in: ${out}`);
-      return { bytes: Number(m[1]) * { B: 1, KB: 1024, MB: 1024 ** 2 }[m[2] as 'B'], sent: Number(m[5]), files: Number(m[6]) };
+      return { bytes: Number(m[1]) * { B: 1, KB: 1024, MB: 1024 ** 2 }[m[2] as 'B'], packed: m[3] !== undefined, sent: Number(m[6]), files: Number(m[7]) };
     };
     const weird = `it's "odd" $(touch pwned) \`x\`.txt`;
 
@@ -97,6 +97,9 @@ describe('deploy over SSH', () => {
       const shipped = shippedBytes(second.stdout);
       // server.js changed, and package.json is the same as the live release's (version unchanged).
       expect(shipped.sent).toBe(1);
+      // Both ends have zstd here (test/infra/up.sh): the stream is packed with it.
+      expect(shipped.packed).toBe(true);
+      expect(second.stdout).toContain('ship stream: zstd -1');
       expect(shipped.bytes).toBeLessThanOrEqual(statSync(join(s.appDir, 'server.js')).size + 64 * 1024);
       const now = liveDir();
       expect(now).not.toBe(before);
@@ -123,6 +126,31 @@ describe('deploy over SSH', () => {
       expect(statSync(join(now, weird)).mode & 0o777).toBe(0o600);
       expect(statSync(join(old, weird)).mode & 0o777).toBe(0o644);
       expect(statSync(join(now, weird)).ino).not.toBe(statSync(join(old, weird)).ino);
+    });
+
+    it('DEPLOY_SHIP_COMPRESSION=gzip and none ship a change that arrives whole; a bad value is refused before any host is reached', async () => {
+      try {
+        for (const [packing, said] of [['gzip', 'ship stream: gzip -1'], ['none', 'ship stream: not compressed (DEPLOY_SHIP_COMPRESSION=none)']] as const) {
+          s.writeEnv('t.env', env(`DEPLOY_SHIP_COMPRESSION=${packing}`));
+          writeFileSync(join(s.appDir, 'public.txt'), `${packing}\n`.repeat(20_000));
+          const r = await s.run('deploy-vps', ['t']);
+          expect(r.stderr).toBe('');
+          expect(r.code).toBe(0);
+          expect(r.stdout).toContain(said);
+          expect(r.stdout).toMatch(packing === 'gzip' ? /shipped [\d.]+ (B|KB) \(gzip\) for a/ : /shipped [\d.]+ (B|KB) for a/);
+          expect(readFileSync(join(liveDir(), 'public.txt'), 'utf8')).toBe(`${packing}\n`.repeat(20_000));
+        }
+        s.writeEnv('t.env', env('DEPLOY_SHIP_COMPRESSION=lz4'));
+        const before = live().live;
+        const bad = await s.run('deploy-vps', ['t']);
+        expect(bad.code).toBe(2);
+        expect(bad.stderr).toContain('DEPLOY_SHIP_COMPRESSION');
+        expect(bad.stderr).toContain('`auto`, `zstd`, `gzip` or `none`');
+        expect(live().live).toBe(before);
+      } finally {
+        rmSync(join(s.appDir, 'public.txt'), { force: true });
+        s.writeEnv('t.env', env());
+      }
     });
 
     it('a half-shipped folder left by a killed deploy is removed by the next one', async () => {

@@ -6,10 +6,11 @@
 # instances on loopback), the several-hosts tests socat and nsenter (test/infra/nshost.sh), the
 # backup tests sqlite3 and PostgreSQL, the Python example's tests Debian's python3 packages.
 # The export test checks the Compose files it writes with docker-compose config (parse only: it starts nothing).
+# Ships to SSH hosts are zstd-packed where both ends have zstd (lib/ship/compress.ts).
 set -euo pipefail
 
 need=()
-for pair in curl:curl socat:socat nsenter:util-linux setsid:util-linux tar:tar python3:python3 make:make g++:g++ sqlite3:sqlite3 ps:procps caddy:caddy nginx:nginx haproxy:haproxy pebble:pebble certbot:certbot ssh-keygen:openssh-client sshd:openssh-server docker-compose:docker-compose; do
+for pair in curl:curl socat:socat nsenter:util-linux setsid:util-linux tar:tar python3:python3 make:make g++:g++ sqlite3:sqlite3 ps:procps caddy:caddy nginx:nginx haproxy:haproxy pebble:pebble certbot:certbot ssh-keygen:openssh-client sshd:openssh-server docker-compose:docker-compose zstd:zstd; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 # The backup tests run a PostgreSQL 15 server of their own (test/infra/postgres.sh).

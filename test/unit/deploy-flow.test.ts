@@ -98,7 +98,7 @@ describe('preflight', () => {
   it("passes on the proxy's warning about the switch", async () => {
     const { ctx, logs } = deployCtx({ plan: 'unfixed', proxy: (h) => fakeProxy(h, { risk: 'web1: net.ipv4.tcp_migrate_req is 0' }) });
     await preflight(ctx);
-    expect(logs).toEqual(['web1: net.ipv4.tcp_migrate_req is 0']);
+    expect(logs).toEqual(['ship stream: not compressed (the host is this machine)', 'web1: net.ipv4.tcp_migrate_req is 0']);
   });
 
   it('repairs an interrupted switch: the proxy goes back to the healthy live slot, then the slot it left drains and stops', async () => {
@@ -121,6 +121,7 @@ describe('preflight', () => {
     expect(sent(host, CMD.connections)[0]).toMatch(/' sh 3002$/);
     expect(auditAppended(host)).toEqual(['repair: caddy switched back from port 3002 to the live port 3001']);
     expect(logs).toEqual([
+      'ship stream: not compressed (the host is this machine)',
       'an interrupted run had left caddy on slot green: switched back to the live slot blue (port 3001)',
       'slot green drained in 100 ms, stopped 77',
     ]);
