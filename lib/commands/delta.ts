@@ -90,7 +90,7 @@ export const updateManifest = (liveManifest: string, manifest: string): Cmd =>
  * the manifest the delta needs anyway. GNU find and coreutils (Debian's): `-printf`, `sha256sum -z`.
  */
 export const liveManifestAndFiles = (manifest: string, liveDir: string, verify: boolean): Cmd =>
-  script(
+  reads(script(
     [
       'cat "$1" 2>/dev/null || exit 0',
       'printf "\\0"',
@@ -101,4 +101,4 @@ export const liveManifestAndFiles = (manifest: string, liveDir: string, verify: 
     manifest,
     liveDir,
     verify ? 'sha256' : 'size',
-  );
+  ));

@@ -2,7 +2,7 @@
  * Builders for Docker commands: argument lists, run without a shell on this machine, or rendered
  * with quoting for a host.
  */
-import { cmd, script, type Cmd } from '../core/cmd.ts';
+import { cmd, reads, script, type Cmd } from '../core/cmd.ts';
 import type { Packing } from './delta.ts';
 
 export interface ImageBuild {
@@ -58,7 +58,7 @@ export const saveImage = (ref: string): string[] => ['docker', 'save', ref];
  * `ok <server version>|<storage driver>|<root dir>|<driver status as JSON>`.
  */
 export const dockerCheck = (): Cmd =>
-  script(
+  reads(script(
     [
       'command -v docker >/dev/null 2>&1 || { echo missing; exit 0; }',
       // docker version says why the daemon cannot be reached; docker info of 20.10 only fails its template.
@@ -66,7 +66,7 @@ export const dockerCheck = (): Cmd =>
       "out=$(docker info --format '{{.ServerVersion}}|{{.Driver}}|{{.DockerRootDir}}|{{json .DriverStatus}}' 2>&1) || { printf 'down %s\\n' \"$(printf '%s' \"$out\" | tr '\\n' ' ')\"; exit 0; }",
       'printf "ok %s\\n" "$out"',
     ].join('\n'),
-  );
+  ));
 
 /**
  * Whether the Docker service starts at boot, where systemd is the init: prints what
@@ -84,7 +84,7 @@ export const dockerAtBoot = (): Cmd =>
 
 /** Every image on a host with its layers: `<id> <diff id>,<diff id>,...` per line. */
 export const hostImageLayers = (): Cmd =>
-  script("docker image ls -a -q --no-trunc | sort -u | xargs -r docker image inspect --format '{{.Id}} {{range .RootFS.Layers}}{{.}},{{end}}'");
+  reads(script("docker image ls -a -q --no-trunc | sort -u | xargs -r docker image inspect --format '{{.Id}} {{range .RootFS.Layers}}{{.}},{{end}}'"));
 
 /** Free kilobytes on the file system that holds a path (Docker's root dir): the one builder, shared with the backup. */
 export { freeKilobytes } from '../core/disk.ts';
@@ -95,7 +95,7 @@ export const loadImage = (packing: Packing = 'none'): Cmd =>
   packing === 'zstd' ? script('zstd -dcq | docker load') : cmd('docker', 'load');
 
 /** The id of an image on a host, or nothing when it is not there. */
-export const hostImageId = (ref: string): Cmd => script('docker image inspect --format "{{.Id}}" "$1" 2>/dev/null; exit 0', ref);
+export const hostImageId = (ref: string): Cmd => reads(script('docker image inspect --format "{{.Id}}" "$1" 2>/dev/null; exit 0', ref));
 
 /** Gives an image on a host another name (the release's reference, so retention can find it). */
 export const tagImage = (image: string, ref: string): Cmd => cmd('docker', 'tag', image, ref);
@@ -206,10 +206,10 @@ export const stopContainer = (name: string, graceSeconds: number): Cmd =>
  * no such container). Status is docker's: running, restarting (it keeps crashing), exited...
  */
 export const containerStatus = (name: string): Cmd =>
-  script(
+  reads(script(
     'docker inspect --format \'{{.State.Status}} {{.State.Pid}} {{.Image}} {{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}}\' "$1" 2>/dev/null || echo absent',
     name,
-  );
+  ));
 
 /** The last lines of a container's output (stdout and stderr), then new ones with `follow`. */
 export const containerLogs = (name: string, lines: number, follow: boolean): Cmd =>

@@ -3,7 +3,7 @@
  * socat on the host), the config check, the reload, what the running HAProxy loads, and what else
  * binds skiff's port. Pure: nothing here reads files, the environment or the clock.
  */
-import { script, type Cmd } from '../core/cmd.ts';
+import { reads, script, type Cmd } from '../core/cmd.ts';
 import { nginx } from './proxy.ts';
 
 /** Seconds socat waits for HAProxy's runtime API: to connect and write (-t), and for silence (-T). */
@@ -43,7 +43,7 @@ export const haproxyApi = (socket: string, commands: readonly string[]): Cmd =>
  * `not-a-socket`, `not-writable` (by this user), or `ok`.
  */
 export const socketState = (socket: string): Cmd =>
-  script(
+  reads(script(
     [
       'command -v socat >/dev/null 2>&1 || { echo no-socat; exit 0; }',
       'if [ ! -e "$1" ]; then echo missing',
@@ -52,7 +52,7 @@ export const socketState = (socket: string): Cmd =>
       'else echo ok; fi',
     ].join('\n'),
     socket,
-  );
+  ));
 
 /**
  * What the running HAProxy loads: the pid of the process behind the socket (`show info`), its working
@@ -60,7 +60,7 @@ export const socketState = (socket: string): Cmd =>
  * `arg WORD`). Nothing when the socket does not answer.
  */
 export const haproxyProcess = (socket: string): Cmd =>
-  script(
+  reads(script(
     [
       `pid=$(printf 'show info\\n' | socat -t "$2" -T "$2" stdio "$1" 2>/dev/null | sed -n 's/^Pid: *//p')`,
       'case $pid in "" | *[!0-9]*) exit 0 ;; esac',
@@ -71,7 +71,7 @@ export const haproxyProcess = (socket: string): Cmd =>
     ].join('\n'),
     socatUnix(socket),
     String(API_SECONDS),
-  );
+  ));
 
 /**
  * A command line of the user's (DEPLOY_HAPROXY_CMD, DEPLOY_HAPROXY_RELOAD) with more arguments:
@@ -88,7 +88,7 @@ export const haproxyCheck = (command: string, files: readonly string[], chdir?: 
  * frontends on one port would each get a share of its connections, at random.
  */
 export const filesBindingPort = (confDir: string, own: string, port: number): Cmd =>
-  script(
+  reads(script(
     [
       'for f in "$1"/skiff-*.cfg; do',
       '  [ -f "$f" ] && [ "$f" != "$2" ] || continue',
@@ -99,17 +99,17 @@ export const filesBindingPort = (confDir: string, own: string, port: number): Cm
     confDir,
     own,
     String(port),
-  );
+  ));
 
 /** Links `link` to `target` (the certificate and key HAProxy loads by their names beside each other). */
 export const linkFile = (target: string, link: string): Cmd => script('ln -sfn "$1" "$2"', target, link);
 
 /** Whether a folder exists and this user may write in it: prints `ok`, `missing` or `not-writable`. */
 export const folderState = (dir: string): Cmd =>
-  script('if [ ! -d "$1" ]; then echo missing; elif [ ! -w "$1" ]; then echo not-writable; else echo ok; fi', dir);
+  reads(script('if [ ! -d "$1" ]; then echo missing; elif [ ! -w "$1" ]; then echo not-writable; else echo ok; fi', dir));
 
 /** Where a link points (nothing when it is not a link): the certificate a frontend's folder holds for a host. */
-export const readLink = (path: string): Cmd => script('readlink "$1" || true', path);
+export const readLink = (path: string): Cmd => reads(script('readlink "$1" || true', path));
 
 /** Makes a folder (and its parents) when it is missing: a frontend's certificate folder. */
 export const makeFolder = (dir: string): Cmd => script('mkdir -p "$1"', dir);

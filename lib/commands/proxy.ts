@@ -1,5 +1,5 @@
 /** Builders for the proxy drivers: Caddy's admin API (through curl on the host) and nginx files and signals. */
-import { script, type Cmd } from '../core/cmd.ts';
+import { reads, script, type Cmd } from '../core/cmd.ts';
 
 /** Seconds curl waits for Caddy's admin API: to connect, and for the whole answer. */
 export const CADDY_CONNECT_SECONDS = 5;
@@ -42,7 +42,7 @@ export const nginx = (command: string, ...args: string[]): Cmd => script('set -f
  * (`pid` in `nginx -T`, else the compiled-in `--pid-path`); nothing when it cannot be told.
  */
 export const nginxMaster = (command: string): Cmd =>
-  script(
+  reads(script(
     [
       'set -f; cmd=$1',
       `file=$($cmd -T 2>/dev/null | awk '$1 == "pid" { p = $2; sub(/;$/, "", p); print p; exit }')`,
@@ -52,35 +52,35 @@ export const nginxMaster = (command: string): Cmd =>
       '[ -d "/proc/$master" ] && echo "$master"; exit 0',
     ].join('\n'),
     command,
-  );
+  ));
 
 /**
  * Pids of the nginx workers that still accept connections (not `shutting down`), one a line: those
  * of `master` when it is known (another nginx on the host has workers of its own), else all.
  */
 export const nginxWorkers = (master: string): Cmd =>
-  script('if [ -n "$1" ]; then pgrep -P "$1" -f "^nginx: worker process$"; else pgrep -f "^nginx: worker process$"; fi; exit 0', master);
+  reads(script('if [ -n "$1" ]; then pgrep -P "$1" -f "^nginx: worker process$"; else pgrep -f "^nginx: worker process$"; fi; exit 0', master));
 
 /** Established connections to a local TCP port: prints their count. */
 export const connectionsTo = (port: number): Cmd =>
-  script(
+  reads(script(
     [
       'hex=$(printf "%04X" "$1")',
       // Column 2 is the local address:port in hex, column 4 the state; 01 is ESTABLISHED.
       "awk -v p=\"$hex\" 'NR > 1 && $4 == \"01\" { split($2, a, \":\"); if (a[length(a)] == p) n++ } END { print n + 0 }' /proc/net/tcp /proc/net/tcp6 2>/dev/null",
     ].join('\n'),
     String(port),
-  );
+  ));
 
 /**
  * One GET through the proxy, from the host; prints the HTTP status, 000 when nothing answers or the
  * answer does not end within `timeoutSeconds` (curl prints the status of a cut answer too).
  */
 export const probeUrl = (url: string, timeoutSeconds: number): Cmd =>
-  script('c=$(curl -g -s -o /dev/null -w "%{http_code}" -m "$2" "$1") || c=000; echo "$c"', url, String(timeoutSeconds));
+  reads(script('c=$(curl -g -s -o /dev/null -w "%{http_code}" -m "$2" "$1") || c=000; echo "$c"', url, String(timeoutSeconds)));
 
 /** Linux's net.ipv4.tcp_migrate_req (0 or 1; nothing on older kernels). */
-export const tcpMigrateReq = (): Cmd => script('cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null; exit 0');
+export const tcpMigrateReq = (): Cmd => reads(script('cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null; exit 0'));
 
 /** The response headers of DEPLOY_HEADERS, with the value each proxy sets (HSTS only with https). */
 export const RESPONSE_HEADERS = {
@@ -99,25 +99,25 @@ export const COMPRESS_MIN_BYTES = 512;
  * status: 0 for an answer, 35 while the proxy has no certificate for the name, 7 when nothing listens.
  */
 export const tlsAnswers = (name: string, port: number, address: string, seconds: number): Cmd =>
-  script(
+  reads(script(
     'curl -k -sS -o /dev/null --resolve "$1:$2:$3" --connect-timeout "$4" --max-time "$4" "https://$1:$2/" 2>&1; echo "exit=$?"',
     name,
     String(port),
     address,
     String(seconds),
-  );
+  ));
 
 /**
  * The directory of an ACME server, asked from the host (where Caddy asks it): prints its JSON. With
  * `root`, only that CA is trusted for the directory's own HTTPS, as Caddy's `trusted_roots_pem_files` does.
  */
 export const acmeDirectory = (url: string, root: string | undefined, seconds: number): Cmd =>
-  script(
+  reads(script(
     'if [ -n "$3" ]; then curl -sS --max-time "$2" --cacert "$3" "$1"; else curl -sS --max-time "$2" "$1"; fi',
     url,
     String(seconds),
     root ?? '',
-  );
+  ));
 
 /**
  * skiff's nginx sites in `confDir`, for the driver to see which envs share a host: a line
@@ -125,7 +125,7 @@ export const acmeDirectory = (url: string, root: string | undefined, seconds: nu
  * line` for each route in its folder. Nothing when the folder is missing.
  */
 export const nginxSites = (confDir: string): Cmd =>
-  script(
+  reads(script(
     [
       'cd "$1" 2>/dev/null || exit 0',
       'for s in skiff-site-*.conf; do',
@@ -138,4 +138,4 @@ export const nginxSites = (confDir: string): Cmd =>
       'exit 0',
     ].join('\n'),
     confDir,
-  );
+  ));

@@ -1,5 +1,5 @@
 /** Builders for the release folders, `current` and the bookkeeping files under DEPLOY_PATH. */
-import { cmd, script, seq, type Cmd } from '../core/cmd.ts';
+import { cmd, reads, script, seq, type Cmd } from '../core/cmd.ts';
 import type { Layout } from '../core/paths.ts';
 
 /** Creates the folders of the layout; the bookkeeping folder and the app's logs (which may print its secrets) are private. */
@@ -23,14 +23,14 @@ export const removeReleases = (l: Layout, ids: readonly string[]): Cmd =>
 
 /** Lists release folder names, one a line (partial uploads excluded). */
 export const listReleases = (l: Layout): Cmd =>
-  script('cd "$1" 2>/dev/null || exit 0; for d in *; do [ -d "$d" ] && case "$d" in *.partial) ;; *) echo "$d" ;; esac; done; exit 0', l.releases);
+  reads(script('cd "$1" 2>/dev/null || exit 0; for d in *; do [ -d "$d" ] && case "$d" in *.partial) ;; *) echo "$d" ;; esac; done; exit 0', l.releases));
 
 /** Prints, one a line, the commands of `tools` the host's shell cannot find. */
 export const missingTools = (tools: readonly string[]): Cmd =>
-  script('for c in "$@"; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done; exit 0', ...tools);
+  reads(script('for c in "$@"; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done; exit 0', ...tools));
 
 /** Whether a path exists: prints yes or no. */
-export const exists = (path: string): Cmd => script('if [ -e "$1" ]; then echo yes; else echo no; fi', path);
+export const exists = (path: string): Cmd => reads(script('if [ -e "$1" ]; then echo yes; else echo no; fi', path));
 
 /**
  * Appends stdin to a file as whole lines: if a crash left the last line without its newline, one is
@@ -40,4 +40,4 @@ export const appendLine = (file: string): Cmd =>
   script('if [ -s "$1" ] && [ -n "$(tail -c 1 "$1")" ]; then echo >>"$1"; fi; cat >>"$1"', file);
 
 /** Last lines of a file, or nothing when it does not exist. */
-export const tail = (file: string, lines: number): Cmd => script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', file, String(lines));
+export const tail = (file: string, lines: number): Cmd => reads(script('[ -f "$1" ] && tail -n "$2" "$1"; exit 0', file, String(lines)));

@@ -3,7 +3,7 @@
  * pid file, a log file, and a marker in its environment (SKIFF_SLOT) so it can be found even when
  * the pid file is gone and told apart from an unrelated process that reuses the pid.
  */
-import { script, type Cmd } from '../core/cmd.ts';
+import { reads, script, type Cmd } from '../core/cmd.ts';
 import type { Layout } from '../core/paths.ts';
 
 export interface SlotSpec {
@@ -25,7 +25,7 @@ export const slotMarker = (l: Layout, slot: string): string => `${l.root}#${slot
  * stale, process found by its marker), `crashed PID` (pid file names a dead process) or `stopped`.
  */
 export const slotStatus = (l: Layout, slot: string): Cmd =>
-  script(
+  reads(script(
     [
       'pid=$(cat "$1" 2>/dev/null); mark="SKIFF_SLOT=$2"',
       // A zombie or a reused pid has another environment, so the marker decides, not kill -0.
@@ -40,7 +40,7 @@ export const slotStatus = (l: Layout, slot: string): Cmd =>
     ].join('\n'),
     l.pidFile(slot),
     slotMarker(l, slot),
-  );
+  ));
 
 /**
  * Starts a slot in the background and prints its pid. The app environment comes from the env file,
@@ -96,14 +96,14 @@ export const stopSlot = (l: Layout, slot: string, graceSeconds: number): Cmd =>
 
 /** Whether something listens on a TCP port on this host: prints `in-use` or `free`. */
 export const portStatus = (port: number): Cmd =>
-  script(
+  reads(script(
     [
       'hex=$(printf "%04X" "$1")',
       // Column 2 is local address:port in hex, column 4 the state; 0A is LISTEN.
       "if awk -v p=\"$hex\" 'NR > 1 && $4 == \"0A\" { split($2, a, \":\"); if (a[length(a)] == p) found = 1 } END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null; then echo in-use; else echo free; fi",
     ].join('\n'),
     String(port),
-  );
+  ));
 
 /**
  * One GET of the health URL on the host itself; prints the HTTP status, 000 when nothing answers or
@@ -112,7 +112,7 @@ export const portStatus = (port: number): Cmd =>
  * so wget runs under `timeout` where the host has it.
  */
 export const probeHealth = (port: number, path: string, timeoutSeconds: number): Cmd =>
-  script(
+  reads(script(
     [
       'url="http://127.0.0.1:$1$2"',
       'if command -v curl >/dev/null 2>&1; then',
@@ -129,7 +129,7 @@ export const probeHealth = (port: number, path: string, timeoutSeconds: number):
     String(port),
     path,
     String(timeoutSeconds),
-  );
+  ));
 
 /** Whether a status printed by `probeHealth` or `probeUrl` is a success (2xx). */
 export const isOkStatus = (status: string): boolean => /^2\d\d$/.test(status.trim());

@@ -4,7 +4,7 @@
  * is there, else to the first. Creating it (by rename) or removing it is the switch: atomic, and no
  * reload, so no client connection is closed.
  */
-import { script, type Cmd } from '../core/cmd.ts';
+import { reads, script, type Cmd } from '../core/cmd.ts';
 
 /** The flag's name in its folder: there, the second slot (DEPLOY_PORTS' second port) is live. */
 export const FLAG = 'live-second';
@@ -21,7 +21,7 @@ export const setFlag = (dir: string, second: boolean): Cmd =>
 
 /** What the flag says now: `second`, `first` (the folder without the flag), or `none` (no folder yet). */
 export const readFlag = (dir: string): Cmd =>
-  script(`if [ -e "$1/${FLAG}" ]; then echo second; elif [ -d "$1" ]; then echo first; else echo none; fi`, dir);
+  reads(script(`if [ -e "$1/${FLAG}" ]; then echo second; elif [ -d "$1" ]; then echo first; else echo none; fi`, dir));
 
 /**
  * Whether the flag folder can be used: prints `ok`, or `write <folder>` when this user can neither
@@ -30,7 +30,7 @@ export const readFlag = (dir: string): Cmd =>
  * Owner, group and other bits as the kernel reads them (ACLs aside); root searches everything.
  */
 export const flagReach = (dir: string, users: readonly string[]): Cmd =>
-  script(
+  reads(script(
     [
       'dir=$1; shift',
       'p=$dir; while [ ! -e "$p" ]; do p=$(dirname "$p"); done',
@@ -48,11 +48,11 @@ export const flagReach = (dir: string, users: readonly string[]): Cmd =>
     ].join('\n'),
     dir,
     ...users,
-  );
+  ));
 
 /** The users the proxy's request handlers run as: nginx's workers (children of its master), or every running caddy. */
 export const workerUsers = (proxy: 'caddy' | 'nginx', master = ''): Cmd =>
-  proxy === 'caddy'
+  reads(proxy === 'caddy'
     ? script('ps -C caddy -o user= 2>/dev/null | sort -u; exit 0')
-    : script('if [ -n "$1" ]; then ps -o user= --ppid "$1" 2>/dev/null | sort -u; else ps -C nginx -o user= 2>/dev/null | sort -u; fi; exit 0', master);
+    : script('if [ -n "$1" ]; then ps -o user= --ppid "$1" 2>/dev/null | sort -u; else ps -C nginx -o user= 2>/dev/null | sort -u; fi; exit 0', master));
 

@@ -9,7 +9,7 @@
  * for them anyway. Generated units say all of it in one place, so `systemctl cat` shows exactly what
  * runs, and a unit is only rewritten when its slot starts a new release.
  */
-import { script, type Cmd } from '../core/cmd.ts';
+import { reads, script, type Cmd } from '../core/cmd.ts';
 
 /** What a slot's unit runs: the same launcher the pidfile supervisor uses, under systemd. */
 export interface UnitSpec {
@@ -132,7 +132,7 @@ const PRELUDE = [
  * boot) or `no-manager USER` (the user's manager does not answer).
  */
 export const systemdCheck = (): Cmd =>
-  script(
+  reads(script(
     [
       PRELUDE,
       'if [ ! -d /run/systemd/system ] || ! command -v systemctl >/dev/null 2>&1; then echo no-systemd; exit 0; fi',
@@ -142,14 +142,14 @@ export const systemdCheck = (): Cmd =>
       'if ! timeout 10 $sc show-environment >/dev/null 2>&1; then echo "no-manager $me"; exit 0; fi',
       'echo "ok user"',
     ].join('\n'),
-  );
+  ));
 
 /**
  * For each unit name, where systemd loads it from when the file there is not one skiff wrote
  * (`NAME PATH`, one a line), or `NAME masked`; nothing when every name is free or skiff's.
  */
 export const foreignUnits = (names: readonly string[]): Cmd =>
-  script(
+  reads(script(
     [
       PRELUDE,
       'mark=$1; shift',
@@ -163,7 +163,7 @@ export const foreignUnits = (names: readonly string[]): Cmd =>
     ].join('\n'),
     UNIT_MARK,
     ...names,
-  );
+  ));
 
 /**
  * Writes a slot's unit (stdin) atomically, refusing a unit of that name skiff did not write, then
@@ -193,7 +193,7 @@ export const startUnit = (unit: string): Cmd =>
  * systemd has no unit of that name.
  */
 export const unitStatus = (unit: string): Cmd =>
-  script(
+  reads(script(
     [
       PRELUDE,
       'load=$($sc show -p LoadState --value "$1" 2>/dev/null)',
@@ -203,7 +203,7 @@ export const unitStatus = (unit: string): Cmd =>
       'echo "$(v ActiveState "$1") $(v SubState "$1") $(v MainPID "$1") $(v ExecMainPID "$1") $(v NRestarts "$1") $enabled"',
     ].join('\n'),
     unit,
-  );
+  ));
 
 /**
  * Stops a slot's unit: disabled first (it must not come back at boot), then stopped, giving it
@@ -239,7 +239,7 @@ export const stopUnit = (unit: string, graceSeconds: number): Cmd =>
  * a line: `NAME ACTIVE ENABLED`.
  */
 export const envUnits = (prefix: string): Cmd =>
-  script(
+  reads(script(
     [
       PRELUDE,
       'for f in "$dir/$1"*.service; do',
@@ -252,7 +252,7 @@ export const envUnits = (prefix: string): Cmd =>
     ].join('\n'),
     prefix,
     UNIT_MARK,
-  );
+  ));
 
 /** Removes the unit files of slots that no longer exist (the config names other ports or slots). */
 export const removeUnit = (unit: string): Cmd =>
@@ -278,7 +278,7 @@ export const unitLog = (unit: string, lines: number, follow: boolean): Cmd =>
  * has no fractions. Prints nothing when it cannot be told.
  */
 export const bootedAt = (): Cmd =>
-  script(
+  reads(script(
     [
       'ticks=$(getconf CLK_TCK 2>/dev/null || echo 100)',
       // Field 22 of stat is the start time; the command name (field 2) may hold spaces, so count after its ")".
@@ -294,4 +294,4 @@ export const bootedAt = (): Cmd =>
       'fi',
       'exit 0',
     ].join('\n'),
-  );
+  ));

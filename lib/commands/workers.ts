@@ -5,7 +5,7 @@
  * of another release, so the new release's workers can start while the old ones still finish their
  * jobs. A worker gets the release's env file, DATA_DIR, APP_VERSION and APP_ENV, and no PORT.
  */
-import { script, type Cmd } from '../core/cmd.ts';
+import { reads, script, type Cmd } from '../core/cmd.ts';
 import type { Layout } from '../core/paths.ts';
 import { slotMarker } from './supervisor.ts';
 
@@ -63,7 +63,7 @@ export const startWorkers = (l: Layout, s: WorkersSpec): Cmd =>
  * as for a slot: a reused pid has another environment.
  */
 export const workerStatus = (l: Layout, release: string, ids: readonly string[]): Cmd =>
-  script(
+  reads(script(
     [
       'while [ "$#" -ge 3 ]; do',
       '  id=$1; mark="SKIFF_SLOT=$2"; pid=$(cat "$3" 2>/dev/null); shift 3',
@@ -73,7 +73,7 @@ export const workerStatus = (l: Layout, release: string, ids: readonly string[])
       'done',
     ].join('\n'),
     ...ids.flatMap((id) => [id, slotMarker(l, workerSlot(release, id)), l.pidFile(workerSlot(release, id))]),
-  );
+  ));
 
 /**
  * Stops a release's workers together: SIGTERM once to every process carrying a marker, up to

@@ -15,6 +15,7 @@ import {
 } from '../commands/proxy.ts';
 import type { Config } from '../config/config.ts';
 import { realClock, type Clock } from '../core/clock.ts';
+import { reads } from '../core/cmd.ts';
 import { EXIT, SkiffError } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
 import type { Proxy } from './proxy.ts';
@@ -489,7 +490,9 @@ export const planCaddy = (config: unknown, cfg: Config, port: number, opts: { ke
 
 /** One request to Caddy's admin API from the host: its status and body; throws when the API does not answer. */
 export const caddyApi = async (host: Host, cfg: Config, method: CaddyOp['method'] | 'GET', path: string, body?: unknown) => {
-  const r = await host.exec(caddyRequest(cfg.caddyAdmin, method, path, CADDY_ANSWER_SECONDS), {
+  const request = caddyRequest(cfg.caddyAdmin, method, path, CADDY_ANSWER_SECONDS);
+  // A GET changes nothing: a dry run asks Caddy for real.
+  const r = await host.exec(method === 'GET' ? reads(request) : request, {
     check: false,
     // curl gives up first (--max-time); this is for a host where curl itself does not come back.
     timeoutMs: (CADDY_ANSWER_SECONDS + 15) * 1000,

@@ -9,7 +9,7 @@
  * shape: a new route (the first deploy), changed settings (ports, URL, TLS, headers, compression,
  * log), or an env's file of the previous layout (a frontend of its own) moving to the shared one.
  */
-import { script } from '../core/cmd.ts';
+import { reads, script } from '../core/cmd.ts';
 import {
   API_SECONDS,
   filesBindingPort,
@@ -485,7 +485,7 @@ export const haproxyProxy = (cfg: Config, clock: Clock): Proxy => {
       );
     },
     async current(host) {
-      const r = await host.exec(haproxyApi(socket, [showServersState(backend)]), { check: false, timeoutMs: apiTimeoutMs });
+      const r = await host.exec(reads(haproxyApi(socket, [showServersState(backend)])), { check: false, timeoutMs: apiTimeoutMs });
       if (r.code === 0) {
         if (/Can't find backend/.test(r.stdout)) return undefined;
         const servers = parseServersState(r.stdout);

@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
-import { script } from '../core/cmd.ts';
+import { reads, script } from '../core/cmd.ts';
 import { COMPRESS_MIN_BYTES, nginx, nginxMaster, nginxSites, nginxWorkers, RESPONSE_HEADERS } from '../commands/proxy.ts';
 import type { Config } from '../config/config.ts';
 import type { Clock } from '../core/clock.ts';
@@ -386,7 +386,7 @@ const tlsOrigin = (cfg: Config): string =>
  * exists cannot be looked into (certbot's live folder is root's, mode 700).
  */
 export const certThere = (path: string) =>
-  script('if [ -e "$1" ]; then echo yes; exit; fi; d=$(dirname "$1"); while [ ! -e "$d" ]; do d=$(dirname "$d"); done; if [ -x "$d" ]; then echo no; else echo unknown; fi', path);
+  reads(script('if [ -e "$1" ]; then echo yes; exit; fi; d=$(dirname "$1"); while [ ! -e "$d" ]; do d=$(dirname "$d"); done; if [ -x "$d" ]; then echo no; else echo unknown; fi', path));
 
 /** How long nginx may take to replace its workers after a reload. */
 export const NGINX_RELOAD_MS = 10_000;
