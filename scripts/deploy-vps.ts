@@ -82,7 +82,9 @@ await runMain(specs['deploy-vps'], async ({ args: [env], flags }) => {
     await tasks.run(ctx);
     await run.doneServing(all, `deployed ${run.version} (release ${ctx.run.id}) to ${env}${all.length > 1 ? ` (${all.length} hosts)` : ''}: ${run.url}`);
     if (flags.json) {
-      const result = { action: 'deploy', env, release: ctx.run.id, version: run.version, url: run.url, hosts: all.map((c) => c.host.name), dryRun: run.dryRun };
+      // Per host: its release id, what its ship sent and how, and each step's milliseconds.
+      const perHost = all.map((c) => ({ host: c.host.name, release: c.run.id, shipped: c.run.shipped ?? null, durations: c.run.durations }));
+      const result = { action: 'deploy', env, release: ctx.run.id, version: run.version, url: run.url, hosts: all.map((c) => c.host.name), dryRun: run.dryRun, perHost };
       process.stdout.write(`${JSON.stringify(result)}\n`);
     }
   });

@@ -186,6 +186,7 @@ export const shipImage = async (
   let loadedId = image.id;
   let layers = { files: 0, reused: 0 };
   let how = '';
+  let packedWith: Shipped['packing'];
   if (onHost.images.has(image.id)) {
     summary = `the host has image ${image.id.slice(7, 19)} already: nothing sent`;
   } else {
@@ -211,13 +212,14 @@ export const shipImage = async (
     const packing = (await negotiateCompression(host, cfg)).docker;
     const save = streamFrom(saveImage(image.tag), process.cwd(), undefined, localEnv());
     const filter = new TarFilter({ keep: (m) => plan.keep(m.name), capture: (m) => ARCHIVE_META(m.name) });
-    const packed = compressed(save.stdout.pipe(filter), packing);
-    const settled = Promise.all([save.done, packed.done]).then(() => undefined, (e: unknown) => e);
+    const stream = compressed(save.stdout.pipe(filter), packing);
+    const settled = Promise.all([save.done, stream.done]).then(() => undefined, (e: unknown) => e);
     // The host's answer says more than a broken pipe here: it is awaited first.
-    await host.exec(loadImage(packing), { stdin: packed.stream, timeoutMs: DEADLINE.transfer });
+    await host.exec(loadImage(packing), { stdin: stream.stream, timeoutMs: DEADLINE.transfer });
     const saveError = await settled;
     if (saveError) throw saveError;
     how = packing === 'none' ? '' : ` (${packing})`;
+    packedWith = packing;
     const learned = learnLayerNames(filter.captured.get('manifest.json'), (p) => filter.captured.get(p));
     if ([...learned].some(([k, v]) => names.get(k) !== v)) await saveNames(new Map([...names, ...learned]));
     const got = (await host.exec(hostImageId(image.tag))).stdout.trim();
@@ -240,5 +242,5 @@ export const shipImage = async (
   await host.exec(seq(tagImage(loadedId, image.tag), tagImage(loadedId, ref)));
   const bytes = before !== undefined && host.bytesSent !== undefined ? host.bytesSent - before : sent;
   log(`shipped ${formatBytes(bytes)}${how} of image ${image.tag}: ${summary}`);
-  return { bytes, ...layers };
+  return { bytes, ...layers, ...(packedWith ? { packing: packedWith } : {}) };
 };

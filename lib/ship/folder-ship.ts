@@ -24,6 +24,8 @@ export interface Shipped {
   readonly bytes: number;
   readonly files: number;
   readonly reused: number;
+  /** How the stream was packed (absent: nothing was sent, or an older record). */
+  readonly packing?: 'zstd' | 'gzip' | 'none';
 }
 
 /** Which release a ship makes, and the live one it may take files from. */
@@ -128,5 +130,5 @@ export const shipFolder = async (host: Host, l: Layout, cfg: Config, spec: ShipS
   const bytes = before !== undefined && host.bytesSent !== undefined ? host.bytesSent - before : counter.bytes;
   const how = packing.tar === 'none' || !sent ? '' : ` (${packing.tar})`;
   log(`shipped ${formatBytes(bytes)}${how} for a ${formatBytes(total.bytes)} release: ${summary}`);
-  return { bytes, ...files };
+  return { bytes, ...files, ...(sent ? { packing: packing.tar } : {}) };
 };

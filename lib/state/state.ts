@@ -53,7 +53,7 @@ export interface ReleaseRecord {
   /** DEPLOY_MIGRATE: that it ran (on one host of the deploy), and how it ended. */
   readonly migration?: MigrationRecord;
   /** What the deploy sent to the host: bytes, files sent, files taken from the live release. */
-  readonly shipped?: { readonly bytes: number; readonly files: number; readonly reused: number };
+  readonly shipped?: { readonly bytes: number; readonly files: number; readonly reused: number; readonly packing?: 'zstd' | 'gzip' | 'none' };
 }
 
 /** How DEPLOY_RELEASE_CMD went on a host: `ran` or `failed` (with its exit status), or `skipped` (its folders reused). */

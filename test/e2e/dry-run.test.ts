@@ -92,6 +92,13 @@ describe('the shared flags on a deployed app', () => {
     expect(d.code, d.stderr).toBe(0);
     const result = JSON.parse(d.stdout.trim().split('\n').at(-1) as string) as Record<string, unknown>;
     expect(result).toMatchObject({ action: 'deploy', env: 't', version: '1.0.0', hosts: ['local'], dryRun: false });
+    // Per host: what the ship sent (nothing packed to this machine) and each step's milliseconds.
+    const [one] = result.perHost as { host: string; release: string; shipped: { packing?: string; files: number }; durations: Record<string, number> }[];
+    expect(one?.host).toBe('local');
+    expect(one?.release).toBe(result.release);
+    expect(one?.shipped.files).toBeGreaterThan(0);
+    expect(one?.shipped.packing).toBe('none');
+    for (const step of ['preflight', 'ship', 'start']) expect(one?.durations[step]).toBeGreaterThanOrEqual(0);
     expect(JSON.parse((await s.run('status', ['t', '--json'])).stdout)).toMatchObject({ release: { release: result.release } });
   });
 
