@@ -130,5 +130,5 @@ export const shipFolder = async (host: Host, l: Layout, cfg: Config, spec: ShipS
   const bytes = before !== undefined && host.bytesSent !== undefined ? host.bytesSent - before : counter.bytes;
   const how = packing.tar === 'none' || !sent ? '' : ` (${packing.tar})`;
   log(`shipped ${formatBytes(bytes)}${how} for a ${formatBytes(total.bytes)} release: ${summary}`);
-  return { bytes, ...files, ...(sent ? { packing: packing.tar } : {}) };
+  return { bytes, ...files, packing: packing.tar };
 };
