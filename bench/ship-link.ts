@@ -55,22 +55,36 @@ const QUEUE = 256 * 1024;
  * than QUEUE bytes wait, so the sender feels the bottleneck as TCP would.
  */
 const shape = (from: Socket, to: Socket, bytesPerMs: number, delayMs: number): void => {
-  let free = 0; // when the link is next free, in ms since the epoch of performance.now()
+  let free = 0; // when the link is next free, in ms on performance.now()'s clock
   let queued = 0;
-  from.on('data', (chunk: Buffer) => {
+  let ended = false;
+  // In order, always: timers of nearly the same moment may fire out of order, and SSH would see a scrambled stream.
+  const queue: { readonly chunk: Buffer; readonly at: number }[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const pump = (): void => {
+    timer = undefined;
     const now = performance.now();
-    const start = Math.max(now, free);
-    free = start + chunk.length / bytesPerMs;
-    const at = free + delayMs;
-    queued += chunk.length;
-    if (queued > QUEUE) from.pause();
-    setTimeout(() => {
+    while (queue.length > 0 && (queue[0]?.at ?? 0) <= now) {
+      const { chunk } = queue.shift() as { chunk: Buffer; at: number };
       queued -= chunk.length;
       if (!to.destroyed) to.write(chunk);
-      if (queued <= QUEUE && from.isPaused()) from.resume();
-    }, at - now);
+    }
+    if (queued <= QUEUE && from.isPaused()) from.resume();
+    if (queue.length > 0) timer = setTimeout(pump, Math.max(0, (queue[0]?.at ?? now) - now));
+    else if (ended) to.end();
+  };
+  from.on('data', (chunk: Buffer) => {
+    const now = performance.now();
+    free = Math.max(now, free) + chunk.length / bytesPerMs;
+    queue.push({ chunk, at: free + delayMs });
+    queued += chunk.length;
+    if (queued > QUEUE) from.pause();
+    timer ??= setTimeout(pump, Math.max(0, free + delayMs - now));
   });
-  from.on('end', () => setTimeout(() => to.end(), Math.max(0, free + delayMs - performance.now())));
+  from.on('end', () => {
+    ended = true;
+    timer ??= setTimeout(pump, 0);
+  });
   from.on('error', () => to.destroy());
 };
 
@@ -166,7 +180,7 @@ const main = async (): Promise<void> => {
     process.stdout.write(`${JSON.stringify({ mbit, rttMs, runs, table }, null, 2)}\n`);
     return;
   }
-  process.stdout.write(`first deploy of the example over SSH, medians of ${runs} runs; plain = DEPLOY_SHIP_COMPRESSION=none, packed = auto (zstd -1)\n`);
+  process.stdout.write(`first deploy of the example over SSH, medians of ${runs} runs; plain = DEPLOY_SHIP_COMPRESSION=none, packed = auto (zstd --adapt, level 1 to 15)\n`);
   for (const { link, plain, packed } of table) {
     const name = link === 'slow' ? `${mbit} Mbit/s, ${rttMs} ms RTT` : 'loopback';
     process.stdout.write(

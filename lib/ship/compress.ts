@@ -2,9 +2,11 @@
  * Compressed ship streams (DEPLOY_SHIP_COMPRESSION, docs/deploy-vps.md): the delta tar and the
  * docker archive travel through zstd where this machine and the host both have it, else gzip, and
  * are unpacked on the host as they arrive. Which one is settled once per host, in preflight, by
- * asking the host what it can unpack. The levels are the fast ones: zstd -1 packs ~200 MB/s on one
- * core and a 76 MB Node release shrinks about 3x, so even loopback is no slower; gzip -1 packs ~40
- * MB/s, which a link faster than ~300 Mbit/s beats (set `none` there, docs/benchmarks.md).
+ * asking the host what it can unpack. zstd runs with --adapt: it packs at level 1 (~200 MB/s on one
+ * core) while the link takes all it writes and climbs towards level 15 while the link is the
+ * bottleneck, so a slow link gets the smaller stream and a fast one is not held up. gzip runs at
+ * level 1 (~40 MB/s), which a link faster than ~300 Mbit/s beats (set `none` there,
+ * docs/benchmarks.md).
  */
 import { createGzip, constants } from 'node:zlib';
 import type { Readable } from 'node:stream';
@@ -19,8 +21,8 @@ export type ShipCompression = Packing;
 /** DEPLOY_SHIP_COMPRESSION: `auto` takes the best both ends have (none to this machine itself). */
 export type ShipCompressionSetting = Config['shipCompression'];
 
-/** zstd's flags here: level 1, as many threads as cores, quiet. */
-export const ZSTD_ARGS = ['-1', '-T0', '-q', '-c'] as const;
+/** zstd's flags here: a level that follows the link (1 to 15), as many threads as cores, quiet. */
+export const ZSTD_ARGS = ['--adapt=min=1,max=15', '-T0', '-q', '-c'] as const;
 export const GZIP_LEVEL = 1;
 
 /** What a host can unpack, as the probe prints it. */
@@ -66,7 +68,7 @@ export const pickCompression = (
     if (!host.zstd || !host.tarZstd) {
       throw new SkiffError(`${hostName}: DEPLOY_SHIP_COMPRESSION=zstd, and the host ${host.zstd ? 'has a tar without --zstd' : 'has no zstd'}: install it there (apt-get install zstd; GNU tar 1.31 or later) or set DEPLOY_SHIP_COMPRESSION=auto`, 2);
     }
-    return { tar: 'zstd', docker: 'zstd', said: 'ship stream: zstd -1' };
+    return { tar: 'zstd', docker: 'zstd', said: 'ship stream: zstd --adapt' };
   }
   if (setting === 'gzip') {
     if (!host.tarGzip) throw new SkiffError(`${hostName}: DEPLOY_SHIP_COMPRESSION=gzip, and the host's tar cannot read gzip: install gzip there, or set DEPLOY_SHIP_COMPRESSION=auto`, 2);
@@ -76,7 +78,7 @@ export const pickCompression = (
   const tar: ShipCompression = hereZstd && host.zstd && host.tarZstd ? 'zstd' : host.tarGzip ? 'gzip' : 'none';
   const docker: ShipCompression = hereZstd && host.zstd ? 'zstd' : 'gzip';
   const why = !hereZstd ? ' (no zstd on this machine)' : !host.zstd ? ' (no zstd on the host: apt-get install zstd there)' : '';
-  const name = (c: ShipCompression) => (c === 'none' ? 'not compressed' : `${c} -1`);
+  const name = (c: ShipCompression) => (c === 'none' ? 'not compressed' : c === 'zstd' ? 'zstd --adapt' : 'gzip -1');
   const said = tar === docker ? `ship stream: ${name(tar)}${why}` : `ship stream: ${name(tar)} for files, ${name(docker)} for images${why}`;
   return { tar, docker, said };
 };

@@ -99,7 +99,7 @@ describe('deploy over SSH', () => {
       expect(shipped.sent).toBe(1);
       // Both ends have zstd here (test/infra/up.sh): the stream is packed with it.
       expect(shipped.packed).toBe(true);
-      expect(second.stdout).toContain('ship stream: zstd -1');
+      expect(second.stdout).toContain('ship stream: zstd --adapt');
       expect(shipped.bytes).toBeLessThanOrEqual(statSync(join(s.appDir, 'server.js')).size + 64 * 1024);
       const now = liveDir();
       expect(now).not.toBe(before);

@@ -22,7 +22,7 @@ const NOTHING: HostUnpackers = { zstd: false, tarZstd: false, tarGzip: false };
 
 describe('pickCompression', () => {
   it('auto: zstd where both ends have it, gzip where the host lacks zstd or this machine does, nothing to this machine', () => {
-    expect(pickCompression('auto', 'web1', false, true, ALL)).toEqual({ tar: 'zstd', docker: 'zstd', said: 'ship stream: zstd -1' });
+    expect(pickCompression('auto', 'web1', false, true, ALL)).toEqual({ tar: 'zstd', docker: 'zstd', said: 'ship stream: zstd --adapt' });
     expect(pickCompression('auto', 'web1', false, true, GZIP_ONLY)).toEqual({
       tar: 'gzip',
       docker: 'gzip',
@@ -36,7 +36,7 @@ describe('pickCompression', () => {
     expect(pickCompression('auto', 'web1', false, true, { zstd: true, tarZstd: false, tarGzip: true })).toEqual({
       tar: 'gzip',
       docker: 'zstd',
-      said: 'ship stream: gzip -1 for files, zstd -1 for images',
+      said: 'ship stream: gzip -1 for files, zstd --adapt for images',
     });
   });
 
