@@ -35,7 +35,11 @@ await runMain(specs['deploy-vps'], async ({ args: [env], flags }) => {
       onEachHost(all, all.length > 1 ? `Check ${all.length} hosts` : `Check ${ctx.host.name}`, (c) => d.timed(c, 'preflight', () => d.preflight(c))),
       {
         title: ctx.runtime.buildTitle(run.version),
-        task: () => d.timed(ctx, 'build', () => d.build(ctx)),
+        task: async () => {
+          await d.timed(ctx, 'build', () => d.build(ctx));
+          // Every host ships the one build, and records how long it took.
+          for (const other of all) other.run.durations.build = ctx.run.durations.build ?? 0;
+        },
         skip: () => ctx.runtime.noBuild ?? (flags['no-build'] ? 'built already (--no-build)' : dryRun()),
       },
       onEachHost(all, ctx.runtime.shipTitle, (c) => d.timed(c, 'ship', () => d.ship(c, { verify: flags.verify })), {

@@ -33,14 +33,17 @@ export const unpackInto = (dir: string, packing: Packing = 'none'): Cmd =>
 
 /**
  * Prints `zstd`, `tar-zstd` and `tar-gzip`, one per line, for what the host can unpack. Each is
- * tried for real on an empty archive, so a tar without the flag or a missing program says no.
+ * tried for real on an archive of an empty folder (busybox tar refuses an archive of nothing), so a
+ * tar without the flag or a missing program says no.
  */
 export const unpackersProbe = (): Cmd =>
   reads(script(
     [
       'command -v zstd >/dev/null 2>&1 && echo zstd',
-      'tar --zstd -cf - -T /dev/null 2>/dev/null | tar --zstd -tf - >/dev/null 2>&1 && echo tar-zstd',
-      'tar -czf - -T /dev/null 2>/dev/null | tar -tzf - >/dev/null 2>&1 && echo tar-gzip',
+      'd=$(mktemp -d) || exit 0',
+      'tar --zstd -cf - -C "$d" . 2>/dev/null | tar --zstd -tf - >/dev/null 2>&1 && echo tar-zstd',
+      'tar -czf - -C "$d" . 2>/dev/null | tar -tzf - >/dev/null 2>&1 && echo tar-gzip',
+      'rmdir "$d"',
       'exit 0',
     ].join('\n'),
   ));

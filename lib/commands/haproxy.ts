@@ -33,10 +33,13 @@ export const socatUnix = (path: string): string => `UNIX-CONNECT:${path.replace(
 
 /**
  * One line of runtime API commands, `;`-separated, sent to the socket: prints HAProxy's answer. The
- * API answers and closes the connection; socat gives up after API_SECONDS of silence.
+ * API answers and closes the connection; socat gives up after API_SECONDS of silence. A line made only
+ * of `show` commands changes nothing, and is marked as a read.
  */
-export const haproxyApi = (socket: string, commands: readonly string[]): Cmd =>
-  script('printf "%s\\n" "$2" | socat -t "$3" -T "$3" stdio "$1"', socatUnix(socket), commands.join('; '), String(API_SECONDS));
+export const haproxyApi = (socket: string, commands: readonly string[]): Cmd => {
+  const command = script('printf "%s\\n" "$2" | socat -t "$3" -T "$3" stdio "$1"', socatUnix(socket), commands.join('; '), String(API_SECONDS));
+  return commands.length > 0 && commands.every((c) => /^show /.test(c)) ? reads(command) : command;
+};
 
 /**
  * What the socket is: prints `no-socat` (the host lacks socat), `missing` (nothing there),

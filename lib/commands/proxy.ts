@@ -39,7 +39,9 @@ export const nginx = (command: string, ...args: string[]): Cmd => script('set -f
 
 /**
  * The pid of the nginx master that DEPLOY_NGINX_CMD controls, from the pid file its config names
- * (`pid` in `nginx -T`, else the compiled-in `--pid-path`); nothing when it cannot be told.
+ * (`pid` in `nginx -T`, else the compiled-in `--pid-path`); nothing when it cannot be told. Marked
+ * as a read: `nginx -T` tests and prints the config and changes no site, though like any config
+ * test it may open (and so create) the log files the config names.
  */
 export const nginxMaster = (command: string): Cmd =>
   reads(script(

@@ -460,7 +460,9 @@ export const commit = async (ctx: DeployCtx): Promise<void> => {
 /** Removes releases beyond DEPLOY_KEEP_RELEASES, never the live one or the previous good one. */
 export const prune = async (ctx: DeployCtx): Promise<string[]> => {
   const { host, l, cfg } = ctx;
-  const onHost = (await host.exec(listReleases(l))).stdout.split('\n').filter(Boolean);
+  const listed = (await host.exec(listReleases(l))).stdout.split('\n').filter(Boolean);
+  // A dry run made no release folder: the count is as the real run would find it.
+  const onHost = listed.includes(ctx.run.id) ? listed : [...listed, ctx.run.id];
   const doomed = releasesToPrune(onHost, await readHistory(host, l), ctx.run.id, cfg.keepReleases, ctx.run.previous?.slot.release);
   await ctx.runtime.removeReleases(host, l, doomed);
   return doomed;

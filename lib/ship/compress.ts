@@ -10,6 +10,7 @@
  */
 import { createGzip, constants } from 'node:zlib';
 import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { unpackersProbe, type Packing } from '../commands/delta.ts';
 import { SkiffError } from '../core/errors.ts';
 import type { Config } from '../config/config.ts';
@@ -51,7 +52,8 @@ export interface Negotiated {
 /**
  * Picks the compression of each stream from the setting, whether the host is this machine, what
  * this machine has (`zstd`) and what the host can unpack. Pure. An explicit method the host cannot
- * unpack is an error naming the fix; `auto` falls back quietly.
+ * unpack for the stream its runtime ships (a tar for `process`, a docker archive for `docker`) is an
+ * error naming the fix; `auto` falls back quietly.
  */
 export const pickCompression = (
   setting: ShipCompressionSetting,
@@ -59,19 +61,21 @@ export const pickCompression = (
   local: boolean,
   hereZstd: boolean,
   host: HostUnpackers,
+  runtime: Config['runtime'] = 'process',
 ): Negotiated => {
   if (setting === 'none' || (setting === 'auto' && local)) {
     return { tar: 'none', docker: 'none', said: local && setting === 'auto' ? 'ship stream: not compressed (the host is this machine)' : 'ship stream: not compressed (DEPLOY_SHIP_COMPRESSION=none)' };
   }
   if (setting === 'zstd') {
     if (!hereZstd) throw new SkiffError('DEPLOY_SHIP_COMPRESSION=zstd, and this machine has no zstd: install it here (apt-get install zstd, brew install zstd) or set DEPLOY_SHIP_COMPRESSION=auto', 2);
-    if (!host.zstd || !host.tarZstd) {
+    if (!host.zstd || (runtime === 'process' && !host.tarZstd)) {
       throw new SkiffError(`${hostName}: DEPLOY_SHIP_COMPRESSION=zstd, and the host ${host.zstd ? 'has a tar without --zstd' : 'has no zstd'}: install it there (apt-get install zstd; GNU tar 1.31 or later) or set DEPLOY_SHIP_COMPRESSION=auto`, 2);
     }
     return { tar: 'zstd', docker: 'zstd', said: 'ship stream: zstd --adapt' };
   }
   if (setting === 'gzip') {
-    if (!host.tarGzip) throw new SkiffError(`${hostName}: DEPLOY_SHIP_COMPRESSION=gzip, and the host's tar cannot read gzip: install gzip there, or set DEPLOY_SHIP_COMPRESSION=auto`, 2);
+    // docker load reads gzip by itself.
+    if (runtime === 'process' && !host.tarGzip) throw new SkiffError(`${hostName}: DEPLOY_SHIP_COMPRESSION=gzip, and the host's tar cannot read gzip: install gzip there, or set DEPLOY_SHIP_COMPRESSION=auto`, 2);
     return { tar: 'gzip', docker: 'gzip', said: 'ship stream: gzip -1' };
   }
   // auto: zstd where both ends have it; gzip otherwise (docker load reads gzip by itself).
@@ -83,10 +87,10 @@ export const pickCompression = (
   return { tar, docker, said };
 };
 
-/** Whether this machine has zstd (asked once). */
+/** Whether this machine has a zstd that takes ZSTD_ARGS (asked once: --adapt is zstd 1.3.6 and later). */
 let hereZstd: Promise<boolean> | undefined;
 const zstdHere = (): Promise<boolean> =>
-  (hereZstd ??= run(['zstd', '--version'], { check: false, label: 'local' }).then(
+  (hereZstd ??= run(['sh', '-c', `zstd ${ZSTD_ARGS.join(' ')} </dev/null >/dev/null`], { check: false, label: 'local' }).then(
     (r) => r.code === 0,
     () => false,
   ));
@@ -97,7 +101,7 @@ const negotiated = new WeakMap<Host, Promise<Negotiated>>();
  * The compression of ship streams to a host: asked of the host once (preflight), the same answer
  * for the ship that follows.
  */
-export const negotiateCompression = (host: Host, cfg: Pick<Config, 'shipCompression' | 'hosts'>): Promise<Negotiated> => {
+export const negotiateCompression = (host: Host, cfg: Pick<Config, 'shipCompression' | 'hosts' | 'runtime'>): Promise<Negotiated> => {
   const setting = cfg.shipCompression;
   // Only a lone `local` target is this machine (config refuses local beside others).
   const local = cfg.hosts.every((t) => t.kind === 'local');
@@ -106,7 +110,7 @@ export const negotiateCompression = (host: Host, cfg: Pick<Config, 'shipCompress
     const asked = async (): Promise<Negotiated> => {
       if (setting === 'none' || (setting === 'auto' && local)) return pickCompression(setting, host.name, local, false, { zstd: false, tarZstd: false, tarGzip: false });
       const [here, out] = await Promise.all([zstdHere(), host.exec(unpackersProbe())]);
-      return pickCompression(setting, host.name, local, here, parseUnpackers(out.stdout));
+      return pickCompression(setting, host.name, local, here, parseUnpackers(out.stdout), cfg.runtime);
     };
     found = asked();
     // A failed answer is asked again next time (an explicit setting the host cannot meet, a lost connection).
@@ -125,20 +129,28 @@ export const compressed = (source: Readable, c: ShipCompression): { stream: Read
   if (c === 'none') return { stream: source, done: Promise.resolve() };
   if (c === 'gzip') {
     const gzip = createGzip({ level: GZIP_LEVEL, strategy: constants.Z_DEFAULT_STRATEGY });
-    const done = new Promise<void>((resolve, reject) => {
-      gzip.on('end', resolve).on('error', reject);
-      source.on('error', (e) => gzip.destroy(e));
-    });
+    source.on('error', (e) => gzip.destroy(e));
+    // Settles when the gzip stream has ended or failed (or was destroyed by its reader).
+    const done = finished(gzip);
     return { stream: source.pipe(gzip), done };
   }
-  // A source that fails ends zstd's input, and zstd closes a frame that looks whole: the failure is kept here.
-  let failure: unknown;
-  source.on('error', (e) => (failure ??= e));
+  // A source that fails ends zstd's input, and zstd would close a frame that looks whole: the output
+  // is cut with the failure instead, so the reader (the SSH channel) fails too, and `done` says why.
+  let failure: Error | undefined;
   const zstd = streamFrom(['zstd', ...ZSTD_ARGS], process.cwd(), source);
+  source.on('error', (e) => {
+    failure ??= e;
+    zstd.stdout.destroy(e);
+  });
   return {
     stream: zstd.stdout,
-    done: zstd.done.then(() => {
-      if (failure !== undefined) throw failure;
-    }),
+    done: zstd.done.then(
+      () => {
+        if (failure !== undefined) throw failure;
+      },
+      (e: unknown) => {
+        throw failure ?? e;
+      },
+    ),
   };
 };

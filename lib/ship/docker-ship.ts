@@ -214,6 +214,11 @@ export const shipImage = async (
     const filter = new TarFilter({ keep: (m) => plan.keep(m.name), capture: (m) => ARCHIVE_META(m.name) });
     const stream = compressed(save.stdout.pipe(filter), packing);
     const settled = Promise.all([save.done, stream.done]).then(() => undefined, (e: unknown) => e);
+    // A failure here (docker save, the filter, the compressor) cuts the stream, so the host's load fails
+    // rather than taking what came before as a whole archive, and the SSH channel closes.
+    void settled.then((e) => {
+      if (e !== undefined) stream.stream.destroy(e instanceof Error ? e : new Error(String(e)));
+    });
     // The host's answer says more than a broken pipe here: it is awaited first.
     await host.exec(loadImage(packing), { stdin: stream.stream, timeoutMs: DEADLINE.transfer });
     const saveError = await settled;

@@ -24,7 +24,7 @@ export interface Shipped {
   readonly bytes: number;
   readonly files: number;
   readonly reused: number;
-  /** How the stream was packed (absent: nothing was sent, or an older record). */
+  /** How the stream was packed (absent: an image the host had already, or a record from an earlier skiff). */
   readonly packing?: 'zstd' | 'gzip' | 'none';
 }
 
@@ -45,7 +45,7 @@ export interface ShipSpec {
 const checkedLiveManifest = async (host: Host, l: Layout, liveId: string, verify: boolean, log: (line: string) => void) => {
   const listing = parseLiveListing((await host.exec(liveManifestAndFiles(l.manifestOf(liveId), l.release(liveId), verify), { timeoutMs: DEADLINE.transfer })).stdout);
   if (!listing.manifest) {
-    // A dry run prints commands and reads files: the manifest alone, unchecked.
+    // An answer without the manifest's part (a host whose shell could not list it): the stored manifest alone, unchecked.
     const stored = parseManifest((await host.get(l.manifestOf(liveId)))?.toString());
     return stored && { manifest: stored, extra: [] };
   }
@@ -96,7 +96,10 @@ export const shipFolder = async (host: Host, l: Layout, cfg: Config, spec: ShipS
   const packing = await negotiateCompression(host, cfg);
   const sendTar = async (tar: { stream: Readable; done: Promise<void> }) => {
     const packed = compressed(tar.stream, packing.tar);
-    await Promise.all([host.exec(unpackInto(partial, packing.tar), { stdin: counting(packed.stream, counter), timeoutMs: DEADLINE.transfer }), tar.done, packed.done]);
+    // All three settle before the caller may remove the partial folder; the host's answer says most, so its failure is thrown first.
+    const results = await Promise.allSettled([host.exec(unpackInto(partial, packing.tar), { stdin: counting(packed.stream, counter), timeoutMs: DEADLINE.transfer }), tar.done, packed.done]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   };
   let summary: string;
   let files: { files: number; reused: number };

@@ -252,6 +252,12 @@ describe('runtime API commands as strings', () => {
     );
   });
 
+  it('a line of show commands is a read that a dry run runs; one that sets a state is not', () => {
+    expect(haproxyApi('/run/h.sock', ['show info', 'show servers state b']).reads).toBe(true);
+    expect(haproxyApi('/run/h.sock', ['show info', 'set server b/blue state drain']).reads).toBeUndefined();
+    expect(haproxyApi('/run/h.sock', []).reads).toBeUndefined();
+  });
+
   it.each<[string, Cmd, string[]]>([
     ['socketState', socketState(`/run/a b/$(id)'.sock`), [`/run/a b/$(id)'.sock`]],
     ['haproxyProcess', haproxyProcess('/run/h.sock'), ['UNIX-CONNECT:/run/h.sock', '5']],
