@@ -81,7 +81,7 @@ await runMain(specs['deploy-vps'], async ({ args: [env], flags }) => {
       }),
       onEachHost(all, 'Drain and stop the old slot', (c) => d.timed(c, 'drain', () => d.retireOld(c)), { enabled: blueGreen, skip: dryRun }),
       onEachHost(all, 'Switch current and record', (c) => d.commit(c)),
-      onEachHost(all, 'Prune old releases', async (c) => c.log(`${(await d.prune(c)).length} removed`)),
+      onEachHost(all, 'Prune old releases', async (c) => c.log(d.pruneLine(await d.prune(c), c.host.dryRun === true))),
     ]);
     await tasks.run(ctx);
     await run.doneServing(all, `deployed ${run.version} (release ${ctx.run.id}) to ${env}${all.length > 1 ? ` (${all.length} hosts)` : ''}: ${run.url}`);

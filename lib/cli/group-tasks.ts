@@ -157,7 +157,7 @@ export const groupDeployTasks = (services: readonly Service[], o: GroupOptions):
     },
     onEachHost(all, 'Drain and stop the old slots', (c) => d.timed(c, 'drain', () => d.retireOld(c)), { skip: dryRun }),
     onEachHost(all, 'Switch current and record', (c) => d.commit(c)),
-    onEachHost(all, 'Prune old releases', async (c) => c.log(`${(await d.prune(c)).length} removed`)),
+    onEachHost(all, 'Prune old releases', async (c) => c.log(d.pruneLine(await d.prune(c), c.host.dryRun === true))),
   ];
 };
 

@@ -23,6 +23,7 @@ import type { Cmd } from '../core/cmd.ts';
 /** A host that prints what it would change. Reads (get) go to the real host; exec prints and succeeds. */
 export class DryRunHost implements Host {
   readonly name: string;
+  readonly dryRun = true;
   readonly #inner: Host;
   readonly #print: (line: string) => void;
   constructor(inner: Host, print: (line: string) => void) {
@@ -48,6 +49,10 @@ export class DryRunHost implements Host {
     return this.#inner.close();
   }
 }
+
+/** The last line of a dry run of a deploy or rollback: its line of success, as what would happen. */
+export const dryRunDone = (line: string): string =>
+  `dry run: nothing was changed (${line.replace(/^deployed /, 'would deploy ').replace(/^rolled (\S+) back /, 'would roll $1 back ')})`;
 
 export interface RunOptions {
   readonly dryRun?: boolean;
@@ -247,7 +252,7 @@ export const prepareRun = async (env: string, options: RunOptions) => {
      * each serves, and exit 1.
      */
     doneServing: async (all: readonly DeployCtx[], line: string): Promise<void> => {
-      if (dryRun) return say(`dry run: nothing was changed (${line.replace(/^deployed/, 'would deploy')})`);
+      if (dryRun) return say(dryRunDone(line));
       const seen = await Promise.all(all.map(async (c) => ({ ...(await observeServing(c)), expected: c.run.id })));
       const fine = seen.every((x) => x.healthy && x.release === x.expected);
       if (fine) return say(all.length > 1 ? [line, ...seen.map((x) => `  ${x.line}`)].join('\n') : line);

@@ -115,6 +115,84 @@ export const unitFile = (u: UnitSpec): string => {
   ].join('\n');
 };
 
+/** What a worker process's unit runs (DEPLOY_WORKERS, docs/workers.md): a process of a release with no port. */
+export interface WorkerUnitSpec {
+  readonly app: string;
+  readonly env: string;
+  /** The process: `queue.1`. */
+  readonly id: string;
+  readonly root: string;
+  readonly release: string;
+  readonly releaseDir: string;
+  readonly envFile: string;
+  readonly dataDir: string;
+  readonly version: string;
+  readonly marker: string;
+  readonly command: string;
+  /** Seconds a stop at shutdown gives the worker to finish its job (DEPLOY_WORKER_GRACE_SECONDS). */
+  readonly graceSeconds: number;
+  readonly memory: string | undefined;
+  readonly cpus: number | undefined;
+}
+
+/**
+ * The unit of a worker process of a release: `skiff-<app>-<env>-worker-<name>.<n>-<release>.service`.
+ * The release is in the name, so a new release's workers start while the old ones finish their jobs.
+ * Worker names are a-z, 0-9 and - and release ids A-Z, a-z, 0-9, `.`, `_` and `-`: no escaping.
+ */
+export const workerUnitName = (app: string, env: string, release: string, id: string): string => `skiff-${app}-${env}-worker-${id}-${release}.service`;
+
+/**
+ * The worker process and release a unit name of this app and env stands for; undefined for any other
+ * name. A worker name has no `.`, so the first `.<n>-` ends the process id.
+ */
+export const parseWorkerUnitName = (app: string, env: string, name: string): { readonly id: string; readonly release: string } | undefined => {
+  const prefix = `skiff-${app}-${env}-worker-`;
+  if (!name.startsWith(prefix) || !name.endsWith('.service')) return undefined;
+  const m = /^([a-z0-9][a-z0-9-]*\.[0-9]+)-([0-9]{8}-[0-9]{6}-[A-Za-z0-9._-]+)$/.exec(name.slice(prefix.length, -'.service'.length));
+  return m?.[1] && m[2] ? { id: m[1], release: m[2] } : undefined;
+};
+
+/** What a worker's unit runs: the release's env file sourced, no PORT, skiff's variables after it, then the command. */
+const WORKER_LAUNCHER = [
+  'cd "$1" || exit 1',
+  'if [ -f "$2" ]; then set -a; . "$2"; set +a; fi',
+  'unset PORT; export DATA_DIR="$3" APP_VERSION="$4" APP_ENV="$5" SKIFF_SLOT="$6"',
+  'echo "--- start $4 worker $7"',
+  'exec sh -c "$8"',
+].join('; ');
+
+/** The unit file of a worker process: restarted when it fails, started at boot while its release is live. */
+export const workerUnitFile = (u: WorkerUnitSpec): string => {
+  const exec = ['/bin/sh', '-c', WORKER_LAUNCHER, 'skiff', u.releaseDir, u.envFile, u.dataDir, u.version, u.env, u.marker, u.id, u.command];
+  return [
+    `${UNIT_MARK}${u.app} ${u.env}, worker ${u.id} of release ${u.release}, in ${commentText(u.root)}`,
+    '# Written when the release starts its workers, removed when they stop.',
+    '[Unit]',
+    `Description=${u.app} ${u.env} (worker ${u.id}, release ${u.release})`,
+    'After=network.target',
+    'StartLimitIntervalSec=0',
+    '',
+    '[Service]',
+    'Type=simple',
+    `ExecStart=${exec.map((w, i) => (i === 0 ? w : unitWord(w))).join(' ')}`,
+    'Restart=on-failure',
+    'RestartSec=1',
+    // SIGTERM once to every process of the worker; SIGKILL for what is left after its grace.
+    'KillMode=control-group',
+    `TimeoutStopSec=${u.graceSeconds + 5}`,
+    'StandardOutput=journal',
+    'StandardError=journal',
+    `SyslogIdentifier=skiff-${u.app}-${u.env}-worker-${u.id.replace(/\.[0-9]+$/, '')}`,
+    ...(u.memory !== undefined ? [`MemoryMax=${u.memory}`] : []),
+    ...(u.cpus !== undefined ? [`CPUQuota=${Math.round(u.cpus * 100)}%`] : []),
+    '',
+    '[Install]',
+    'WantedBy=default.target',
+    '',
+  ].join('\n');
+};
+
 /**
  * What every systemd builder starts with: `sc` is systemctl for this user's units (`--user` unless
  * root), `jc` journalctl the same way, `dir` where its unit files go. A user's manager is reached
@@ -232,6 +310,58 @@ export const stopUnit = (unit: string, graceSeconds: number): Cmd =>
     ].join('\n'),
     unit,
     String(graceSeconds),
+  );
+
+/**
+ * The state of several units, one line each: `NAME ACTIVE SUB MAINPID EXECMAINPID NRESTARTS ENABLED`,
+ * or `NAME none` when systemd has no unit of that name (the fields of `unitStatus`, named).
+ */
+export const unitsStatus = (units: readonly string[]): Cmd =>
+  reads(script(
+    [
+      PRELUDE,
+      'v() { $sc show -p "$1" --value "$2" 2>/dev/null; }',
+      'for u in "$@"; do',
+      '  if [ "$(v LoadState "$u")" != loaded ]; then echo "$u none"; continue; fi',
+      '  enabled=$($sc is-enabled "$u" 2>/dev/null) || enabled=${enabled:-disabled}',
+      '  echo "$u $(v ActiveState "$u") $(v SubState "$u") $(v MainPID "$u") $(v ExecMainPID "$u") $(v NRestarts "$u") $enabled"',
+      'done',
+      'exit 0',
+    ].join('\n'),
+    ...units,
+  ));
+
+/**
+ * Stops several units together and removes them: each disabled first (none comes back at boot), all
+ * stopped at once, up to `graceSeconds` to finish the job they took before SIGKILL, then their files
+ * removed. Prints `stopped N` (N of them ran), `killed N` (N were still up after the grace) or
+ * `not-running`. Only units whose file skiff wrote are touched.
+ */
+export const stopAndRemoveUnits = (units: readonly string[], graceSeconds: number): Cmd =>
+  script(
+    [
+      PRELUDE,
+      'grace=$1; mark=$2; shift 2',
+      // The units skiff wrote, of those named.
+      'set -- $(for u in "$@"; do f="$dir/$u"; [ -f "$f" ] && [ ! -L "$f" ] && head -n 1 "$f" | grep -qF "$mark" && echo "$u"; done)',
+      '[ "$#" -gt 0 ] || { echo not-running; exit 0; }',
+      'up() { n=0; for u in "$@"; do case $($sc show -p ActiveState --value "$u" 2>/dev/null) in active | deactivating | reloading) n=$((n + 1)) ;; esac; done; echo "$n"; }',
+      'had=$(up "$@")',
+      'for u in "$@"; do $sc disable --quiet "$u" 2>/dev/null; done',
+      'if [ "$grace" -eq 0 ]; then for u in "$@"; do $sc kill -s KILL "$u" 2>/dev/null; done; fi',
+      '$sc stop --no-block "$@" 2>/dev/null',
+      'i=0; while [ "$(up "$@")" -gt 0 ] && [ "$i" -lt $(( grace * 10 )) ]; do sleep 0.1; i=$((i + 1)); done',
+      'left=$(up "$@")',
+      'if [ "$left" -gt 0 ]; then for u in "$@"; do $sc kill -s KILL "$u" 2>/dev/null; done; fi',
+      'j=0; while [ "$(up "$@")" -gt 0 ] && [ "$j" -lt 100 ]; do sleep 0.1; j=$((j + 1)); done',
+      'for u in "$@"; do rm -f "$dir/$u"; done',
+      '$sc daemon-reload',
+      'for u in "$@"; do $sc reset-failed "$u" 2>/dev/null; done',
+      'if [ "$had" -eq 0 ]; then echo not-running; elif [ "$grace" -eq 0 ]; then echo "killed $had"; elif [ "$left" -gt 0 ]; then echo "killed $left"; else echo "stopped $had"; fi',
+    ].join('\n'),
+    String(graceSeconds),
+    UNIT_MARK,
+    ...units,
   );
 
 /**

@@ -596,7 +596,7 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     bad('DEPLOY_RELEASE_CACHE', 'set with DEPLOY_RELEASE_CMD (the cache holds what that command makes)', 'set DEPLOY_RELEASE_CMD, or remove DEPLOY_RELEASE_CACHE');
   }
 
-  // Workers (docs/workers.md): the pidfile supervisor runs them; the others would half-run them.
+  // Workers (docs/workers.md): the pidfile and systemd supervisors run them; docker does not.
   let workers: WorkerSpec[] = [];
   try {
     workers = parseWorkers(values.DEPLOY_WORKERS);
@@ -605,8 +605,6 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
   }
   if (workers.length > 0 && runtime === 'docker') {
     bad('DEPLOY_WORKERS', 'unset with DEPLOY_RUNTIME=docker (workers run under the process runtime only)', 'run the worker as an app of its own, or use DEPLOY_RUNTIME=process (docs/workers.md#where-workers-are-refused)');
-  } else if (workers.length > 0 && values.DEPLOY_SUPERVISOR === 'systemd') {
-    bad('DEPLOY_WORKERS', 'unset with DEPLOY_SUPERVISOR=systemd (workers run under the pidfile supervisor only)', 'use DEPLOY_SUPERVISOR=pidfile, or a unit of your own (docs/workers.md#where-workers-are-refused)');
   }
   for (const key of ['DEPLOY_WORKER_GRACE_SECONDS', 'DEPLOY_WORKER_UP_SECONDS'] as const) {
     if (source.values[key] !== undefined && source.values.DEPLOY_WORKERS === undefined) bad(key, 'set with DEPLOY_WORKERS', 'set DEPLOY_WORKERS, or remove it');

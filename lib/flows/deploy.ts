@@ -457,6 +457,12 @@ export const commit = async (ctx: DeployCtx): Promise<void> => {
   await audit(host, l, at, ctx.who, `${ctx.run.action} ${ctx.run.id} live (version ${ctx.run.version})`);
 };
 
+/** The progress line of a prune: `2 removed (a, b)`, or in a dry run `would remove 2 (a, b)`. */
+export const pruneLine = (removed: readonly string[], dryRun: boolean): string => {
+  const ids = removed.length > 0 ? ` (${removed.join(', ')})` : '';
+  return dryRun ? `would remove ${removed.length}${ids}` : `${removed.length} removed${ids}`;
+};
+
 /** Removes releases beyond DEPLOY_KEEP_RELEASES, never the live one or the previous good one. */
 export const prune = async (ctx: DeployCtx): Promise<string[]> => {
   const { host, l, cfg } = ctx;

@@ -3,12 +3,13 @@
  * started once they stayed up DEPLOY_WORKER_UP_SECONDS (a worker that exits at once fails like a
  * health check), stopped with SIGTERM and DEPLOY_WORKER_GRACE_SECONDS to finish the job they took.
  */
-import { startWorkers, stopStrayWorkers, stopWorkers, workerLog, workerStatus } from '../commands/workers.ts';
-import { tail } from '../commands/release.ts';
 import { workerInstances, type WorkerSpec } from '../config/workers.ts';
-import { HealthCheckError } from '../core/errors.ts';
-import { DEADLINE } from '../host/host.ts';
+import { HealthCheckError, SkiffError } from '../core/errors.ts';
+import type { WorkerDriver, WorkerRun } from '../runtime/runtime.ts';
 import type { Session } from './session.ts';
+
+export type { WorkerRun } from '../runtime/runtime.ts';
+export { parseWorkerStatus } from '../runtime/pidfile.ts';
 
 /** A release and the workers it runs: DEPLOY_WORKERS when it was deployed. */
 export interface ReleaseWorkers {
@@ -17,20 +18,12 @@ export interface ReleaseWorkers {
   readonly workers: readonly WorkerSpec[];
 }
 
-/** How one worker process stands. */
-export interface WorkerRun {
-  readonly id: string;
-  readonly state: 'running' | 'crashed' | 'stopped';
-  readonly pid?: number;
-}
-
-/** Parses the lines printed by `workerStatus`. */
-export const parseWorkerStatus = (text: string): WorkerRun[] =>
-  text
-    .split('\n')
-    .map((line) => line.trim().split(/\s+/))
-    .filter(([id]) => Boolean(id))
-    .map(([id = '', word, pid]): WorkerRun => (word === 'running' || word === 'crashed' ? { id, state: word, pid: Number(pid) } : { id, state: 'stopped' }));
+/** The runtime's way to run workers (config refuses DEPLOY_WORKERS where there is none). */
+const driverOf = (ctx: Session): WorkerDriver => {
+  const driver = ctx.runtime.workers;
+  if (!driver) throw new SkiffError(`DEPLOY_WORKERS: the ${ctx.cfg.runtime} runtime runs no workers (docs/workers.md#where-workers-are-refused)`, 2);
+  return driver;
+};
 
 /**
  * The line of a worker's log tail that says why it exited: of what it printed since its last start
@@ -47,7 +40,7 @@ const ids = (workers: readonly WorkerSpec[]) => workerInstances(workers).map((p)
 
 /** How each process of a release's workers stands on the host. */
 export const findWorkers = async (ctx: Session, r: ReleaseWorkers): Promise<WorkerRun[]> =>
-  r.workers.length === 0 ? [] : parseWorkerStatus((await ctx.host.exec(workerStatus(ctx.l, r.release, ids(r.workers)))).stdout);
+  r.workers.length === 0 ? [] : driverOf(ctx).find(ctx.host, ctx.l, r.release, ids(r.workers));
 
 /**
  * Starts the processes of a release's workers that do not run, waits DEPLOY_WORKER_UP_SECONDS and
@@ -58,23 +51,24 @@ export const findWorkers = async (ctx: Session, r: ReleaseWorkers): Promise<Work
 export const startReleaseWorkers = async (ctx: Session, r: ReleaseWorkers, interruptible = true): Promise<string | undefined> => {
   if (r.workers.length === 0) return undefined;
   const { host, l, cfg } = ctx;
+  const driver = driverOf(ctx);
   const running = new Set((await findWorkers(ctx, r)).filter((w) => w.state === 'running').map((w) => w.id));
   const procs = workerInstances(r.workers)
     .filter((p) => !running.has(p.id))
     .map((p) => ({ id: p.id, command: p.worker.command }));
   if (procs.length === 0) return `workers already running (${running.size})`;
-  await host.exec(startWorkers(l, { release: r.release, releaseDir: l.release(r.release), envFile: l.envOf(r.release), version: r.version, env: cfg.env, procs }));
+  await driver.start(host, l, { release: r.release, releaseDir: l.release(r.release), envFile: l.envOf(r.release), version: r.version, env: cfg.env, procs });
   if (interruptible) ctx.signal.throwIfAborted();
   await ctx.clock.sleep(cfg.workerUpSeconds * 1000);
   const down = (await findWorkers(ctx, r)).filter((w) => w.state !== 'running');
   if (down.length > 0) {
     const first = down[0]?.id ?? '';
-    const last = whyExited((await host.exec(tail(workerLog(l, first), 20), { check: false })).stdout);
-    const stopped = procs.filter((p) => !down.some((w) => w.id === p.id)).map((p) => p.id);
-    if (stopped.length > 0) await host.exec(stopWorkers(l, r.release, stopped, 0));
+    const last = whyExited(await driver.logTail(host, l, r.release, first, 20));
+    // All that this call started, the ones that exited too: systemd would start those again.
+    await driver.stop(host, l, r.release, procs.map((p) => p.id), 0);
     throw new HealthCheckError(
       `${host.name}: worker ${down.map((w) => w.id).join(', ')} of release ${r.release} exited within ${cfg.workerUpSeconds}s of its start` +
-        `${last ? ` (its log says: ${last})` : ''}: see ${workerLog(l, first)}`,
+        `${last ? ` (its log says: ${last})` : ''}: see ${driver.logName(l, r.release, first)}`,
     );
   }
   return `started ${procs.length} worker process${procs.length === 1 ? '' : 'es'} (${procs.map((p) => p.id).join(', ')}), up after ${cfg.workerUpSeconds}s`;
@@ -86,9 +80,7 @@ export const startReleaseWorkers = async (ctx: Session, r: ReleaseWorkers, inter
  */
 export const stopReleaseWorkers = async (ctx: Session, r: ReleaseWorkers, graceSeconds: number): Promise<string | undefined> => {
   if (r.workers.length === 0) return undefined;
-  const out = (
-    await ctx.host.exec(stopWorkers(ctx.l, r.release, ids(r.workers), graceSeconds), { timeoutMs: graceSeconds * 1000 + DEADLINE.command })
-  ).stdout.trim();
+  const out = await driverOf(ctx).stop(ctx.host, ctx.l, r.release, ids(r.workers), graceSeconds);
   if (out === 'not-running') return undefined;
   const [how, n] = out.split(' ');
   const what = `${n ?? '?'} worker process${n === '1' ? '' : 'es'} of ${r.release}`;
@@ -100,9 +92,9 @@ export const stopReleaseWorkers = async (ctx: Session, r: ReleaseWorkers, graceS
  * its workers and recording its release). Returns a line, or undefined when there were none.
  */
 export const stopStrays = async (ctx: Session, keep: readonly string[], graceSeconds: number): Promise<string | undefined> => {
-  const n = Number(
-    (await ctx.host.exec(stopStrayWorkers(ctx.l, keep, graceSeconds), { timeoutMs: graceSeconds * 1000 + DEADLINE.command })).stdout.trim() || '0',
-  );
+  const driver = ctx.runtime.workers;
+  if (!driver) return undefined;
+  const n = await driver.stopStrays(ctx.host, ctx.l, keep, graceSeconds);
   return n > 0 ? `stopped ${n} stray worker process${n === 1 ? '' : 'es'} of releases that are not live (left by an interrupted run)` : undefined;
 };
 

@@ -90,6 +90,8 @@ export interface Host {
   readonly name: string;
   /** Bytes written to commands' standard input so far, where the host counts them (SSH: at the channel). */
   readonly bytesSent?: number;
+  /** A dry run's host: what changes something is printed, not run, and reports say "would". */
+  readonly dryRun?: true;
   /** Runs a command with the host's POSIX shell. */
   exec(command: Cmd, options?: ExecOptions): Promise<ExecResult>;
   /** Writes a file atomically: a temporary name beside it, then rename. Parent folders must exist. */

@@ -7,10 +7,11 @@ import { script } from '../core/cmd.ts';
 import { DEADLINE } from '../host/host.ts';
 import { tail } from '../commands/release.ts';
 import { slotStatus, startSlot, stopSlot } from '../commands/supervisor.ts';
+import { startWorkers, stopStrayWorkers, stopWorkers, workerLog, workerStatus } from '../commands/workers.ts';
 import { envUnits, unitName } from '../commands/systemd.ts';
 import { EXIT, SkiffError } from '../core/errors.ts';
 import type { Config } from '../config/config.ts';
-import type { SlotRun, Supervisor } from './runtime.ts';
+import type { SlotRun, Supervisor, WorkerDriver, WorkerRun } from './runtime.ts';
 
 /** Parses the line printed by `slotStatus`. */
 export const parseSlotStatus = (line: string): SlotRun => {
@@ -20,7 +21,34 @@ export const parseSlotStatus = (line: string): SlotRun => {
   return { state: 'stopped' };
 };
 
+/** Parses the lines printed by `workerStatus`. */
+export const parseWorkerStatus = (text: string): WorkerRun[] =>
+  text
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([id]) => Boolean(id))
+    .map(([id = '', word, pid]): WorkerRun => (word === 'running' || word === 'crashed' ? { id, state: word, pid: Number(pid) } : { id, state: 'stopped' }));
+
+/**
+ * Workers under the pidfile supervisor (lib/commands/workers.ts): each process in a session of its
+ * own with a pid file and a marker, its output in `shared/logs/worker-<name>.log`. The grace of a
+ * stop counts before its deadline does.
+ */
+export const pidfileWorkers: WorkerDriver = {
+  find: async (host, l, release, ids) => parseWorkerStatus((await host.exec(workerStatus(l, release, ids))).stdout),
+  start: async (host, l, spec) => {
+    await host.exec(startWorkers(l, spec));
+  },
+  stop: async (host, l, release, ids, graceSeconds) =>
+    (await host.exec(stopWorkers(l, release, ids, graceSeconds), { timeoutMs: graceSeconds * 1000 + DEADLINE.command })).stdout.trim(),
+  stopStrays: async (host, l, keep, graceSeconds) =>
+    Number((await host.exec(stopStrayWorkers(l, keep, graceSeconds), { timeoutMs: graceSeconds * 1000 + DEADLINE.command })).stdout.trim() || '0'),
+  logTail: async (host, l, _release, id, lines) => (await host.exec(tail(workerLog(l, id), lines), { check: false })).stdout,
+  logName: (l, _release, id) => workerLog(l, id),
+};
+
 export const pidfileSupervisor = (cfg: Config): Supervisor => ({
+  workers: pidfileWorkers,
   // A slot that the systemd supervisor runs would be restarted by systemd behind the pidfile supervisor's back.
   preflight: async (host) => {
     const prefix = unitName(cfg.app.name, cfg.env, '').replace(/\.service$/, '');

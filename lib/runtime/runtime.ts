@@ -11,6 +11,7 @@ import type { Cmd } from '../core/cmd.ts';
 import type { Layout } from '../core/paths.ts';
 import type { Shipped, ShipSpec } from '../ship/folder-ship.ts';
 import type { ExecWords } from '../commands/exec.ts';
+import type { WorkersSpec } from '../commands/workers.ts';
 import type { SlotState } from '../state/state.ts';
 import { dockerRuntime } from './docker.ts';
 import { processRuntime } from './process.ts';
@@ -37,6 +38,32 @@ export type SlotRun =
   | { readonly state: 'running'; readonly pid: number; readonly pidFileOk: boolean; readonly container?: ContainerInfo; readonly unit?: UnitInfo }
   | { readonly state: 'crashed'; readonly pid: number; readonly container?: ContainerInfo; readonly unit?: UnitInfo }
   | { readonly state: 'stopped'; readonly container?: ContainerInfo; readonly unit?: UnitInfo };
+
+/** How one worker process stands. */
+export interface WorkerRun {
+  readonly id: string;
+  readonly state: 'running' | 'crashed' | 'stopped';
+  readonly pid?: number;
+}
+
+/**
+ * How a supervisor runs the worker processes of a release (DEPLOY_WORKERS, docs/workers.md): the
+ * pidfile supervisor in sessions of their own, systemd in a unit each.
+ */
+export interface WorkerDriver {
+  /** How each process stands. */
+  find(host: Host, l: Layout, release: string, ids: readonly string[]): Promise<WorkerRun[]>;
+  /** Starts the processes named in `spec`. */
+  start(host: Host, l: Layout, spec: WorkersSpec): Promise<void>;
+  /** Stops them together, `graceSeconds` to finish their jobs: `stopped N`, `killed N` or `not-running`. */
+  stop(host: Host, l: Layout, release: string, ids: readonly string[], graceSeconds: number): Promise<string>;
+  /** Stops the worker processes of every release but `keep`; returns how many were found. */
+  stopStrays(host: Host, l: Layout, keep: readonly string[], graceSeconds: number): Promise<number>;
+  /** The last lines a process printed. */
+  logTail(host: Host, l: Layout, release: string, id: string, lines: number): Promise<string>;
+  /** Where a process's log is, for messages. */
+  logName(l: Layout, release: string, id: string): string;
+}
 
 /** What a slot runs: a release, on a port, with the start command it was deployed with. */
 export interface LaunchSpec {
@@ -115,10 +142,12 @@ export interface Runtime {
    * not run). `tty`: the session has a terminal.
    */
   execIn(host: Host, l: Layout, live: { readonly slot: string; readonly release: SlotState }, words: ExecWords, tty: boolean): Promise<Cmd>;
+  /** How the release's workers run; undefined where they are refused (docker: config says so). */
+  readonly workers?: WorkerDriver;
 }
 
 /** What a supervisor does for the process runtime (pidfile or systemd). */
-export type Supervisor = Pick<Runtime, 'preflight' | 'find' | 'launch' | 'halt' | 'logTail' | 'showLog' | 'logName'>;
+export type Supervisor = Pick<Runtime, 'preflight' | 'find' | 'launch' | 'halt' | 'logTail' | 'showLog' | 'logName'> & { readonly workers: WorkerDriver };
 
 /** The runtime of an environment. */
 export const runtimeFor = (cfg: Config): Runtime => (cfg.runtime === 'docker' ? dockerRuntime(cfg) : processRuntime(cfg));

@@ -6,12 +6,29 @@
  */
 import type { Config } from '../config/config.ts';
 import { slotMarker, slotStatus, stopSlot } from '../commands/supervisor.ts';
-import { envUnits, foreignUnits, removeUnit, startUnit, stopUnit, systemdCheck, unitFile, unitLog, unitName, unitStatus } from '../commands/systemd.ts';
+import {
+  envUnits,
+  foreignUnits,
+  parseWorkerUnitName,
+  removeUnit,
+  startUnit,
+  stopAndRemoveUnits,
+  stopUnit,
+  systemdCheck,
+  unitFile,
+  unitLog,
+  unitName,
+  unitsStatus,
+  unitStatus,
+  workerUnitFile,
+  workerUnitName,
+} from '../commands/systemd.ts';
+import { workerSlot } from '../commands/workers.ts';
 import { EXIT, SkiffError } from '../core/errors.ts';
 import type { Layout } from '../core/paths.ts';
 import { DEADLINE, type Host } from '../host/host.ts';
-import { parseSlotStatus } from './pidfile.ts';
-import type { SlotRun, Supervisor, UnitInfo } from './runtime.ts';
+import { parseSlotStatus, pidfileWorkers } from './pidfile.ts';
+import type { SlotRun, Supervisor, UnitInfo, WorkerDriver, WorkerRun } from './runtime.ts';
 
 /** Parses the line printed by `unitStatus`. */
 export const parseUnitStatus = (name: string, line: string): SlotRun | undefined => {
@@ -41,6 +58,82 @@ export const systemdProblem = (hostName: string, env: string, answer: string): s
   return `${hostName}: the systemd user manager of ${user} does not answer: run \`npx tsx scripts/setup.ts ${env}\`, or log in once and check \`systemctl --user status\``;
 };
 
+/** How a worker's unit stands, from a line of `unitsStatus` (its name first). */
+export const workerRunOf = (id: string, line: string | undefined): WorkerRun => {
+  const [name = '', ...rest] = (line ?? '').trim().split(/\s+/);
+  const run = parseUnitStatus(name, rest.join(' '));
+  if (!run || run.state === 'stopped') return { id, state: 'stopped' };
+  return { id, state: run.state, pid: run.pid };
+};
+
+/**
+ * Workers under systemd: a unit per process and release (workerUnitName), restarted when it fails,
+ * enabled while its release is live so it starts at boot, its output in the journal. Worker
+ * processes the pidfile supervisor started (a host moving to systemd) are still found and stopped.
+ */
+export const systemdWorkers = (cfg: Config): WorkerDriver => {
+  const name = (release: string, id: string) => workerUnitName(cfg.app.name, cfg.env, release, id);
+  const deadline = (graceSeconds: number) => ({ timeoutMs: graceSeconds * 1000 + DEADLINE.command });
+  return {
+    async find(host, l, release, ids) {
+      const lines = new Map(
+        (await host.exec(unitsStatus(ids.map((id) => name(release, id))))).stdout
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => [line.split(' ')[0] ?? '', line] as const),
+      );
+      const runs = ids.map((id) => workerRunOf(id, lines.get(name(release, id))));
+      const none = runs.filter((r) => r.state === 'stopped').map((r) => r.id);
+      if (none.length === 0) return runs;
+      const earlier = new Map((await pidfileWorkers.find(host, l, release, none)).filter((r) => r.state === 'running').map((r) => [r.id, r]));
+      return runs.map((r) => earlier.get(r.id) ?? r);
+    },
+    async start(host, l, spec) {
+      for (const p of spec.procs) {
+        const unit = name(spec.release, p.id);
+        const text = workerUnitFile({
+          app: cfg.app.name,
+          env: cfg.env,
+          id: p.id,
+          root: l.root,
+          release: spec.release,
+          releaseDir: spec.releaseDir,
+          envFile: spec.envFile,
+          dataDir: l.data,
+          version: spec.version,
+          marker: slotMarker(l, workerSlot(spec.release, p.id)),
+          command: p.command,
+          graceSeconds: cfg.workerGraceSeconds,
+          memory: cfg.limits.memory?.text,
+          cpus: cfg.limits.cpus,
+        });
+        const r = await host.exec(startUnit(unit), { stdin: text, check: false });
+        const why = r.stderr.trim().split('\n').at(-1) ?? '';
+        if (r.code === 3) throw new SkiffError(`${host.name}: ${why.replace(/^refused: /, '')}: remove or rename it, or choose another APP_NAME`, EXIT.usage);
+        if (r.code !== 0) throw new SkiffError(`${host.name}: systemd could not start ${unit} (exit ${r.code}): ${why}`);
+      }
+    },
+    async stop(host, l, release, ids, graceSeconds) {
+      const out = (await host.exec(stopAndRemoveUnits(ids.map((id) => name(release, id)), graceSeconds), deadline(graceSeconds))).stdout.trim();
+      // No unit ran: perhaps processes the pidfile supervisor started, before this host moved to systemd.
+      return out === 'not-running' ? pidfileWorkers.stop(host, l, release, ids, graceSeconds) : out;
+    },
+    async stopStrays(host, l, keep, graceSeconds) {
+      const units = (await host.exec(envUnits(`skiff-${cfg.app.name}-${cfg.env}-worker-`))).stdout
+        .split('\n')
+        .map((line) => line.split(' ')[0] ?? '')
+        .filter((unit) => {
+          const w = parseWorkerUnitName(cfg.app.name, cfg.env, unit);
+          return w !== undefined && !keep.includes(w.release);
+        });
+      if (units.length > 0) await host.exec(stopAndRemoveUnits(units, graceSeconds), deadline(graceSeconds));
+      return units.length + (await pidfileWorkers.stopStrays(host, l, keep, graceSeconds));
+    },
+    logTail: async (host, _l, release, id, lines) => (await host.exec(unitLog(name(release, id), lines, false), { check: false })).stdout,
+    logName: (_l, release, id) => `the journal of ${name(release, id)} (journalctl -u; --user for a user's units)`,
+  };
+};
+
 export const systemdSupervisor = (cfg: Config): Supervisor => {
   const unit = (slot: string) => unitName(cfg.app.name, cfg.env, slot);
   const unitPrefix = unit('').replace(/\.service$/, '');
@@ -48,6 +141,7 @@ export const systemdSupervisor = (cfg: Config): Supervisor => {
   const pidfileFind = async (host: Host, l: Layout, slot: string) => parseSlotStatus((await host.exec(slotStatus(l, slot))).stdout);
 
   return {
+    workers: systemdWorkers(cfg),
     async preflight(host) {
       const problem = systemdProblem(host.name, cfg.env, (await host.exec(systemdCheck())).stdout);
       if (problem) throw new SkiffError(problem, EXIT.usage);
@@ -63,7 +157,8 @@ export const systemdSupervisor = (cfg: Config): Supervisor => {
       // A slot of an earlier setting (two slots before DEPLOY_PROXY=none): gone when idle, refused while it serves.
       for (const line of (await host.exec(envUnits(unitPrefix))).stdout.trim().split('\n').filter(Boolean)) {
         const [name = '', active, enabled] = line.split(' ');
-        if (slots.some((slot) => unit(slot) === name)) continue;
+        // A slot's unit, or a worker's (stopped with its release, and as a stray on deploy).
+        if (slots.some((slot) => unit(slot) === name) || parseWorkerUnitName(cfg.app.name, cfg.env, name)) continue;
         if (active === 'active' || enabled === 'enabled') {
           throw new SkiffError(
             `${host.name}: ${name} is a slot of an earlier setting and still ${active === 'active' ? 'runs' : 'starts at boot'}: ` +

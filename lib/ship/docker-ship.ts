@@ -246,6 +246,6 @@ export const shipImage = async (
   await host.put(releaseJsonPath(l, spec.id), `${JSON.stringify(release, null, 2)}\n`);
   await host.exec(seq(tagImage(loadedId, image.tag), tagImage(loadedId, ref)));
   const bytes = before !== undefined && host.bytesSent !== undefined ? host.bytesSent - before : sent;
-  log(`shipped ${formatBytes(bytes)}${how} of image ${image.tag}: ${summary}`);
+  log(`${host.dryRun ? 'would ship' : 'shipped'} ${formatBytes(bytes)}${how} of image ${image.tag}: ${summary}`);
   return { bytes, ...layers, ...(packedWith ? { packing: packedWith } : {}) };
 };

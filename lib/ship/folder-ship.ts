@@ -132,6 +132,6 @@ export const shipFolder = async (host: Host, l: Layout, cfg: Config, spec: ShipS
   else await host.put(l.manifestOf(id), input(Buffer.from(serializeManifest(manifest))));
   const bytes = before !== undefined && host.bytesSent !== undefined ? host.bytesSent - before : counter.bytes;
   const how = packing.tar === 'none' || !sent ? '' : ` (${packing.tar})`;
-  log(`shipped ${formatBytes(bytes)}${how} for a ${formatBytes(total.bytes)} release: ${summary}`);
+  log(`${host.dryRun ? 'would ship' : 'shipped'} ${formatBytes(bytes)}${how} for a ${formatBytes(total.bytes)} release: ${summary}`);
   return { bytes, ...files, packing: packing.tar };
 };

@@ -128,6 +128,18 @@ describe('docker runtime over SSH', () => {
     expect(logs.stdout).toContain('listening on');
   });
 
+  it("a dry run asks the host's Docker for real and changes nothing: no container, image or record", async () => {
+    const containers = () => docker2('ps', '-a', '--format', '{{.Names}} {{.Image}} {{.Status}}', '--filter', `label=skiff.app=${APP}`);
+    const before = [containers(), docker2('images', '-q', '--no-trunc'), readFileSync(join(s.deployPath, '.skiff/releases.jsonl'), 'utf8')];
+    const r = await s.run('deploy-vps', ['t', '--dry-run']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('ship stream: zstd --adapt');
+    expect(r.stdout).toContain('dry run: nothing was changed (would deploy 1.0.0');
+    expect([containers(), docker2('images', '-q', '--no-trunc'), readFileSync(join(s.deployPath, '.skiff/releases.jsonl'), 'utf8')]).toEqual(before);
+    expect(await throughProxy()).toBe('hello 1.0.0 (t)');
+  });
+
   it('a code-only redeploy ships the changed layer and little more, with no failed request', async () => {
     changeCode('1.0.1');
     const probe = startProbe(`${url}/api/health`, { headers: { connection: 'close' }, timeoutMs: 5000 });

@@ -101,6 +101,21 @@ describe('the shared flags on a deployed app', () => {
     expect(JSON.parse((await s.run('status', ['t', '--json'])).stdout)).toMatchObject({ release: { release: result.release } });
   });
 
+  it('rollback --dry-run finds the earlier release on the host, says it would roll back to it, and changes nothing', async () => {
+    const list = JSON.parse((await s.run('rollback', ['t', '--list', '--json'])).stdout) as { live: string; releases: { id: string }[] };
+    const earlier = list.releases.find((r) => r.id !== list.live)?.id ?? '';
+    expect(earlier).not.toBe('');
+    const before = hostFiles(s.deployPath);
+    const was = pid();
+    const r = await s.run('rollback', ['t', '--dry-run']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`dry run: nothing was changed (would roll t back to ${earlier} (version 1.0.0)`);
+    expect(r.stdout).not.toMatch(/\brolled\b/);
+    expect(hostFiles(s.deployPath)).toEqual(before);
+    expect(pid()).toBe(was);
+  });
+
   it('a shared flag a script does not offer stops it with the reason (exit 2), before it reads the env', async () => {
     for (const [script, flag] of [['backup', '--yes'], ['logs', '--json'], ['status', '--dry-run'], ['build', '--lock-wait']] as const) {
       const r = await s.run(script, ['t', flag, ...(flag === '--lock-wait' ? ['5'] : [])]);

@@ -87,6 +87,28 @@ describe.each([caddyUnderTest(), nginxUnderTest()])('blue-green behind $name', (
     expect(state().live).toBe('blue');
   });
 
+  /** What the proxy runs: Caddy's config as its admin API gives it, or nginx's config files. */
+  const proxyConfig = async (): Promise<string> => {
+    if (proxy.name === 'caddy') return (await get(`http://127.0.0.1:${proxy.publicPort + 9}/config/`)).text;
+    return execFileSync('sh', ['-c', `cd '${join(s.dir, 'nginx')}' && find . -name '*.conf' | sort | xargs cat`]).toString();
+  };
+
+  it('a dry run reads the proxy for real, says what it would do, and changes nothing', async () => {
+    const config = await proxyConfig();
+    const files = ['.skiff/state.json', '.skiff/releases.jsonl'].map((f) => readFileSync(join(s.deployPath, f), 'utf8'));
+    s.setVersion('1.0.1');
+    const r = await s.run('deploy-vps', ['t', '--dry-run']);
+    s.setVersion('1.0.0');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/would ship [\d.]+ (B|KB) for a [\d.]+ MB release: \d+ of \d+ files sent/);
+    expect(r.stdout).toContain('dry run: nothing was changed (would deploy 1.0.1');
+    expect(r.stdout).not.toMatch(/\bshipped\b|warning/i);
+    expect(await proxyConfig()).toBe(config);
+    expect(['.skiff/state.json', '.skiff/releases.jsonl'].map((f) => readFileSync(join(s.deployPath, f), 'utf8'))).toEqual(files);
+    expect(await versionThroughProxy()).toBe('hello 1.0.0 (t)');
+  });
+
   /** nginx's accepting workers: the same pids after a deploy when it did not reload. */
   const workers = () => {
     const master = readFileSync(join(s.dir, 'nginx/nginx.pid'), 'utf8').trim();

@@ -321,6 +321,74 @@ describe.skipIf(skip)('the systemd supervisor on a systemd host', () => {
     expect((await s.run('start', ['p'])).code).toBe(0);
     expect(await served(8084)).toMatch(/^hello 1\.0\.\d \(p\)$/);
   });
+
+  it('workers: a unit each, restarted by systemd, back after a reboot, replaced on deploy with SIGTERM and their grace, gone with stop', async () => {
+    // A worker that counts its jobs into DATA_DIR and notes a SIGTERM before it exits.
+    writeFileSync(
+      join(s.appDir, 'worker.cjs'),
+      [
+        "const fs = require('fs');",
+        "const dir = process.env.DATA_DIR;",
+        "console.log('worker up', process.env.APP_VERSION, 'port', process.env.PORT || 'none');",
+        "setInterval(() => fs.writeFileSync(dir + '/ticks-' + process.env.APP_VERSION, String(Date.now())), 200);",
+        "process.on('SIGTERM', () => { fs.appendFileSync(dir + '/terms', process.env.APP_VERSION + '\\n'); process.exit(0); });",
+      ].join('\n'),
+    );
+    env('w', { DEPLOY_PATH: '/srv/hello-w', DEPLOY_PORTS: '3041', DEPLOY_PROXY: 'none', DEPLOY_WORKERS: 'tick:2=node worker.cjs', DEPLOY_WORKER_UP_SECONDS: '1', DEPLOY_WORKER_GRACE_SECONDS: '5' });
+    /** The worker units of env w: `name active` per line. */
+    const units = async () =>
+      (await host.exec("systemctl list-units --all --plain --no-legend 'skiff-hello-w-worker-*' | awk '{ print $1, $3 }'")).stdout.trim().split('\n').filter(Boolean).sort();
+    const mainPid = async (u: string) => (await host.exec(`systemctl show -p MainPID --value ${u}`)).stdout.trim();
+
+    s.setVersion('2.0.0');
+    const first = await s.run('deploy-vps', ['w']);
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain('started 2 worker processes (tick.1, tick.2), up after 1s');
+    const release = (JSON.parse((await host.exec('cat /srv/hello-w/.skiff/state.json')).stdout) as { slots: { blue: { release: string } } }).slots.blue.release;
+    const tick1 = `skiff-hello-w-worker-tick.1-${release}.service`;
+    expect(await units()).toEqual([`${tick1} active`, `skiff-hello-w-worker-tick.2-${release}.service active`]);
+    expect(await sc(`is-enabled ${tick1}`)).toBe('enabled');
+    expect((await host.exec(`journalctl -u ${tick1} -o cat --no-pager`)).stdout).toContain('worker up 2.0.0 port none');
+    const status = await s.run('status', ['w']);
+    expect(status.stdout).toMatch(/workers +tick\.1 running \(pid \d+\), tick\.2 running \(pid \d+\)/);
+
+    // A crash: systemd starts it again within a few seconds, and status sees it running.
+    const before = await mainPid(tick1);
+    await host.exec(`kill -9 ${before}`);
+    const t0 = Date.now();
+    while (Date.now() - t0 < 15_000 && ((await mainPid(tick1)) === before || (await mainPid(tick1)) === '0')) await new Promise((r) => setTimeout(r, 100));
+    expect(await mainPid(tick1)).not.toBe(before);
+    expect(await sc(`is-active ${tick1}`)).toBe('active');
+
+    // A reboot: the live release's workers start with no skiff command.
+    await host.reboot();
+    const t1 = Date.now();
+    while (Date.now() - t1 < 30_000 && (await units()).some((u) => !u.endsWith(' active'))) await new Promise((r) => setTimeout(r, 200));
+    expect(await units()).toEqual([`${tick1} active`, `skiff-hello-w-worker-tick.2-${release}.service active`]);
+
+    // A deploy: new units for the new release; the old ones got SIGTERM, finished, and are gone.
+    await host.exec('rm -f /srv/hello-w/shared/data/terms');
+    s.setVersion('2.0.1');
+    const second = await s.run('deploy-vps', ['w']);
+    expect(second.stderr).toBe('');
+    expect(second.code).toBe(0);
+    expect(second.stdout).toContain(`old workers: stopped 2 worker processes of ${release}`);
+    const next = (JSON.parse((await host.exec('cat /srv/hello-w/.skiff/state.json')).stdout) as { slots: { blue: { release: string } } }).slots.blue.release;
+    expect(await units()).toEqual([`skiff-hello-w-worker-tick.1-${next}.service active`, `skiff-hello-w-worker-tick.2-${next}.service active`]);
+    expect((await host.exec('cat /srv/hello-w/shared/data/terms')).stdout.trim().split('\n')).toEqual(['2.0.0', '2.0.0']);
+    expect((await host.exec(`test -e /etc/systemd/system/${tick1}; echo $?`)).stdout.trim()).toBe('1');
+
+    // stop removes them, so they stay down after a reboot; start writes them again.
+    const stop = await s.run('stop', ['w', '--yes']);
+    expect(stop.code, stop.stderr).toBe(0);
+    expect(stop.stdout).toContain(`stopped 2 worker processes of ${next}`);
+    expect(await units()).toEqual([]);
+    const start = await s.run('start', ['w']);
+    expect(start.code, start.stderr).toBe(0);
+    expect(await units()).toEqual([`skiff-hello-w-worker-tick.1-${next}.service active`, `skiff-hello-w-worker-tick.2-${next}.service active`]);
+    s.setVersion('1.0.1');
+  });
 });
 
 describe('the systemd supervisor on a host without systemd', () => {

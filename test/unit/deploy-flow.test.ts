@@ -9,6 +9,7 @@ import {
   commit,
   preflight,
   prune,
+  pruneLine,
   replaceAndGate,
   retireOld,
   ship,
@@ -461,5 +462,19 @@ describe('prune', () => {
     const { ctx, host } = pruning([release(ids[3] as string)], '10');
     expect(await prune(ctx)).toEqual([]);
     expect(sent(host, 'rm -rf')).toEqual([]);
+  });
+  it('counts the new release when the host lacks its folder (a dry run made none), as the real run would', async () => {
+    const { ctx } = deployCtx({
+      cfg: testConfig({ DEPLOY_KEEP_RELEASES: '3' }),
+      history: ids.map((id) => release(id)),
+      rules: [when(CMD.listReleases, ok([...ids, ''].join('\n')))],
+    });
+    expect(await prune(ctx)).toEqual(ids.slice(0, 2));
+  });
+
+  it('says what it removed, or in a dry run what it would', () => {
+    expect(pruneLine([], false)).toBe('0 removed');
+    expect(pruneLine(['a', 'b'], false)).toBe('2 removed (a, b)');
+    expect(pruneLine(['a'], true)).toBe('would remove 1 (a)');
   });
 });

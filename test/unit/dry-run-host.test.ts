@@ -3,7 +3,7 @@
  * run reports the host's answers; every other command is printed and changes nothing.
  */
 import { describe, expect, it } from 'vitest';
-import { DryRunHost } from '../../lib/cli/run.ts';
+import { DryRunHost, dryRunDone } from '../../lib/cli/run.ts';
 import { listReleases, missingTools, exists, prepareLayout } from '../../lib/commands/release.ts';
 import { portStatus, probeHealth, slotStatus, startSlot } from '../../lib/commands/supervisor.ts';
 import { liveManifestAndFiles, seedFromLive, unpackersProbe, unpackInto } from '../../lib/commands/delta.ts';
@@ -12,6 +12,8 @@ import { readFlag, setFlag } from '../../lib/commands/switch-flag.ts';
 import { dockerCheck, hostImageLayers, loadImage } from '../../lib/commands/docker.ts';
 import { currentRelease } from '../../lib/commands/state.ts';
 import { cmd, reads, render } from '../../lib/core/cmd.ts';
+import { LocalHost } from '../../lib/host/local.ts';
+import type { Host } from '../../lib/host/host.ts';
 import { layout } from '../../lib/core/paths.ts';
 import { ok, RecordingHost, when } from '../support/recording-host.ts';
 
@@ -64,4 +66,17 @@ describe('what is marked as only reading', () => {
     ['loadImage', loadImage('zstd')],
     ['a Caddy request, which may change its config', caddyRequest('127.0.0.1:2019', 'GET', '/config/')],
   ])('not %s', (_name, command) => expect(command.reads).toBeUndefined());
+});
+
+describe('the words of a dry run', () => {
+  it('says what a deploy or a rollback would do, never that it did', () => {
+    expect(dryRunDone('deployed 1.2.0 (release r2) to t: http://127.0.0.1:8080')).toBe('dry run: nothing was changed (would deploy 1.2.0 (release r2) to t: http://127.0.0.1:8080)');
+    expect(dryRunDone('rolled t back to r1 (version 1.0.0): http://x/')).toBe('dry run: nothing was changed (would roll t back to r1 (version 1.0.0): http://x/)');
+  });
+
+  it('marks its host as a dry run', () => {
+    expect(new DryRunHost(new LocalHost(), () => {}).dryRun).toBe(true);
+    const plain: Host = new LocalHost();
+    expect(plain.dryRun).toBeUndefined();
+  });
 });

@@ -1,7 +1,24 @@
 import { describe, expect, it } from 'vitest';
 import { render } from '../../lib/core/cmd.ts';
-import { foreignUnits, startUnit, stopUnit, systemdCheck, unitFile, unitLog, unitName, unitStatus, unitWord, type UnitSpec } from '../../lib/commands/systemd.ts';
-import { parseUnitStatus, systemdProblem } from '../../lib/runtime/systemd.ts';
+import {
+  foreignUnits,
+  parseWorkerUnitName,
+  startUnit,
+  stopAndRemoveUnits,
+  stopUnit,
+  systemdCheck,
+  unitFile,
+  unitLog,
+  unitName,
+  unitsStatus,
+  unitStatus,
+  unitWord,
+  workerUnitFile,
+  workerUnitName,
+  type UnitSpec,
+  type WorkerUnitSpec,
+} from '../../lib/commands/systemd.ts';
+import { parseUnitStatus, systemdProblem, workerRunOf } from '../../lib/runtime/systemd.ts';
 import { testConfig } from '../support/flow-ctx.ts';
 
 const spec: UnitSpec = {
@@ -178,5 +195,63 @@ describe('resource limits in the config', () => {
 
   it('refuses limits the pidfile supervisor cannot hold', () => {
     expect(() => testConfig({ DEPLOY_MEMORY_LIMIT: '512M' })).toThrow(/DEPLOY_MEMORY_LIMIT.*DEPLOY_SUPERVISOR=systemd or DEPLOY_RUNTIME=docker/);
+  });
+});
+
+describe('worker units', () => {
+  const worker: WorkerUnitSpec = {
+    app: 'hello',
+    env: 'staging',
+    id: 'queue.2',
+    root: '/srv/hello',
+    release: '20261206-101500-1.2.3-rc.1',
+    releaseDir: '/srv/hello/releases/20261206-101500-1.2.3-rc.1',
+    envFile: '/srv/hello/.skiff/env/20261206-101500-1.2.3-rc.1.env',
+    dataDir: '/srv/hello/shared/data',
+    version: '1.2.3-rc.1',
+    marker: '/srv/hello#worker-queue.2@20261206-101500-1.2.3-rc.1',
+    command: 'node worker.js --queue "$QUEUE" 100%',
+    graceSeconds: 30,
+    memory: '256M',
+    cpus: 0.5,
+  };
+
+  it('names a unit per process and release, and reads the name back', () => {
+    const name = workerUnitName('hello', 'staging', worker.release, 'queue.2');
+    expect(name).toBe('skiff-hello-staging-worker-queue.2-20261206-101500-1.2.3-rc.1.service');
+    expect(parseWorkerUnitName('hello', 'staging', name)).toEqual({ id: 'queue.2', release: worker.release });
+    expect(parseWorkerUnitName('hello', 'staging', workerUnitName('hello', 'staging', '20261206-101500-2.0.0', 'mail-out.11'))).toEqual({ id: 'mail-out.11', release: '20261206-101500-2.0.0' });
+    for (const other of ['skiff-hello-staging-blue.service', 'skiff-hello-staging-worker-x.service', 'skiff-hello-prod-worker-queue.1-20261206-101500-1.0.0.service', 'skiff-hello-staging-worker-queue.1-bad.service']) {
+      expect(parseWorkerUnitName('hello', 'staging', other)).toBeUndefined();
+    }
+  });
+
+  it('writes a unit with no port that restarts on failure, gives its grace at shutdown, is limited and starts at boot', () => {
+    const text = workerUnitFile(worker);
+    expect(text.split('\n')[0]).toBe(`# written by skiff: hello staging, worker queue.2 of release ${worker.release}, in /srv/hello`);
+    for (const line of ['Restart=on-failure', 'KillMode=control-group', 'TimeoutStopSec=35', 'MemoryMax=256M', 'CPUQuota=50%', 'WantedBy=default.target', 'SyslogIdentifier=skiff-hello-staging-worker-queue']) {
+      expect(text.split('\n')).toContain(line);
+    }
+    const words = systemdWords((text.split('\n').find((l) => l.startsWith('ExecStart=')) ?? '').slice('ExecStart='.length));
+    expect(words[2]).toContain('unset PORT');
+    expect(words.slice(4)).toEqual([worker.releaseDir, worker.envFile, worker.dataDir, worker.version, 'staging', worker.marker, 'queue.2', worker.command]);
+  });
+
+  it('reads the state of several units in one command, and stops them together before removing their files', () => {
+    const names = ['skiff-hello-staging-worker-q.1-20261206-101500-1.0.0.service', 'skiff-hello-staging-worker-q.2-20261206-101500-1.0.0.service'];
+    expect(render(unitsStatus(names))).toMatch(new RegExp(`' sh ${names.map((n) => n.replace(/\./g, '\\.')).join(' ')}$`));
+    const stop = render(stopAndRemoveUnits(names, 12));
+    expect(stop).toMatch(new RegExp(` sh 12 '# written by skiff: ' ${names.map((n) => n.replace(/\./g, '\\.')).join(' ')}$`));
+    expect(stop.indexOf('disable --quiet')).toBeLessThan(stop.indexOf('stop --no-block'));
+    expect(stop.indexOf('stop --no-block')).toBeLessThan(stop.indexOf('kill -s KILL "$u" 2>/dev/null; done; fi\nj='));
+    expect(stop.indexOf('rm -f "$dir/$u"')).toBeGreaterThan(stop.indexOf('stop --no-block'));
+  });
+
+  it('reads a worker process from its unit line', () => {
+    expect(workerRunOf('q.1', 'u active running 42 42 0 enabled')).toEqual({ id: 'q.1', state: 'running', pid: 42 });
+    expect(workerRunOf('q.1', 'u activating auto-restart 0 41 3 enabled')).toEqual({ id: 'q.1', state: 'crashed', pid: 41 });
+    expect(workerRunOf('q.1', 'u inactive dead 0 0 0 disabled')).toEqual({ id: 'q.1', state: 'stopped' });
+    expect(workerRunOf('q.1', 'u none')).toEqual({ id: 'q.1', state: 'stopped' });
+    expect(workerRunOf('q.1', undefined)).toEqual({ id: 'q.1', state: 'stopped' });
   });
 });

@@ -69,7 +69,6 @@ describe('DEPLOY_WORKERS', () => {
 
   it.each([
     [{ DEPLOY_RUNTIME: 'docker' }, 'DEPLOY_WORKERS is "q=node w.js", expected unset with DEPLOY_RUNTIME=docker'],
-    [{ DEPLOY_SUPERVISOR: 'systemd' }, 'DEPLOY_WORKERS is "q=node w.js", expected unset with DEPLOY_SUPERVISOR=systemd'],
     [{ DEPLOY_MEMORY_LIMIT: '512M' }, 'DEPLOY_MEMORY_LIMIT is "512M", expected a size in bytes with K, M or G, e.g. 512M, with DEPLOY_SUPERVISOR=systemd or DEPLOY_RUNTIME=docker'],
   ])('refuses workers where they cannot run as documented: %j', (values, line) => {
     const e = configError({ DEPLOY_WORKERS: 'q=node w.js', ...values });
@@ -296,5 +295,67 @@ describe('workers in status, stop and start', () => {
     const start = starting.host.commands.find((c) => c.includes(W.start)) ?? '';
     expect(start).toContain('#worker-queue.2@');
     expect(start).not.toContain('#worker-queue.1@');
+  });
+});
+
+describe('workers under the systemd supervisor', () => {
+  const cfg = testConfig({ ...WITH_WORKERS, DEPLOY_SUPERVISOR: 'systemd' });
+  const state = hostState('blue', { blue: { ...slot(A, 3001), workers: QUEUE } });
+  const unit = (id: string) => `skiff-hello-staging-worker-${id}-${A}.service`;
+  const S = { status: 'NRestarts "$u"', start: 'enable --quiet "$1"', stop: 'stop --no-block "$@"', list: 'for f in "$dir/$1"*.service' } as const;
+
+  it('start writes a unit per process that does not run, fed its unit file, and checks them in one command', async () => {
+    const { session, host } = flowSession({
+      cfg,
+      state,
+      rules: [
+        inTurn(S.status, [ok(`${unit('queue.1')} active running 51 51 0 enabled\n${unit('queue.2')} none\n`), ok(`${unit('queue.1')} active running 51 51 0 enabled\n${unit('queue.2')} active running 53 53 0 enabled\n`)]),
+        when(W.status, ok('queue.2 stopped\n')),
+        when(S.start, ok('53\n')),
+        when(CMD.exists, ok('yes')),
+      ],
+    });
+    expect(await startLive(session)).toContain('started 1 worker process (queue.2), up after 2s');
+    // The slot's unit starts too (it did not run); of the workers, queue.2 alone.
+    const starts = host.execs.filter((e) => e.command.includes(S.start) && e.command.includes('-worker-'));
+    expect(starts.map((e) => e.command.endsWith(` sh ${unit('queue.2')} '# written by skiff: '`))).toEqual([true]);
+    expect(String(starts[0]?.options.stdin)).toContain(`ExecStart=/bin/sh "-c"`);
+    expect(String(starts[0]?.options.stdin)).toContain(`"/srv/hello#worker-queue.2@${A}" "queue.2" "node worker.js"`);
+  });
+
+  it('a worker that exits at once is stopped with the others it started, and named with its journal line', async () => {
+    const { session, host } = flowSession({
+      cfg,
+      state,
+      rules: [
+        inTurn(S.status, [ok(`${unit('queue.1')} none\n${unit('queue.2')} none\n`), ok(`${unit('queue.1')} activating auto-restart 0 60 2 enabled\n${unit('queue.2')} active running 61 61 0 enabled\n`)]),
+        when(W.status, ok('queue.1 stopped\nqueue.2 stopped\n')),
+        when(S.start, ok('60\n')),
+        when('-o cat --no-pager', ok('--- start 1.1.0 worker queue.1\nError: Cannot find module worker.js\n')),
+        when(S.stop, ok('killed 1')),
+        when(CMD.exists, ok('yes')),
+      ],
+    });
+    const e = await rejection(startLive(session));
+    expect(e).toBeInstanceOf(HealthCheckError);
+    expect(e.message).toContain(`worker queue.1 of release ${A} exited within 2s of its start (its log says: Error: Cannot find module worker.js): see the journal of ${unit('queue.1')}`);
+    const stop = host.commands.find((c) => c.includes(S.stop)) ?? '';
+    expect(stop).toMatch(new RegExp(`sh 0 '# written by skiff: ' ${[unit('queue.1'), unit('queue.2')].join(' ').replace(/\./g, '\\.')}$`));
+  });
+
+  it('strays: the units of releases that are not kept are stopped together, and pidfile strays too', async () => {
+    const other = `skiff-hello-staging-worker-queue.1-20261101-090000-1.0.0.service`;
+    const { session, host } = flowSession({
+      cfg,
+      state,
+      rules: [
+        when(S.list, ok(`${unit('queue.1')} active enabled\n${other} active enabled\nskiff-hello-staging-blue.service active enabled\n`)),
+        when(S.stop, ok('stopped 1')),
+        when(W.strays, ok('0')),
+      ],
+    });
+    const { stopStrays } = await import('../../lib/flows/workers.ts');
+    expect(await stopStrays(session, [A], 7)).toBe('stopped 1 stray worker process of releases that are not live (left by an interrupted run)');
+    expect((host.commands.find((c) => c.includes(S.stop)) ?? '').endsWith(` ${other}`)).toBe(true);
   });
 });
