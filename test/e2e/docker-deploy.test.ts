@@ -129,7 +129,7 @@ describe('docker runtime over SSH', () => {
   });
 
   it("a dry run asks the host's Docker for real and changes nothing: no container, image or record", async () => {
-    const containers = () => docker2('ps', '-a', '--format', '{{.Names}} {{.Image}} {{.Status}}', '--filter', `label=skiff.app=${APP}`);
+    const containers = () => docker2('ps', '-a', '--no-trunc', '--format', '{{.ID}} {{.Names}} {{.Image}} {{.State}}', '--filter', `label=skiff.app=${APP}`);
     const before = [containers(), docker2('images', '-q', '--no-trunc'), readFileSync(join(s.deployPath, '.skiff/releases.jsonl'), 'utf8')];
     const r = await s.run('deploy-vps', ['t', '--dry-run']);
     expect(r.stderr).toBe('');
