@@ -119,6 +119,8 @@ export interface ContainerSpec {
   readonly env: Readonly<Record<string, string>>;
   /** `docker run` limits: `--memory 512m`, `--cpus 0.5` (DEPLOY_MEMORY_LIMIT, DEPLOY_CPU_LIMIT). */
   readonly limits?: readonly string[];
+  /** A worker's command (DEPLOY_WORKERS): the container runs `sh -c <command>` instead of the image's own. */
+  readonly command?: string;
 }
 
 /** App keys that steer the docker client itself: a value of several lines under one of them is refused. */
@@ -137,7 +139,7 @@ const CLIENT_KEYS = 'HOME | PATH | TMPDIR | SHELL | USER | LD_* | DOCKER_* | GO*
 export const runContainer = (s: ContainerSpec): Cmd =>
   script(
     [
-      'name=$1 image=$2 envfile=$3 data=$4 n=$5; shift 5',
+      'name=$1 image=$2 envfile=$3 data=$4 n=$5 command=$6; shift 6',
       'docker=$(command -v docker) || { echo "docker: not found" >&2; exit 127; }',
       // The image is checked before the slot's old container goes.
       'user=$("$docker" image inspect --format "{{.Config.User}}" "$image") || exit 1',
@@ -171,6 +173,8 @@ export const runContainer = (s: ContainerSpec): Cmd =>
       'case "$u$g" in "" | *[!0-9]*) ;; *) [ -z "$(find "$data" ! -user "$u" -print 2>/dev/null | head -n 1)" ] || chown -R "$u:$g" "$data" 2>/dev/null || echo "warning: $data is not owned by the image user $u and cannot be handed to it" >&2 ;; esac',
       // Every word is fixed before the values of several lines are exported (in a subshell: $tmp stays).
       'set -- "$docker" run -d --name "$name" --network host --restart unless-stopped -v "$data:/data" --env-file "$tmp/env" "$@" "$image"',
+      // A worker runs its command with the image's entrypoint (which passes it on) and a shell.
+      'if [ -n "$command" ]; then set -- "$@" sh -c "$command"; fi',
       '(. "$tmp/multi" && "$@")',
     ].join('\n'),
     s.name,
@@ -178,6 +182,7 @@ export const runContainer = (s: ContainerSpec): Cmd =>
     s.envFile,
     s.dataDir,
     String(s.envKeys.length),
+    s.command ?? '',
     ...s.envKeys,
     ...Object.entries(s.env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
     ...Object.entries(s.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
@@ -210,6 +215,53 @@ export const containerStatus = (name: string): Cmd =>
     'docker inspect --format \'{{.State.Status}} {{.State.Pid}} {{.Image}} {{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}}\' "$1" 2>/dev/null || echo absent',
     name,
   ));
+
+/** The container of a worker process of a release: `<app>-<env>-worker-<name>.<n>-<release>`. */
+export const workerContainerName = (app: string, env: string, release: string, id: string): string => `${app}-${env}-worker-${id}-${release}`;
+
+/**
+ * The state of several containers, a line each: `<name> <status> <pid> <restart count>`, or
+ * `<name> absent`.
+ */
+export const containersStatus = (names: readonly string[]): Cmd =>
+  reads(script(
+    'for c in "$@"; do printf "%s " "$c"; docker inspect --format \'{{.State.Status}} {{.State.Pid}} {{.RestartCount}}\' "$c" 2>/dev/null || echo absent; done; exit 0',
+    ...names,
+  ));
+
+/**
+ * The worker containers of an app and env (label skiff.worker), a line each: `<name> <release>`.
+ */
+export const workerContainers = (app: string, env: string): Cmd =>
+  reads(script(
+    'docker ps -a --filter "label=skiff.app=$1" --filter "label=skiff.env=$2" --filter label=skiff.worker --format \'{{.Names}} {{.Label "skiff.release"}}\'',
+    app,
+    env,
+  ));
+
+/**
+ * Stops containers together (`docker stop` stops them side by side: SIGTERM, `graceSeconds` to
+ * finish, SIGKILL) and removes them. Prints `stopped N` (N of them ran), `killed N` (N were still
+ * up after the grace) or `not-running`. Names are docker's (letters, digits, `_`, `.`, `-`).
+ */
+export const stopAndRemoveContainers = (names: readonly string[], graceSeconds: number): Cmd =>
+  script(
+    [
+      'grace=$1; shift; had=0; up=; there=',
+      'for c in "$@"; do',
+      '  s=$(docker inspect --format "{{.State.Status}}" "$c" 2>/dev/null) || continue',
+      '  there="$there $c"',
+      '  case $s in running | restarting | paused) had=$((had + 1)); up="$up $c" ;; esac',
+      'done',
+      '[ -n "$there" ] || { echo not-running; exit 0; }',
+      '[ -z "$up" ] || docker stop -t "$grace" $up >/dev/null',
+      'killed=0; for c in $up; do [ "$(docker inspect --format "{{.State.ExitCode}}" "$c" 2>/dev/null)" = 137 ] && killed=$((killed + 1)); done',
+      'docker rm -f $there >/dev/null 2>&1',
+      'if [ "$had" -eq 0 ]; then echo not-running; elif [ "$killed" -gt 0 ]; then echo "killed $killed"; else echo "stopped $had"; fi',
+    ].join('\n'),
+    String(graceSeconds),
+    ...names,
+  );
 
 /** The last lines of a container's output (stdout and stderr), then new ones with `follow`. */
 export const containerLogs = (name: string, lines: number, follow: boolean): Cmd =>

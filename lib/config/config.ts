@@ -596,15 +596,12 @@ export const parseConfig = (env: string, source: Source, opts: { root: string; h
     bad('DEPLOY_RELEASE_CACHE', 'set with DEPLOY_RELEASE_CMD (the cache holds what that command makes)', 'set DEPLOY_RELEASE_CMD, or remove DEPLOY_RELEASE_CACHE');
   }
 
-  // Workers (docs/workers.md): the pidfile and systemd supervisors run them; docker does not.
+  // Workers (docs/workers.md): processes under the pidfile or systemd supervisor, or containers.
   let workers: WorkerSpec[] = [];
   try {
     workers = parseWorkers(values.DEPLOY_WORKERS);
   } catch (error) {
     issues.push({ ...issue('DEPLOY_WORKERS', KEYS.DEPLOY_WORKERS.expected, KEYS.DEPLOY_WORKERS.hint), problem: `is bad: ${error instanceof Error ? error.message : String(error)}` });
-  }
-  if (workers.length > 0 && runtime === 'docker') {
-    bad('DEPLOY_WORKERS', 'unset with DEPLOY_RUNTIME=docker (workers run under the process runtime only)', 'run the worker as an app of its own, or use DEPLOY_RUNTIME=process (docs/workers.md#where-workers-are-refused)');
   }
   for (const key of ['DEPLOY_WORKER_GRACE_SECONDS', 'DEPLOY_WORKER_UP_SECONDS'] as const) {
     if (source.values[key] !== undefined && source.values.DEPLOY_WORKERS === undefined) bad(key, 'set with DEPLOY_WORKERS', 'set DEPLOY_WORKERS, or remove it');

@@ -60,7 +60,9 @@ export const startReleaseWorkers = async (ctx: Session, r: ReleaseWorkers, inter
   await driver.start(host, l, { release: r.release, releaseDir: l.release(r.release), envFile: l.envOf(r.release), version: r.version, env: cfg.env, procs });
   if (interruptible) ctx.signal.throwIfAborted();
   await ctx.clock.sleep(cfg.workerUpSeconds * 1000);
-  const down = (await findWorkers(ctx, r)).filter((w) => w.state !== 'running');
+  // One this call started that its supervisor has had to start again exited too, whatever it is now.
+  const started = new Set(procs.map((p) => p.id));
+  const down = (await findWorkers(ctx, r)).filter((w) => w.state !== 'running' || (started.has(w.id) && (w.restarts ?? 0) > 0));
   if (down.length > 0) {
     const first = down[0]?.id ?? '';
     const last = whyExited(await driver.logTail(host, l, r.release, first, 20));

@@ -6,7 +6,20 @@
  * container runs, and the tag to remove when the release goes.
  */
 import type { Config } from '../config/config.ts';
-import { containerLogs, containerName, containerStatus, dockerAtBoot, runContainer, stopContainer, untagRelease } from '../commands/docker.ts';
+import {
+  containerLogs,
+  containerName,
+  containersStatus,
+  containerStatus,
+  dockerAtBoot,
+  runContainer,
+  stopAndRemoveContainers,
+  stopContainer,
+  untagRelease,
+  workerContainerName,
+  workerContainers,
+} from '../commands/docker.ts';
+import type { Layout } from '../core/paths.ts';
 import { hookInContainer } from '../commands/hooks.ts';
 import { removeReleases } from '../commands/release.ts';
 import { execInContainer } from '../commands/exec.ts';
@@ -14,7 +27,7 @@ import { firstLine, SkiffError } from '../core/errors.ts';
 import { DEADLINE, type Host } from '../host/host.ts';
 import { buildImage, checkDockerfile } from '../ship/build.ts';
 import { checkHostDocker, findImageRelease, readImageRelease, rememberImage, shipImage, type HostDocker } from '../ship/docker-ship.ts';
-import type { Runtime, SlotRun } from './runtime.ts';
+import type { Runtime, SlotRun, WorkerDriver, WorkerRun } from './runtime.ts';
 
 /** Parses the line printed by `containerStatus`. */
 export const parseContainerStatus = (name: string, line: string): SlotRun => {
@@ -27,11 +40,76 @@ export const parseContainerStatus = (name: string, line: string): SlotRun => {
   return { state: 'stopped', container };
 };
 
+/** How a worker's container stands, from a line of `containersStatus` (its name first). */
+export const workerContainerRun = (id: string, line: string | undefined): WorkerRun => {
+  const [, status, pid, restarts] = (line ?? '').trim().split(/\s+/);
+  const count = Number(restarts) || 0;
+  if (status === 'running') return { id, state: 'running', pid: Number(pid), restarts: count };
+  // restarting: it keeps exiting and docker keeps starting it again.
+  if (status === 'restarting') return { id, state: 'crashed', pid: Number(pid), restarts: count };
+  return { id, state: 'stopped' };
+};
+
+/**
+ * Workers in the docker runtime: a container per process and release (workerContainerName) of the
+ * release's image with the worker's command, the app's environment but no PORT, shared/data at
+ * /data, `--network host` and `--restart unless-stopped` (Docker starts it again when it exits and
+ * at boot); stopped together with the grace and removed.
+ */
+export const dockerWorkers = (cfg: Config, limits: readonly string[]): WorkerDriver => {
+  const name = (release: string, id: string) => workerContainerName(cfg.app.name, cfg.env, release, id);
+  const deadline = (graceSeconds: number) => ({ timeoutMs: graceSeconds * 1000 + DEADLINE.command });
+  return {
+    async find(host, _l, release, ids) {
+      const lines = new Map(
+        (await host.exec(containersStatus(ids.map((id) => name(release, id))))).stdout
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => [line.split(' ')[0] ?? '', line] as const),
+      );
+      return ids.map((id) => workerContainerRun(id, lines.get(name(release, id))));
+    },
+    async start(host, l: Layout, spec) {
+      const release = await readImageRelease(host, l, spec.release);
+      for (const p of spec.procs) {
+        await host.exec(
+          runContainer({
+            name: name(spec.release, p.id),
+            image: release.imageId,
+            envFile: l.envOf(spec.release),
+            envKeys: release.envKeys,
+            dataDir: l.data,
+            env: { DATA_DIR: '/data', APP_VERSION: spec.version, APP_ENV: cfg.env },
+            labels: { 'skiff.app': cfg.app.name, 'skiff.env': cfg.env, 'skiff.worker': p.id, 'skiff.release': spec.release, 'skiff.version': spec.version },
+            limits,
+            command: p.command,
+          }),
+        );
+      }
+    },
+    stop: async (host, _l, release, ids, graceSeconds) =>
+      (await host.exec(stopAndRemoveContainers(ids.map((id) => name(release, id)), graceSeconds), deadline(graceSeconds))).stdout.trim(),
+    async stopStrays(host, _l, keep, graceSeconds) {
+      const strays = (await host.exec(workerContainers(cfg.app.name, cfg.env))).stdout
+        .split('\n')
+        .map((line) => line.trim().split(/\s+/))
+        .filter(([c, release]) => c && !keep.includes(release ?? ''))
+        .map(([c]) => c ?? '');
+      if (strays.length > 0) await host.exec(stopAndRemoveContainers(strays, graceSeconds), deadline(graceSeconds));
+      return strays.length;
+    },
+    logTail: async (host, _l, release, id, lines) => (await host.exec(containerLogs(name(release, id), lines, false), { check: false })).stdout,
+    logName: (_l, release, id) => `docker logs ${name(release, id)}`,
+  };
+};
+
 export const dockerRuntime = (cfg: Config): Runtime => {
   const name = (slot: string) => containerName(cfg.app.name, cfg.env, slot);
   /** Each host's Docker, as preflight found it. */
   const dockers = new WeakMap<Host, HostDocker>();
+  const limits = [...(cfg.limits.memory ? ['--memory', String(cfg.limits.memory.bytes)] : []), ...(cfg.limits.cpus !== undefined ? ['--cpus', String(cfg.limits.cpus)] : [])];
   return {
+    workers: dockerWorkers(cfg, limits),
     unit: 'container',
     haltedWord: 'container',
     buildTitle: (version) => `Build the image ${cfg.app.name}:${version}`,
@@ -86,10 +164,7 @@ export const dockerRuntime = (cfg: Config): Runtime => {
           dataDir: l.data,
           env: { PORT: String(s.port), DATA_DIR: '/data', APP_VERSION: s.version, APP_ENV: cfg.env },
           labels: { 'skiff.app': cfg.app.name, 'skiff.env': cfg.env, 'skiff.slot': s.slot, 'skiff.release': s.release, 'skiff.version': s.version },
-          limits: [
-            ...(cfg.limits.memory ? ['--memory', String(cfg.limits.memory.bytes)] : []),
-            ...(cfg.limits.cpus !== undefined ? ['--cpus', String(cfg.limits.cpus)] : []),
-          ],
+          limits,
         }),
       );
       return `container ${name(s.slot)} ${out.stdout.trim().slice(0, 12)}`;

@@ -44,6 +44,8 @@ export interface WorkerRun {
   readonly id: string;
   readonly state: 'running' | 'crashed' | 'stopped';
   readonly pid?: number;
+  /** How often its supervisor started it again after it exited (systemd, docker; the pidfile supervisor does not). */
+  readonly restarts?: number;
 }
 
 /**

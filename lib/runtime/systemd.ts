@@ -63,7 +63,7 @@ export const workerRunOf = (id: string, line: string | undefined): WorkerRun => 
   const [name = '', ...rest] = (line ?? '').trim().split(/\s+/);
   const run = parseUnitStatus(name, rest.join(' '));
   if (!run || run.state === 'stopped') return { id, state: 'stopped' };
-  return { id, state: run.state, pid: run.pid };
+  return { id, state: run.state, pid: run.pid, restarts: run.unit?.restarts ?? 0 };
 };
 
 /**

@@ -339,4 +339,50 @@ describe('docker runtime over SSH', () => {
     expect(readdirSync(join(s.dir, 'none-srv', '.skiff', 'env')).filter((f) => f.startsWith('.run.'))).toEqual([]);
     expect((await s.run('stop', ['n'])).code).toBe(0);
   });
+
+  it('workers: a container each of the release image with its command, replaced on deploy with their grace, gone with stop; one that exits at once fails the deploy', async () => {
+    const path = join(s.dir, 'worker-srv');
+    const tick = `node -e "process.on('SIGTERM',()=>process.exit(0)),setInterval(()=>console.log('tick '+process.env.APP_VERSION),300)"`;
+    const wk = (workers: string) => base(18745, [ssh(SSH), `DEPLOY_PATH=${path}`, `DEPLOY_WORKERS=${workers}`, 'DEPLOY_WORKER_UP_SECONDS=2', 'DEPLOY_WORKER_GRACE_SECONDS=5'].join('\n'));
+    const workers = () => docker2('ps', '-a', '--filter', 'label=skiff.env=wk', '--filter', 'label=skiff.worker', '--format', '{{.Names}} {{.State}}').split('\n').filter(Boolean).sort();
+    const live = () => (JSON.parse(readFileSync(join(path, '.skiff/state.json'), 'utf8')) as { slots: { blue: { release: string } } }).slots.blue.release;
+    s.writeEnv('wk.env', wk(`tick:2=${tick}`));
+    const first = await s.run('deploy-vps', ['wk']);
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain('started 2 worker processes (tick.1, tick.2), up after 2s');
+    const r1 = live();
+    expect(workers()).toEqual([`${APP}-wk-worker-tick.1-${r1} running`, `${APP}-wk-worker-tick.2-${r1} running`]);
+    expect(JSON.parse(docker2('inspect', '--format', '{{json .Config.Cmd}}', `${APP}-wk-worker-tick.1-${r1}`))).toEqual(['sh', '-c', tick]);
+    expect(docker2('inspect', '--format', '{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.NetworkMode}}', `${APP}-wk-worker-tick.1-${r1}`)).toBe('unless-stopped host');
+    expect(docker2('logs', `${APP}-wk-worker-tick.1-${r1}`)).toMatch(/^tick \d/m);
+    expect((await s.run('status', ['wk'])).stdout).toMatch(/workers +tick\.1 running \(pid \d+\), tick\.2 running \(pid \d+\)/);
+
+    changeCode('1.3.0');
+    const second = await s.run('deploy-vps', ['wk']);
+    expect(second.code, second.stderr).toBe(0);
+    // Each took its SIGTERM and exited within the grace: stopped, not killed.
+    expect(second.stdout).toContain(`old workers: stopped 2 worker processes of ${r1}`);
+    const r2 = live();
+    expect(workers()).toEqual([`${APP}-wk-worker-tick.1-${r2} running`, `${APP}-wk-worker-tick.2-${r2} running`]);
+    expect(docker2('logs', `${APP}-wk-worker-tick.1-${r2}`)).toContain('tick 1.3.0');
+
+    const stop = await s.run('stop', ['wk']);
+    expect(stop.code, stop.stderr).toBe(0);
+    expect(stop.stdout).toContain(`stopped 2 worker processes of ${r2}`);
+    expect(workers()).toEqual([]);
+    expect((await s.run('start', ['wk'])).code).toBe(0);
+    expect(workers()).toEqual([`${APP}-wk-worker-tick.1-${r2} running`, `${APP}-wk-worker-tick.2-${r2} running`]);
+
+    // A worker that exits at once (docker starts it again and again): exit 1, nothing switched, its containers gone.
+    s.writeEnv('wk.env', wk(`tick:2=${tick};broken=node -e "console.error('Error: no queue here'),process.exit(3)"`));
+    changeCode('1.3.1');
+    const failed = await s.run('deploy-vps', ['wk']);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/worker broken\.1 of release \S+ exited within 2s of its start \(its log says: Error: no queue here\): see docker logs /);
+    expect(live()).toBe(r2);
+    expect(workers()).toEqual([`${APP}-wk-worker-tick.1-${r2} running`, `${APP}-wk-worker-tick.2-${r2} running`]);
+    expect((await get('http://127.0.0.1:18745/')).text.trim()).toBe('hello 1.3.0 (wk)');
+    expect((await s.run('stop', ['wk'])).code).toBe(0);
+  });
 });

@@ -5,7 +5,23 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { render, renderForExec } from '../../lib/core/cmd.ts';
-import { dockerBuild, dockerCheck, freeKilobytes, hostImageLayers, imageId, imageLabels, releaseRef, runContainer, stopContainer, untagRelease } from '../../lib/commands/docker.ts';
+import {
+  containersStatus,
+  dockerBuild,
+  dockerCheck,
+  freeKilobytes,
+  hostImageLayers,
+  imageId,
+  imageLabels,
+  releaseRef,
+  runContainer,
+  stopAndRemoveContainers,
+  stopContainer,
+  untagRelease,
+  workerContainerName,
+  workerContainers,
+} from '../../lib/commands/docker.ts';
+import { workerContainerRun } from '../../lib/runtime/docker.ts';
 import { parseContainerStatus } from '../../lib/runtime/docker.ts';
 import { words } from './shell-words.ts';
 
@@ -48,6 +64,7 @@ describe('docker host commands, rendered', () => {
       '/srv/a b/.skiff/env/1.env',
       '/srv/a b/shared/data',
       '2',
+      '',
       'API_TOKEN',
       'GREETING',
       '-e',
@@ -69,14 +86,14 @@ describe('docker host commands, rendered', () => {
       'printf "client HOME=%s PATH=%s DOCKER_HOST=%s HTTPS_PROXY=%s\\n" "$HOME" "$PATH" "${DOCKER_HOST-unset}" "${HTTPS_PROXY-unset}"',
       'printf "client PEM=%s\\n" "$PEM"',
     ].join('\n');
-    const runWith = (envText: string, keys: readonly string[]): { out: string[]; dir: string; code: number } => {
+    const runWith = (envText: string, keys: readonly string[], command?: string): { out: string[]; dir: string; code: number } => {
       const dir = mkdtempSync(join(tmpdir(), 'skiff-run-'));
       writeFileSync(join(dir, 'docker'), `${STAND_IN}\n`, { mode: 0o755 });
       mkdirSync(join(dir, 'env'));
       writeFileSync(join(dir, 'env', 'app.env'), envText);
       mkdirSync(join(dir, 'data'));
       const text = renderForExec(
-        runContainer({ name: 'hello-p-blue', image: 'sha256:good', envFile: join(dir, 'env', 'app.env'), envKeys: keys, dataDir: join(dir, 'data'), env: {}, labels: {} }),
+        runContainer({ name: 'hello-p-blue', image: 'sha256:good', envFile: join(dir, 'env', 'app.env'), envKeys: keys, dataDir: join(dir, 'data'), env: {}, labels: {}, ...(command ? { command } : {}) }),
       );
       const r = spawnSync('/bin/sh', ['-c', text], { encoding: 'utf8', env: { PATH: `${dir}:/usr/bin:/bin`, HOME: '/home/deployer' } });
       return { out: `${r.stdout}${r.stderr}`.trim().split('\n'), dir, code: r.status ?? -1 };
@@ -90,6 +107,16 @@ describe('docker host commands, rendered', () => {
         expect(out).toContain('mode -rw-------');
         // The private env file is gone once docker has read it.
         expect(readdirSync(join(dir, 'env'))).toEqual(['app.env']);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+    it("a worker's container runs its command through sh after the image, as one word", () => {
+      const command = `node worker.js --name "a b" $(id) 'q' ; echo done`;
+      const { out, dir } = runWith("ONE='1'\n", ['ONE'], command);
+      try {
+        const args = out.filter((l) => l.startsWith('arg ')).map((l) => l.slice(4));
+        expect(args.slice(-4)).toEqual(['sha256:good', 'sh', '-c', command]);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
@@ -130,6 +157,20 @@ describe('docker host commands, rendered', () => {
         rmSync(bad.dir, { recursive: true, force: true });
       }
     });
+  });
+  it('worker containers: named per process and release, read together, listed by label, stopped side by side and removed', () => {
+    expect(workerContainerName('hello', 'prod', '20261206-101500-1.2.0', 'queue.2')).toBe('hello-prod-worker-queue.2-20261206-101500-1.2.0');
+    expect(words(render(containersStatus(['a-1', 'b-2']))).slice(-2)).toEqual(['a-1', 'b-2']);
+    expect(render(workerContainers('hello', 'prod'))).toContain(`--filter "label=skiff.app=$1" --filter "label=skiff.env=$2" --filter label=skiff.worker`);
+    const stop = render(stopAndRemoveContainers(['w-1', 'w-2'], 9));
+    expect(words(stop).slice(-3)).toEqual(['9', 'w-1', 'w-2']);
+    expect(stop.indexOf('docker stop -t "$grace" $up')).toBeLessThan(stop.indexOf('docker rm -f $there'));
+    expect(workerContainerRun('q.1', 'n running 42 0')).toEqual({ id: 'q.1', state: 'running', pid: 42, restarts: 0 });
+    expect(workerContainerRun('q.1', 'n running 43 3')).toEqual({ id: 'q.1', state: 'running', pid: 43, restarts: 3 });
+    expect(workerContainerRun('q.1', 'n restarting 0 5')).toEqual({ id: 'q.1', state: 'crashed', pid: 0, restarts: 5 });
+    expect(workerContainerRun('q.1', 'n exited 0 0')).toEqual({ id: 'q.1', state: 'stopped' });
+    expect(workerContainerRun('q.1', 'n absent')).toEqual({ id: 'q.1', state: 'stopped' });
+    expect(workerContainerRun('q.1', undefined)).toEqual({ id: 'q.1', state: 'stopped' });
   });
   it('stops with a grace period and tells a kill from a stop', () => {
     expect(render(stopContainer('hello-prod-blue', 10))).toMatch(/docker stop -t "\$2" "\$1".* sh hello-prod-blue 10$/s);

@@ -248,8 +248,10 @@ describe('worker units', () => {
   });
 
   it('reads a worker process from its unit line', () => {
-    expect(workerRunOf('q.1', 'u active running 42 42 0 enabled')).toEqual({ id: 'q.1', state: 'running', pid: 42 });
-    expect(workerRunOf('q.1', 'u activating auto-restart 0 41 3 enabled')).toEqual({ id: 'q.1', state: 'crashed', pid: 41 });
+    expect(workerRunOf('q.1', 'u active running 42 42 0 enabled')).toEqual({ id: 'q.1', state: 'running', pid: 42, restarts: 0 });
+    // Running again after systemd restarted it: the count says it exited.
+    expect(workerRunOf('q.1', 'u active running 43 43 2 enabled')).toEqual({ id: 'q.1', state: 'running', pid: 43, restarts: 2 });
+    expect(workerRunOf('q.1', 'u activating auto-restart 0 41 3 enabled')).toEqual({ id: 'q.1', state: 'crashed', pid: 41, restarts: 3 });
     expect(workerRunOf('q.1', 'u inactive dead 0 0 0 disabled')).toEqual({ id: 'q.1', state: 'stopped' });
     expect(workerRunOf('q.1', 'u none')).toEqual({ id: 'q.1', state: 'stopped' });
     expect(workerRunOf('q.1', undefined)).toEqual({ id: 'q.1', state: 'stopped' });

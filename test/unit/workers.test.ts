@@ -68,7 +68,6 @@ describe('DEPLOY_WORKERS', () => {
   });
 
   it.each([
-    [{ DEPLOY_RUNTIME: 'docker' }, 'DEPLOY_WORKERS is "q=node w.js", expected unset with DEPLOY_RUNTIME=docker'],
     [{ DEPLOY_MEMORY_LIMIT: '512M' }, 'DEPLOY_MEMORY_LIMIT is "512M", expected a size in bytes with K, M or G, e.g. 512M, with DEPLOY_SUPERVISOR=systemd or DEPLOY_RUNTIME=docker'],
   ])('refuses workers where they cannot run as documented: %j', (values, line) => {
     const e = configError({ DEPLOY_WORKERS: 'q=node w.js', ...values });
