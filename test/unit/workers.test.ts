@@ -342,6 +342,24 @@ describe('workers under the systemd supervisor', () => {
     expect(stop).toMatch(new RegExp(`sh 0 '# written by skiff: ' ${[unit('queue.1'), unit('queue.2')].join(' ').replace(/\./g, '\\.')}$`));
   });
 
+  it('a worker systemd had to start again is down, though it runs at the moment of the check; one that ran before is not judged by old restarts', async () => {
+    const { session } = flowSession({
+      cfg,
+      state,
+      rules: [
+        inTurn(S.status, [ok(`${unit('queue.1')} active running 51 51 4 enabled\n${unit('queue.2')} none\n`), ok(`${unit('queue.1')} active running 51 51 4 enabled\n${unit('queue.2')} active running 70 70 2 enabled\n`)]),
+        when(W.status, ok('queue.2 stopped\n')),
+        when(S.start, ok('53\n')),
+        when('-o cat --no-pager', ok('--- start 1.1.0 worker queue.2\nError: no queue\n')),
+        when(S.stop, ok('killed 1')),
+        when(CMD.exists, ok('yes')),
+      ],
+    });
+    const e = await rejection(startLive(session));
+    expect(e.message).toContain(`worker queue.2 of release ${A} exited within 2s of its start (its log says: Error: no queue)`);
+    expect(e.message).not.toContain('queue.1');
+  });
+
   it('strays: the units of releases that are not kept are stopped together, and pidfile strays too', async () => {
     const other = `skiff-hello-staging-worker-queue.1-20261101-090000-1.0.0.service`;
     const { session, host } = flowSession({
