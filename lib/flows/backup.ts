@@ -403,7 +403,7 @@ export const restoreBackup = async (ctx: Session, name: string, manifest: Backup
     if (!slot || !live) return;
     await ctx.runtime.launch(host, l, { slot, release: live.release, port: live.port, start: live.start, version: live.version });
     await gateSlot(ctx, slot, live.port, false);
-    const started = workers ? await startReleaseWorkers(ctx, workers, false) : undefined;
+    const started = workers ? await startReleaseWorkers(ctx, workers, { interruptible: false }) : undefined;
     if (started) ctx.log(started);
   };
   try {

@@ -186,7 +186,7 @@ const startNewWorkers = async (ctx: DeployCtx): Promise<void> => {
     const strays = await stopStrays(ctx, old ? [old.release] : [], ctx.cfg.workerGraceSeconds);
     if (strays) ctx.log(strays);
   }
-  const started = await startReleaseWorkers(ctx, newWorkers(ctx));
+  const started = await startReleaseWorkers(ctx, newWorkers(ctx), { fresh: true });
   if (started) ctx.log(started);
 };
 
@@ -268,7 +268,7 @@ const restorePrevious = async (ctx: DeployCtx, error: unknown): Promise<{ left: 
     ctx.log(`previous release ${prev.slot.release} serves again`);
     // Its workers still run unless this host had stopped them (another host failed later): started again then.
     const old = oldWorkers(ctx);
-    const workers = old ? await startReleaseWorkers(ctx, old, false) : undefined;
+    const workers = old ? await startReleaseWorkers(ctx, old, { interruptible: false }) : undefined;
     if (workers) ctx.log(`previous workers: ${workers}`);
     return { left };
   } catch (restoreError) {
@@ -468,7 +468,7 @@ export const prune = async (ctx: DeployCtx): Promise<string[]> => {
   const { host, l, cfg } = ctx;
   const listed = (await host.exec(listReleases(l))).stdout.split('\n').filter(Boolean);
   // A dry run made no release folder: the count is as the real run would find it.
-  const onHost = listed.includes(ctx.run.id) ? listed : [...listed, ctx.run.id];
+  const onHost = host.dryRun && !listed.includes(ctx.run.id) ? [...listed, ctx.run.id] : listed;
   const doomed = releasesToPrune(onHost, await readHistory(host, l), ctx.run.id, cfg.keepReleases, ctx.run.previous?.slot.release);
   await ctx.runtime.removeReleases(host, l, doomed);
   return doomed;

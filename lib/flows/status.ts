@@ -12,7 +12,7 @@ import { loadState } from './state-repair.ts';
 import { maintenanceLine, maintenanceStatus, type MaintenanceStatus } from './maintenance.ts';
 import { readMaintenance } from '../state/maintenance.ts';
 import { maintenanceFor } from '../proxy/maintenance.ts';
-import { findWorkers, startReleaseWorkers, stopReleaseWorkers, workersLine, type WorkerRun } from './workers.ts';
+import { findWorkers, startReleaseWorkers, stopReleaseWorkers, stopStrays, workersLine, type WorkerRun } from './workers.ts';
 import { liveSlot, readHistory, readState, audit, type ReleaseRecord, type SlotState } from '../state/state.ts';
 
 export interface StatusReport {
@@ -244,7 +244,10 @@ export const stopLive = async (ctx: Session): Promise<string> => {
   const { host, l, cfg } = ctx;
   const { slot, release } = await deployedSlot(ctx);
   const result = await ctx.runtime.halt(host, l, slot, cfg.drainSeconds);
-  const workers = await stopReleaseWorkers(ctx, { release: release.release, version: release.version, workers: release.workers ?? [] }, cfg.workerGraceSeconds);
+  const live = await stopReleaseWorkers(ctx, { release: release.release, version: release.version, workers: release.workers ?? [] }, cfg.workerGraceSeconds);
+  // Workers of releases that are not live (an interrupted deploy's, which systemd or Docker would keep running): they stop too.
+  const strays = (release.workers?.length ?? 0) > 0 || cfg.workers.length > 0 ? await stopStrays(ctx, [release.release], cfg.workerGraceSeconds) : undefined;
+  const workers = [live, strays].filter((x) => x !== undefined).join('; ') || undefined;
   if (workers) await audit(host, l, ctx.now().toISOString(), ctx.who, `stop workers of ${release.release} (${workers})`);
   if (result === 'not-running') return workers ? `the app was not running; ${workers}` : `not running; nothing to stop`;
   await audit(host, l, ctx.now().toISOString(), ctx.who, `stop ${release.release} (${result})`);

@@ -48,7 +48,11 @@ export const findWorkers = async (ctx: Session, r: ReleaseWorkers): Promise<Work
  * and a HealthCheckError names the worker with the last line of its log. Returns a line for the
  * progress tree, or undefined without workers.
  */
-export const startReleaseWorkers = async (ctx: Session, r: ReleaseWorkers, interruptible = true): Promise<string | undefined> => {
+export const startReleaseWorkers = async (
+  ctx: Session,
+  r: ReleaseWorkers,
+  { interruptible = true, fresh = false }: { readonly interruptible?: boolean; readonly fresh?: boolean } = {},
+): Promise<string | undefined> => {
   if (r.workers.length === 0) return undefined;
   const { host, l, cfg } = ctx;
   const driver = driverOf(ctx);
@@ -66,8 +70,9 @@ export const startReleaseWorkers = async (ctx: Session, r: ReleaseWorkers, inter
   if (down.length > 0) {
     const first = down[0]?.id ?? '';
     const last = whyExited(await driver.logTail(host, l, r.release, first, 20));
-    // All that this call started, the ones that exited too: systemd would start those again.
-    await driver.stop(host, l, r.release, procs.map((p) => p.id), 0);
+    // A new release's workers all go, the ones that exited too (systemd or Docker would start those
+    // again). A live release's stay as they are: their supervisor goes on retrying, and `status` tells.
+    if (fresh) await driver.stop(host, l, r.release, procs.map((p) => p.id), 0);
     throw new HealthCheckError(
       `${host.name}: worker ${down.map((w) => w.id).join(', ')} of release ${r.release} exited within ${cfg.workerUpSeconds}s of its start` +
         `${last ? ` (its log says: ${last})` : ''}: see ${driver.logName(l, r.release, first)}`,

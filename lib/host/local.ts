@@ -249,6 +249,11 @@ export const streamFrom = (
       child?.stdout?.pipe(stdout);
       child?.stderr?.on('data', (b: Buffer) => err.push(b));
       child?.stdin?.on('error', () => {}); // as in run: the status tells
+      // A reader that gives up (the host's end failed) destroys the stream: the program, blocked on a
+      // full pipe, would wait for ever, so it is stopped and `done` settles.
+      stdout.once('close', () => {
+        if (!stdout.readableEnded && child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      });
       if (child?.stdin) feed(child.stdin, input);
       const o: ProcessOutput = await p;
       if (o.cause) throw o.cause;

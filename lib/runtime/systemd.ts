@@ -58,6 +58,14 @@ export const systemdProblem = (hostName: string, env: string, answer: string): s
   return `${hostName}: the systemd user manager of ${user} does not answer: run \`npx tsx scripts/setup.ts ${env}\`, or log in once and check \`systemctl --user status\``;
 };
 
+/** Two answers of a stop (`stopped N`, `killed N`, `not-running`) as one: killed if either killed. */
+export const sumStops = (a: string, b: string): string => {
+  const count = (x: string) => (x === 'not-running' ? 0 : Number(x.split(' ')[1]) || 0);
+  if (a === 'not-running' && b === 'not-running') return 'not-running';
+  const killed = [a, b].filter((x) => x.startsWith('killed '));
+  return killed.length > 0 ? `killed ${killed.reduce((n, x) => n + count(x), 0)}` : `stopped ${count(a) + count(b)}`;
+};
+
 /** How a worker's unit stands, from a line of `unitsStatus` (its name first). */
 export const workerRunOf = (id: string, line: string | undefined): WorkerRun => {
   const [name = '', ...rest] = (line ?? '').trim().split(/\s+/);
@@ -114,9 +122,9 @@ export const systemdWorkers = (cfg: Config): WorkerDriver => {
       }
     },
     async stop(host, l, release, ids, graceSeconds) {
-      const out = (await host.exec(stopAndRemoveUnits(ids.map((id) => name(release, id)), graceSeconds), deadline(graceSeconds))).stdout.trim();
-      // No unit ran: perhaps processes the pidfile supervisor started, before this host moved to systemd.
-      return out === 'not-running' ? pidfileWorkers.stop(host, l, release, ids, graceSeconds) : out;
+      const units = (await host.exec(stopAndRemoveUnits(ids.map((id) => name(release, id)), graceSeconds), deadline(graceSeconds))).stdout.trim();
+      // Processes the pidfile supervisor started before this host moved to systemd, some perhaps beside units.
+      return sumStops(units, await pidfileWorkers.stop(host, l, release, ids, graceSeconds));
     },
     async stopStrays(host, l, keep, graceSeconds) {
       const units = (await host.exec(envUnits(`skiff-${cfg.app.name}-${cfg.env}-worker-`))).stdout

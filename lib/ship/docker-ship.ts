@@ -220,7 +220,12 @@ export const shipImage = async (
       if (e !== undefined) stream.stream.destroy(e instanceof Error ? e : new Error(String(e)));
     });
     // The host's answer says more than a broken pipe here: it is awaited first.
-    await host.exec(loadImage(packing), { stdin: stream.stream, timeoutMs: DEADLINE.transfer });
+    await host.exec(loadImage(packing), { stdin: stream.stream, timeoutMs: DEADLINE.transfer }).catch((e: unknown) => {
+      // A load that failed reads no more: docker save and the compressor, blocked on full pipes, are stopped.
+      stream.stream.destroy();
+      save.stdout.destroy();
+      throw e;
+    });
     const saveError = await settled;
     if (saveError) throw saveError;
     how = packing === 'none' ? '' : ` (${packing})`;

@@ -17,7 +17,7 @@ import { releaseEntriesTar } from './build.ts';
 import { describeLeftOut } from './ignore.ts';
 import { checkLiveAgainstHost, formatBytes, manifestChanges, manifestTotals, nulList, parseLiveListing, parseManifest, planDelta, serializeManifest } from './delta.ts';
 import { releaseRules, walkRelease, type ReleaseWalk } from './manifest.ts';
-import { compressed, negotiateCompression } from './compress.ts';
+import { compressed, negotiateCompression, type ShipCompression } from './compress.ts';
 
 /** What a ship sent: bytes (counted at the SSH channel), files or layers sent, and those the host had. */
 export interface Shipped {
@@ -37,6 +37,24 @@ export interface ShipSpec {
   /** Check the live release's files by sha256 (`deploy-vps --verify`), not only by size. */
   readonly verify?: boolean;
 }
+
+/**
+ * Sends a tar stream into a folder on the host, packed as it passes, and counts the bytes. A host
+ * that stops reading (its tar failed: a full disk) leaves the local tar and compressor blocked on
+ * full pipes: their streams are destroyed, which stops them. All three settle before this returns,
+ * so the caller may remove the folder; the host's failure says most and is thrown first.
+ */
+export const sendPackedTar = async (host: Host, dir: string, tar: { stream: Readable; done: Promise<void> }, packing: ShipCompression, counter: { bytes: number }): Promise<void> => {
+  const packed = compressed(tar.stream, packing);
+  const unpack = host.exec(unpackInto(dir, packing), { stdin: counting(packed.stream, counter), timeoutMs: DEADLINE.transfer }).catch((e: unknown) => {
+    packed.stream.destroy();
+    tar.stream.destroy();
+    throw e;
+  });
+  const results = await Promise.allSettled([unpack, tar.done, packed.done]);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+};
 
 /**
  * The live release's manifest, checked against its files on the host in the same round trip: what
@@ -94,13 +112,7 @@ export const shipFolder = async (host: Host, l: Layout, cfg: Config, spec: ShipS
     return b;
   };
   const packing = await negotiateCompression(host, cfg);
-  const sendTar = async (tar: { stream: Readable; done: Promise<void> }) => {
-    const packed = compressed(tar.stream, packing.tar);
-    // All three settle before the caller may remove the partial folder; the host's answer says most, so its failure is thrown first.
-    const results = await Promise.allSettled([host.exec(unpackInto(partial, packing.tar), { stdin: counting(packed.stream, counter), timeoutMs: DEADLINE.transfer }), tar.done, packed.done]);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
-  };
+  const sendTar = (tar: { stream: Readable; done: Promise<void> }) => sendPackedTar(host, partial, tar, packing.tar, counter);
   let summary: string;
   let files: { files: number; reused: number };
   let sent = true;

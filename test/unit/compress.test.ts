@@ -3,6 +3,7 @@
  * strings), and a round trip through this machine's real tar, zstd and gzip.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,9 +11,11 @@ import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadImage } from '../../lib/commands/docker.ts';
 import { unpackersProbe, unpackInto } from '../../lib/commands/delta.ts';
-import { render } from '../../lib/core/cmd.ts';
+import { cmd, render, type Cmd } from '../../lib/core/cmd.ts';
 import { SkiffError } from '../../lib/core/errors.ts';
 import { LocalHost, streamFrom } from '../../lib/host/local.ts';
+import type { ExecOptions } from '../../lib/host/host.ts';
+import { sendPackedTar } from '../../lib/ship/folder-ship.ts';
 import { compressed, negotiateCompression, parseUnpackers, pickCompression, type HostUnpackers } from '../../lib/ship/compress.ts';
 import { ok, RecordingHost, when } from '../support/recording-host.ts';
 
@@ -160,4 +163,28 @@ describe('compressed streams through real tar', () => {
       expect(done).toBe('the build tar broke');
     }
   });
+});
+
+describe('a host that stops reading', () => {
+  it.each(['zstd', 'gzip', 'none'] as const)('%s: the ship fails at once, and the local tar and compressor stop', async (packing) => {
+    const dir = mkdtempSync(join(tmpdir(), 'skiff-stop-reading-'));
+    try {
+      writeFileSync(join(dir, 'big.bin'), randomBytes(32 * 1024 * 1024));
+      const tar = streamFrom(['tar', '-c', '-f', '-', 'big.bin'], dir);
+      // The host's tar reads a little and fails, as one on a full disk does.
+      class FullDisk extends LocalHost {
+        override exec(_c: Cmd, o?: ExecOptions) {
+          return super.exec(cmd('sh', '-c', 'head -c 100 >/dev/null; exit 3'), o);
+        }
+      }
+      const failing = new FullDisk();
+      const counter = { bytes: 0 };
+      const t0 = Date.now();
+      await expect(sendPackedTar(failing, join(dir, 'out'), { stream: tar.stdout, done: tar.done }, packing, counter)).rejects.toThrow(/exit(ed)? (code )?3|status 3|\b3\b/);
+      // Before, it waited for the blocked tar and compressor for ever.
+      expect(Date.now() - t0).toBeLessThan(10_000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
 });

@@ -4,6 +4,7 @@
  * undo could not do is said beside the failure that caused it, on the same error, and never replaces it.
  */
 import { describe, expect, it } from 'vitest';
+import { DryRunHost } from '../../lib/cli/run.ts';
 import { HealthCheckError, SkiffError } from '../../lib/core/errors.ts';
 import {
   commit,
@@ -469,7 +470,11 @@ describe('prune', () => {
       history: ids.map((id) => release(id)),
       rules: [when(CMD.listReleases, ok([...ids, ''].join('\n')))],
     });
-    expect(await prune(ctx)).toEqual(ids.slice(0, 2));
+    const printed: string[] = [];
+    expect(await prune({ ...ctx, host: new DryRunHost(ctx.host, (line) => printed.push(line)) })).toEqual(ids.slice(0, 2));
+    expect(printed.join('\n')).toContain(`: rm -rf /srv/hello/releases/${ids[0]}`);
+    // A real run lists what is there.
+    expect(await prune(ctx)).toEqual(ids.slice(0, 1));
   });
 
   it('says what it removed, or in a dry run what it would', () => {
