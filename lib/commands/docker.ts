@@ -119,8 +119,8 @@ export interface ContainerSpec {
   readonly env: Readonly<Record<string, string>>;
   /** `docker run` limits: `--memory 512m`, `--cpus 0.5` (DEPLOY_MEMORY_LIMIT, DEPLOY_CPU_LIMIT). */
   readonly limits?: readonly string[];
-  /** A worker's command (DEPLOY_WORKERS): the container runs `sh -c <command>` instead of the image's own. */
-  readonly command?: string;
+  /** A worker's command (DEPLOY_WORKERS) as the words that follow the image: the container runs them instead of the image's CMD. */
+  readonly command?: readonly string[];
 }
 
 /** App keys that steer the docker client itself: a value of several lines under one of them is refused. */
@@ -139,7 +139,7 @@ const CLIENT_KEYS = 'HOME | PATH | TMPDIR | SHELL | USER | LD_* | DOCKER_* | GO*
 export const runContainer = (s: ContainerSpec): Cmd =>
   script(
     [
-      'name=$1 image=$2 envfile=$3 data=$4 n=$5 command=$6; shift 6',
+      'name=$1 image=$2 envfile=$3 data=$4 n=$5 c=$6; shift 6',
       'docker=$(command -v docker) || { echo "docker: not found" >&2; exit 127; }',
       // The image is checked before the slot's old container goes.
       'user=$("$docker" image inspect --format "{{.Config.User}}" "$image") || exit 1',
@@ -147,6 +147,8 @@ export const runContainer = (s: ContainerSpec): Cmd =>
       'trap \'rm -rf "$tmp"\' EXIT',
       'i=0; : >"$tmp/keys"',
       String.raw`while [ "$i" -lt "$n" ]; do printf "%s\n" "$1" >>"$tmp/keys"; shift; i=$((i + 1)); done`,
+      // The c words of the command go after the image, at the end: "$@" is then the flags, the image, the command.
+      'set -- "$@" "$image"; i=0; while [ "$i" -lt "$c" ]; do set -- "$@" "$1"; shift; i=$((i + 1)); done',
       // After the app's file is sourced nothing but builtins runs and no variable is assigned: its PATH
       // or IFS changes nothing, and each value is read under its own name (the keys are in "$@").
       '(',
@@ -172,9 +174,7 @@ export const runContainer = (s: ContainerSpec): Cmd =>
       // Files a restore wrote (as the SSH user) are handed over too.
       'case "$u$g" in "" | *[!0-9]*) ;; *) [ -z "$(find "$data" ! -user "$u" -print 2>/dev/null | head -n 1)" ] || chown -R "$u:$g" "$data" 2>/dev/null || echo "warning: $data is not owned by the image user $u and cannot be handed to it" >&2 ;; esac',
       // Every word is fixed before the values of several lines are exported (in a subshell: $tmp stays).
-      'set -- "$docker" run -d --name "$name" --network host --restart unless-stopped -v "$data:/data" --env-file "$tmp/env" "$@" "$image"',
-      // A worker runs its command with the image's entrypoint (which passes it on) and a shell.
-      'if [ -n "$command" ]; then set -- "$@" sh -c "$command"; fi',
+      'set -- "$docker" run -d --name "$name" --network host --restart unless-stopped -v "$data:/data" --env-file "$tmp/env" "$@"',
       '(. "$tmp/multi" && "$@")',
     ].join('\n'),
     s.name,
@@ -182,8 +182,9 @@ export const runContainer = (s: ContainerSpec): Cmd =>
     s.envFile,
     s.dataDir,
     String(s.envKeys.length),
-    s.command ?? '',
+    String(s.command?.length ?? 0),
     ...s.envKeys,
+    ...(s.command ?? []),
     ...Object.entries(s.env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
     ...Object.entries(s.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
     ...(s.limits ?? []),

@@ -7,6 +7,44 @@
 import { cmd, quote, script, type Cmd } from '../core/cmd.ts';
 import type { Layout } from '../core/paths.ts';
 
+/**
+ * The words a command line stands for when the shell would do nothing to it but split it: plain
+ * words (letters, digits and `_ . / : = , @ % + -`), with parts in single quotes (anything but `'`)
+ * or double quotes (anything but `"`, `$`, `` ` `` and `\`). Undefined for anything the shell would
+ * act on (`$`, `;`, `|`, `&`, redirections, globs, `~`, `#`, backslashes, a leading `NAME=`), which
+ * needs `sh -c`. So an image without a shell can run `node worker.js --queue "a b"`.
+ */
+export const wordsWithoutShell = (line: string): string[] | undefined => {
+  const words: string[] = [];
+  let i = 0;
+  while (i < line.length) {
+    while (line[i] === ' ' || line[i] === '\t') i++;
+    if (i >= line.length) break;
+    const start = i;
+    let word = '';
+    while (i < line.length && line[i] !== ' ' && line[i] !== '\t') {
+      const c = line.charAt(i);
+      if (c === "'" || c === '"') {
+        const end = line.indexOf(c, i + 1);
+        if (end === -1) return undefined;
+        const part = line.slice(i + 1, end);
+        if (c === '"' && /[$`\\]/.test(part)) return undefined;
+        word += part;
+        i = end + 1;
+      } else if (/[A-Za-z0-9_./:=,@%+-]/.test(c)) {
+        word += c;
+        i++;
+      } else {
+        return undefined;
+      }
+    }
+    // `NAME=value cmd` is an assignment to the shell, not a program's name.
+    if (words.length === 0 && /^[A-Za-z_][A-Za-z0-9_]*=/.test(line.slice(start, i))) return undefined;
+    words.push(word);
+  }
+  return words.length > 0 ? words : undefined;
+};
+
 /** What the words after `--` mean: a line for the shell, or a command and its arguments. */
 export type ExecWords = { readonly kind: 'shell'; readonly line: string } | { readonly kind: 'argv'; readonly words: readonly string[] };
 

@@ -22,7 +22,7 @@ import {
 import type { Layout } from '../core/paths.ts';
 import { hookInContainer } from '../commands/hooks.ts';
 import { removeReleases } from '../commands/release.ts';
-import { execInContainer } from '../commands/exec.ts';
+import { execInContainer, wordsWithoutShell } from '../commands/exec.ts';
 import { firstLine, SkiffError } from '../core/errors.ts';
 import { DEADLINE, type Host } from '../host/host.ts';
 import { buildImage, checkDockerfile } from '../ship/build.ts';
@@ -82,7 +82,8 @@ export const dockerWorkers = (cfg: Config, limits: readonly string[]): WorkerDri
             env: { DATA_DIR: '/data', APP_VERSION: spec.version, APP_ENV: cfg.env },
             labels: { 'skiff.app': cfg.app.name, 'skiff.env': cfg.env, 'skiff.worker': p.id, 'skiff.release': spec.release, 'skiff.version': spec.version },
             limits,
-            command: p.command,
+            // Plain words run with no shell (an image may have none); anything else through `sh -c`.
+            command: wordsWithoutShell(p.command) ?? ['sh', '-c', p.command],
           }),
         );
       }

@@ -342,8 +342,10 @@ describe('docker runtime over SSH', () => {
 
   it('workers: a container each of the release image with its command, replaced on deploy with their grace, gone with stop; one that exits at once fails the deploy', async () => {
     const path = join(s.dir, 'worker-srv');
-    const tick = `node -e "process.on('SIGTERM',()=>process.exit(0)),setInterval(()=>console.log('tick '+process.env.APP_VERSION),300)"`;
-    const wk = (workers: string) => base(18745, [ssh(SSH), `DEPLOY_PATH=${path}`, `DEPLOY_WORKERS=${workers}`, 'DEPLOY_WORKER_UP_SECONDS=2', 'DEPLOY_WORKER_GRACE_SECONDS=5'].join('\n'));
+    // Plain words: the test image has no shell, so the container runs them as they are.
+    const script = "process.on('SIGTERM',()=>process.exit(0)),setInterval(()=>console.log('tick '+process.env.APP_VERSION),300)";
+    const tick = `node -e "${script}"`;
+    const wk = (workers: string) => base(18753, [ssh(SSH), `DEPLOY_PATH=${path}`, `DEPLOY_WORKERS=${workers}`, 'DEPLOY_WORKER_UP_SECONDS=2', 'DEPLOY_WORKER_GRACE_SECONDS=5'].join('\n'));
     const workers = () => docker2('ps', '-a', '--filter', 'label=skiff.env=wk', '--filter', 'label=skiff.worker', '--format', '{{.Names}} {{.State}}').split('\n').filter(Boolean).sort();
     const live = () => (JSON.parse(readFileSync(join(path, '.skiff/state.json'), 'utf8')) as { slots: { blue: { release: string } } }).slots.blue.release;
     s.writeEnv('wk.env', wk(`tick:2=${tick}`));
@@ -353,7 +355,7 @@ describe('docker runtime over SSH', () => {
     expect(first.stdout).toContain('started 2 worker processes (tick.1, tick.2), up after 2s');
     const r1 = live();
     expect(workers()).toEqual([`${APP}-wk-worker-tick.1-${r1} running`, `${APP}-wk-worker-tick.2-${r1} running`]);
-    expect(JSON.parse(docker2('inspect', '--format', '{{json .Config.Cmd}}', `${APP}-wk-worker-tick.1-${r1}`))).toEqual(['sh', '-c', tick]);
+    expect(JSON.parse(docker2('inspect', '--format', '{{json .Config.Cmd}}', `${APP}-wk-worker-tick.1-${r1}`))).toEqual(['node', '-e', script]);
     expect(docker2('inspect', '--format', '{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.NetworkMode}}', `${APP}-wk-worker-tick.1-${r1}`)).toBe('unless-stopped host');
     expect(docker2('logs', `${APP}-wk-worker-tick.1-${r1}`)).toMatch(/^tick \d/m);
     expect((await s.run('status', ['wk'])).stdout).toMatch(/workers +tick\.1 running \(pid \d+\), tick\.2 running \(pid \d+\)/);
@@ -382,7 +384,7 @@ describe('docker runtime over SSH', () => {
     expect(failed.stderr).toMatch(/worker broken\.1 of release \S+ exited within 2s of its start \(its log says: Error: no queue here\): see docker logs /);
     expect(live()).toBe(r2);
     expect(workers()).toEqual([`${APP}-wk-worker-tick.1-${r2} running`, `${APP}-wk-worker-tick.2-${r2} running`]);
-    expect((await get('http://127.0.0.1:18745/')).text.trim()).toBe('hello 1.3.0 (wk)');
+    expect((await get('http://127.0.0.1:18753/')).text.trim()).toBe('hello 1.3.0 (wk)');
     expect((await s.run('stop', ['wk'])).code).toBe(0);
   });
 });

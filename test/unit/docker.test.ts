@@ -64,7 +64,7 @@ describe('docker host commands, rendered', () => {
       '/srv/a b/.skiff/env/1.env',
       '/srv/a b/shared/data',
       '2',
-      '',
+      '0',
       'API_TOKEN',
       'GREETING',
       '-e',
@@ -74,7 +74,7 @@ describe('docker host commands, rendered', () => {
       '--label',
       "skiff.release=r;1'",
     ]);
-    expect(w[2]).toContain('"$docker" run -d --name "$name" --network host --restart unless-stopped -v "$data:/data" --env-file "$tmp/env" "$@" "$image"');
+    expect(w[2]).toContain('"$docker" run -d --name "$name" --network host --restart unless-stopped -v "$data:/data" --env-file "$tmp/env" "$@"');
   });
   describe('run by sh with a stand-in docker', () => {
     // The stand-in prints its arguments, the env file it was given, and what of its own environment the app could have set.
@@ -86,7 +86,7 @@ describe('docker host commands, rendered', () => {
       'printf "client HOME=%s PATH=%s DOCKER_HOST=%s HTTPS_PROXY=%s\\n" "$HOME" "$PATH" "${DOCKER_HOST-unset}" "${HTTPS_PROXY-unset}"',
       'printf "client PEM=%s\\n" "$PEM"',
     ].join('\n');
-    const runWith = (envText: string, keys: readonly string[], command?: string): { out: string[]; dir: string; code: number } => {
+    const runWith = (envText: string, keys: readonly string[], command?: readonly string[]): { out: string[]; dir: string; code: number } => {
       const dir = mkdtempSync(join(tmpdir(), 'skiff-run-'));
       writeFileSync(join(dir, 'docker'), `${STAND_IN}\n`, { mode: 0o755 });
       mkdirSync(join(dir, 'env'));
@@ -111,12 +111,13 @@ describe('docker host commands, rendered', () => {
         rmSync(dir, { recursive: true, force: true });
       }
     });
-    it("a worker's container runs its command through sh after the image, as one word", () => {
-      const command = `node worker.js --name "a b" $(id) 'q' ; echo done`;
+    it("a worker's container runs its command's words after the image, each one word", () => {
+      const command = ['sh', '-c', `node worker.js --name "a b" $(id) 'q' ; echo done`, 'x y'];
       const { out, dir } = runWith("ONE='1'\n", ['ONE'], command);
       try {
         const args = out.filter((l) => l.startsWith('arg ')).map((l) => l.slice(4));
-        expect(args.slice(-4)).toEqual(['sha256:good', 'sh', '-c', command]);
+        expect(args.slice(-5)).toEqual(['sha256:good', ...command]);
+        expect(args).toContain('--env-file');
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { execInContainer, execInRelease, execWords, psqlConsole, shownWords, sqliteConsole, type ExecWords } from '../../lib/commands/exec.ts';
+import { execInContainer, execInRelease, execWords, psqlConsole, shownWords, sqliteConsole, wordsWithoutShell, type ExecWords } from '../../lib/commands/exec.ts';
 import { render, renderForExec } from '../../lib/core/cmd.ts';
 import { NotDeployedError, SkiffError, UsageError } from '../../lib/core/errors.ts';
 import { layout } from '../../lib/core/paths.ts';
@@ -243,5 +243,22 @@ describe('exec --db', () => {
     const error = await rejection(planDbConsole(none.session, []));
     expect(error).toBeInstanceOf(UsageError);
     expect(error.message).toBe('staging names no database: set BACKUP_SQLITE (a file under shared/) or BACKUP_POSTGRES_URL in env/staging.env');
+  });
+});
+
+describe('wordsWithoutShell', () => {
+  it('splits plain words and quoted parts as the shell would', () => {
+    expect(wordsWithoutShell('node worker.js')).toEqual(['node', 'worker.js']);
+    expect(wordsWithoutShell(`  node  -e "process.on('SIGTERM',()=>process.exit(0))"\tx `)).toEqual(['node', '-e', "process.on('SIGTERM',()=>process.exit(0))", 'x']);
+    expect(wordsWithoutShell(`bin/run --queue='a b' --n=2 x"y z"w ''`)).toEqual(['bin/run', '--queue=a b', '--n=2', 'xy zw', '']);
+    expect(wordsWithoutShell(`python3 -m app.worker --dsn postgres://u@h:5432/db?x=1%2C`)).toBeUndefined(); // ? is a glob
+    expect(wordsWithoutShell(`python3 -m app.worker --rate 50%`)).toEqual(['python3', '-m', 'app.worker', '--rate', '50%']);
+    expect(wordsWithoutShell(`'A=1' node`)).toEqual(['A=1', 'node']);
+  });
+
+  it('leaves anything the shell acts on to the shell', () => {
+    for (const line of ['node w.js; echo', 'a && b', 'a | b', 'a > log', 'echo $HOME', 'echo "$HOME"', 'echo `id`', 'ls *.js', 'cd ~', 'a # c', 'a\\ b', 'A=1 node w.js', "it's", '"open', 'a\nb', '', '   ', 'a (b)', 'echo "\\n"']) {
+      expect(wordsWithoutShell(line), line).toBeUndefined();
+    }
   });
 });
