@@ -248,15 +248,16 @@ export const workerContainers = (app: string, env: string): Cmd =>
 export const stopAndRemoveContainers = (names: readonly string[], graceSeconds: number): Cmd =>
   script(
     [
-      'grace=$1; shift; had=0; up=; there=',
+      'grace=$1; shift; had=0; up=; ran=; there=',
       'for c in "$@"; do',
       '  s=$(docker inspect --format "{{.State.Status}}" "$c" 2>/dev/null) || continue',
       '  there="$there $c"',
-      '  case $s in running | restarting | paused) had=$((had + 1)); up="$up $c" ;; esac',
+      '  case $s in running | paused) had=$((had + 1)); up="$up $c"; ran="$ran $c" ;; restarting) had=$((had + 1)); up="$up $c" ;; esac',
       'done',
       '[ -n "$there" ] || { echo not-running; exit 0; }',
       '[ -z "$up" ] || docker stop -t "$grace" $up >/dev/null',
-      'killed=0; for c in $up; do [ "$(docker inspect --format "{{.State.ExitCode}}" "$c" 2>/dev/null)" = 137 ] && killed=$((killed + 1)); done',
+      // 137 is SIGKILL; a restarting container keeps the status of its last crash, so only those that ran are judged.
+      'killed=0; for c in $ran; do [ "$(docker inspect --format "{{.State.ExitCode}}" "$c" 2>/dev/null)" = 137 ] && killed=$((killed + 1)); done',
       'docker rm -f $there >/dev/null 2>&1',
       'if [ "$had" -eq 0 ]; then echo not-running; elif [ "$killed" -gt 0 ]; then echo "killed $killed"; else echo "stopped $had"; fi',
     ].join('\n'),

@@ -14,6 +14,11 @@ import type { Layout } from '../core/paths.ts';
  * act on (`$`, `;`, `|`, `&`, redirections, globs, `~`, `#`, backslashes, a leading `NAME=`), which
  * needs `sh -c`. So an image without a shell can run `node worker.js --queue "a b"`.
  */
+/** POSIX shell builtins and reserved words that a command line may start with: only a shell runs them. */
+const SHELL_WORDS = new Set(
+  ['.', ':', 'break', 'case', 'cd', 'command', 'continue', 'do', 'done', 'elif', 'else', 'esac', 'eval', 'exec', 'exit', 'export', 'fi', 'for', 'if', 'read', 'readonly', 'return', 'set', 'shift', 'source', 'then', 'time', 'times', 'trap', 'ulimit', 'umask', 'unset', 'until', 'wait', 'while', '!', '{', '}'],
+);
+
 export const wordsWithoutShell = (line: string): string[] | undefined => {
   const words: string[] = [];
   let i = 0;
@@ -38,8 +43,8 @@ export const wordsWithoutShell = (line: string): string[] | undefined => {
         return undefined;
       }
     }
-    // `NAME=value cmd` is an assignment to the shell, not a program's name.
-    if (words.length === 0 && /^[A-Za-z_][A-Za-z0-9_]*=/.test(line.slice(start, i))) return undefined;
+    // `NAME=value cmd` is an assignment to the shell, and `exec node w.js` a builtin of it: not a program's name.
+    if (words.length === 0 && (/^[A-Za-z_][A-Za-z0-9_]*=/.test(line.slice(start, i)) || SHELL_WORDS.has(word))) return undefined;
     words.push(word);
   }
   return words.length > 0 ? words : undefined;

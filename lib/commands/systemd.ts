@@ -351,7 +351,8 @@ export const stopAndRemoveUnits = (units: readonly string[], graceSeconds: numbe
       // SIGTERM to every process of each unit (systemd's stop), then the grace by the clock, then SIGKILL.
       '$sc stop --no-block "$@" 2>/dev/null',
       'end=$(( $(date +%s) + grace ))',
-      'while [ "$(up "$@")" -gt 0 ] && [ "$(date +%s)" -lt "$end" ]; do sleep 0.1; done',
+      // Whole seconds: waits on while the clock is at most `end`, so the grace is never cut short.
+      'while [ "$(up "$@")" -gt 0 ] && [ "$(date +%s)" -le "$end" ]; do sleep 0.1; done',
       'left=$(up "$@")',
       'if [ "$left" -gt 0 ]; then for u in "$@"; do $sc kill -s KILL "$u" 2>/dev/null; done; fi',
       'j=0; while [ "$(up "$@")" -gt 0 ] && [ "$j" -lt 100 ]; do sleep 0.1; j=$((j + 1)); done',

@@ -251,9 +251,12 @@ export const streamFrom = (
       child?.stdin?.on('error', () => {}); // as in run: the status tells
       // A reader that gives up (the host's end failed) destroys the stream: the program, blocked on a
       // full pipe, would wait for ever, so it is stopped and `done` settles.
-      stdout.once('close', () => {
+      const stop = () => {
         if (!stdout.readableEnded && child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      });
+      };
+      // Destroyed while the program was starting: it missed the event.
+      if (stdout.destroyed) stop();
+      else stdout.once('close', stop);
       if (child?.stdin) feed(child.stdin, input);
       const o: ProcessOutput = await p;
       if (o.cause) throw o.cause;

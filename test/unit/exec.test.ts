@@ -257,7 +257,7 @@ describe('wordsWithoutShell', () => {
   });
 
   it('leaves anything the shell acts on to the shell', () => {
-    for (const line of ['node w.js; echo', 'a && b', 'a | b', 'a > log', 'echo $HOME', 'echo "$HOME"', 'echo `id`', 'ls *.js', 'cd ~', 'a # c', 'a\\ b', 'A=1 node w.js', "it's", '"open', 'a\nb', '', '   ', 'a (b)', 'echo "\\n"']) {
+    for (const line of ['node w.js; echo', 'a && b', 'a | b', 'a > log', 'echo $HOME', 'echo "$HOME"', 'echo `id`', 'ls *.js', 'cd ~', 'a # c', 'a\\ b', 'A=1 node w.js', "it's", '"open', 'a\nb', '', '   ', 'a (b)', 'echo "\\n"', 'exec node w.js', '. ./env', 'cd app', 'ulimit -n 10']) {
       expect(wordsWithoutShell(line), line).toBeUndefined();
     }
   });
