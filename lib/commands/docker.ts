@@ -117,7 +117,7 @@ export interface ContainerSpec {
   readonly dataDir: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly env: Readonly<Record<string, string>>;
-  /** `docker run` limits: `--memory 512m`, `--cpus 0.5` (DEPLOY_MEMORY_LIMIT, DEPLOY_CPU_LIMIT). */
+  /** More `docker run` flags: limits (`--memory 512m`, `--cpus 0.5`), and a worker's `--init --no-healthcheck`. */
   readonly limits?: readonly string[];
   /** A worker's command (DEPLOY_WORKERS) as the words that follow the image: the container runs them instead of the image's CMD. */
   readonly command?: readonly string[];

@@ -43,10 +43,12 @@ export const wordsWithoutShell = (line: string): string[] | undefined => {
         return undefined;
       }
     }
-    // `NAME=value cmd` is an assignment to the shell, and `exec node w.js` a builtin of it: not a program's name.
-    if (words.length === 0 && (/^[A-Za-z_][A-Za-z0-9_]*=/.test(line.slice(start, i)) || SHELL_WORDS.has(word))) return undefined;
+    // `NAME=value cmd` is an assignment to the shell, and `cd x` a builtin of it: not a program's name.
+    if (words.length === 0 && (/^[A-Za-z_][A-Za-z0-9_]*=/.test(line.slice(start, i)) || (SHELL_WORDS.has(word) && word !== 'exec'))) return undefined;
     words.push(word);
   }
+  // `exec cmd ...` is the shell replacing itself with cmd: with no shell, cmd runs as it would.
+  if (words[0] === 'exec') return words.length > 1 && !words[1]?.startsWith('-') ? words.slice(1) : undefined;
   return words.length > 0 ? words : undefined;
 };
 

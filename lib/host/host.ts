@@ -19,6 +19,12 @@ export const DEADLINE = {
   none: Number.POSITIVE_INFINITY,
 } as const;
 
+/** The deadline of a stop that may take its whole grace (a drain, a worker's job) before the command's own counts. */
+export const afterGrace = (graceSeconds: number): { readonly timeoutMs: number } => ({ timeoutMs: graceSeconds * 1000 + DEADLINE.command });
+
+/** An answer of one line per name (`<name> ...`, as `unitsStatus` and `containersStatus` print), by its name. */
+export const linesByName = (stdout: string): Map<string, string> => new Map(stdout.split('\n').filter(Boolean).map((line) => [line.split(' ')[0] ?? '', line] as const));
+
 /** What a streamed output (onStdout, onStderr) keeps in the result: its last 64 KiB. */
 export const STREAM_TAIL_BYTES = 64 * 1024;
 

@@ -24,7 +24,7 @@ import { hookInContainer } from '../commands/hooks.ts';
 import { removeReleases } from '../commands/release.ts';
 import { execInContainer, wordsWithoutShell } from '../commands/exec.ts';
 import { firstLine, SkiffError } from '../core/errors.ts';
-import { DEADLINE, type Host } from '../host/host.ts';
+import { afterGrace, DEADLINE, linesByName, type Host } from '../host/host.ts';
 import { buildImage, checkDockerfile } from '../ship/build.ts';
 import { checkHostDocker, findImageRelease, readImageRelease, rememberImage, shipImage, type HostDocker } from '../ship/docker-ship.ts';
 import type { Runtime, SlotRun, WorkerDriver, WorkerRun } from './runtime.ts';
@@ -38,6 +38,21 @@ export const parseContainerStatus = (name: string, line: string): SlotRun => {
   // restarting: it keeps exiting and docker keeps starting it again.
   if (status === 'restarting') return { state: 'crashed', pid: Number(pid), container };
   return { state: 'stopped', container };
+};
+
+/**
+ * One line for a worker container docker could not start: the daemon's reason, and the fix when the
+ * image has no shell for a command that needs one.
+ */
+export const workerStartFailure = (hostName: string, id: string, release: string, command: string, stderr: string): string => {
+  const lines = stderr.split('\n').map((x) => x.trim()).filter(Boolean);
+  const daemon = lines.find((x) => x.includes('Error response from daemon')) ?? lines.at(-1) ?? 'no reason given';
+  const reason = /unable to start container process: (.*?)(: unknown)?$/.exec(daemon)?.[1] ?? daemon.replace(/^docker: /, '');
+  const noShell = /exec: "sh": executable file not found/.test(daemon);
+  return (
+    `${hostName}: docker could not start worker ${id} of release ${release}: ${reason}` +
+    (noShell ? `: the image has no sh to run \`${command}\`; write it as plain words (no $, |, &&, >), or build the image with a shell` : '')
+  );
 };
 
 /** How a worker's container stands, from a line of `containersStatus` (its name first). */
@@ -58,21 +73,15 @@ export const workerContainerRun = (id: string, line: string | undefined): Worker
  */
 export const dockerWorkers = (cfg: Config, limits: readonly string[]): WorkerDriver => {
   const name = (release: string, id: string) => workerContainerName(cfg.app.name, cfg.env, release, id);
-  const deadline = (graceSeconds: number) => ({ timeoutMs: graceSeconds * 1000 + DEADLINE.command });
   return {
     async find(host, _l, release, ids) {
-      const lines = new Map(
-        (await host.exec(containersStatus(ids.map((id) => name(release, id))))).stdout
-          .split('\n')
-          .filter(Boolean)
-          .map((line) => [line.split(' ')[0] ?? '', line] as const),
-      );
+      const lines = linesByName((await host.exec(containersStatus(ids.map((id) => name(release, id))))).stdout);
       return ids.map((id) => workerContainerRun(id, lines.get(name(release, id))));
     },
     async start(host, l: Layout, spec) {
       const release = await readImageRelease(host, l, spec.release);
       for (const p of spec.procs) {
-        await host.exec(
+        const r = await host.exec(
           runContainer({
             name: name(spec.release, p.id),
             image: release.imageId,
@@ -81,22 +90,26 @@ export const dockerWorkers = (cfg: Config, limits: readonly string[]): WorkerDri
             dataDir: l.data,
             env: { DATA_DIR: '/data', APP_VERSION: spec.version, APP_ENV: cfg.env },
             labels: { 'skiff.app': cfg.app.name, 'skiff.env': cfg.env, 'skiff.worker': p.id, 'skiff.release': spec.release, 'skiff.version': spec.version },
-            limits,
+            // An init process as PID 1 passes SIGTERM on (a program that is PID 1 ignores it without a
+            // handler), and the image's HEALTHCHECK, which asks the app's port, is not the worker's.
+            limits: [...limits, '--init', '--no-healthcheck'],
             // Plain words run with no shell (an image may have none); anything else through `sh -c`.
             command: wordsWithoutShell(p.command) ?? ['sh', '-c', p.command],
           }),
+          { check: false },
         );
+        if (r.code !== 0) throw new SkiffError(workerStartFailure(host.name, p.id, spec.release, p.command, r.stderr));
       }
     },
     stop: async (host, _l, release, ids, graceSeconds) =>
-      (await host.exec(stopAndRemoveContainers(ids.map((id) => name(release, id)), graceSeconds), deadline(graceSeconds))).stdout.trim(),
+      (await host.exec(stopAndRemoveContainers(ids.map((id) => name(release, id)), graceSeconds), afterGrace(graceSeconds))).stdout.trim(),
     async stopStrays(host, _l, keep, graceSeconds) {
       const strays = (await host.exec(workerContainers(cfg.app.name, cfg.env))).stdout
         .split('\n')
         .map((line) => line.trim().split(/\s+/))
         .filter(([c, release]) => c && !keep.includes(release ?? ''))
         .map(([c]) => c ?? '');
-      if (strays.length > 0) await host.exec(stopAndRemoveContainers(strays, graceSeconds), deadline(graceSeconds));
+      if (strays.length > 0) await host.exec(stopAndRemoveContainers(strays, graceSeconds), afterGrace(graceSeconds));
       return strays.length;
     },
     logTail: async (host, _l, release, id, lines) => (await host.exec(containerLogs(name(release, id), lines, false), { check: false })).stdout,
@@ -171,7 +184,7 @@ export const dockerRuntime = (cfg: Config): Runtime => {
       return `container ${name(s.slot)} ${out.stdout.trim().slice(0, 12)}`;
     },
     // The stop may take its whole grace period (DEPLOY_DRAIN_SECONDS, up to an hour) before the deadline starts to count.
-    halt: async (host, _l, slot, graceSeconds) => (await host.exec(stopContainer(name(slot), graceSeconds), { timeoutMs: graceSeconds * 1000 + DEADLINE.command })).stdout.trim(),
+    halt: async (host, _l, slot, graceSeconds) => (await host.exec(stopContainer(name(slot), graceSeconds), afterGrace(graceSeconds))).stdout.trim(),
     logTail: async (host, _l, slot, lines = 10) => (await host.exec(containerLogs(name(slot), lines, false))).stdout,
     showLog: async (host, _l, slot, lines, follow, write, signal) => {
       await host.exec(containerLogs(name(slot), lines, follow), { onStdout: write, check: false, ...(follow ? { timeoutMs: DEADLINE.none } : {}), ...(signal ? { signal } : {}) });

@@ -4,7 +4,7 @@
  * crash or starts it after a reboot: `start` does, and `status` says when it is needed.
  */
 import { script } from '../core/cmd.ts';
-import { DEADLINE } from '../host/host.ts';
+import { afterGrace, DEADLINE } from '../host/host.ts';
 import { tail } from '../commands/release.ts';
 import { slotStatus, startSlot, stopSlot } from '../commands/supervisor.ts';
 import { startWorkers, stopStrayWorkers, stopWorkers, workerLog, workerStatus } from '../commands/workers.ts';
@@ -40,9 +40,9 @@ export const pidfileWorkers: WorkerDriver = {
     await host.exec(startWorkers(l, spec));
   },
   stop: async (host, l, release, ids, graceSeconds) =>
-    (await host.exec(stopWorkers(l, release, ids, graceSeconds), { timeoutMs: graceSeconds * 1000 + DEADLINE.command })).stdout.trim(),
+    (await host.exec(stopWorkers(l, release, ids, graceSeconds), afterGrace(graceSeconds))).stdout.trim(),
   stopStrays: async (host, l, keep, graceSeconds) =>
-    Number((await host.exec(stopStrayWorkers(l, keep, graceSeconds), { timeoutMs: graceSeconds * 1000 + DEADLINE.command })).stdout.trim() || '0'),
+    Number((await host.exec(stopStrayWorkers(l, keep, graceSeconds), afterGrace(graceSeconds))).stdout.trim() || '0'),
   logTail: async (host, l, _release, id, lines) => (await host.exec(tail(workerLog(l, id), lines), { check: false })).stdout,
   logName: (l, _release, id) => workerLog(l, id),
 };
@@ -73,7 +73,7 @@ export const pidfileSupervisor = (cfg: Config): Supervisor => ({
     return `pid ${out.stdout.trim().split('\n').at(-1) ?? ''}`;
   },
   // The stop may take its whole grace period (DEPLOY_DRAIN_SECONDS, up to an hour) before the deadline starts to count.
-  halt: async (host, l, slot, graceSeconds) => (await host.exec(stopSlot(l, slot, graceSeconds), { timeoutMs: graceSeconds * 1000 + DEADLINE.command })).stdout.trim(),
+  halt: async (host, l, slot, graceSeconds) => (await host.exec(stopSlot(l, slot, graceSeconds), afterGrace(graceSeconds))).stdout.trim(),
   logTail: async (host, l, slot, lines = 10) => (await host.exec(tail(l.log(slot), lines))).stdout,
   showLog: async (host, l, slot, lines, follow, write, signal) => {
     if (!follow) write(Buffer.from((await host.exec(tail(l.log(slot), lines))).stdout));

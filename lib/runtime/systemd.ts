@@ -26,7 +26,7 @@ import {
 import { workerSlot } from '../commands/workers.ts';
 import { EXIT, SkiffError } from '../core/errors.ts';
 import type { Layout } from '../core/paths.ts';
-import { DEADLINE, type Host } from '../host/host.ts';
+import { afterGrace, DEADLINE, linesByName, type Host } from '../host/host.ts';
 import { parseSlotStatus, pidfileWorkers } from './pidfile.ts';
 import type { SlotRun, Supervisor, UnitInfo, WorkerDriver, WorkerRun } from './runtime.ts';
 
@@ -81,15 +81,9 @@ export const workerRunOf = (id: string, line: string | undefined): WorkerRun => 
  */
 export const systemdWorkers = (cfg: Config): WorkerDriver => {
   const name = (release: string, id: string) => workerUnitName(cfg.app.name, cfg.env, release, id);
-  const deadline = (graceSeconds: number) => ({ timeoutMs: graceSeconds * 1000 + DEADLINE.command });
   return {
     async find(host, l, release, ids) {
-      const lines = new Map(
-        (await host.exec(unitsStatus(ids.map((id) => name(release, id))))).stdout
-          .split('\n')
-          .filter(Boolean)
-          .map((line) => [line.split(' ')[0] ?? '', line] as const),
-      );
+      const lines = linesByName((await host.exec(unitsStatus(ids.map((id) => name(release, id))))).stdout);
       const runs = ids.map((id) => workerRunOf(id, lines.get(name(release, id))));
       const none = runs.filter((r) => r.state === 'stopped').map((r) => r.id);
       if (none.length === 0) return runs;
@@ -122,7 +116,7 @@ export const systemdWorkers = (cfg: Config): WorkerDriver => {
       }
     },
     async stop(host, l, release, ids, graceSeconds) {
-      const units = (await host.exec(stopAndRemoveUnits(ids.map((id) => name(release, id)), graceSeconds), deadline(graceSeconds))).stdout.trim();
+      const units = (await host.exec(stopAndRemoveUnits(ids.map((id) => name(release, id)), graceSeconds), afterGrace(graceSeconds))).stdout.trim();
       // Processes the pidfile supervisor started before this host moved to systemd, some perhaps beside units.
       return sumStops(units, await pidfileWorkers.stop(host, l, release, ids, graceSeconds));
     },
@@ -134,7 +128,7 @@ export const systemdWorkers = (cfg: Config): WorkerDriver => {
           const w = parseWorkerUnitName(cfg.app.name, cfg.env, unit);
           return w !== undefined && !keep.includes(w.release);
         });
-      if (units.length > 0) await host.exec(stopAndRemoveUnits(units, graceSeconds), deadline(graceSeconds));
+      if (units.length > 0) await host.exec(stopAndRemoveUnits(units, graceSeconds), afterGrace(graceSeconds));
       return units.length + (await pidfileWorkers.stopStrays(host, l, keep, graceSeconds));
     },
     logTail: async (host, _l, release, id, lines) => (await host.exec(unitLog(name(release, id), lines, false), { check: false })).stdout,

@@ -21,7 +21,7 @@ import {
   workerContainerName,
   workerContainers,
 } from '../../lib/commands/docker.ts';
-import { workerContainerRun } from '../../lib/runtime/docker.ts';
+import { workerContainerRun, workerStartFailure } from '../../lib/runtime/docker.ts';
 import { parseContainerStatus } from '../../lib/runtime/docker.ts';
 import { words } from './shell-words.ts';
 
@@ -172,6 +172,16 @@ describe('docker host commands, rendered', () => {
     expect(workerContainerRun('q.1', 'n exited 0 0')).toEqual({ id: 'q.1', state: 'stopped' });
     expect(workerContainerRun('q.1', 'n absent')).toEqual({ id: 'q.1', state: 'stopped' });
     expect(workerContainerRun('q.1', undefined)).toEqual({ id: 'q.1', state: 'stopped' });
+  });
+  it("a worker container docker cannot start is one line with the daemon's reason, and the fix for an image without sh", () => {
+    const stderr =
+      'docker: Error response from daemon: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: "sh": executable file not found in $PATH: unknown.\n\nRun \'docker run --help\' for more information\n';
+    const line = workerStartFailure('local', 'mail.1', 'r1', 'node m.js && echo', stderr.replace('unknown.', 'unknown'));
+    expect(line).toBe(
+      'local: docker could not start worker mail.1 of release r1: exec: "sh": executable file not found in $PATH: the image has no sh to run `node m.js && echo`; write it as plain words (no $, |, &&, >), or build the image with a shell',
+    );
+    expect(workerStartFailure('local', 'q.1', 'r1', 'x', 'docker: Error response from daemon: No such image: sha256:ab.\n')).toBe('local: docker could not start worker q.1 of release r1: Error response from daemon: No such image: sha256:ab.');
+    expect(workerStartFailure('local', 'q.1', 'r1', 'x', '')).toBe('local: docker could not start worker q.1 of release r1: no reason given');
   });
   it('stops with a grace period and tells a kill from a stop', () => {
     expect(render(stopContainer('hello-prod-blue', 10))).toMatch(/docker stop -t "\$2" "\$1".* sh hello-prod-blue 10$/s);

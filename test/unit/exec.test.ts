@@ -254,10 +254,12 @@ describe('wordsWithoutShell', () => {
     expect(wordsWithoutShell(`python3 -m app.worker --dsn postgres://u@h:5432/db?x=1%2C`)).toBeUndefined(); // ? is a glob
     expect(wordsWithoutShell(`python3 -m app.worker --rate 50%`)).toEqual(['python3', '-m', 'app.worker', '--rate', '50%']);
     expect(wordsWithoutShell(`'A=1' node`)).toEqual(['A=1', 'node']);
+    // exec replaces the shell with the program: with no shell, the program runs as it would.
+    expect(wordsWithoutShell(`exec node w.js --q "a b"`)).toEqual(['node', 'w.js', '--q', 'a b']);
   });
 
   it('leaves anything the shell acts on to the shell', () => {
-    for (const line of ['node w.js; echo', 'a && b', 'a | b', 'a > log', 'echo $HOME', 'echo "$HOME"', 'echo `id`', 'ls *.js', 'cd ~', 'a # c', 'a\\ b', 'A=1 node w.js', "it's", '"open', 'a\nb', '', '   ', 'a (b)', 'echo "\\n"', 'exec node w.js', '. ./env', 'cd app', 'ulimit -n 10']) {
+    for (const line of ['node w.js; echo', 'a && b', 'a | b', 'a > log', 'echo $HOME', 'echo "$HOME"', 'echo `id`', 'ls *.js', 'cd ~', 'a # c', 'a\\ b', 'A=1 node w.js', "it's", '"open', 'a\nb', '', '   ', 'a (b)', 'echo "\\n"', 'exec', 'exec -a x node', 'exec node $X', '. ./env', 'cd app', 'ulimit -n 10']) {
       expect(wordsWithoutShell(line), line).toBeUndefined();
     }
   });
